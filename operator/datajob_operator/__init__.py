@@ -1,0 +1,1 @@
+"""datajob_operator."""

@@ -1,0 +1,63 @@
+"""Shared fixtures: the real test cluster is started once per session, only if a cluster test runs."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from datajob_testenv.cluster import TestCluster
+from datajob_testenv.kube import Kubectl
+from datajob_testenv.processes import wait_for
+from kubernetes import client
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # Directory decides the marker, so nobody has to remember it.
+    for item in items:
+        parts = Path(str(item.fspath)).parts
+        if "cluster" in parts:
+            item.add_marker(pytest.mark.cluster)
+        elif "unit" in parts:
+            item.add_marker(pytest.mark.unit)
+
+
+@pytest.fixture(scope="session")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestCluster]:
+    test_cluster = TestCluster(tmp_path_factory.mktemp("cluster"))
+    test_cluster.start()
+    try:
+        yield test_cluster
+    finally:
+        test_cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def api_client(cluster: TestCluster) -> client.ApiClient:
+    return cluster.api_client()
+
+
+@pytest.fixture(scope="session")
+def core_v1(api_client: client.ApiClient) -> client.CoreV1Api:
+    return client.CoreV1Api(api_client)
+
+
+@pytest.fixture
+def namespace(core_v1: client.CoreV1Api, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace per test, with its default ServiceAccount ready (pods need it)."""
+    name = f"t-{request.node.name[:40].lower().replace('_', '-').strip('-')}-{uuid.uuid4().hex[:5]}"
+    labels = getattr(request, "param", None) or {}
+    core_v1.create_namespace({"metadata": {"name": name, "labels": labels}})
+    # Pods need the default ServiceAccount and the CA bundle the controller-manager publishes.
+    wait_for(lambda: core_v1.read_namespaced_service_account("default", name) is not None, 30, "default SA")
+    wait_for(
+        lambda: core_v1.read_namespaced_config_map("kube-root-ca.crt", name) is not None, 30, "CA bundle"
+    )
+    yield name
+    core_v1.delete_namespace(name)
+
+
+@pytest.fixture(scope="session")
+def kubectl(cluster: TestCluster) -> Kubectl:
+    return Kubectl(cluster.kubeconfig)

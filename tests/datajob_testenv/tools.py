@@ -1,0 +1,29 @@
+"""Locates the pinned Kubernetes binaries, building them on first use (see hack/build-tools.sh)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from functools import cache
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+BUILD_SCRIPT = REPO_ROOT / "hack" / "build-tools.sh"
+
+
+@cache
+def bin_dir() -> Path:
+    """Directory of etcd, kube-apiserver, kube-scheduler, kube-controller-manager, kubectl, kwok, helm."""
+    override = os.environ.get("DATAJOB_TOOLS_BIN")
+    if override:
+        return Path(override)
+    # The script is idempotent and prints the cached directory on its last line.
+    result = subprocess.run(["bash", str(BUILD_SCRIPT)], check=True, stdout=subprocess.PIPE, text=True)
+    return Path(result.stdout.strip().splitlines()[-1])
+
+
+def tool(name: str) -> str:
+    path = bin_dir() / name
+    if not path.is_file():
+        raise FileNotFoundError(f"{name} not found in {bin_dir()}; run hack/build-tools.sh")
+    return str(path)
