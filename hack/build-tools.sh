@@ -10,48 +10,60 @@ ETCD_VERSION="v3.6.8"
 KWOK_VERSION="v0.8.0"
 HELM_VERSION="v3.22.0"
 KUBECONFORM_VERSION="v0.8.0"
+# Bump when the way the binaries are built changes, so caches built the old way are not reused.
+RECIPE="2"
 
 cache_root="${DATAJOB_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/datajob-operator/tools}"
 # The key includes go.sum so a changed dependency set never reuses stale binaries.
 sum_key="$(sha256sum "$here/tools/go.sum" | cut -c1-12)"
-bin_dir="$cache_root/k8s-$K8S_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION-helm-$HELM_VERSION-kubeconform-$KUBECONFORM_VERSION-$sum_key"
+bin_dir="$cache_root/r$RECIPE-k8s-$K8S_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VERSION-helm-$HELM_VERSION-kubeconform-$KUBECONFORM_VERSION-$sum_key"
 mkdir -p "$bin_dir"
 
 log() { echo "build-tools: $*" >&2; }
 
 start=$(date +%s)
 built=0
-build_in_module() { # name package
-  local name="$1" pkg="$2"
+build_in_module() { # name package [ldflags]
+  local name="$1" pkg="$2" ldflags="${3:-}"
   [ -x "$bin_dir/$name" ] && return 0
   log "building $name from $pkg ..."
   local t0=$(date +%s)
-  (cd "$here/tools" && CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o "$bin_dir/$name.tmp" "$pkg")
+  (cd "$here/tools" && CGO_ENABLED=0 go build -trimpath -ldflags="-s -w $ldflags" -o "$bin_dir/$name.tmp" "$pkg")
   mv "$bin_dir/$name.tmp" "$bin_dir/$name"
   log "built $name in $(( $(date +%s) - t0 ))s"
   built=1
 }
-install_module() { # name module@version
-  local name="$1" mod="$2"
+install_module() { # name module@version [ldflags]
+  local name="$1" mod="$2" ldflags="${3:-}"
   [ -x "$bin_dir/$name" ] && return 0
   log "installing $name from $mod ..."
   local t0=$(date +%s) tmp
   tmp="$(mktemp -d)"
-  GOBIN="$tmp" CGO_ENABLED=0 go install -trimpath -ldflags='-s -w' "$mod"
+  GOBIN="$tmp" CGO_ENABLED=0 go install -trimpath -ldflags="-s -w $ldflags" "$mod"
   mv "$tmp/$name" "$bin_dir/$name"
   rm -rf "$tmp"
   log "installed $name in $(( $(date +%s) - t0 ))s"
   built=1
 }
 
+# Stamp the release versions, as release builds do: clients (helm's kubeVersion checks, kubectl's skew
+# warning) read them from /version.
+minor="${K8S_VERSION#v1.}"; minor="${minor%%.*}"
+k8s_ldflags=""
+for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+  k8s_ldflags+=" -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor"
+  k8s_ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
+done
+
 build_in_module etcd go.etcd.io/etcd/server/v3
-build_in_module kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver
-build_in_module kube-scheduler k8s.io/kubernetes/cmd/kube-scheduler
-build_in_module kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager
-build_in_module kubectl k8s.io/kubernetes/cmd/kubectl
+build_in_module kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver "$k8s_ldflags"
+build_in_module kube-scheduler k8s.io/kubernetes/cmd/kube-scheduler "$k8s_ldflags"
+build_in_module kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager "$k8s_ldflags"
+build_in_module kubectl k8s.io/kubernetes/cmd/kubectl "$k8s_ldflags"
 install_module kwok "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
-install_module helm "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
-install_module kubeconform "github.com/yannh/kubeconform/cmd/kubeconform@$KUBECONFORM_VERSION"
+install_module helm "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+install_module kubeconform "github.com/yannh/kubeconform/cmd/kubeconform@$KUBECONFORM_VERSION" \
+  "-X main.version=$KUBECONFORM_VERSION"
 
 if [ "$built" = 1 ]; then
   log "tool build took $(( $(date +%s) - start ))s (cold)"
