@@ -7,10 +7,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from kubernetes import client
+
 from datajob_testenv.cluster import TestCluster
 from datajob_testenv.kube import Kubectl
 from datajob_testenv.processes import wait_for
-from kubernetes import client
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

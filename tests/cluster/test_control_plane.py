@@ -7,12 +7,13 @@ import time
 from typing import Any
 
 import pytest
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
 from datajob_testenv.kube import Kubectl, pod_manifest
 from datajob_testenv.nodeagent import SIGNAL_ANNOTATION
 from datajob_testenv.nodes import AGENT_NODE, GPU_PRODUCT_LABEL, GPU_RESOURCE
 from datajob_testenv.processes import wait_for
-from kubernetes import client
-from kubernetes.client.rest import ApiException
 
 WIDGET_CRD: dict[str, Any] = {
     "apiVersion": "apiextensions.k8s.io/v1",
