@@ -11,7 +11,9 @@ from kubernetes import client
 
 from datajob_testenv.cluster import TestCluster
 from datajob_testenv.kube import Kubectl
+from datajob_testenv.operator_process import OperatorProcess
 from datajob_testenv.processes import wait_for
+from datajob_testenv.tools import REPO_ROOT
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -62,3 +64,20 @@ def namespace(core_v1: client.CoreV1Api, request: pytest.FixtureRequest) -> Iter
 @pytest.fixture(scope="session")
 def kubectl(cluster: TestCluster) -> Kubectl:
     return Kubectl(cluster.kubeconfig)
+
+
+@pytest.fixture(scope="session")
+def datajob_crd(cluster: TestCluster, kubectl: Kubectl) -> None:
+    kubectl("apply", "--server-side", "-f", str(REPO_ROOT / "crds" / "datajob.dev_datajobs.yaml"))
+    kubectl("wait", "--for=condition=Established", "crd/datajobs.datajob.dev", "--timeout=60s")
+
+
+@pytest.fixture(scope="session")
+def operator(cluster: TestCluster, datajob_crd: None) -> Iterator[OperatorProcess]:
+    """The operator, watching all namespaces, for the whole session; tests may kill and restart it."""
+    process = OperatorProcess(cluster.kubeconfig, cluster.directory / "logs")
+    process.start()
+    try:
+        yield process
+    finally:
+        process.stop()

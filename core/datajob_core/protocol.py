@@ -1,0 +1,77 @@
+"""Messages between the operator and its workers, exchanged through one Lease per worker slot.
+
+Each side writes only its own annotation (JSON merge patch), so neither overwrites the other.
+See docs/design.md, "Protocol between operator and workers".
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+ASSIGNMENT_ANNOTATION = "datajob.dev/assignment"
+REPORT_ANNOTATION = "datajob.dev/report"
+LEASE_SUFFIX = "-w"
+
+# Env vars the operator sets on worker pods; the worker reads them at start.
+ENV_JOB = "DATAJOB_NAME"
+ENV_LEASE = "DATAJOB_LEASE"
+ENV_POD = "DATAJOB_POD"
+ENV_NAMESPACE = "DATAJOB_NAMESPACE"
+ENV_OUTPUT = "DATAJOB_OUTPUT"
+ENV_CHECKPOINT_SECONDS = "DATAJOB_CHECKPOINT_SECONDS"
+ENV_CHECKPOINT_RECORDS = "DATAJOB_CHECKPOINT_RECORDS"
+
+
+def lease_name(job: str, slot: int) -> str:
+    return f"{job}{LEASE_SUFFIX}{slot}"
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+class ShardTask(_Message):
+    """One shard handed to a worker: which attempt it is and where to resume."""
+
+    shard: int = Field(ge=0)
+    attempt: int = Field(ge=1)
+    checkpoint: dict[str, Any] | None = None
+    input: dict[str, Any] = Field(default_factory=dict, description="the shard's plan entry")
+
+
+class AssignmentMessage(_Message):
+    """Operator -> worker. A worker acts only on a message naming its own pod."""
+
+    pod: str
+    shards: list[ShardTask] = Field(default_factory=list)
+    ack: int = Field(default=0, ge=0, description="highest report seq the operator has durably folded")
+    stop: bool = Field(default=False, description="finish nothing new; exit cleanly")
+
+
+class ShardProgress(_Message):
+    attempt: int = Field(ge=1)
+    checkpoint: dict[str, Any] | None = None
+    records: int = Field(default=0, ge=0)
+    bytes: int = Field(default=0, ge=0)
+
+
+class ShardOutcome(_Message):
+    """A finished attempt: committed (in ``done``) or given up on (in ``failed``)."""
+
+    shard: int = Field(ge=0)
+    attempt: int = Field(ge=1)
+    seq: int = Field(ge=1)
+    records: int = Field(default=0, ge=0)
+    reason: str = ""
+
+
+class ReportMessage(_Message):
+    """Worker -> operator. Outcomes stay listed until the operator acks their seq."""
+
+    pod: str
+    seq: int = Field(default=0, ge=0)
+    progress: dict[str, ShardProgress] = Field(default_factory=dict)
+    done: list[ShardOutcome] = Field(default_factory=list)
+    failed: list[ShardOutcome] = Field(default_factory=list)

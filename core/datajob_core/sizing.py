@@ -1,0 +1,254 @@
+"""Worker pod manifests sized to the hardware a DataJob asks for. Pure: spec in, manifest out.
+
+Works on the spec as the API server stores it (camelCase, defaults applied by the CRD schema).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from typing import Any
+
+from datajob_core import protocol
+
+JOB_LABEL = "datajob.dev/job"
+SLOT_LABEL = "datajob.dev/slot"
+WORKER_CONTAINER = "worker"
+DEFAULT_GPU_RESOURCE = "nvidia.com/gpu"
+DEFAULT_GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
+# Short tolerations for node failure so lost pods are evicted, and their shards resumed, within a minute
+# rather than the cluster default of five.
+NODE_FAILURE_TOLERATION_SECONDS = 30
+DEFAULT_COMMAND = ["python", "-m", "datajob_worker"]
+
+
+def worker_labels(job: str, slot: int | None = None) -> dict[str, str]:
+    labels = {
+        "app.kubernetes.io/name": "datajob-worker",
+        "app.kubernetes.io/component": "worker",
+        "app.kubernetes.io/managed-by": "datajob-operator",
+        JOB_LABEL: job,
+    }
+    if slot is not None:
+        labels[SLOT_LABEL] = str(slot)
+    return labels
+
+
+def owner_reference(job: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "apiVersion": job["apiVersion"],
+        "kind": job["kind"],
+        "name": job["metadata"]["name"],
+        "uid": job["metadata"]["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
+
+
+def service_account_name(job: str) -> str:
+    return f"{job}-worker"[:253]
+
+
+def resources(hardware: dict[str, Any]) -> dict[str, dict[str, str]]:
+    """Requests from the hardware spec; limits where overcommit hurts (memory, GPUs, ephemeral storage).
+
+    CPU gets no limit: CFS throttling slows data jobs without protecting anyone that requests don't.
+    """
+    requests: dict[str, str] = {}
+    limits: dict[str, str] = {}
+    if hardware.get("cpu"):
+        requests["cpu"] = str(hardware["cpu"])
+    if hardware.get("memory"):
+        requests["memory"] = limits["memory"] = str(hardware["memory"])
+    if hardware.get("ephemeralStorage"):
+        requests["ephemeral-storage"] = limits["ephemeral-storage"] = str(hardware["ephemeralStorage"])
+    gpu = hardware.get("gpu")
+    if gpu and gpu.get("count"):
+        name = gpu.get("resourceName") or DEFAULT_GPU_RESOURCE
+        # Extended resources must have requests == limits.
+        requests[name] = limits[name] = str(gpu["count"])
+    out: dict[str, dict[str, str]] = {"requests": requests}
+    if limits:
+        out["limits"] = limits
+    return out
+
+
+def _tolerations(spec: dict[str, Any]) -> list[dict[str, Any]]:
+    tolerations = [dict(t) for t in spec.get("tolerations") or []]
+    gpu = (spec.get("resources") or {}).get("gpu")
+    if gpu and gpu.get("count"):
+        name = gpu.get("resourceName") or DEFAULT_GPU_RESOURCE
+        # GPU node pools are tainted with the GPU resource name (GKE, AKS, the NVIDIA operator's docs).
+        tolerations.append({"key": name, "operator": "Exists", "effect": "NoSchedule"})
+    for key in ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"):
+        tolerations.append(
+            {
+                "key": key,
+                "operator": "Exists",
+                "effect": "NoExecute",
+                "tolerationSeconds": NODE_FAILURE_TOLERATION_SECONDS,
+            }
+        )
+    return tolerations
+
+
+def _node_selector(spec: dict[str, Any]) -> dict[str, str]:
+    selector = dict(spec.get("nodeSelector") or {})
+    gpu = (spec.get("resources") or {}).get("gpu")
+    if gpu and gpu.get("product"):
+        selector[gpu.get("productLabel") or DEFAULT_GPU_PRODUCT_LABEL] = str(gpu["product"])
+    return selector
+
+
+RESTRICTED_POD_SECURITY: dict[str, Any] = {
+    "runAsNonRoot": True,
+    "runAsUser": 65532,
+    "runAsGroup": 65532,
+    "fsGroup": 65532,
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+RESTRICTED_CONTAINER_SECURITY: dict[str, Any] = {
+    "allowPrivilegeEscalation": False,
+    "capabilities": {"drop": ["ALL"]},
+    "readOnlyRootFilesystem": False,
+    "runAsNonRoot": True,
+}
+
+
+def worker_pod(
+    job: dict[str, Any], slot: int, pod_name: str, lease: str, *, grace_seconds: int = 30
+) -> dict[str, Any]:
+    """The manifest of the worker pod for ``slot``; ``job`` is the DataJob as stored by the API server."""
+    meta, spec = job["metadata"], job["spec"]
+    name = meta["name"]
+    checkpoint = spec.get("checkpoint") or {}
+    processor = spec.get("processor") or {}
+    env = [
+        {"name": protocol.ENV_JOB, "value": name},
+        {"name": protocol.ENV_LEASE, "value": lease},
+        {"name": protocol.ENV_POD, "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+        {"name": protocol.ENV_NAMESPACE, "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
+        {"name": protocol.ENV_OUTPUT, "value": (spec.get("output") or {}).get("uri", "")},
+        {"name": protocol.ENV_CHECKPOINT_SECONDS, "value": str(checkpoint.get("intervalSeconds", 30))},
+        {"name": "DATAJOB_PROCESSOR_OPTIONS", "value": json.dumps(processor.get("options") or {})},
+    ]
+    if checkpoint.get("intervalRecords"):
+        env.append({"name": protocol.ENV_CHECKPOINT_RECORDS, "value": str(checkpoint["intervalRecords"])})
+    env += [{"name": e["name"], "value": e.get("value", "")} for e in spec.get("env") or []]
+    container: dict[str, Any] = {
+        "name": WORKER_CONTAINER,
+        "image": spec["image"],
+        "command": list(spec.get("command") or DEFAULT_COMMAND),
+        "env": env,
+        "resources": resources(spec.get("resources") or {}),
+        "securityContext": copy.deepcopy(RESTRICTED_CONTAINER_SECURITY),
+    }
+    if spec.get("args"):
+        container["args"] = list(spec["args"])
+    if spec.get("imagePullPolicy"):
+        container["imagePullPolicy"] = spec["imagePullPolicy"]
+    pod_spec: dict[str, Any] = {
+        "restartPolicy": "Never",
+        "serviceAccountName": service_account_name(name),
+        "terminationGracePeriodSeconds": grace_seconds,
+        "securityContext": copy.deepcopy(RESTRICTED_POD_SECURITY),
+        "containers": [container],
+        "tolerations": _tolerations(spec),
+    }
+    selector = _node_selector(spec)
+    if selector:
+        pod_spec["nodeSelector"] = selector
+    if spec.get("affinity"):
+        pod_spec["affinity"] = copy.deepcopy(spec["affinity"])
+    if spec.get("priorityClassName"):
+        pod_spec["priorityClassName"] = spec["priorityClassName"]
+    labels = worker_labels(name, slot)
+    annotations: dict[str, str] = {}
+    template = spec.get("podTemplate") or {}
+    labels.update((template.get("metadata") or {}).get("labels") or {})
+    annotations.update((template.get("metadata") or {}).get("annotations") or {})
+    _merge_template(pod_spec, container, template.get("spec") or {})
+    labels.update(worker_labels(name, slot))  # the operator's own labels always win
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": pod_name,
+            "labels": labels,
+            "annotations": annotations,
+            "ownerReferences": [owner_reference(job)],
+        },
+        "spec": pod_spec,
+    }
+
+
+def _merge_template(pod_spec: dict[str, Any], container: dict[str, Any], override: dict[str, Any]) -> None:
+    """Merges the user's pod template: volumes, sidecars, serviceAccountName and other pod fields.
+
+    ``volumeMounts`` and ``envFrom`` in the template apply to the worker container; ``containers`` are added
+    as sidecars (a container named ``worker`` is merged into the worker container instead).
+    """
+    for key, value in override.items():
+        if key == "containers":
+            for extra in value:
+                if extra.get("name") == WORKER_CONTAINER:
+                    for field_name, field_value in extra.items():
+                        if field_name in ("env", "volumeMounts", "envFrom"):
+                            container.setdefault(field_name, []).extend(copy.deepcopy(field_value))
+                        elif field_name != "name":
+                            container[field_name] = copy.deepcopy(field_value)
+                else:
+                    pod_spec["containers"].append(copy.deepcopy(extra))
+        elif key in ("volumeMounts", "envFrom"):
+            container.setdefault(key, []).extend(copy.deepcopy(value))
+        elif key == "tolerations":
+            pod_spec["tolerations"].extend(copy.deepcopy(value))
+        elif key == "securityContext":
+            pod_spec["securityContext"].update(copy.deepcopy(value))
+        else:
+            pod_spec[key] = copy.deepcopy(value)
+
+
+def worker_rbac(job: dict[str, Any], lease_names: list[str]) -> tuple[dict[str, Any], ...]:
+    """ServiceAccount, Role and RoleBinding giving workers access to exactly their job's Leases."""
+    name = job["metadata"]["name"]
+    account = service_account_name(name)
+    owner = [owner_reference(job)]
+    labels = worker_labels(name)
+    metadata = {"name": account, "labels": labels, "ownerReferences": owner}
+    service_account = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": dict(metadata)}
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "Role",
+        "metadata": dict(metadata),
+        "rules": [
+            {
+                "apiGroups": ["coordination.k8s.io"],
+                "resources": ["leases"],
+                "resourceNames": sorted(lease_names),
+                "verbs": ["get", "patch", "update"],
+            }
+        ],
+    }
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": dict(metadata),
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": account},
+        "subjects": [{"kind": "ServiceAccount", "name": account, "namespace": job["metadata"]["namespace"]}],
+    }
+    return service_account, role, binding
+
+
+def slot_lease(job: dict[str, Any], slot: int) -> dict[str, Any]:
+    name = job["metadata"]["name"]
+    return {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": {
+            "name": protocol.lease_name(name, slot),
+            "labels": worker_labels(name, slot),
+            "ownerReferences": [owner_reference(job)],
+        },
+        "spec": {"leaseDurationSeconds": 60},
+    }

@@ -1,0 +1,337 @@
+"""One reconcile pass for one DataJob: observe, decide (pure), persist, act.
+
+Order matters for durability: the new state (ledger) is written to the DataJob status *before* any
+assignment or acknowledgement reaches a worker, so a crash at any point repeats work but never loses it,
+and never lets two live workers hold the same shard.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import gzip
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from datajob_core import sizing
+from datajob_core.ledger import Ledger
+from datajob_core.planning import PlanError, plan_shards
+from datajob_core.protocol import ReportMessage, lease_name
+from datajob_core.reconciler import (
+    Decision,
+    JobState,
+    ObservedReport,
+    ObservedWorker,
+    Phase,
+    Policy,
+    reconcile,
+)
+
+from .inputs import list_inputs
+from .kube import ConflictError, JobClient, compact_json
+
+log = structlog.get_logger("datajob.operator")
+
+PLAN_KEY = "plan.json.gz"
+
+
+def _now_iso() -> str:
+    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _epoch(iso: str | None) -> float | None:
+    if not iso:
+        return None
+    return datetime.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def policy_from_spec(spec: dict[str, Any]) -> Policy:
+    retry = spec.get("retryPolicy") or {}
+    backoff = retry.get("backoff") or {}
+    interval = float((spec.get("checkpoint") or {}).get("intervalSeconds", 30))
+    return Policy(
+        workers=int(spec.get("workers", 1)),
+        suspend=bool(spec.get("suspend", False)),
+        max_shard_attempts=int(retry.get("maxShardAttempts", 3)),
+        max_worker_restarts=int(retry.get("maxWorkerRestarts", 10)),
+        backoff_initial=float(backoff.get("initialSeconds", 10)),
+        backoff_max=float(backoff.get("maxSeconds", 300)),
+        max_failed_shards=int(retry.get("maxFailedShards", 0)),
+        # Workers report at least every 5s; three missed checkpoints (min 30s) means hung.
+        heartbeat_timeout=max(30.0, 3 * min(interval, 30.0)),
+    )
+
+
+def observe_pod(pod: dict[str, Any]) -> ObservedWorker | None:
+    meta, status = pod["metadata"], pod.get("status") or {}
+    slot = (meta.get("labels") or {}).get(sizing.SLOT_LABEL)
+    if slot is None or not slot.isdigit():
+        return None
+    reason = status.get("reason") or ""
+    for container in status.get("containerStatuses") or []:
+        terminated = (container.get("state") or {}).get("terminated")
+        if terminated:
+            reason = f"{terminated.get('reason') or 'Error'} (exit code {terminated.get('exitCode')})"
+    if status.get("message"):
+        reason = f"{reason}: {status['message']}" if reason else status["message"]
+    unschedulable = ""
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == "PodScheduled" and condition.get("reason") == "Unschedulable":
+            unschedulable = condition.get("message") or "unschedulable"
+    return ObservedWorker(
+        name=meta["name"],
+        slot=int(slot),
+        phase=status.get("phase") or "Pending",
+        deleting=bool(meta.get("deletionTimestamp")),
+        started_at=_epoch(status.get("startTime")),
+        reason=reason,
+        unschedulable=unschedulable,
+    )
+
+
+@dataclass
+class JobRuntime:
+    """Per-job memory of one operator process; everything here can be rebuilt from the API server."""
+
+    plan: list[dict[str, Any]] | None = None
+    rbac_leases: frozenset[str] = frozenset()
+    leases_created: set[str] = field(default_factory=set)
+    last_assignment: dict[str, str] = field(default_factory=dict)
+
+
+class JobController:
+    def __init__(self, jobs: JobClient, runtime: JobRuntime) -> None:
+        self.jobs = jobs
+        self.runtime = runtime
+        self.log = log.bind(namespace=jobs.namespace, job=jobs.name)
+
+    # -- plan ----------------------------------------------------------------------------------------
+    def _plan_name(self) -> str:
+        return f"{self.jobs.name}-plan"
+
+    def load_plan(self, job: dict[str, Any]) -> list[dict[str, Any]]:
+        if self.runtime.plan is not None:
+            return self.runtime.plan
+        stored = self.jobs.read_config_map(self._plan_name())
+        if stored is None:
+            spec_input = job["spec"]["input"]
+            plan = plan_shards(list_inputs(spec_input["uris"]), spec_input.get("partitioning") or {})
+            data = base64.b64encode(gzip.compress(compact_json(plan).encode())).decode()
+            self.jobs.create_config_map(
+                {
+                    "metadata": {
+                        "name": self._plan_name(),
+                        "labels": sizing.worker_labels(self.jobs.name),
+                        "ownerReferences": [sizing.owner_reference(job)],
+                    },
+                    "binaryData": {PLAN_KEY: data},
+                }
+            )
+            stored = self.jobs.read_config_map(self._plan_name()) or {}
+        plan = json.loads(gzip.decompress(base64.b64decode(stored[PLAN_KEY])))
+        self.runtime.plan = plan
+        return plan  # type: ignore[no-any-return]
+
+    # -- one pass ------------------------------------------------------------------------------------
+    def reconcile_once(self) -> float:
+        """Runs one pass; returns how long to wait before the next."""
+        job = self.jobs.read_job()
+        if job is None or job["metadata"].get("deletionTimestamp"):
+            return 5.0
+        status = job.get("status") or {}
+        spec = job["spec"]
+        if status.get("phase") in (Phase.SUCCEEDED, Phase.FAILED) and "ledger" not in status:
+            return self._after_finish(job)
+
+        try:
+            plan = self.load_plan(job)
+        except PlanError as error:
+            return self._invalid_input(job, str(error))
+
+        state = (
+            JobState.from_dict(status["ledger"]) if status.get("ledger") else JobState(Ledger.new(len(plan)))
+        )
+        policy = policy_from_spec(spec)
+        now = time.time()
+        pods = [w for w in (observe_pod(p) for p in self.jobs.list_pods()) if w is not None]
+        leases = self.jobs.list_leases()
+        reports: dict[int, ObservedReport] = {}
+        for slot in state.slots:
+            view = leases.get(lease_name(self.jobs.name, slot))
+            if view is None:
+                continue
+            report = None
+            if view.report:
+                try:
+                    report = ReportMessage.model_validate_json(view.report)
+                except ValueError:
+                    self.log.warning("ignoring malformed worker report", lease=view.name)
+            reports[slot] = ObservedReport(slot, report, _epoch(view.renew_time))
+
+        decision = reconcile(
+            self.jobs.name, policy, state=state, workers=pods, reports=reports, plan=plan, now=now
+        )
+        new_status = self._status(job, state, policy, pods, decision)
+        try:
+            self.jobs.replace_status(job, new_status)
+        except ConflictError:
+            return 0.2  # someone else changed the job; observe again
+        self._act(job, state, decision)
+        if decision.finished and not pods:
+            return self._after_finish(job)
+        return 1.0
+
+    # -- acting ----------------------------------------------------------------------------------------
+    def _act(self, job: dict[str, Any], state: JobState, decision: Decision) -> None:
+        name = self.jobs.name
+        leases = sorted(lease_name(name, slot) for slot in state.slots)
+        if leases and frozenset(leases) - self.runtime.rbac_leases:
+            self.jobs.apply_worker_rbac(
+                *sizing.worker_rbac(job, sorted(self.runtime.rbac_leases | set(leases)))
+            )
+            self.runtime.rbac_leases |= frozenset(leases)
+        for slot, message in decision.assignments.items():
+            lease = lease_name(name, slot)
+            if lease not in self.runtime.leases_created:
+                self.jobs.create_lease(sizing.slot_lease(job, slot))
+                self.runtime.leases_created.add(lease)
+            encoded = message.model_dump_json()
+            if self.runtime.last_assignment.get(lease) != encoded:
+                self.jobs.write_assignment(lease, encoded, message.pod)
+                self.runtime.last_assignment[lease] = encoded
+        for pod, graceful in decision.delete:
+            self.jobs.delete_pod(pod, None if graceful else 0)
+        grace = 30
+        for slot, pod in decision.create:
+            self.jobs.create_pod(
+                sizing.worker_pod(job, slot, pod, lease_name(name, slot), grace_seconds=grace)
+            )
+            self.log.info("created worker", pod=pod, slot=slot)
+        for event in decision.events:
+            self.jobs.post_event(job, event.type, event.reason, event.message)
+
+    def _status(
+        self,
+        job: dict[str, Any],
+        state: JobState,
+        policy: Policy,
+        pods: list[ObservedWorker],
+        decision: Decision,
+    ) -> dict[str, Any]:
+        old = job.get("status") or {}
+        counts = state.ledger.counts()
+        live = [p for p in pods if not p.deleting and p.phase in ("Pending", "Running")]
+        ready = [p for p in live if p.phase == "Running"]
+        desired = 0 if state.phase in (Phase.SUCCEEDED, Phase.FAILED) or policy.suspend else policy.workers
+        now = _now_iso()
+        status: dict[str, Any] = {
+            "observedGeneration": job["metadata"].get("generation"),
+            "phase": state.phase.value,
+            "message": state.message,
+            "shards": {
+                "total": counts.total,
+                "pending": counts.pending,
+                "running": counts.running,
+                "succeeded": counts.succeeded,
+                "failed": counts.failed,
+                "summary": f"{counts.succeeded + counts.failed}/{counts.total}",
+            },
+            "workers": {
+                "desired": desired,
+                "active": len(live),
+                "ready": len(ready),
+                "summary": f"{len(ready)}/{desired}",
+                "selector": self.jobs.selector,
+            },
+            "restarts": state.restarts,
+            "startTime": old.get("startTime") or now,
+            "ledger": state.to_dict(),
+        }
+        if state.phase in (Phase.SUCCEEDED, Phase.FAILED):
+            status["completionTime"] = old.get("completionTime") or now
+        status["conditions"] = _conditions(old.get("conditions") or [], state, decision, now)
+        return status
+
+    def _invalid_input(self, job: dict[str, Any], message: str) -> float:
+        status = job.get("status") or {}
+        if status.get("phase") == Phase.FAILED and status.get("message") == message:
+            return 30.0
+        self.log.warning("input cannot be planned", error=message)
+        now = _now_iso()
+        conditions = _set(status.get("conditions") or [], "Failed", "True", "InputNotFound", message, now=now)
+        conditions = _set(conditions, "Progressing", "False", "InputNotFound", message, now=now)
+        try:
+            self.jobs.replace_status(
+                job,
+                {
+                    "observedGeneration": job["metadata"].get("generation"),
+                    "phase": Phase.FAILED.value,
+                    "message": message,
+                    "conditions": conditions,
+                    "completionTime": now,
+                },
+            )
+        except ConflictError:
+            return 0.2
+        self.jobs.post_event(job, "Warning", "InputNotFound", message)
+        return 30.0
+
+    def _after_finish(self, job: dict[str, Any]) -> float:
+        ttl = job["spec"].get("ttlSecondsAfterFinished")
+        finished = _epoch((job.get("status") or {}).get("completionTime"))
+        if ttl is None or finished is None:
+            return 30.0
+        remaining = finished + int(ttl) - time.time()
+        if remaining <= 0:
+            self.log.info("deleting finished job after ttlSecondsAfterFinished", ttl=ttl)
+            self.jobs.delete_job()
+            return 30.0
+        return min(remaining, 30.0)
+
+
+def _set(
+    conditions: list[dict[str, Any]], kind: str, value: str, reason: str, message: str, *, now: str
+) -> list[dict[str, Any]]:
+    """Sets one condition, keeping lastTransitionTime when the status does not change."""
+    out = [c for c in conditions if c.get("type") != kind]
+    previous = next((c for c in conditions if c.get("type") == kind), None)
+    since = previous["lastTransitionTime"] if previous and previous.get("status") == value else now
+    out.append(
+        {"type": kind, "status": value, "reason": reason, "message": message, "lastTransitionTime": since}
+    )
+    return sorted(out, key=lambda c: str(c["type"]))
+
+
+def _conditions(
+    old: list[dict[str, Any]], state: JobState, decision: Decision, now: str
+) -> list[dict[str, Any]]:
+    phase = state.phase
+    c = _set(
+        old,
+        "Progressing",
+        "True" if phase in (Phase.PENDING, Phase.RUNNING) else "False",
+        phase.value,
+        state.message or f"job is {phase.value.lower()}",
+        now=now,
+    )
+    c = _set(
+        c, "Succeeded", "True" if phase is Phase.SUCCEEDED else "False", phase.value, state.message, now=now
+    )
+    c = _set(c, "Failed", "True" if phase is Phase.FAILED else "False", phase.value, state.message, now=now)
+    c = _set(
+        c,
+        "Suspended",
+        "True" if phase is Phase.SUSPENDED else "False",
+        "SuspendedByUser" if phase is Phase.SUSPENDED else "NotSuspended",
+        "spec.suspend is true; progress is kept" if phase is Phase.SUSPENDED else "",
+        now=now,
+    )
+    if decision.unschedulable:
+        c = _set(c, "WorkersUnschedulable", "True", "Unschedulable", decision.unschedulable, now=now)
+    else:
+        c = _set(c, "WorkersUnschedulable", "False", "Scheduled", "", now=now)
+    return c

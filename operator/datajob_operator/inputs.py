@@ -1,0 +1,33 @@
+"""Listing a DataJob's input: the I/O half of planning (datajob_core.planning is the pure half)."""
+
+from __future__ import annotations
+
+import glob
+import os
+
+from datajob_core.planning import InputFile, PlanError
+
+
+def list_inputs(uris: list[str]) -> list[InputFile]:
+    """Files matched by ``uris`` (local paths or globs, optionally ``file://``), sorted, deduplicated.
+
+    The order is deterministic so that re-planning the same input gives the same shard numbers.
+    """
+    files: dict[str, InputFile] = {}
+    for uri in uris:
+        if "://" in uri and not uri.startswith("file://"):
+            raise PlanError(
+                f"input {uri!r}: only local paths and file:// URIs are supported by this operator yet"
+            )
+        pattern = uri.removeprefix("file://")
+        matches = sorted(glob.glob(pattern, recursive=True)) if glob.has_magic(pattern) else [pattern]
+        for path in matches:
+            if os.path.isdir(path):
+                continue
+            try:
+                files[path] = InputFile(path, os.path.getsize(path))
+            except OSError as error:
+                raise PlanError(f"input {uri!r}: {error.strerror}: {path}") from error
+    if not files:
+        raise PlanError(f"no input files matched spec.input.uris {uris}")
+    return [files[p] for p in sorted(files)]

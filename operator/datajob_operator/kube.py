@@ -1,0 +1,221 @@
+"""Kubernetes I/O for one DataJob: the only module of the operator that talks to the API server.
+
+Every call here is a thin, idempotent wrapper (create-or-ignore-conflict, delete-or-ignore-missing) so the
+reconcile loop can be re-run from any point after a crash.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.rest import ApiException
+
+from datajob_core.protocol import ASSIGNMENT_ANNOTATION, REPORT_ANNOTATION
+
+GROUP = "datajob.dev"
+VERSION = "v1alpha1"
+PLURAL = "datajobs"
+JOB_LABEL = "datajob.dev/job"
+SLOT_LABEL = "datajob.dev/slot"
+COMPONENT_LABEL = "app.kubernetes.io/component"
+MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
+MANAGED_BY = "datajob-operator"
+
+
+class ConflictError(Exception):
+    """The object changed since it was read; the caller re-reads and tries again."""
+
+
+@dataclass(frozen=True)
+class LeaseView:
+    name: str
+    assignment: str | None
+    report: str | None
+    renew_time: str | None
+
+
+class JobClient:
+    """API access scoped to one DataJob."""
+
+    def __init__(self, api: client.ApiClient, namespace: str, name: str) -> None:
+        self.namespace = namespace
+        self.name = name
+        self.core = client.CoreV1Api(api)
+        self.custom = client.CustomObjectsApi(api)
+        self.coordination = client.CoordinationV1Api(api)
+        self.rbac = client.RbacAuthorizationV1Api(api)
+        self.events = client.EventsV1Api(api)
+
+    @property
+    def selector(self) -> str:
+        return f"{JOB_LABEL}={self.name}"
+
+    # -- the DataJob ---------------------------------------------------------------------------------
+    def read_job(self) -> dict[str, Any] | None:
+        try:
+            job: dict[str, Any] = self.custom.get_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, PLURAL, self.name
+            )
+            return job
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+
+    def replace_status(self, job: dict[str, Any], status: dict[str, Any]) -> dict[str, Any]:
+        """Replaces the whole status, only if the job is unchanged since ``job`` was read.
+
+        A replace rather than a merge patch: a merge patch would keep map keys the new status dropped
+        (a shard that left the in-flight map would linger there).
+        """
+        body = {**job, "status": status}
+        try:
+            result: dict[str, Any] = self.custom.replace_namespaced_custom_object_status(
+                GROUP, VERSION, self.namespace, PLURAL, self.name, body
+            )
+            return result
+        except ApiException as error:
+            if error.status == 409:
+                raise ConflictError(str(error.reason)) from error
+            raise
+
+    def delete_job(self) -> None:
+        self._ignore_missing(
+            lambda: self.custom.delete_namespaced_custom_object(
+                GROUP, VERSION, self.namespace, PLURAL, self.name, propagation_policy="Background"
+            )
+        )
+
+    # -- pods -------------------------------------------------------------------------------------------
+    def list_pods(self) -> list[dict[str, Any]]:
+        pods = self.core.list_namespaced_pod(self.namespace, label_selector=self.selector)
+        result: list[dict[str, Any]] = [
+            self.core.api_client.sanitize_for_serialization(p) for p in pods.items
+        ]
+        return result
+
+    def create_pod(self, manifest: dict[str, Any]) -> None:
+        self._ignore_exists(lambda: self.core.create_namespaced_pod(self.namespace, manifest))
+
+    def delete_pod(self, name: str, grace_seconds: int | None = None) -> None:
+        self._ignore_missing(
+            lambda: self.core.delete_namespaced_pod(name, self.namespace, grace_period_seconds=grace_seconds)
+        )
+
+    def pod_events(self, pod: str) -> list[Any]:
+        return list(
+            self.core.list_namespaced_event(self.namespace, field_selector=f"involvedObject.name={pod}").items
+        )
+
+    # -- leases -----------------------------------------------------------------------------------------
+    def list_leases(self) -> dict[str, LeaseView]:
+        leases = self.coordination.list_namespaced_lease(self.namespace, label_selector=self.selector)
+        views: dict[str, LeaseView] = {}
+        for lease in leases.items:
+            annotations = lease.metadata.annotations or {}
+            renew = lease.spec.renew_time.isoformat() if lease.spec and lease.spec.renew_time else None
+            views[lease.metadata.name] = LeaseView(
+                lease.metadata.name,
+                annotations.get(ASSIGNMENT_ANNOTATION),
+                annotations.get(REPORT_ANNOTATION),
+                renew,
+            )
+        return views
+
+    def create_lease(self, manifest: dict[str, Any]) -> None:
+        self._ignore_exists(lambda: self.coordination.create_namespaced_lease(self.namespace, manifest))
+
+    def write_assignment(self, lease: str, message_json: str, holder: str) -> None:
+        body = {
+            "metadata": {"annotations": {ASSIGNMENT_ANNOTATION: message_json}},
+            "spec": {"holderIdentity": holder},
+        }
+        self.coordination.patch_namespaced_lease(lease, self.namespace, body)
+
+    def delete_lease(self, name: str) -> None:
+        self._ignore_missing(lambda: self.coordination.delete_namespaced_lease(name, self.namespace))
+
+    # -- plan ------------------------------------------------------------------------------------------
+    def read_config_map(self, name: str) -> dict[str, str] | None:
+        try:
+            return dict(self.core.read_namespaced_config_map(name, self.namespace).binary_data or {})
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+
+    def create_config_map(self, manifest: dict[str, Any]) -> None:
+        self._ignore_exists(lambda: self.core.create_namespaced_config_map(self.namespace, manifest))
+
+    # -- worker RBAC -----------------------------------------------------------------------------------
+    def apply_worker_rbac(
+        self, service_account: dict[str, Any], role: dict[str, Any], binding: dict[str, Any]
+    ) -> None:
+        self._ignore_exists(
+            lambda: self.core.create_namespaced_service_account(self.namespace, service_account)
+        )
+        name = role["metadata"]["name"]
+        try:
+            self.rbac.replace_namespaced_role(name, self.namespace, role)
+        except ApiException as error:
+            if error.status != 404:
+                raise
+            self._ignore_exists(lambda: self.rbac.create_namespaced_role(self.namespace, role))
+        self._ignore_exists(lambda: self.rbac.create_namespaced_role_binding(self.namespace, binding))
+
+    # -- events ------------------------------------------------------------------------------------------
+    def post_event(self, job: dict[str, Any], kind: str, reason: str, message: str) -> None:
+        """A core/v1 Event on the DataJob, shown by ``kubectl describe datajob``."""
+        now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        meta = job["metadata"]
+        body = {
+            "metadata": {"generateName": f"{self.name}.", "namespace": self.namespace},
+            "involvedObject": {
+                "apiVersion": job["apiVersion"],
+                "kind": job["kind"],
+                "name": meta["name"],
+                "namespace": self.namespace,
+                "uid": meta["uid"],
+                "resourceVersion": meta.get("resourceVersion"),
+            },
+            "type": kind,
+            "reason": reason,
+            "message": message[:1024],
+            "source": {"component": MANAGED_BY},
+            "reportingComponent": MANAGED_BY,
+            "reportingInstance": MANAGED_BY,
+            "firstTimestamp": now,
+            "lastTimestamp": now,
+            "count": 1,
+        }
+        try:
+            self.core.create_namespaced_event(self.namespace, body)
+        except ApiException as error:  # events are best effort; never fail a reconcile over one
+            if error.status >= 500 or error.status in (403, 404, 409, 422):
+                return
+            raise
+
+    # -- helpers ---------------------------------------------------------------------------------------
+    @staticmethod
+    def _ignore_exists(call: Any) -> None:
+        try:
+            call()
+        except ApiException as error:
+            if error.status != 409:
+                raise
+
+    @staticmethod
+    def _ignore_missing(call: Any) -> None:
+        try:
+            call()
+        except ApiException as error:
+            if error.status != 404:
+                raise
+
+
+def compact_json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
