@@ -10,6 +10,7 @@ import pytest
 from kubernetes import client
 
 from datajob_testenv.cluster import TestCluster
+from datajob_testenv.datajobs import Jobs
 from datajob_testenv.kube import Kubectl
 from datajob_testenv.operator_process import OperatorProcess
 from datajob_testenv.processes import wait_for
@@ -81,3 +82,9 @@ def operator(cluster: TestCluster, datajob_crd: None) -> Iterator[OperatorProces
         yield process
     finally:
         process.stop()
+
+
+@pytest.fixture
+def jobs(api_client: client.ApiClient, namespace: str, operator: OperatorProcess) -> Jobs:
+    """DataJobs in this test's namespace, with the operator running."""
+    return Jobs(api_client, namespace)

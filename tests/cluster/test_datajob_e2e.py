@@ -2,94 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-from kubernetes import client
-
+from datajob_testenv.datajobs import Jobs, committed, job_manifest, write_inputs
 from datajob_testenv.nodeagent import SIGNAL_ANNOTATION
-from datajob_testenv.nodes import AGENT_NODE
-from datajob_testenv.operator_process import OperatorProcess
 from datajob_testenv.processes import wait_for
-
-GROUP, VERSION, PLURAL = "datajob.dev", "v1alpha1", "datajobs"
-
-
-def write_inputs(directory: Path, files: int, lines: int) -> int:
-    directory.mkdir(parents=True, exist_ok=True)
-    for index in range(files):
-        text = "".join(f"file {index} line {n} alpha beta\n" for n in range(lines))
-        (directory / f"part-{index:03d}.txt").write_text(text)
-    return files * lines
-
-
-def job_manifest(name: str, inputs: Path, output: Path, **spec: Any) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "image": "datajob-worker:dev",
-        "command": [sys.executable, "-m", "datajob_worker"],
-        "input": {"uris": [f"{inputs}/*.txt"], "format": "text"},
-        "output": {"uri": str(output)},
-        "workers": 2,
-        "resources": {"cpu": "100m", "memory": "64Mi"},
-        # Real processes run only on the node agent's node.
-        "nodeSelector": {"kubernetes.io/hostname": AGENT_NODE},
-        "checkpoint": {"intervalSeconds": 1},
-        "retryPolicy": {"backoff": {"initialSeconds": 1, "maxSeconds": 5}},
-    }
-    body.update(spec)
-    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "DataJob", "metadata": {"name": name}, "spec": body}
-
-
-class Jobs:
-    def __init__(self, api: client.ApiClient, namespace: str) -> None:
-        self.custom = client.CustomObjectsApi(api)
-        self.core = client.CoreV1Api(api)
-        self.namespace = namespace
-
-    def create(self, manifest: dict[str, Any]) -> None:
-        self.custom.create_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, manifest)
-
-    def get(self, name: str) -> dict[str, Any]:
-        job: dict[str, Any] = self.custom.get_namespaced_custom_object(
-            GROUP, VERSION, self.namespace, PLURAL, name
-        )
-        return job
-
-    def patch(self, name: str, spec: dict[str, Any]) -> None:
-        self.custom.patch_namespaced_custom_object(
-            GROUP, VERSION, self.namespace, PLURAL, name, {"spec": spec}
-        )
-
-    def status(self, name: str) -> dict[str, Any]:
-        return self.get(name).get("status") or {}
-
-    def wait(
-        self, name: str, predicate: Callable[[dict[str, Any]], bool], timeout: float, what: str
-    ) -> dict[str, Any]:
-        wait_for(lambda: predicate(self.status(name)), timeout, f"{name}: {what}")
-        return self.status(name)
-
-    def wait_phase(self, name: str, phase: str, timeout: float = 120) -> dict[str, Any]:
-        return self.wait(name, lambda s: s.get("phase") == phase, timeout, f"phase {phase}")
-
-    def pods(self, name: str) -> list[Any]:
-        return list(
-            self.core.list_namespaced_pod(self.namespace, label_selector=f"datajob.dev/job={name}").items
-        )
-
-
-@pytest.fixture
-def jobs(api_client: client.ApiClient, namespace: str, operator: OperatorProcess) -> Jobs:
-    return Jobs(api_client, namespace)
-
-
-def committed(output: Path) -> dict[int, dict[str, Any]]:
-    return {int(p.stem.split("-")[1]): json.loads(p.read_text()) for p in sorted(output.glob("part-*.json"))}
 
 
 def test_more_shards_than_workers_completes_with_every_shard_committed_once(

@@ -1,0 +1,171 @@
+"""Provisioning, scheduling feedback, suspend/resume, rescale, deletion and operator restarts."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from datajob_testenv.datajobs import Jobs, committed, job_manifest, write_inputs
+from datajob_testenv.nodes import GPU_RESOURCE
+from datajob_testenv.operator_process import OperatorProcess
+from datajob_testenv.processes import wait_for
+
+RESTRICTED = {"pod-security.kubernetes.io/enforce": "restricted"}
+
+
+def _condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
+    return next((c for c in status.get("conditions") or [] if c["type"] == kind), {})
+
+
+def gpu_job(name: str, tmp_path: Path, product: str, count: int = 2) -> dict[str, Any]:
+    write_inputs(tmp_path / "in", files=4, lines=5)
+    manifest = job_manifest(name, tmp_path / "in", tmp_path / "out", workers=2)
+    spec = manifest["spec"]
+    del spec["nodeSelector"]  # GPU pods run on kwok's fake GPU nodes
+    spec["resources"] = {"cpu": "4", "memory": "8Gi", "gpu": {"count": count, "product": product}}
+    return manifest
+
+
+@pytest.mark.parametrize("namespace", [RESTRICTED], indirect=True)
+def test_gpu_workers_are_sized_admitted_under_restricted_and_land_on_gpu_nodes(
+    jobs: Jobs, tmp_path: Path
+) -> None:
+    jobs.create(gpu_job("gpu", tmp_path, "NVIDIA-A100-SXM4-80GB"))
+    wait_for(
+        lambda: len([p for p in jobs.pods("gpu") if p.spec.node_name]) == 2, 60, "2 GPU workers scheduled"
+    )
+    for pod in jobs.pods("gpu"):
+        assert pod.spec.node_name == "gpu-a100-0"
+        container = pod.spec.containers[0]
+        assert container.resources.requests == {"cpu": "4", "memory": "8Gi", GPU_RESOURCE: "2"}
+        assert container.resources.limits == {"memory": "8Gi", GPU_RESOURCE: "2"}
+        assert pod.spec.node_selector == {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"}
+        assert any(t.key == GPU_RESOURCE and t.operator == "Exists" for t in pod.spec.tolerations)
+        assert pod.spec.security_context.run_as_non_root is True
+        assert container.security_context.capabilities.drop == ["ALL"]
+        owner = pod.metadata.owner_references[0]
+        assert (owner.kind, owner.name, owner.controller) == ("DataJob", "gpu", True)
+    status = jobs.wait(
+        "gpu", lambda s: (s.get("workers") or {}).get("ready") == 2, 60, "workers ready in status"
+    )
+    assert status["workers"]["summary"] == "2/2"
+    assert _condition(status, "WorkersUnschedulable")["status"] == "False"
+
+
+def test_impossible_hardware_request_is_surfaced_as_a_condition(jobs: Jobs, tmp_path: Path) -> None:
+    jobs.create(gpu_job("nogpu", tmp_path, "NVIDIA-H100-80GB"))
+    status = jobs.wait(
+        "nogpu",
+        lambda s: _condition(s, "WorkersUnschedulable").get("status") == "True",
+        60,
+        "WorkersUnschedulable=True",
+    )
+    condition = _condition(status, "WorkersUnschedulable")
+    assert condition["reason"] == "Unschedulable"
+    assert "node(s) didn't match Pod's node affinity/selector" in condition["message"]
+    assert status["phase"] == "Pending"
+
+
+def test_input_matching_nothing_fails_the_job_with_a_clear_condition(jobs: Jobs, tmp_path: Path) -> None:
+    jobs.create(job_manifest("empty", tmp_path / "nothing-here", tmp_path / "out"))
+    status = jobs.wait_phase("empty", "Failed", timeout=60)
+    failed = _condition(status, "Failed")
+    assert failed["status"] == "True"
+    assert failed["reason"] == "InputNotFound"
+    assert "spec.input.uris" in failed["message"]
+    events = jobs.core.list_namespaced_event(jobs.namespace, field_selector="involvedObject.name=empty").items
+    assert any(e.reason == "InputNotFound" for e in events)
+
+
+def test_deleting_the_job_removes_its_pods_and_coordination_objects(jobs: Jobs, tmp_path: Path) -> None:
+    jobs.create(gpu_job("gone", tmp_path, "NVIDIA-A100-SXM4-80GB", count=1))
+    wait_for(lambda: len(jobs.pods("gone")) == 2, 60, "workers created")
+    jobs.custom.delete_namespaced_custom_object("datajob.dev", "v1alpha1", jobs.namespace, "datajobs", "gone")
+    wait_for(lambda: not jobs.pods("gone"), 60, "pods garbage-collected")
+    leases = client.CoordinationV1Api(jobs.core.api_client)
+    selector = "datajob.dev/job=gone"
+    wait_for(
+        lambda: not leases.list_namespaced_lease(jobs.namespace, label_selector=selector).items, 60, "leases"
+    )
+    wait_for(
+        lambda: not jobs.core.list_namespaced_config_map(jobs.namespace, label_selector=selector).items,
+        60,
+        "plan",
+    )
+
+
+def test_live_rescale_adds_and_removes_workers(jobs: Jobs, tmp_path: Path) -> None:
+    manifest = gpu_job("scale", tmp_path, "NVIDIA-A100-SXM4-80GB", count=1)
+    manifest["spec"]["workers"] = 1
+    jobs.create(manifest)
+
+    def live() -> int:
+        return len([p for p in jobs.pods("scale") if not p.metadata.deletion_timestamp])
+
+    wait_for(lambda: live() == 1, 60, "1 worker")
+    jobs.patch("scale", {"workers": 3})
+    wait_for(lambda: live() == 3, 60, "3 workers after scale-up")
+    jobs.patch("scale", {"workers": 1})
+    wait_for(lambda: live() == 1, 60, "1 worker after scale-down")
+    status = jobs.wait("scale", lambda s: s["workers"]["desired"] == 1, 30, "desired=1")
+    assert status["restarts"] == 0  # scale-down is not a failure
+
+
+def test_suspend_stops_workers_and_resume_finishes_without_losing_progress(
+    jobs: Jobs, tmp_path: Path
+) -> None:
+    total_lines = write_inputs(tmp_path / "in", files=6, lines=60)
+    manifest = job_manifest(
+        "pause",
+        tmp_path / "in",
+        tmp_path / "out",
+        workers=2,
+        processor={"builtin": "wordcount", "options": {"delayPerRecord": "0.02"}},
+    )
+    jobs.create(manifest)
+    jobs.wait("pause", lambda s: (s.get("shards") or {}).get("succeeded", 0) >= 1, 90, "some progress")
+    jobs.patch("pause", {"suspend": True})
+    status = jobs.wait_phase("pause", "Suspended", timeout=60)
+    wait_for(lambda: not jobs.pods("pause"), 60, "workers stopped")
+    done_at_suspend = jobs.status("pause")["shards"]["succeeded"]
+    assert _condition(status, "Suspended")["status"] == "True"
+    time.sleep(2)
+    assert jobs.status("pause")["shards"]["succeeded"] == done_at_suspend  # nothing runs while suspended
+    jobs.patch("pause", {"suspend": False})
+    status = jobs.wait_phase("pause", "Succeeded", timeout=180)
+    assert status["shards"]["succeeded"] == 6
+    assert status["restarts"] == 0
+    results = committed(tmp_path / "out")
+    assert sum(r["lines"] for r in results.values()) == total_lines
+
+
+def test_operator_restart_mid_job_loses_and_repeats_nothing(
+    jobs: Jobs, tmp_path: Path, operator: OperatorProcess
+) -> None:
+    total_lines = write_inputs(tmp_path / "in", files=8, lines=50)
+    manifest = job_manifest(
+        "crash",
+        tmp_path / "in",
+        tmp_path / "out",
+        workers=2,
+        processor={"builtin": "wordcount", "options": {"delayPerRecord": "0.02"}},
+    )
+    jobs.create(manifest)
+    jobs.wait("crash", lambda s: (s.get("shards") or {}).get("succeeded", 0) >= 1, 90, "some progress")
+    operator.kill()
+    before = jobs.status("crash")["shards"]["succeeded"]
+    # Workers keep going on their prefetched shards while no operator runs.
+    wait_for(lambda: len(committed(tmp_path / "out")) > before, 60, "output committed while operator is down")
+    operator.start()
+    status = jobs.wait_phase("crash", "Succeeded", timeout=180)
+    assert status["shards"]["succeeded"] == 8
+    assert status["restarts"] == 0
+    results = committed(tmp_path / "out")
+    assert sorted(results) == list(range(8))
+    assert sum(r["lines"] for r in results.values()) == total_lines
+    # No shard was handed out twice: every committed result came from its first attempt.
+    assert {r["attempt"] for r in results.values()} == {1}
