@@ -36,7 +36,11 @@ test-unit: install ## Run the fast unit tests only
 lint: install ## ruff, ruff format --check, mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy core operator worker tests
+	$(BIN)/mypy core operator worker tests benchmarks
+
+.PHONY: bench
+bench: install ## Run the benchmarks (they print figures; see docs/benchmarks.md)
+	$(BIN)/python benchmarks/ledger_scale.py
 
 .PHONY: crds
 crds: install ## Regenerate crds/ and docs/api-reference.md from the pydantic models
