@@ -32,7 +32,7 @@ from datajob_core.reconciler import (
 )
 
 from .inputs import list_inputs
-from .kube import ConflictError, JobClient, compact_json
+from .kube import ConflictError, JobClient, NodeDirectory, compact_json
 
 log = structlog.get_logger("datajob.operator")
 
@@ -66,7 +66,8 @@ def policy_from_spec(spec: dict[str, Any]) -> Policy:
     )
 
 
-def observe_pod(pod: dict[str, Any]) -> ObservedWorker | None:
+def observe_pod(pod: dict[str, Any], nodes: frozenset[str] | None = None) -> ObservedWorker | None:
+    """What the reconciler needs of a worker pod; ``nodes``, if known, are the nodes that still exist."""
     meta, status = pod["metadata"], pod.get("status") or {}
     slot = (meta.get("labels") or {}).get(sizing.SLOT_LABEL)
     if slot is None or not slot.isdigit():
@@ -82,10 +83,14 @@ def observe_pod(pod: dict[str, Any]) -> ObservedWorker | None:
     for condition in status.get("conditions") or []:
         if condition.get("type") == "PodScheduled" and condition.get("reason") == "Unschedulable":
             unschedulable = condition.get("message") or "unschedulable"
+    phase = status.get("phase") or "Pending"
+    node = (pod.get("spec") or {}).get("nodeName")
+    if node and nodes is not None and node not in nodes and phase not in ("Succeeded", "Failed"):
+        phase, reason = "Failed", f"NodeLost: node {node} no longer exists"
     return ObservedWorker(
         name=meta["name"],
         slot=int(slot),
-        phase=status.get("phase") or "Pending",
+        phase=phase,
         deleting=bool(meta.get("deletionTimestamp")),
         started_at=_epoch(status.get("startTime")),
         reason=reason,
@@ -104,8 +109,9 @@ class JobRuntime:
 
 
 class JobController:
-    def __init__(self, jobs: JobClient, runtime: JobRuntime) -> None:
+    def __init__(self, jobs: JobClient, runtime: JobRuntime, nodes: NodeDirectory | None = None) -> None:
         self.jobs = jobs
+        self.nodes = nodes
         self.runtime = runtime
         self.log = log.bind(namespace=jobs.namespace, job=jobs.name)
 
@@ -157,7 +163,8 @@ class JobController:
         )
         policy = policy_from_spec(spec)
         now = time.time()
-        pods = [w for w in (observe_pod(p) for p in self.jobs.list_pods()) if w is not None]
+        nodes = self.nodes.names() if self.nodes else None
+        pods = [w for w in (observe_pod(p, nodes) for p in self.jobs.list_pods()) if w is not None]
         leases = self.jobs.list_leases()
         reports: dict[int, ObservedReport] = {}
         for slot in state.slots:

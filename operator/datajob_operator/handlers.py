@@ -10,13 +10,13 @@ import structlog
 from kubernetes import client, config
 
 from .controller import JobController, JobRuntime
-from .kube import GROUP, PLURAL, VERSION, JobClient
+from .kube import GROUP, PLURAL, VERSION, JobClient, NodeDirectory
 
 log = structlog.get_logger("datajob.operator")
 
 ERROR_BACKOFF_SECONDS = 5.0
 _api: client.ApiClient | None = None
-_api_lock = threading.Lock()
+_api_lock = threading.RLock()
 
 
 def api_client() -> client.ApiClient:
@@ -29,6 +29,17 @@ def api_client() -> client.ApiClient:
                 config.load_kube_config()
             _api = client.ApiClient()
         return _api
+
+
+_nodes: NodeDirectory | None = None
+
+
+def node_directory() -> NodeDirectory:
+    global _nodes  # noqa: PLW0603 - one node listing shared by all job threads
+    with _api_lock:
+        if _nodes is None:
+            _nodes = NodeDirectory(_api or api_client())
+        return _nodes
 
 
 @kopf.on.startup()
@@ -51,7 +62,8 @@ def run_job(*, name: str, namespace: str | None, stopped: kopf.DaemonStopped, **
     at most one pass.
     """
     assert namespace is not None  # DataJob is namespaced
-    controller = JobController(JobClient(api_client(), namespace, name), JobRuntime())
+    api = api_client()
+    controller = JobController(JobClient(api, namespace, name), JobRuntime(), node_directory())
     while not stopped:
         try:
             delay = controller.reconcile_once()

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import datetime
 import json
+import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,6 +26,35 @@ SLOT_LABEL = "datajob.dev/slot"
 COMPONENT_LABEL = "app.kubernetes.io/component"
 MANAGED_BY_LABEL = "app.kubernetes.io/managed-by"
 MANAGED_BY = "datajob-operator"
+
+
+class NodeDirectory:
+    """Names of the cluster's nodes, listed at most every ``ttl`` seconds and shared by all jobs.
+
+    Lets the operator replace a worker whose node was deleted at once, instead of waiting about a minute
+    for the pod garbage collector. Without RBAC to list nodes it answers None and that shortcut is off.
+    """
+
+    def __init__(self, api: client.ApiClient, ttl: float = 5.0) -> None:
+        self.core = client.CoreV1Api(api)
+        self.ttl = ttl
+        self._lock = threading.Lock()
+        self._names: frozenset[str] | None = None
+        self._listed_at = -ttl
+
+    def names(self) -> frozenset[str] | None:
+        with self._lock:
+            if time.monotonic() - self._listed_at >= self.ttl:
+                self._listed_at = time.monotonic()
+                try:
+                    nodes = self.core.list_node(_preload_content=False)
+                    items = json.loads(nodes.data)["items"]
+                    self._names = frozenset(n["metadata"]["name"] for n in items)
+                except ApiException as error:
+                    if error.status != 403:
+                        raise
+                    self._names = None
+            return self._names
 
 
 class ConflictError(Exception):

@@ -15,7 +15,7 @@ def test_more_shards_than_workers_completes_with_every_shard_committed_once(
     jobs: Jobs, tmp_path: Path
 ) -> None:
     total_lines = write_inputs(tmp_path / "in", files=12, lines=40)
-    jobs.create(job_manifest("many", tmp_path / "in", tmp_path / "out", workers=3))
+    jobs.create(job_manifest("many", tmp_path / "in", tmp_path / "out", workers=3, ttlSecondsAfterFinished=5))
     status = jobs.wait_phase("many", "Succeeded", timeout=180)
     assert status["shards"]["total"] == 12
     assert status["shards"]["succeeded"] == 12
@@ -25,8 +25,9 @@ def test_more_shards_than_workers_completes_with_every_shard_committed_once(
     assert sorted(results) == list(range(12))
     assert sum(r["lines"] for r in results.values()) == total_lines
     assert not list((tmp_path / "out" / "_temporary").glob("*")), "attempt scratch files left behind"
-    # Finished jobs do not keep workers around.
+    # Finished jobs do not keep workers around, and go away after ttlSecondsAfterFinished.
     wait_for(lambda: not jobs.pods("many"), 60, "worker pods cleaned up")
+    wait_for(lambda: not jobs.exists("many"), 60, "job deleted after its TTL")
 
 
 def test_killed_worker_is_replaced_and_resumes_from_checkpoint(jobs: Jobs, tmp_path: Path) -> None:
@@ -70,6 +71,12 @@ def test_killed_worker_is_replaced_and_resumes_from_checkpoint(jobs: Jobs, tmp_p
     resumed = [r for r in results.values() if r["attempt"] > 1]
     assert resumed, f"no shard needed a second attempt: {results}"
     assert all((r["resumedFrom"] or {}).get("lines", 0) > 0 for r in resumed), resumed
+    events = jobs.core.list_namespaced_event(
+        jobs.namespace, field_selector="involvedObject.name=resume"
+    ).items
+    failures = [e.message for e in events if e.reason == "WorkerFailed"]
+    assert any(victim.metadata.name in m and "exit code 137" in m for m in failures), failures
+    assert any(e.reason == "Completed" for e in events)
     print(f"replacement pod running {replacement_seconds:.1f}s after the kill")
 
 

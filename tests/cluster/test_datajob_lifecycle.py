@@ -10,7 +10,7 @@ import pytest
 from kubernetes import client
 
 from datajob_testenv.datajobs import Jobs, committed, job_manifest, write_inputs
-from datajob_testenv.nodes import GPU_RESOURCE
+from datajob_testenv.nodes import GPU_RESOURCE, NodeShape
 from datajob_testenv.operator_process import OperatorProcess
 from datajob_testenv.processes import wait_for
 
@@ -169,3 +169,44 @@ def test_operator_restart_mid_job_loses_and_repeats_nothing(
     assert sum(r["lines"] for r in results.values()) == total_lines
     # No shard was handed out twice: every committed result came from its first attempt.
     assert {r["attempt"] for r in results.values()} == {1}
+
+
+def test_worker_on_a_vanished_node_is_replaced_elsewhere(
+    jobs: Jobs, tmp_path: Path, core_v1: client.CoreV1Api
+) -> None:
+    write_inputs(tmp_path / "in", files=2, lines=5)
+    manifest = job_manifest("nodeloss", tmp_path / "in", tmp_path / "out", workers=1)
+    # A throwaway kwok node only this job can use, so deleting it disturbs no other test.
+    node = NodeShape("doomed-0", cpu="2", memory="4Gi", labels={"datajob.dev/test-pool": "nodeloss"})
+    core_v1.create_node(node.manifest(fake=True))
+    spare = NodeShape("spare-0", cpu="2", memory="4Gi", labels={"datajob.dev/test-pool": "nodeloss"})
+    manifest["spec"]["nodeSelector"] = {
+        "datajob.dev/test-pool": "nodeloss",
+        "kubernetes.io/hostname": "doomed-0",
+    }
+    # Long checkpoint interval: the fake pod never reports, and the heartbeat timeout must not fire first.
+    manifest["spec"]["checkpoint"] = {"intervalSeconds": 30}
+    jobs.create(manifest)
+    wait_for(lambda: any(p.status.phase == "Running" for p in jobs.pods("nodeloss")), 60, "worker running")
+    first = jobs.pods("nodeloss")[0].metadata.name
+    # A merge patch: null removes the key, leaving only the pool selector for the replacement.
+    jobs.patch("nodeloss", {"nodeSelector": {"kubernetes.io/hostname": None}})
+    core_v1.create_node(spare.manifest(fake=True))
+    started = time.monotonic()
+    core_v1.delete_node("doomed-0")
+    try:
+        wait_for(
+            lambda: any(
+                p.metadata.name != first and p.spec.node_name == "spare-0" for p in jobs.pods("nodeloss")
+            ),
+            30,
+            "replacement scheduled on the spare node",
+        )
+        print(f"replacement scheduled {time.monotonic() - started:.0f}s after its node was deleted")
+        events = jobs.core.list_namespaced_event(
+            jobs.namespace, field_selector="involvedObject.name=nodeloss"
+        ).items
+        assert any(e.reason == "WorkerFailed" and first in e.message for e in events)
+        assert jobs.status("nodeloss")["restarts"] == 1
+    finally:
+        core_v1.delete_node("spare-0")

@@ -56,6 +56,15 @@ class Jobs:
         )
         return job
 
+    def exists(self, name: str) -> bool:
+        try:
+            self.get(name)
+        except client.ApiException as error:
+            if error.status == 404:
+                return False
+            raise
+        return True
+
     def patch(self, name: str, spec: dict[str, Any]) -> None:
         self.custom.patch_namespaced_custom_object(
             GROUP, VERSION, self.namespace, PLURAL, name, {"spec": spec}
