@@ -100,9 +100,7 @@ def main() -> None:
         )
         json.dumps(restored.to_dict(), separators=(",", ":"))
     per_pass = (time.process_time() - started) / rounds
-    print(
-        f"one reconcile pass (decode + fold 1,000 reports + assign + encode): {per_pass * 1000:.0f} ms CPU"
-    )
+    print(f"one reconcile pass (decode + fold 1,000 reports + assign + encode): {per_pass * 1000:.0f} ms CPU")
     print("status writes per job: at most 1 per pass, passes at most 1/s -> bounded by 1 write/s per job")
 
 

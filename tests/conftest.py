@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,7 +51,8 @@ def core_v1(api_client: client.ApiClient) -> client.CoreV1Api:
 @pytest.fixture
 def namespace(core_v1: client.CoreV1Api, request: pytest.FixtureRequest) -> Iterator[str]:
     """A fresh namespace per test, with its default ServiceAccount ready (pods need it)."""
-    name = f"t-{request.node.name[:40].lower().replace('_', '-').strip('-')}-{uuid.uuid4().hex[:5]}"
+    slug = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:40].strip("-")
+    name = f"t-{slug}-{uuid.uuid4().hex[:5]}"
     labels = getattr(request, "param", None) or {}
     core_v1.create_namespace({"metadata": {"name": name, "labels": labels}})
     # Pods need the default ServiceAccount and the CA bundle the controller-manager publishes.

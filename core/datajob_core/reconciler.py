@@ -227,8 +227,8 @@ def reconcile(
             slot.created_at = now
             slot.acked = 0
             decision.create.append((slot_number, slot.pod))
-    for slot_number in [n for n, s in state.slots.items() if n >= wanted and s.pod is None]:
-        del state.slots[slot_number]
+    # Slots above `wanted` are kept (without a pod) so their incarnation numbers, and with them pod names,
+    # are never reused: a new pod must not be mistaken for an old one in its Lease's report.
 
     # 5. Hand out shards to live workers and describe every slot's assignment.
     live = [s.pod for _, s in sorted(state.slots.items()) if s.pod and not s.draining]

@@ -131,6 +131,8 @@ def test_suspend_stops_workers_and_resume_finishes_without_losing_progress(
     jobs.patch("pause", {"suspend": True})
     status = jobs.wait_phase("pause", "Suspended", timeout=60)
     wait_for(lambda: not jobs.pods("pause"), 60, "workers stopped")
+    # Completions reported as the workers stopped are folded once the operator sees them gone.
+    jobs.wait("pause", lambda s: s["shards"]["running"] == 0, 30, "in-flight shards released")
     done_at_suspend = jobs.status("pause")["shards"]["succeeded"]
     assert _condition(status, "Suspended")["status"] == "True"
     time.sleep(2)

@@ -1,0 +1,519 @@
+"""The DataJob API (datajob.dev/v1alpha1), defined once as pydantic v2 models.
+
+The CRD in crds/ is generated from these models (``make crds``), including the CEL rules that make the API
+server reject bad specs; the same rules are enforced here, so local mode gives the same errors.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic.alias_generators import to_camel
+
+from datajob_core.planning import byte_quantity
+
+GROUP = "datajob.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+KIND = "DataJob"
+
+# Kubernetes' own quantity pattern (resource.Quantity).
+QUANTITY_PATTERN = r"^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$"
+ENV_NAME_PATTERN = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
+EXTENDED_RESOURCE_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[a-zA-Z0-9]([-_.a-zA-Z0-9]*[a-zA-Z0-9])?$"
+DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+FUNCTION_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$"
+MAX_URI = 4096
+
+_QUANTITY_SUFFIX = {"m": 1e-3, "": 1, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18}
+_QUANTITY_SUFFIX.update({"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60})
+
+
+def quantity_value(text: str) -> float:
+    """A Kubernetes quantity as a number ("500m" -> 0.5, "1Gi" -> 1073741824, "1e3" -> 1000)."""
+    for suffix in sorted(_QUANTITY_SUFFIX, key=len, reverse=True):
+        if suffix and text.endswith(suffix) and not (suffix == "E" and "e" in text.lower()[:-1]):
+            return float(text[: -len(suffix)]) * _QUANTITY_SUFFIX[suffix]
+    return float(text)
+
+
+def _rule(rule: str, message: str, field_path: str | None = None) -> dict[str, str]:
+    entry = {"rule": rule, "message": message}
+    if field_path:
+        entry["fieldPath"] = field_path
+    return entry
+
+
+def _rules(*rules: dict[str, str]) -> dict[str, Any]:
+    return {"x-kubernetes-validations": list(rules)}
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+class EnvVar(_Model):
+    """An environment variable for the worker container."""
+
+    name: str = Field(description="Variable name.", pattern=ENV_NAME_PATTERN, min_length=1, max_length=253)
+    value: str = Field(default="", description="Variable value.", max_length=32768)
+
+
+class Partitioning(_Model):
+    """How the input is split into shards."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_rules(
+            _rule(
+                "self.mode != 'count' || has(self.shards)",
+                "spec.input.partitioning.shards is required when mode is count",
+                ".shards",
+            ),
+            _rule(
+                "self.mode == 'count' || !has(self.shards)",
+                "spec.input.partitioning.shards is only allowed when mode is count",
+                ".shards",
+            ),
+            _rule(
+                "self.mode != 'size' || has(self.targetShardSize)",
+                "spec.input.partitioning.targetShardSize is required when mode is size",
+                ".targetShardSize",
+            ),
+            _rule(
+                "self.mode == 'size' || !has(self.targetShardSize)",
+                "spec.input.partitioning.targetShardSize is only allowed when mode is size",
+                ".targetShardSize",
+            ),
+        )
+    )
+
+    mode: Literal["count", "perFile", "size"] = Field(
+        default="perFile",
+        description=(
+            "perFile: one shard per input file. size: files are split into byte ranges of "
+            "targetShardSize, on record boundaries. count: the input is split into `shards` near-equal "
+            "byte ranges."
+        ),
+    )
+    shards: int | None = Field(
+        default=None, ge=1, le=1_000_000, description="Number of shards (mode count only)."
+    )
+    target_shard_size: str | None = Field(
+        default=None,
+        pattern=QUANTITY_PATTERN,
+        max_length=64,
+        description="Bytes per shard as a quantity, e.g. 64Mi (mode size only).",
+    )
+
+    @model_validator(mode="after")
+    def _mode_fields(self) -> Partitioning:
+        if self.mode == "count" and self.shards is None:
+            raise ValueError("spec.input.partitioning.shards is required when mode is count")
+        if self.mode != "count" and self.shards is not None:
+            raise ValueError("spec.input.partitioning.shards is only allowed when mode is count")
+        if self.mode == "size" and self.target_shard_size is None:
+            raise ValueError("spec.input.partitioning.targetShardSize is required when mode is size")
+        if self.mode != "size" and self.target_shard_size is not None:
+            raise ValueError("spec.input.partitioning.targetShardSize is only allowed when mode is size")
+        if self.target_shard_size is not None and byte_quantity(self.target_shard_size) <= 0:
+            raise ValueError("spec.input.partitioning.targetShardSize must be greater than 0")
+        return self
+
+
+class Input(_Model):
+    """What to read. Immutable once the job exists: shard numbers refer to it."""
+
+    uris: list[str] = Field(
+        min_length=1,
+        max_length=1000,
+        description="Input locations: local paths, globs (e.g. /data/*.txt) or fsspec URIs (s3://, gs://).",
+        json_schema_extra={"items": {"type": "string", "minLength": 1, "maxLength": MAX_URI}},
+    )
+    format: Literal["text", "jsonl", "csv", "parquet"] = Field(
+        default="text", description="Record format of the input files."
+    )
+    partitioning: Partitioning = Field(
+        default_factory=Partitioning, description="How the input is split into shards."
+    )
+
+
+class Output(_Model):
+    """Where committed results go. Immutable once the job exists."""
+
+    uri: str = Field(
+        min_length=1, max_length=MAX_URI, description="Output directory: a local path or fsspec URI."
+    )
+
+
+class Processor(_Model):
+    """What the worker does with each record. Exactly one of builtin, function or exec."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_rules(
+            _rule(
+                "(has(self.builtin) ? 1 : 0) + (has(self.function) ? 1 : 0) + (has(self.exec) ? 1 : 0) == 1",
+                "spec.processor: set exactly one of builtin, function or exec",
+            )
+        )
+    )
+
+    builtin: Literal["wordcount", "grep", "aggregate", "transform"] | None = Field(
+        default=None, description="A built-in processor."
+    )
+    function: str | None = Field(
+        default=None,
+        pattern=FUNCTION_PATTERN,
+        max_length=512,
+        description="User code in the worker image, as module:function.",
+    )
+    exec: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=256,
+        description="A program run once per shard, with the shard's location and resume point in env vars.",
+    )
+    options: dict[str, str] = Field(default_factory=dict, description="Options passed to the processor.")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Processor:
+        if sum(x is not None for x in (self.builtin, self.function, self.exec)) != 1:
+            raise ValueError("spec.processor: set exactly one of builtin, function or exec")
+        return self
+
+
+class Gpu(_Model):
+    """GPUs per worker, and which kind."""
+
+    count: int = Field(ge=1, le=16, description="GPUs per worker pod (requests = limits).")
+    resource_name: str = Field(
+        default="nvidia.com/gpu",
+        pattern=EXTENDED_RESOURCE_PATTERN,
+        max_length=253,
+        description="The extended resource the device plugin advertises, e.g. nvidia.com/gpu or amd.com/gpu.",
+    )
+    product: str | None = Field(
+        default=None,
+        max_length=63,
+        description="GPU model required, matched against the node label productLabel (e.g. Tesla-T4).",
+    )
+    product_label: str = Field(
+        default="nvidia.com/gpu.product",
+        max_length=317,
+        description="Node label that carries the GPU model (set by NVIDIA GPU feature discovery).",
+    )
+
+
+class Resources(_Model):
+    """Hardware per worker pod: requests (and limits for memory, storage and GPUs)."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_rules(
+            _rule(
+                "quantity(self.cpu).isGreaterThan(quantity('0'))",
+                "spec.resources.cpu must be greater than 0",
+                ".cpu",
+            ),
+            _rule(
+                "quantity(self.memory).isGreaterThan(quantity('0'))",
+                "spec.resources.memory must be greater than 0",
+                ".memory",
+            ),
+        )
+    )
+
+    cpu: str = Field(
+        default="1", pattern=QUANTITY_PATTERN, max_length=64, description="CPU request, e.g. 500m or 4."
+    )
+    memory: str = Field(
+        default="1Gi",
+        pattern=QUANTITY_PATTERN,
+        max_length=64,
+        description="Memory request and limit, e.g. 4Gi.",
+    )
+    ephemeral_storage: str | None = Field(
+        default=None,
+        pattern=QUANTITY_PATTERN,
+        max_length=64,
+        description="Local scratch space request and limit.",
+    )
+    gpu: Gpu | None = Field(default=None, description="GPUs per worker; omit for CPU-only workers.")
+
+    @model_validator(mode="after")
+    def _positive(self) -> Resources:
+        for name in ("cpu", "memory"):
+            if quantity_value(getattr(self, name)) <= 0:
+                raise ValueError(f"spec.resources.{name} must be greater than 0")
+        return self
+
+
+class Toleration(_Model):
+    """A toleration added to worker pods (see the Kubernetes Toleration type)."""
+
+    key: str | None = Field(default=None, max_length=317, description="Taint key to tolerate.")
+    operator: Literal["Exists", "Equal"] | None = Field(
+        default=None, description="Exists or Equal (default)."
+    )
+    value: str | None = Field(default=None, max_length=63, description="Taint value, with operator Equal.")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
+        default=None, description="Taint effect to tolerate; empty tolerates all."
+    )
+    toleration_seconds: int | None = Field(
+        default=None, ge=0, description="How long a NoExecute taint is tolerated."
+    )
+
+
+class Backoff(_Model):
+    """Exponential backoff between restarts of a crash-looping worker slot."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_rules(
+            _rule(
+                "self.initialSeconds <= self.maxSeconds",
+                "spec.retryPolicy.backoff.initialSeconds must not exceed maxSeconds",
+                ".initialSeconds",
+            )
+        )
+    )
+
+    initial_seconds: int = Field(default=10, ge=1, le=3600, description="Wait before the first restart.")
+    max_seconds: int = Field(
+        default=300, ge=1, le=86400, description="Longest wait; the wait doubles up to it."
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Backoff:
+        if self.initial_seconds > self.max_seconds:
+            raise ValueError("spec.retryPolicy.backoff.initialSeconds must not exceed maxSeconds")
+        return self
+
+
+class RetryPolicy(_Model):
+    """How failures are retried, and how many the job tolerates."""
+
+    max_shard_attempts: int = Field(
+        default=3,
+        ge=1,
+        le=100,
+        description="Attempts per shard (crashes and reported failures) before it fails.",
+    )
+    max_worker_restarts: int = Field(
+        default=10, ge=0, le=10000, description="Restarts per worker slot before the job fails (crash loop)."
+    )
+    backoff: Backoff = Field(default_factory=Backoff, description="Backoff between worker restarts.")
+    max_failed_shards: int = Field(
+        default=0, ge=0, description="Permanently failed shards tolerated; one more fails the job."
+    )
+
+
+class Checkpoint(_Model):
+    """How often workers record their position: work lost to a crash is at most one interval."""
+
+    interval_seconds: int = Field(default=30, ge=1, le=86400, description="Checkpoint at least this often.")
+    interval_records: int | None = Field(
+        default=None, ge=1, description="Also checkpoint after this many records."
+    )
+
+
+class PodTemplateMetadata(_Model):
+    """Labels and annotations added to worker pods."""
+
+    labels: dict[str, str] = Field(default_factory=dict, description="Extra labels for worker pods.")
+    annotations: dict[str, str] = Field(
+        default_factory=dict, description="Extra annotations for worker pods."
+    )
+
+
+class PodTemplate(_Model):
+    """Merged into each worker pod: volumes, sidecars, serviceAccountName and other pod fields."""
+
+    metadata: PodTemplateMetadata | None = Field(
+        default=None, description="Extra pod labels and annotations."
+    )
+    spec: dict[str, Any] | None = Field(
+        default=None,
+        description=(
+            "Pod spec fields merged into the worker pod. volumeMounts and envFrom apply to the worker "
+            "container; containers are added as sidecars (one named `worker` is merged into the worker)."
+        ),
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+
+
+class DataJobSpec(_Model):
+    """What to process, how to split it, and the hardware and policies of the workers."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_rules(
+            _rule(
+                "!has(self.input.partitioning) || !has(self.input.partitioning.shards) "
+                "|| self.workers <= self.input.partitioning.shards",
+                "spec.workers must not exceed spec.input.partitioning.shards",
+                ".workers",
+            )
+        )
+    )
+
+    image: str = Field(min_length=1, max_length=1024, description="Worker container image.")
+    command: list[str] | None = Field(
+        default=None, max_length=256, description="Worker entrypoint; default: python -m datajob_worker."
+    )
+    args: list[str] | None = Field(default=None, max_length=256, description="Arguments to the entrypoint.")
+    env: list[EnvVar] | None = Field(default=None, max_length=256, description="Extra environment variables.")
+    image_pull_policy: Literal["Always", "IfNotPresent", "Never"] | None = Field(
+        default=None, description="Image pull policy of the worker container."
+    )
+    input: Input = Field(
+        description="The input to process. Immutable.",
+        json_schema_extra=_rules(_rule("self == oldSelf", "spec.input is immutable")),
+    )
+    output: Output = Field(
+        description="Where results are committed. Immutable.",
+        json_schema_extra=_rules(_rule("self == oldSelf", "spec.output is immutable")),
+    )
+    processor: Processor | None = Field(
+        default=None,
+        description="What to do with each record; if unset the worker command does everything. Immutable.",
+        json_schema_extra=_rules(_rule("self == oldSelf", "spec.processor is immutable")),
+    )
+    workers: int = Field(
+        default=1, ge=1, le=10000, description="Parallelism: worker pods. Can be changed while the job runs."
+    )
+    resources: Resources = Field(default_factory=Resources, description="Hardware per worker.")
+    node_selector: dict[str, str] | None = Field(default=None, description="Node labels worker pods require.")
+    tolerations: list[Toleration] | None = Field(
+        default=None,
+        max_length=64,
+        description="Tolerations for worker pods (GPU taints are tolerated already).",
+    )
+    affinity: dict[str, Any] | None = Field(
+        default=None,
+        description="Kubernetes affinity for worker pods.",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+    priority_class_name: str | None = Field(
+        default=None,
+        pattern=DNS_SUBDOMAIN_PATTERN,
+        max_length=253,
+        description="PriorityClass of worker pods.",
+    )
+    pod_template: PodTemplate | None = Field(default=None, description="Overrides merged into worker pods.")
+    retry_policy: RetryPolicy = Field(
+        default_factory=RetryPolicy, description="Retries and failure tolerance."
+    )
+    checkpoint: Checkpoint = Field(default_factory=Checkpoint, description="Checkpoint frequency.")
+    suspend: bool = Field(default=False, description="Stop the workers, keeping all progress; false resumes.")
+    ttl_seconds_after_finished: int | None = Field(
+        default=None, ge=0, description="Delete the DataJob this long after it succeeded or failed."
+    )
+
+    @model_validator(mode="after")
+    def _workers_fit(self) -> DataJobSpec:
+        shards = self.input.partitioning.shards
+        if shards is not None and self.workers > shards:
+            raise ValueError(
+                f"spec.workers must not exceed spec.input.partitioning.shards ({self.workers} > {shards})"
+            )
+        return self
+
+
+class Condition(_Model):
+    """A standard Kubernetes condition."""
+
+    type: str = Field(
+        max_length=316, description="Progressing, Succeeded, Failed, Suspended, WorkersUnschedulable."
+    )
+    status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
+    reason: str | None = Field(default=None, max_length=1024, description="Machine-readable reason.")
+    message: str | None = Field(default=None, max_length=32768, description="Human-readable detail.")
+    last_transition_time: str | None = Field(
+        default=None, description="When status last changed.", json_schema_extra={"format": "date-time"}
+    )
+    observed_generation: int | None = Field(default=None, description="Generation the condition is about.")
+
+
+class ShardCounts(_Model):
+    """Shards by state."""
+
+    total: int | None = Field(default=None, description="All shards.")
+    pending: int | None = Field(default=None, description="Waiting for a worker.")
+    running: int | None = Field(default=None, description="Assigned to a worker.")
+    succeeded: int | None = Field(default=None, description="Committed.")
+    failed: int | None = Field(default=None, description="Out of attempts.")
+    summary: str | None = Field(default=None, description="done/total, for kubectl get.")
+
+
+class WorkerSummary(_Model):
+    """Worker pods."""
+
+    desired: int | None = Field(default=None, description="Worker pods wanted now.")
+    active: int | None = Field(default=None, description="Pods pending or running.")
+    ready: int | None = Field(default=None, description="Pods running.")
+    summary: str | None = Field(default=None, description="ready/desired, for kubectl get.")
+    selector: str | None = Field(default=None, description="Label selector of the worker pods.")
+
+
+class DataJobStatus(_Model):
+    """Observed state, written by the operator."""
+
+    model_config = ConfigDict(extra="allow")
+
+    observed_generation: int | None = Field(default=None, description="Generation of the spec last acted on.")
+    phase: Literal["Pending", "Running", "Suspended", "Succeeded", "Failed"] | None = Field(
+        default=None, description="Pending, Running, Suspended, Succeeded or Failed."
+    )
+    message: str | None = Field(default=None, description="Why the job is in its phase.")
+    conditions: list[Condition] | None = Field(
+        default=None,
+        description="Progressing, Succeeded, Failed, Suspended and WorkersUnschedulable.",
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
+    )
+    shards: ShardCounts | None = Field(default=None, description="Shards by state.")
+    workers: WorkerSummary | None = Field(default=None, description="Worker pods.")
+    restarts: int | None = Field(default=None, description="Worker pods replaced after a failure.")
+    start_time: str | None = Field(
+        default=None, description="When the job started.", json_schema_extra={"format": "date-time"}
+    )
+    completion_time: str | None = Field(
+        default=None, description="When the job finished.", json_schema_extra={"format": "date-time"}
+    )
+    ledger: dict[str, Any] | None = Field(
+        default=None,
+        description="The operator's durable shard ledger (internal; do not edit).",
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+    )
+
+
+class DataJob(_Model):
+    """A fault-tolerant, hardware-sized data-processing job."""
+
+    api_version: Literal["datajob.dev/v1alpha1"] = Field(
+        default="datajob.dev/v1alpha1", alias="apiVersion", description="datajob.dev/v1alpha1"
+    )
+    kind: Literal["DataJob"] = Field(default="DataJob", description="DataJob")
+    metadata: dict[str, Any] = Field(default_factory=dict, description="Standard object metadata.")
+    spec: DataJobSpec = Field(description="What to process and how.")
+    status: DataJobStatus | None = Field(default=None, description="Observed state, written by the operator.")
+
+    @classmethod
+    def load(cls, manifest: dict[str, Any]) -> DataJob:
+        """Validates a manifest; raises ValueError with every problem named by its field path."""
+        try:
+            return cls.model_validate(manifest)
+        except ValidationError as error:
+            raise ValueError(format_validation_error(error)) from None
+
+
+def format_validation_error(error: ValidationError) -> str:
+    """One line per problem, with the field path as the API server writes it (``spec.input.uris``)."""
+    lines = []
+    for problem in error.errors():
+        path = ""
+        for part in problem["loc"]:
+            if isinstance(part, int):
+                path += f"[{part}]"
+            elif not str(part).startswith("function-after"):
+                path += f".{part}" if path else str(part)
+        message = str(problem["msg"]).removeprefix("Value error, ")
+        lines.append(message if message.startswith("spec.") else f"{path}: {message}")
+    return "\n".join(lines)

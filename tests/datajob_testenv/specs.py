@@ -1,0 +1,77 @@
+"""Sample DataJob specs shared by the unit tests (pydantic) and the admission tests (the API server)."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+VALID_SPEC: dict[str, Any] = {
+    "image": "ghcr.io/example/datajob-worker:0.1",
+    "input": {"uris": ["/data/in/*.txt"]},
+    "output": {"uri": "/data/out"},
+}
+
+
+def spec_with(**changes: Any) -> dict[str, Any]:
+    spec = copy.deepcopy(VALID_SPEC)
+    spec.update(changes)
+    return spec
+
+
+# (name, spec, substring that both pydantic's and the API server's error must contain)
+BAD_SPECS: list[tuple[str, dict[str, Any], str]] = [
+    ("missing image", {k: v for k, v in VALID_SPEC.items() if k != "image"}, "spec.image"),
+    ("no input uris", spec_with(input={"uris": []}), "spec.input.uris"),
+    ("bad format", spec_with(input={"uris": ["a"], "format": "xml"}), "spec.input.format"),
+    (
+        "count without shards",
+        spec_with(input={"uris": ["a"], "partitioning": {"mode": "count"}}),
+        "spec.input.partitioning.shards is required when mode is count",
+    ),
+    (
+        "shards without count",
+        spec_with(input={"uris": ["a"], "partitioning": {"mode": "perFile", "shards": 4}}),
+        "spec.input.partitioning.shards is only allowed when mode is count",
+    ),
+    (
+        "size without target",
+        spec_with(input={"uris": ["a"], "partitioning": {"mode": "size"}}),
+        "spec.input.partitioning.targetShardSize is required when mode is size",
+    ),
+    (
+        "more workers than shards",
+        spec_with(workers=8, input={"uris": ["a"], "partitioning": {"mode": "count", "shards": 4}}),
+        "spec.workers must not exceed spec.input.partitioning.shards",
+    ),
+    ("zero workers", spec_with(workers=0), "spec.workers"),
+    (
+        "gpu type without count",
+        spec_with(resources={"gpu": {"product": "NVIDIA-A100-SXM4-80GB"}}),
+        "spec.resources.gpu.count",
+    ),
+    ("too many gpus", spec_with(resources={"gpu": {"count": 64}}), "spec.resources.gpu.count"),
+    ("zero cpu", spec_with(resources={"cpu": "0"}), "spec.resources.cpu must be greater than 0"),
+    ("memory not a quantity", spec_with(resources={"memory": "lots"}), "spec.resources.memory"),
+    (
+        "backoff inverted",
+        spec_with(retryPolicy={"backoff": {"initialSeconds": 600, "maxSeconds": 60}}),
+        "spec.retryPolicy.backoff.initialSeconds must not exceed maxSeconds",
+    ),
+    (
+        "zero shard attempts",
+        spec_with(retryPolicy={"maxShardAttempts": 0}),
+        "spec.retryPolicy.maxShardAttempts",
+    ),
+    (
+        "two processors",
+        spec_with(processor={"builtin": "wordcount", "function": "mymod:run"}),
+        "spec.processor: set exactly one of builtin, function or exec",
+    ),
+    ("bad function", spec_with(processor={"function": "not a function"}), "spec.processor.function"),
+    ("negative ttl", spec_with(ttlSecondsAfterFinished=-1), "spec.ttlSecondsAfterFinished"),
+    (
+        "bad toleration effect",
+        spec_with(tolerations=[{"key": "k", "effect": "Sometimes"}]),
+        "spec.tolerations[0].effect",
+    ),
+]
