@@ -10,6 +10,7 @@ import pytest
 from kubernetes import client
 
 from datajob_testenv.datajobs import Jobs, committed, job_manifest, write_inputs
+from datajob_testenv.kube import Kubectl
 from datajob_testenv.nodes import GPU_RESOURCE, NodeShape
 from datajob_testenv.operator_process import OperatorProcess
 from datajob_testenv.processes import wait_for
@@ -212,3 +213,24 @@ def test_worker_on_a_vanished_node_is_replaced_elsewhere(
         assert jobs.status("nodeloss")["restarts"] == 1
     finally:
         core_v1.delete_node("spare-0")
+
+
+def test_workers_get_least_privilege(jobs: Jobs, tmp_path: Path, kubectl: Kubectl) -> None:
+    jobs.create(gpu_job("rbac", tmp_path, "NVIDIA-A100-SXM4-80GB", count=1))
+    wait_for(lambda: len(jobs.pods("rbac")) == 2, 60, "workers created")
+    worker = f"system:serviceaccount:{jobs.namespace}:rbac-worker"
+
+    def can(*args: str) -> bool:
+        result = kubectl("auth", "can-i", "-n", jobs.namespace, "--as", worker, *args, check=False)
+        return result.stdout.strip() == "yes"
+
+    assert jobs.pods("rbac")[0].spec.service_account_name == "rbac-worker"
+    assert can("get", "leases/rbac-w0")
+    assert can("patch", "leases/rbac-w1")
+    assert not can("get", "leases/other-w0")
+    assert not can("list", "leases")
+    assert not can("delete", "leases/rbac-w0")
+    assert not can("get", "pods")
+    assert not can("get", "secrets")
+    assert not can("get", "datajobs")
+    assert not can("get", "leases/rbac-w0", "--namespace", "default")
