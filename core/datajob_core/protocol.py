@@ -22,6 +22,10 @@ ENV_NAMESPACE = "DATAJOB_NAMESPACE"
 ENV_OUTPUT = "DATAJOB_OUTPUT"
 ENV_CHECKPOINT_SECONDS = "DATAJOB_CHECKPOINT_SECONDS"
 ENV_CHECKPOINT_RECORDS = "DATAJOB_CHECKPOINT_RECORDS"
+ENV_PROCESSOR = "DATAJOB_PROCESSOR"  # spec.processor as JSON
+ENV_FORMAT = "DATAJOB_FORMAT"  # spec.input.format
+# Local mode: the directory standing in for the slot's Lease (see datajob_worker.channel).
+ENV_CHANNEL_DIR = "DATAJOB_CHANNEL_DIR"
 
 
 def lease_name(job: str, slot: int) -> str:

@@ -130,7 +130,8 @@ def worker_pod(
         {"name": protocol.ENV_NAMESPACE, "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
         {"name": protocol.ENV_OUTPUT, "value": (spec.get("output") or {}).get("uri", "")},
         {"name": protocol.ENV_CHECKPOINT_SECONDS, "value": str(checkpoint.get("intervalSeconds", 30))},
-        {"name": "DATAJOB_PROCESSOR_OPTIONS", "value": json.dumps(processor.get("options") or {})},
+        {"name": protocol.ENV_PROCESSOR, "value": json.dumps(processor, sort_keys=True)},
+        {"name": protocol.ENV_FORMAT, "value": (spec.get("input") or {}).get("format", "text")},
     ]
     if checkpoint.get("intervalRecords"):
         env.append({"name": protocol.ENV_CHECKPOINT_RECORDS, "value": str(checkpoint["intervalRecords"])})

@@ -23,7 +23,7 @@ def test_more_shards_than_workers_completes_with_every_shard_committed_once(
     assert status["completionTime"]
     results = committed(tmp_path / "out")
     assert sorted(results) == list(range(12))
-    assert sum(r["lines"] for r in results.values()) == total_lines
+    assert sum(r["records"] for r in results.values()) == total_lines
     assert not list((tmp_path / "out" / "_temporary").glob("*")), "attempt scratch files left behind"
     # Finished jobs do not keep workers around, and go away after ttlSecondsAfterFinished.
     wait_for(lambda: not jobs.pods("many"), 60, "worker pods cleaned up")
@@ -44,7 +44,7 @@ def test_killed_worker_is_replaced_and_resumes_from_checkpoint(jobs: Jobs, tmp_p
 
     def checkpointed(status: dict[str, Any]) -> bool:
         in_flight = ((status.get("ledger") or {}).get("shards") or {}).get("running") or {}
-        return any((entry.get("c") or {}).get("lines") for entry in _entries(in_flight))
+        return any((entry.get("c") or {}).get("records") for entry in _entries(in_flight))
 
     jobs.wait(manifest["metadata"]["name"], checkpointed, 60, "a shard checkpointed")
     victim = next(p for p in jobs.pods("resume") if p.status.phase == "Running")
@@ -67,10 +67,10 @@ def test_killed_worker_is_replaced_and_resumes_from_checkpoint(jobs: Jobs, tmp_p
     status = jobs.wait_phase("resume", "Succeeded", timeout=180)
     assert status["restarts"] >= 1
     results = committed(tmp_path / "out")
-    assert sum(r["lines"] for r in results.values()) == total_lines
+    assert sum(r["records"] for r in results.values()) == total_lines
     resumed = [r for r in results.values() if r["attempt"] > 1]
     assert resumed, f"no shard needed a second attempt: {results}"
-    assert all((r["resumedFrom"] or {}).get("lines", 0) > 0 for r in resumed), resumed
+    assert all((r["resumedFrom"] or {}).get("records", 0) > 0 for r in resumed), resumed
     events = jobs.core.list_namespaced_event(
         jobs.namespace, field_selector="involvedObject.name=resume"
     ).items

@@ -143,7 +143,7 @@ def test_suspend_stops_workers_and_resume_finishes_without_losing_progress(
     assert status["shards"]["succeeded"] == 6
     assert status["restarts"] == 0
     results = committed(tmp_path / "out")
-    assert sum(r["lines"] for r in results.values()) == total_lines
+    assert sum(r["records"] for r in results.values()) == total_lines
 
 
 def test_operator_restart_mid_job_loses_and_repeats_nothing(
@@ -169,7 +169,7 @@ def test_operator_restart_mid_job_loses_and_repeats_nothing(
     assert status["restarts"] == 0
     results = committed(tmp_path / "out")
     assert sorted(results) == list(range(8))
-    assert sum(r["lines"] for r in results.values()) == total_lines
+    assert sum(r["records"] for r in results.values()) == total_lines
     # No shard was handed out twice: every committed result came from its first attempt.
     assert {r["attempt"] for r in results.values()} == {1}
 

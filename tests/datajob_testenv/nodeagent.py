@@ -28,6 +28,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -390,8 +391,10 @@ class NodeAgent:
                     ),
                 )
             )
-            token = self.api.create_namespaced_service_account_token(
-                pod["spec"].get("serviceAccountName", "default"), meta["namespace"], request
+            token = self._with_authorizer_lag(
+                lambda: self.api.create_namespaced_service_account_token(
+                    pod["spec"].get("serviceAccountName", "default"), meta["namespace"], request
+                )
             )
             (target / token_source["path"]).write_text(token.status.token)
         elif "configMap" in source:
@@ -403,6 +406,19 @@ class NodeAgent:
                 path = item.get("fieldRef", {}).get("fieldPath")
                 value = meta["namespace"] if path == "metadata.namespace" else meta.get("name", "")
                 (target / item["path"]).write_text(value)
+
+    @staticmethod
+    def _with_authorizer_lag(call: Callable[[], Any]) -> Any:
+        """The Node authorizer learns of a new pod's ServiceAccount a moment after the pod is bound;
+        kubelet retries volume set-up through that window, and so do we."""
+        for _ in range(20):
+            try:
+                return call()
+            except ApiException as error:
+                if error.status != 403:
+                    raise
+                time.sleep(0.25)
+        return call()
 
     def _start(self, pod: dict[str, Any]) -> PodRun | None:
         meta, spec = pod["metadata"], pod["spec"]

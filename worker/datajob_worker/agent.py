@@ -12,17 +12,20 @@ import signal
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
 from datajob_core.protocol import (
+    ENV_CHANNEL_DIR,
     ENV_CHECKPOINT_RECORDS,
     ENV_CHECKPOINT_SECONDS,
+    ENV_FORMAT,
     ENV_LEASE,
     ENV_NAMESPACE,
     ENV_OUTPUT,
     ENV_POD,
+    ENV_PROCESSOR,
     AssignmentMessage,
     ReportMessage,
     ShardOutcome,
@@ -30,14 +33,23 @@ from datajob_core.protocol import (
     ShardTask,
 )
 
-from . import linecount
+from . import processors, runtime
+from .channel import FileChannel
 from .lease_client import LeaseClient, LeaseError
+from .processors import State
 
 log = structlog.get_logger("datajob.worker")
 
 HEARTBEAT_SECONDS = 5.0
 POLL_SECONDS = 1.0
-ENV_OPTIONS = "DATAJOB_PROCESSOR_OPTIONS"
+# Reading or writing the channel can fail transiently (API outage, file being replaced): retry later.
+CHANNEL_ERRORS = (LeaseError, OSError, ValueError)
+
+
+class Channel(Protocol):
+    def assignment(self) -> AssignmentMessage | None: ...
+
+    def report(self, message: ReportMessage) -> None: ...
 
 
 @dataclass
@@ -75,19 +87,26 @@ class Reporter:
 class Worker:
     def __init__(
         self,
-        client: LeaseClient,
+        client: Channel,
         *,
         pod: str,
         output: str,
         checkpoint_seconds: float,
         checkpoint_records: int | None,
-        options: dict[str, str],
+        processor: dict[str, Any] | None,
+        fmt: str = "text",
     ) -> None:
         self.client = client
         self.reporter = Reporter(pod)
-        self.output = output.removeprefix("file://")
+        self.output = runtime.OutputDir(output)
+        self.fmt = fmt
+        spec = processor or {}
+        self.exec_argv: list[str] = list(spec.get("exec") or [])
+        self.processor = processors.build(None if self.exec_argv else spec)
         self.checkpoint_seconds = checkpoint_seconds
         self.checkpoint_records = checkpoint_records
+        options = {str(k): str(v) for k, v in (spec.get("options") or {}).items()}
+        # A demo/test knob: slows processing down so kills land mid-shard.
         self.delay = float(options.get("delayPerRecord", "0"))
         self.stopping = False
         self.finished: set[tuple[int, int]] = set()
@@ -98,13 +117,13 @@ class Worker:
         try:
             self.client.report(self.reporter.message())
             self.last_report = time.monotonic()
-        except LeaseError as error:
+        except CHANNEL_ERRORS as error:
             log.warning("report failed; will retry", error=str(error))
 
     def fetch(self) -> AssignmentMessage | None:
         try:
             return self.client.assignment()
-        except LeaseError as error:
+        except CHANNEL_ERRORS as error:
             log.warning("cannot read assignment", error=str(error))
             return None
 
@@ -135,13 +154,13 @@ class Worker:
         return 0
 
     def process(self, task: ShardTask) -> None:
-        source = task.input
         log.info("processing shard", shard=task.shard, attempt=task.attempt, resume=task.checkpoint)
         last_checkpoint = time.monotonic()
         records_since = 0
+        saves = 0
 
-        def on_record(position: linecount.Position) -> None:
-            nonlocal last_checkpoint, records_since
+        def on_record(progress: runtime.Progress, state: State) -> None:
+            nonlocal last_checkpoint, records_since, saves
             records_since += 1
             if self.delay:
                 time.sleep(self.delay)
@@ -149,33 +168,43 @@ class Worker:
             due = now - last_checkpoint >= self.checkpoint_seconds or (
                 self.checkpoint_records is not None and records_since >= self.checkpoint_records
             )
-            if self.stopping or due or now - self.last_report >= HEARTBEAT_SECONDS:
+            if self.stopping or due:
+                saves += 1
+                progress.state_file = self.output.save_state(task.shard, task.attempt, saves, state)
                 self.reporter.progress[str(task.shard)] = ShardProgress(
-                    attempt=task.attempt, checkpoint=position.checkpoint(), records=position.lines
+                    attempt=task.attempt,
+                    checkpoint=progress.checkpoint(),
+                    records=progress.records,
+                    bytes=progress.bytes,
                 )
-                self.send()
                 last_checkpoint, records_since = now, 0
-                if self.stopping:
-                    raise linecount.ShardInterruptedError
-                if not self.still_assigned(task):
-                    raise linecount.ShardInterruptedError
+            if self.stopping or due or now - self.last_report >= HEARTBEAT_SECONDS:
+                self.send()
+                if self.stopping or not self.still_assigned(task):
+                    raise runtime.ShardInterruptedError
 
+        records = 0
         try:
-            result = linecount.count(source["pieces"], task.checkpoint, on_record)
-            linecount.commit(self.output, task.shard, task.attempt, result, task.checkpoint)
-        except linecount.ShardInterruptedError:
+            if self.output.is_committed(task.shard):
+                log.info("shard already committed by another attempt", shard=task.shard)
+            elif self.exec_argv:
+                runtime.run_exec(task, self.exec_argv, self.output, dict(os.environ))
+            else:
+                context = runtime.ShardContext(self.fmt, self.processor, self.output, on_record)
+                records = runtime.run_shard(task, context).records
+        except runtime.ShardInterruptedError:
             log.info("shard interrupted; its last checkpoint stands", shard=task.shard)
             return
-        except (OSError, KeyError, ValueError) as error:
+        except Exception as error:  # noqa: BLE001 - a bad shard is reported, the worker goes on
             log.warning("shard failed", shard=task.shard, error=str(error))
             self.finished.add((task.shard, task.attempt))
-            self.reporter.outcome(task, records=0, reason=f"{type(error).__name__}: {error}")
+            self.reporter.outcome(task, records=0, reason=f"{type(error).__name__}: {error}"[:200])
             self.send()
             return
         self.finished.add((task.shard, task.attempt))
-        self.reporter.outcome(task, records=result.lines)
+        self.reporter.outcome(task, records=records)
         self.send()
-        log.info("shard committed", shard=task.shard, attempt=task.attempt, lines=result.lines)
+        log.info("shard committed", shard=task.shard, attempt=task.attempt, records=records)
 
     def still_assigned(self, task: ShardTask) -> bool:
         message = self.fetch()
@@ -191,15 +220,20 @@ def main() -> int:
         processors=[structlog.processors.TimeStamper(fmt="iso"), structlog.processors.JSONRenderer()]
     )
     env = os.environ
-    options: dict[str, Any] = json.loads(env.get(ENV_OPTIONS) or "{}")
     records = env.get(ENV_CHECKPOINT_RECORDS)
+    channel: Channel = (
+        FileChannel(env[ENV_CHANNEL_DIR])
+        if env.get(ENV_CHANNEL_DIR)
+        else LeaseClient(env[ENV_NAMESPACE], env[ENV_LEASE])
+    )
     worker = Worker(
-        LeaseClient(env[ENV_NAMESPACE], env[ENV_LEASE]),
+        channel,
         pod=env[ENV_POD],
         output=env[ENV_OUTPUT],
         checkpoint_seconds=float(env.get(ENV_CHECKPOINT_SECONDS, "30")),
         checkpoint_records=int(records) if records else None,
-        options={k: str(v) for k, v in options.items()},
+        processor=json.loads(env.get(ENV_PROCESSOR) or "null"),
+        fmt=env.get(ENV_FORMAT, "text"),
     )
 
     def on_term(signum: int, _frame: object) -> None:

@@ -1,0 +1,180 @@
+"""Running one shard: read its records, process them, checkpoint, and commit the output exactly once.
+
+Checkpoints hold the input position plus the processor's partial state; the state goes to a file next to
+the output (``_checkpoints/``) and the small position record, naming that file, goes to the operator. A
+resumed attempt loads both and continues, so a crash loses at most one checkpoint interval.
+
+Commit protocol (after Hadoop's FileOutputCommitter): an attempt writes to an attempt-scoped scratch file
+and publishes it with ``os.link`` under the shard's deterministic name. ``link`` fails if the name exists,
+so whichever attempt publishes first wins and every later or concurrent attempt becomes a no-op. The data
+file is published before the ``part-N.json`` marker that says the shard is committed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from datajob_core.protocol import ShardTask
+
+from . import readers
+from .processors import Processor, State
+
+
+class ShardInterruptedError(Exception):
+    """Processing stopped early (SIGTERM, shard taken away); the last checkpoint stands."""
+
+
+@dataclass
+class Progress:
+    piece: int = 0
+    offset: int | None = None
+    records: int = 0
+    bytes: int = 0
+    state_file: str | None = None
+
+    def checkpoint(self) -> dict[str, Any]:
+        return {
+            "piece": self.piece,
+            "offset": self.offset,
+            "records": self.records,
+            "bytes": self.bytes,
+            "state": self.state_file,
+        }
+
+    @classmethod
+    def resume(cls, checkpoint: dict[str, Any] | None) -> Progress:
+        if not checkpoint:
+            return cls()
+        offset = checkpoint.get("offset")
+        return cls(
+            piece=int(checkpoint.get("piece", 0)),
+            offset=None if offset is None else int(offset),
+            records=int(checkpoint.get("records", 0)),
+            bytes=int(checkpoint.get("bytes", 0)),
+            state_file=checkpoint.get("state"),
+        )
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    scratch = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    scratch.write_text(text)
+    os.replace(scratch, path)
+
+
+class OutputDir:
+    """The job's output directory: committed parts, scratch space, checkpoint state."""
+
+    def __init__(self, root: str) -> None:
+        self.root = Path(root.removeprefix("file://"))
+        self.temporary = self.root / "_temporary"
+        self.checkpoints = self.root / "_checkpoints"
+
+    def save_state(self, shard: int, attempt: int, seq: int, state: State) -> str:
+        self.checkpoints.mkdir(parents=True, exist_ok=True)
+        name = f"part-{shard:06d}.attempt-{attempt}.{seq}.json"
+        _atomic_write(self.checkpoints / name, json.dumps(state, separators=(",", ":")))
+        # Older states of this attempt are superseded; the ledger only ever points at the newest.
+        for old in self.checkpoints.glob(f"part-{shard:06d}.attempt-{attempt}.*.json"):
+            if old.name != name:
+                with contextlib.suppress(FileNotFoundError):
+                    old.unlink()
+        return name
+
+    def load_state(self, name: str) -> State:
+        state: State = json.loads((self.checkpoints / name).read_text())
+        return state
+
+    def is_committed(self, shard: int) -> bool:
+        return (self.root / f"part-{shard:06d}.json").exists()
+
+    def commit(self, shard: int, attempt: int, data: str, meta: dict[str, Any]) -> bool:
+        """Publishes the shard's output; False if another attempt already had (nothing changes then)."""
+        self.temporary.mkdir(parents=True, exist_ok=True)
+        published = False
+        for name, text in ((f"part-{shard:06d}", data), (f"part-{shard:06d}.json", json.dumps(meta) + "\n")):
+            scratch = self.temporary / f"{name}.attempt-{attempt}"
+            scratch.write_text(text)
+            try:
+                os.link(scratch, self.root / name)
+                published = True
+            except FileExistsError:
+                published = False
+            finally:
+                scratch.unlink()
+        for stale in self.checkpoints.glob(f"part-{shard:06d}.*"):
+            with contextlib.suppress(FileNotFoundError):
+                stale.unlink()
+        return published
+
+
+@dataclass
+class ShardContext:
+    fmt: str
+    processor: Processor
+    output: OutputDir
+    on_record: Callable[[Progress, State], None]  # may checkpoint and may raise ShardInterruptedError
+
+
+def run_shard(task: ShardTask, context: ShardContext) -> Progress:
+    """Processes ``task`` from its checkpoint to the end and commits the result."""
+    progress = Progress.resume(task.checkpoint)
+    state = (
+        context.output.load_state(progress.state_file) if progress.state_file else context.processor.init()
+    )
+    pieces = task.input.get("pieces") or []
+    while progress.piece < len(pieces):
+        piece = pieces[progress.piece]
+        path, start, end = piece["path"], int(piece["start"]), int(piece["end"])
+        header = readers.csv_header(path) if context.fmt == "csv" else None
+        with readers.open_binary(path) as handle:
+            for offset, line in readers.iter_lines(handle, start, end, progress.offset):
+                progress.bytes += len(line)
+                progress.offset = offset
+                if header is not None and offset == len(line):
+                    continue  # the CSV header row
+                record = readers.parse(line, context.fmt, header)
+                if record is not None:
+                    context.processor.process(record, state)
+                    progress.records += 1
+                context.on_record(progress, state)
+        progress.piece += 1
+        progress.offset = None
+    meta = {
+        "shard": task.shard,
+        "records": progress.records,
+        "bytes": progress.bytes,
+        "attempt": task.attempt,
+        "resumedFrom": task.checkpoint,
+        "committedAt": time.time(),
+    }
+    context.output.commit(task.shard, task.attempt, context.processor.render(state), meta)
+    return progress
+
+
+def run_exec(task: ShardTask, argv: list[str], output: OutputDir, env: dict[str, str]) -> None:
+    """Command mode: runs ``argv`` once for the shard; it writes its result to $DATAJOB_OUTPUT_FILE."""
+    output.temporary.mkdir(parents=True, exist_ok=True)
+    scratch = output.temporary / f"exec-{task.shard:06d}.attempt-{task.attempt}"
+    shard_env = {
+        **env,
+        "DATAJOB_SHARD": str(task.shard),
+        "DATAJOB_ATTEMPT": str(task.attempt),
+        "DATAJOB_SHARD_PIECES": json.dumps(task.input.get("pieces") or []),
+        "DATAJOB_RESUME": json.dumps(task.checkpoint),
+        "DATAJOB_OUTPUT_FILE": str(scratch),
+    }
+    subprocess.run(argv, env=shard_env, check=True)
+    data = scratch.read_text() if scratch.exists() else ""
+    with contextlib.suppress(FileNotFoundError):
+        scratch.unlink()
+    output.commit(
+        task.shard, task.attempt, data, {"shard": task.shard, "attempt": task.attempt, "exec": argv}
+    )
