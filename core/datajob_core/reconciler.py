@@ -42,6 +42,24 @@ class Policy:
     heartbeat_timeout: float = 90.0
 
 
+def policy_from_spec(spec: dict[str, Any]) -> Policy:
+    """The policy of a spec as stored by the API server (camelCase, defaults applied)."""
+    retry = spec.get("retryPolicy") or {}
+    backoff = retry.get("backoff") or {}
+    interval = float((spec.get("checkpoint") or {}).get("intervalSeconds", 30))
+    return Policy(
+        workers=int(spec.get("workers", 1)),
+        suspend=bool(spec.get("suspend", False)),
+        max_shard_attempts=int(retry.get("maxShardAttempts", 3)),
+        max_worker_restarts=int(retry.get("maxWorkerRestarts", 10)),
+        backoff_initial=float(backoff.get("initialSeconds", 10)),
+        backoff_max=float(backoff.get("maxSeconds", 300)),
+        max_failed_shards=int(retry.get("maxFailedShards", 0)),
+        # Workers report at least every 5s; three missed checkpoints (min 30s) means hung.
+        heartbeat_timeout=max(30.0, 3 * min(interval, 30.0)),
+    )
+
+
 @dataclass(frozen=True)
 class ObservedWorker:
     """A worker pod (or local process) as seen now."""

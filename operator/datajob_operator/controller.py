@@ -18,6 +18,7 @@ from typing import Any
 import structlog
 
 from datajob_core import sizing
+from datajob_core.inputs import list_inputs
 from datajob_core.ledger import Ledger
 from datajob_core.planning import PlanError, plan_shards
 from datajob_core.protocol import ReportMessage, lease_name
@@ -28,10 +29,10 @@ from datajob_core.reconciler import (
     ObservedWorker,
     Phase,
     Policy,
+    policy_from_spec,
     reconcile,
 )
 
-from .inputs import list_inputs
 from .kube import ConflictError, JobClient, NodeDirectory, compact_json
 
 log = structlog.get_logger("datajob.operator")
@@ -47,23 +48,6 @@ def _epoch(iso: str | None) -> float | None:
     if not iso:
         return None
     return datetime.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
-
-
-def policy_from_spec(spec: dict[str, Any]) -> Policy:
-    retry = spec.get("retryPolicy") or {}
-    backoff = retry.get("backoff") or {}
-    interval = float((spec.get("checkpoint") or {}).get("intervalSeconds", 30))
-    return Policy(
-        workers=int(spec.get("workers", 1)),
-        suspend=bool(spec.get("suspend", False)),
-        max_shard_attempts=int(retry.get("maxShardAttempts", 3)),
-        max_worker_restarts=int(retry.get("maxWorkerRestarts", 10)),
-        backoff_initial=float(backoff.get("initialSeconds", 10)),
-        backoff_max=float(backoff.get("maxSeconds", 300)),
-        max_failed_shards=int(retry.get("maxFailedShards", 0)),
-        # Workers report at least every 5s; three missed checkpoints (min 30s) means hung.
-        heartbeat_timeout=max(30.0, 3 * min(interval, 30.0)),
-    )
 
 
 def observe_pod(pod: dict[str, Any], nodes: frozenset[str] | None = None) -> ObservedWorker | None:

@@ -1,4 +1,7 @@
-"""Listing a DataJob's input: the I/O half of planning (datajob_core.planning is the pure half)."""
+"""Listing a DataJob's input: the I/O half of planning (datajob_core.planning is the pure half).
+
+Shared by the operator and local mode, so both number the same input's shards the same way.
+"""
 
 from __future__ import annotations
 

@@ -1,0 +1,72 @@
+"""``datajob``: run or validate a DataJob manifest on this machine (local mode)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from datajob_core.api import DataJob
+from datajob_core.planning import PlanError
+from datajob_core.reconciler import Phase
+
+from .local_runner import LocalRun
+
+
+def _load(path: Path) -> dict[str, Any]:
+    documents = [d for d in yaml.safe_load_all(path.read_text()) if d]
+    jobs = [d for d in documents if isinstance(d, dict) and d.get("kind") == "DataJob"]
+    if len(jobs) != 1:
+        raise ValueError(f"{path}: expected exactly one DataJob document, found {len(jobs)}")
+    return jobs[0]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="datajob", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run a DataJob on this machine with worker subprocesses")
+    run.add_argument("manifest", type=Path)
+    run.add_argument("--workers", type=int, help="override spec.workers")
+    run.add_argument(
+        "--kill-every",
+        type=float,
+        metavar="SECONDS",
+        help="inject failures: SIGKILL a random worker about this often, to watch jobs recover",
+    )
+    run.add_argument("--seed", type=int, help="seed for --kill-every, for repeatable demos")
+    validate = commands.add_parser("validate", help="check a manifest with the API's rules")
+    validate.add_argument("manifest", type=Path)
+    args = parser.parse_args(argv)
+
+    try:
+        manifest = _load(args.manifest)
+        if args.command == "validate":
+            DataJob.load(manifest)
+            print(f"{args.manifest}: valid")
+            return 0
+        job = LocalRun(
+            manifest,
+            args.manifest.resolve().parent,
+            workers=args.workers,
+            kill_every=args.kill_every,
+            seed=args.seed,
+        )
+    except (ValueError, OSError, yaml.YAMLError) as error:
+        print(f"datajob: invalid job: {error}", file=sys.stderr)
+        return 2
+    try:
+        state = job.run()
+    except PlanError as error:
+        print(f"datajob: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\ndatajob: interrupted; committed output is kept", file=sys.stderr)
+        return 130
+    return 0 if state.phase is Phase.SUCCEEDED else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,269 @@
+"""Local mode: run a DataJob manifest on this machine, like Spark's ``local[*]``.
+
+Worker subprocesses take the place of pods and a directory per slot takes the place of its Lease; the
+decisions (ledger, assignment, retries, backoff) are made by the same ``datajob_core.reconciler.reconcile``
+the operator calls. So a local run fails and recovers exactly as the cluster would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import structlog
+
+from datajob_core import protocol
+from datajob_core.api import DataJob
+from datajob_core.inputs import list_inputs
+from datajob_core.ledger import Ledger
+from datajob_core.planning import plan_shards
+from datajob_core.reconciler import (
+    JobState,
+    ObservedReport,
+    ObservedWorker,
+    Phase,
+    policy_from_spec,
+    reconcile,
+)
+
+from .channel import FileChannel
+
+log = structlog.get_logger("datajob.local")
+
+PASS_SECONDS = 0.2
+
+
+def resolve_paths(spec: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Relative input and output paths are taken relative to the manifest's directory."""
+
+    def resolve(uri: str) -> str:
+        if "://" in uri or os.path.isabs(uri):
+            return uri
+        return str((base / uri).resolve())
+
+    spec = dict(spec)
+    spec["input"] = {**spec["input"], "uris": [resolve(u) for u in spec["input"]["uris"]]}
+    spec["output"] = {**spec["output"], "uri": resolve(spec["output"]["uri"])}
+    return spec
+
+
+@dataclass
+class LocalWorker:
+    name: str
+    slot: int
+    process: subprocess.Popen[bytes]
+    started_at: float
+    terminating: bool = False
+
+    def observe(self) -> ObservedWorker:
+        code = self.process.poll()
+        if code is None:
+            return ObservedWorker(self.name, self.slot, "Running", self.terminating, self.started_at)
+        phase = "Succeeded" if code == 0 else "Failed"
+        reason = f"exit code {code}" if code >= 0 else f"killed by {signal.Signals(-code).name}"
+        return ObservedWorker(self.name, self.slot, phase, started_at=self.started_at, reason=reason)
+
+
+@dataclass
+class Stats:
+    started: float = field(default_factory=time.monotonic)
+    records_done: dict[int, int] = field(default_factory=dict)
+    records_running: int = 0
+    kills: int = 0
+
+    def records(self) -> int:
+        return sum(self.records_done.values()) + self.records_running
+
+
+class LocalRun:
+    def __init__(
+        self,
+        manifest: dict[str, Any],
+        base: Path,
+        *,
+        workers: int | None = None,
+        kill_every: float | None = None,
+        seed: int | None = None,
+        out: TextIO = sys.stderr,
+    ) -> None:
+        job = DataJob.load(manifest)  # raises ValueError naming every bad field
+        self.name = str(job.metadata.get("name") or "datajob")
+        spec = resolve_paths(job.spec.model_dump(by_alias=True, exclude_none=True), base)
+        if workers is not None:
+            spec["workers"] = workers
+        self.spec = spec
+        self.policy = policy_from_spec(spec)
+        self.output = Path(spec["output"]["uri"].removeprefix("file://"))
+        self.run_dir = self.output / "_datajob"
+        self.kill_every = kill_every
+        self.random = random.Random(seed)
+        self.out = out
+        self.workers: dict[int, LocalWorker] = {}
+        self.stats = Stats()
+
+    # -- processes ---------------------------------------------------------------------------------
+    def _channel(self, slot: int) -> FileChannel:
+        return FileChannel(self.run_dir / "slots" / str(slot))
+
+    def _start(self, slot: int, name: str) -> None:
+        spec = self.spec
+        checkpoint = spec.get("checkpoint") or {}
+        env = {
+            **os.environ,
+            **{e["name"]: e.get("value", "") for e in spec.get("env") or []},
+            protocol.ENV_CHANNEL_DIR: str(self._channel(slot).directory),
+            protocol.ENV_POD: name,
+            protocol.ENV_JOB: self.name,
+            protocol.ENV_OUTPUT: str(self.output),
+            protocol.ENV_CHECKPOINT_SECONDS: str(checkpoint.get("intervalSeconds", 30)),
+            protocol.ENV_PROCESSOR: json.dumps(spec.get("processor"), sort_keys=True),
+            protocol.ENV_FORMAT: spec["input"].get("format", "text"),
+        }
+        if checkpoint.get("intervalRecords"):
+            env[protocol.ENV_CHECKPOINT_RECORDS] = str(checkpoint["intervalRecords"])
+        logs = self.run_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        with (logs / f"{name}.log").open("ab") as log_file:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "datajob_worker"],
+                env=env,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        self.workers[slot] = LocalWorker(name, slot, process, time.time())
+
+    def _stop(self, name: str, graceful: bool) -> None:
+        for slot, worker in list(self.workers.items()):
+            if worker.name != name:
+                continue
+            if worker.process.poll() is not None:
+                del self.workers[slot]
+            elif graceful:
+                if not worker.terminating:
+                    worker.process.send_signal(signal.SIGTERM)
+                    worker.terminating = True
+            else:
+                worker.process.kill()
+                worker.process.wait()
+                del self.workers[slot]
+
+    def _chaos(self, now: float) -> None:
+        """--kill-every: SIGKILL a random busy worker now and then, to show recovery."""
+        if not self.kill_every or self.random.random() > PASS_SECONDS / self.kill_every:
+            return
+        busy = [w for w in self.workers.values() if w.process.poll() is None and not w.terminating]
+        if busy:
+            victim = self.random.choice(busy)
+            victim.process.kill()
+            self.stats.kills += 1
+            self._line(f"injected failure: killed {victim.name}")
+
+    # -- the loop ------------------------------------------------------------------------------------
+    def run(self) -> JobState:
+        files = list_inputs(self.spec["input"]["uris"])
+        plan = plan_shards(files, self.spec["input"].get("partitioning") or {})
+        state = JobState(Ledger.new(len(plan)))
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self._line(
+            f"{self.name}: {len(plan)} shards from {len(files)} file(s), {self.policy.workers} worker(s), "
+            f"output {self.output}"
+        )
+        try:
+            while True:
+                now = time.time()
+                observed = [w.observe() for w in self.workers.values()]
+                reports = {}
+                for slot in state.slots:
+                    report, renewed = self._channel(slot).read_report()
+                    reports[slot] = ObservedReport(slot, report, renewed)
+                    self._count(report)
+                decision = reconcile(
+                    self.name, self.policy, state=state, workers=observed, reports=reports, plan=plan, now=now
+                )
+                for slot, message in decision.assignments.items():
+                    self._channel(slot).write_assignment(message)
+                for name, graceful in decision.delete:
+                    self._stop(name, graceful)
+                for slot, name in decision.create:
+                    self._start(slot, name)
+                for event in decision.events:
+                    if event.type == "Warning":
+                        self._line(f"{event.reason}: {event.message}")
+                self._progress(state)
+                if decision.finished and all(w.process.poll() is not None for w in self.workers.values()):
+                    break
+                self._chaos(now)
+                time.sleep(PASS_SECONDS)
+        finally:
+            for worker in self.workers.values():
+                if worker.process.poll() is None:
+                    worker.process.kill()
+                    worker.process.wait()
+        self._summary(state)
+        return state
+
+    # -- display ------------------------------------------------------------------------------------
+    def _count(self, report: protocol.ReportMessage | None) -> None:
+        if report is None:
+            return
+        for outcome in report.done:
+            self.stats.records_done[outcome.shard] = outcome.records
+
+    def _progress(self, state: JobState) -> None:
+        counts = state.ledger.counts()
+        running = 0
+        for slot in state.slots:
+            report, _ = self._channel(slot).read_report()
+            if report:
+                running += sum(
+                    p.records for k, p in report.progress.items() if int(k) not in self.stats.records_done
+                )
+        self.stats.records_running = running
+        elapsed = max(time.monotonic() - self.stats.started, 1e-6)
+        done = counts.succeeded + counts.failed
+        rate = self.stats.records() / elapsed
+        eta = "--:--" if done == 0 else _clock(elapsed * (counts.total - done) / done)
+        width = 30
+        filled = int(width * done / max(counts.total, 1))
+        live = sum(1 for w in self.workers.values() if w.process.poll() is None)
+        line = (
+            f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{counts.total} shards  "
+            f"{rate:,.0f} rec/s  ETA {eta}  workers {live}/{self.policy.workers}  restarts {state.restarts} "
+        )
+        if self.out.isatty():
+            self.out.write(line)
+            self.out.flush()
+
+    def _line(self, text: str) -> None:
+        if self.out.isatty():
+            self.out.write("\r\033[K")
+        self.out.write(text + "\n")
+        self.out.flush()
+
+    def _summary(self, state: JobState) -> None:
+        counts = state.ledger.counts()
+        elapsed = time.monotonic() - self.stats.started
+        injected = f", {self.stats.kills} injected" if self.stats.kills else ""
+        self._line(
+            f"{self.name}: {state.phase.value} in {_clock(elapsed)}: {counts.succeeded}/{counts.total} "
+            f"shards committed, {counts.failed} failed, {self.stats.records():,} records, "
+            f"{state.restarts} worker restart(s){injected}"
+        )
+        if state.message and state.phase is Phase.FAILED:
+            self._line(f"reason: {state.message}")
+        self._line(f"output: {self.output}/part-*")
+
+
+def _clock(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}:{secs:02d}"
