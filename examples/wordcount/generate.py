@@ -10,11 +10,62 @@ import random
 from pathlib import Path
 
 # Zipf-like vocabulary: a few very common words and a long tail, as in natural text.
-COMMON = "the of and to in a is that for it as was with be by on not he this are or his from at which".split()
-TOPICS = (
-    "shard worker ledger checkpoint operator cluster node pod scheduler replica lease commit attempt "
-    "partition record byte range input output failure restart resume backoff gpu memory cpu quota"
-).split()
+COMMON = [
+    "the",
+    "of",
+    "and",
+    "to",
+    "in",
+    "a",
+    "is",
+    "that",
+    "for",
+    "it",
+    "as",
+    "was",
+    "with",
+    "be",
+    "by",
+    "on",
+    "not",
+    "he",
+    "this",
+    "are",
+    "or",
+    "his",
+    "from",
+    "at",
+    "which",
+]
+TOPICS = [
+    "shard",
+    "worker",
+    "ledger",
+    "checkpoint",
+    "operator",
+    "cluster",
+    "node",
+    "pod",
+    "scheduler",
+    "replica",
+    "lease",
+    "commit",
+    "attempt",
+    "partition",
+    "record",
+    "byte",
+    "range",
+    "input",
+    "output",
+    "failure",
+    "restart",
+    "resume",
+    "backoff",
+    "gpu",
+    "memory",
+    "cpu",
+    "quota",
+]
 
 
 def line(rng: random.Random) -> str:
