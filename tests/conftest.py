@@ -26,6 +26,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.cluster)
         elif "unit" in parts:
             item.add_marker(pytest.mark.unit)
+        elif "local" in parts:
+            item.add_marker(pytest.mark.local)
 
 
 @pytest.fixture(scope="session")

@@ -6,9 +6,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from datajob_testenv.datajobs import Jobs, committed, job_manifest, write_inputs
+import yaml
+
+from datajob_testenv.datajobs import Jobs, committed, data_digest, job_manifest, write_inputs
 from datajob_testenv.nodeagent import SIGNAL_ANNOTATION
 from datajob_testenv.processes import wait_for
+from datajob_worker.cli import main as datajob
 
 
 def test_more_shards_than_workers_completes_with_every_shard_committed_once(
@@ -25,6 +28,11 @@ def test_more_shards_than_workers_completes_with_every_shard_committed_once(
     assert sorted(results) == list(range(12))
     assert sum(r["records"] for r in results.values()) == total_lines
     assert not list((tmp_path / "out" / "_temporary").glob("*")), "attempt scratch files left behind"
+    # The same manifest in local mode commits byte-identical output.
+    local = job_manifest("many", tmp_path / "in", tmp_path / "local-out", workers=2)
+    (tmp_path / "job.yaml").write_text(yaml.safe_dump(local))
+    assert datajob(["run", str(tmp_path / "job.yaml")]) == 0
+    assert data_digest(tmp_path / "local-out") == data_digest(tmp_path / "out")
     # Finished jobs do not keep workers around, and go away after ttlSecondsAfterFinished.
     wait_for(lambda: not jobs.pods("many"), 60, "worker pods cleaned up")
     wait_for(lambda: not jobs.exists("many"), 60, "job deleted after its TTL")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 from collections.abc import Callable
@@ -90,3 +91,9 @@ class Jobs:
 
 def committed(output: Path) -> dict[int, dict[str, Any]]:
     return {int(p.stem.split("-")[1]): json.loads(p.read_text()) for p in sorted(output.glob("part-*.json"))}
+
+
+def data_digest(output: Path) -> str:
+    """One hash over every committed data part, in shard order (markers excluded)."""
+    parts = sorted(p for p in output.glob("part-*") if p.suffix != ".json")
+    return hashlib.sha256(b"".join(p.read_bytes() for p in parts)).hexdigest()

@@ -96,7 +96,12 @@ class OutputDir:
         return (self.root / f"part-{shard:06d}.json").exists()
 
     def commit(self, shard: int, attempt: int, data: str, meta: dict[str, Any]) -> bool:
-        """Publishes the shard's output; False if another attempt already had (nothing changes then)."""
+        """Publishes the shard's output; False if another attempt's data was published first.
+
+        Data is deterministic per shard, so whichever attempt wins, the bytes are the same. The marker is
+        published after the data by whoever gets there first; a crash between the two is completed by the
+        next attempt.
+        """
         self.temporary.mkdir(parents=True, exist_ok=True)
         published = False
         for name, text in ((f"part-{shard:06d}", data), (f"part-{shard:06d}.json", json.dumps(meta) + "\n")):
@@ -104,9 +109,9 @@ class OutputDir:
             scratch.write_text(text)
             try:
                 os.link(scratch, self.root / name)
-                published = True
+                published = published or not name.endswith(".json")
             except FileExistsError:
-                published = False
+                pass
             finally:
                 scratch.unlink()
         for stale in self.checkpoints.glob(f"part-{shard:06d}.*"):

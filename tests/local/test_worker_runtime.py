@@ -1,0 +1,174 @@
+"""Readers, processors and the exactly-once committer, on real files."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from datajob_core.protocol import ShardTask
+from datajob_worker import processors, readers
+from datajob_worker.runtime import OutputDir, Progress, ShardContext, ShardInterruptedError, run_shard
+
+
+def random_text(rng: random.Random, lines: int) -> bytes:
+    out = []
+    for _ in range(lines):
+        length = rng.choice([0, 1, 2, 5, 30, 200])
+        out.append("".join(rng.choice("ab cd\t") for _ in range(length)))
+    text = "\n".join(out)
+    return text.encode() + (b"\n" if rng.random() < 0.5 else b"")  # sometimes no final newline
+
+
+def cut_points(rng: random.Random, size: int, pieces: int) -> list[int]:
+    return [0, *sorted(rng.sample(range(1, max(size, 2)), min(pieces - 1, max(size - 1, 0)))), size]
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_byte_range_splits_never_lose_or_duplicate_a_record(tmp_path: Path, seed: int) -> None:
+    rng = random.Random(seed)
+    data = random_text(rng, rng.randint(0, 300))
+    path = tmp_path / "input.txt"
+    path.write_bytes(data)
+    expected = data.splitlines(keepends=True)
+    cuts = cut_points(rng, len(data), rng.randint(1, 12))
+    got: list[bytes] = []
+    with path.open("rb") as handle:
+        for start, end in itertools.pairwise(cuts):
+            got.extend(line for _, line in readers.iter_lines(handle, start, end, None))
+    assert got == expected
+
+
+def test_jsonl_and_csv_records(tmp_path: Path) -> None:
+    jsonl = tmp_path / "a.jsonl"
+    jsonl.write_text('{"k": "x", "v": 1}\n\n{"k": "y", "v": 2}\n')
+    with jsonl.open("rb") as handle:
+        records = [readers.parse(line, "jsonl", None) for _, line in readers.iter_lines(handle, 0, 100, None)]
+    assert records == [{"k": "x", "v": 1}, None, {"k": "y", "v": 2}]
+    csv_path = tmp_path / "a.csv"
+    csv_path.write_text('city,amount\n"Paris, FR",3\nOslo,4\n')
+    header = readers.csv_header(str(csv_path))
+    assert header == ["city", "amount"]
+    assert readers.parse(b'"Paris, FR",3\n', "csv", header) == {"city": "Paris, FR", "amount": "3"}
+
+
+def run_processor(spec: dict[str, Any], records: Sequence[object]) -> str:
+    processor = processors.build(spec)
+    state = processor.init()
+    for record in records:
+        processor.process(record, state)
+    # The state survives a JSON round trip, as it must to be checkpointed.
+    return processor.render(json.loads(json.dumps(state)))
+
+
+def test_builtin_processors() -> None:
+    assert run_processor({"builtin": "wordcount"}, ["a b a", "b c"]) == "a\t2\nb\t2\nc\t1\n"
+    assert run_processor({"builtin": "grep", "options": {"pattern": "^err"}}, ["ok", "error 1", "err 2"]) == (
+        "error 1\nerr 2\n"
+    )
+    rows = [
+        {"city": "Oslo", "amount": "4"},
+        {"city": "Paris", "amount": "3"},
+        {"city": "Oslo", "amount": "1.5"},
+    ]
+    aggregated = [
+        json.loads(line)
+        for line in run_processor(
+            {"builtin": "aggregate", "options": {"groupBy": "city", "value": "amount"}}, rows
+        ).splitlines()
+    ]
+    assert aggregated == [
+        {"city": "Oslo", "count": 2, "sum": 5.5, "min": 1.5, "max": 4.0},
+        {"city": "Paris", "count": 1, "sum": 3.0, "min": 3.0, "max": 3.0},
+    ]
+    transformed = run_processor(
+        {"builtin": "transform", "options": {"select": "city", "rename": "city=town"}}, rows[:1]
+    )
+    assert transformed == '{"town": "Oslo"}\n'
+    # User functions return the output line (or a JSON-able value, or None to drop the record).
+    assert run_processor({"function": "json:dumps"}, [{"a": 1}]) == '{"a": 1}\n'
+
+
+def test_processor_errors_are_clear() -> None:
+    with pytest.raises(ValueError, match="groupBy"):
+        processors.build({"builtin": "aggregate"})
+
+
+def shard_task(
+    path: Path, size: int, checkpoint: dict[str, object] | None = None, attempt: int = 1
+) -> ShardTask:
+    return ShardTask(
+        shard=0,
+        attempt=attempt,
+        checkpoint=checkpoint,
+        input={"pieces": [{"path": str(path), "start": 0, "end": size}]},
+    )
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_resume_from_any_checkpoint_gives_the_uninterrupted_result(tmp_path: Path, seed: int) -> None:
+    rng = random.Random(seed)
+    data = b"".join(f"w{rng.randint(0, 20)} w{rng.randint(0, 5)}\n".encode() for _ in range(200))
+    path = tmp_path / "in.txt"
+    path.write_bytes(data)
+    reference = OutputDir(str(tmp_path / "ref"))
+    run_shard(
+        shard_task(path, len(data)),
+        ShardContext("text", processors.build(None), reference, lambda p, s: None),
+    )
+
+    output = OutputDir(str(tmp_path / "out"))
+    stop_after = rng.randint(1, 199)
+    saved: dict[str, object] = {}
+
+    def crash_midway(progress: Progress, state: processors.State) -> None:
+        if progress.records % 7 == 0:  # checkpoint now and then, as the worker does
+            progress.state_file = output.save_state(0, 1, progress.records, state)
+            saved.update(progress.checkpoint())
+        if progress.records == stop_after:
+            raise ShardInterruptedError
+
+    with pytest.raises(ShardInterruptedError):
+        run_shard(
+            shard_task(path, len(data)), ShardContext("text", processors.build(None), output, crash_midway)
+        )
+    resume = dict(saved) or None
+    run_shard(
+        shard_task(path, len(data), resume, attempt=2),
+        ShardContext("text", processors.build(None), output, lambda p, s: None),
+    )
+    assert (output.root / "part-000000").read_text() == (reference.root / "part-000000").read_text()
+    assert not list(output.checkpoints.glob("*")), "checkpoint state left behind after commit"
+
+
+def test_racing_attempts_leave_exactly_one_committed_result(tmp_path: Path) -> None:
+    output = OutputDir(str(tmp_path))
+    barrier = threading.Barrier(8)
+    wins: list[bool] = []
+
+    def attempt(number: int) -> None:
+        barrier.wait()
+        # Every attempt of a shard computes the same bytes; only who publishes them differs.
+        wins.append(output.commit(5, number, "the shard's result\n", {"attempt": number}))
+
+    threads = [threading.Thread(target=attempt, args=(n,)) for n in range(1, 9)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    committed = (tmp_path / "part-000005").read_text()
+    marker = json.loads((tmp_path / "part-000005.json").read_text())
+    assert wins.count(True) == 1
+    assert committed == "the shard's result\n"
+    assert marker["attempt"] in range(1, 9)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("part-")) == [
+        "part-000005",
+        "part-000005.json",
+    ]
+    assert not list((tmp_path / "_temporary").iterdir())
