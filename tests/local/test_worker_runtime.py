@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 from datajob_core.protocol import ShardTask
@@ -172,3 +174,19 @@ def test_racing_attempts_leave_exactly_one_committed_result(tmp_path: Path) -> N
         "part-000005.json",
     ]
     assert not list((tmp_path / "_temporary").iterdir())
+
+
+def test_parquet_row_groups_split_by_byte_range_and_resume(tmp_path: Path) -> None:
+    rows = [{"city": f"c{i % 4}", "amount": i} for i in range(1000)]
+    path = tmp_path / "t.parquet"
+    pq.write_table(pa.Table.from_pylist(rows), path, row_group_size=128)
+    size = path.stat().st_size
+    cuts = [0, size // 3, 2 * size // 3, size]
+    seen = [
+        row
+        for start, end in itertools.pairwise(cuts)
+        for _, row in readers.iter_parquet_rows(str(path), start, end, 0)
+    ]
+    assert sorted(r["amount"] for r in seen) == list(range(1000))
+    resumed = [row for _, row in readers.iter_parquet_rows(str(path), 0, size, 300)]
+    assert [r["amount"] for r in resumed] == list(range(300, 1000))

@@ -138,6 +138,16 @@ def run_shard(task: ShardTask, context: ShardContext) -> Progress:
     while progress.piece < len(pieces):
         piece = pieces[progress.piece]
         path, start, end = piece["path"], int(piece["start"]), int(piece["end"])
+        if context.fmt == "parquet":
+            # For parquet the offset counts rows of this piece rather than bytes.
+            for rows, record in readers.iter_parquet_rows(path, start, end, progress.offset or 0):
+                progress.offset = rows
+                context.processor.process(record, state)
+                progress.records += 1
+                context.on_record(progress, state)
+            progress.piece += 1
+            progress.offset = None
+            continue
         header = readers.csv_header(path) if context.fmt == "csv" else None
         with readers.open_binary(path) as handle:
             for offset, line in readers.iter_lines(handle, start, end, progress.offset):
