@@ -453,6 +453,13 @@ class WorkerSummary(_Model):
     selector: str | None = Field(default=None, description="Label selector of the worker pods.")
 
 
+class ProcessedCounts(_Model):
+    """Input consumed by committed shards (each shard counted once, whatever its attempts)."""
+
+    records: int | None = Field(default=None, description="Records read.")
+    bytes: int | None = Field(default=None, description="Bytes read.")
+
+
 class DataJobStatus(_Model):
     """Observed state, written by the operator."""
 
@@ -471,6 +478,7 @@ class DataJobStatus(_Model):
     shards: ShardCounts | None = Field(default=None, description="Shards by state.")
     workers: WorkerSummary | None = Field(default=None, description="Worker pods.")
     restarts: int | None = Field(default=None, description="Worker pods replaced after a failure.")
+    processed: ProcessedCounts | None = Field(default=None, description="Input consumed by committed shards.")
     start_time: str | None = Field(
         default=None, description="When the job started.", json_schema_extra={"format": "date-time"}
     )

@@ -68,6 +68,7 @@ class ShardOutcome(_Message):
     attempt: int = Field(ge=1)
     seq: int = Field(ge=1)
     records: int = Field(default=0, ge=0)
+    bytes: int = Field(default=0, ge=0)
     reason: str = ""
 
 

@@ -123,6 +123,8 @@ class JobState:
     phase: Phase = Phase.PENDING
     restarts: int = 0
     message: str = ""
+    records: int = 0  # records in committed shards, counted once per shard
+    bytes: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -132,6 +134,8 @@ class JobState:
             "phase": self.phase.value,
             "restarts": self.restarts,
             "message": self.message,
+            "records": self.records,
+            "bytes": self.bytes,
         }
 
     @classmethod
@@ -144,6 +148,8 @@ class JobState:
             phase=Phase(data.get("phase", Phase.PENDING.value)),
             restarts=int(data.get("restarts", 0)),
             message=str(data.get("message", "")),
+            records=int(data.get("records", 0)),
+            bytes=int(data.get("bytes", 0)),
         )
 
 
@@ -188,7 +194,7 @@ def reconcile(
     for slot_number, slot in state.slots.items():
         observed = reports.get(slot_number)
         if slot.pod and observed and observed.report and observed.report.pod == slot.pod:
-            _fold(ledger, slot, observed.report, policy=policy, now=now, decision=decision)
+            _fold(state, slot, observed.report, policy=policy, now=now, decision=decision)
 
     # 2. Judge each slot's current pod; release the shards of the dead ones.
     for slot_number, slot in sorted(state.slots.items()):
@@ -281,12 +287,15 @@ def reconcile(
 
 
 def _fold(
-    ledger: Ledger, slot: Slot, report: ReportMessage, *, policy: Policy, now: float, decision: Decision
+    state: JobState, slot: Slot, report: ReportMessage, *, policy: Policy, now: float, decision: Decision
 ) -> None:
+    """Applies a worker's report; outcomes up to ``slot.acked`` were applied before and are skipped."""
+    ledger = state.ledger
     worker = report.pod
     for outcome in report.done:
-        if outcome.seq > slot.acked:
-            ledger.complete(outcome.shard, worker, outcome.attempt, now)
+        if outcome.seq > slot.acked and ledger.complete(outcome.shard, worker, outcome.attempt, now).accepted:
+            state.records += outcome.records
+            state.bytes += outcome.bytes
     for outcome in report.failed:
         if outcome.seq > slot.acked:
             result = ledger.fail_attempt(

@@ -239,6 +239,7 @@ class JobController:
                 "selector": self.jobs.selector,
             },
             "restarts": state.restarts,
+            "processed": {"records": state.records, "bytes": state.bytes},
             "startTime": old.get("startTime") or now,
             "ledger": state.to_dict(),
         }

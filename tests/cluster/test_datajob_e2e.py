@@ -24,6 +24,7 @@ def test_more_shards_than_workers_completes_with_every_shard_committed_once(
     assert status["shards"]["succeeded"] == 12
     assert status["shards"]["summary"] == "12/12"
     assert status["completionTime"]
+    assert status["processed"]["records"] == total_lines
     results = committed(tmp_path / "out")
     assert sorted(results) == list(range(12))
     assert sum(r["records"] for r in results.values()) == total_lines

@@ -66,10 +66,15 @@ class Reporter:
         self.done = [o for o in self.done if o.seq > ack]
         self.failed = [o for o in self.failed if o.seq > ack]
 
-    def outcome(self, task: ShardTask, *, records: int, reason: str = "") -> None:
+    def outcome(self, task: ShardTask, *, records: int, bytes_read: int = 0, reason: str = "") -> None:
         self.seq += 1
         entry = ShardOutcome(
-            shard=task.shard, attempt=task.attempt, seq=self.seq, records=records, reason=reason
+            shard=task.shard,
+            attempt=task.attempt,
+            seq=self.seq,
+            records=records,
+            bytes=bytes_read,
+            reason=reason,
         )
         (self.failed if reason else self.done).append(entry)
         self.progress.pop(str(task.shard), None)
@@ -183,7 +188,7 @@ class Worker:
                 if self.stopping or not self.still_assigned(task):
                     raise runtime.ShardInterruptedError
 
-        records = 0
+        records = bytes_read = 0
         try:
             if self.output.is_committed(task.shard):
                 log.info("shard already committed by another attempt", shard=task.shard)
@@ -191,7 +196,8 @@ class Worker:
                 runtime.run_exec(task, self.exec_argv, self.output, dict(os.environ))
             else:
                 context = runtime.ShardContext(self.fmt, self.processor, self.output, on_record)
-                records = runtime.run_shard(task, context).records
+                progress = runtime.run_shard(task, context)
+                records, bytes_read = progress.records, progress.bytes
         except runtime.ShardInterruptedError:
             log.info("shard interrupted; its last checkpoint stands", shard=task.shard)
             return
@@ -202,7 +208,7 @@ class Worker:
             self.send()
             return
         self.finished.add((task.shard, task.attempt))
-        self.reporter.outcome(task, records=records)
+        self.reporter.outcome(task, records=records, bytes_read=bytes_read)
         self.send()
         log.info("shard committed", shard=task.shard, attempt=task.attempt, records=records)
 

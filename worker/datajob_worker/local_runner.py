@@ -256,7 +256,7 @@ class LocalRun:
         injected = f", {self.stats.kills} injected" if self.stats.kills else ""
         self._line(
             f"{self.name}: {state.phase.value} in {_clock(elapsed)}: {counts.succeeded}/{counts.total} "
-            f"shards committed, {counts.failed} failed, {self.stats.records():,} records, "
+            f"shards committed, {counts.failed} failed, {state.records:,} records, "
             f"{state.restarts} worker restart(s){injected}"
         )
         if state.message and state.phase is Phase.FAILED:
