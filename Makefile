@@ -17,8 +17,20 @@ $(BIN)/python:
 	$(BIN)/pip install --quiet --upgrade pip
 
 .PHONY: install
-install: $(BIN)/python ## Create .venv and install the project with its dev tools
+install: $(VENV)/.installed ## Create .venv and install the project with its dev tools
+
+# Reinstall only when the dependency list changes (the package itself is installed editable).
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+examples/wordcount/data/corpus-000.txt: | $(BIN)/python
+	$(BIN)/python examples/wordcount/generate.py
+
+.PHONY: demo
+demo: install examples/wordcount/data/corpus-000.txt ## The main job: word count over a 36 MB corpus in local mode, with failures injected
+	rm -rf examples/wordcount/out
+	$(BIN)/datajob run examples/wordcount/datajob.yaml --kill-every 2 --seed 1
 
 .PHONY: tools
 tools: ## Build (or reuse) the pinned Kubernetes binaries: etcd, apiserver, scheduler, ...
@@ -41,6 +53,7 @@ lint: install ## ruff, ruff format --check, mypy
 .PHONY: bench
 bench: install ## Run the benchmarks (they print figures; see docs/benchmarks.md)
 	$(BIN)/python benchmarks/ledger_scale.py
+	$(BIN)/python benchmarks/processor_throughput.py
 
 .PHONY: crds
 crds: install ## Regenerate crds/ and docs/api-reference.md from the pydantic models

@@ -6,6 +6,7 @@ server reject bad specs; the same rules are enforced here, so local mode gives t
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -138,12 +139,39 @@ class Input(_Model):
     )
 
 
+OUTPUT_URI_MESSAGE = (
+    "spec.output.uri must be a filesystem path (or file://...): the output committer needs an atomic "
+    "no-replace publish, which object stores do not offer"
+)
+
+
 class Output(_Model):
     """Where committed results go. Immutable once the job exists."""
 
-    uri: str = Field(
-        min_length=1, max_length=MAX_URI, description="Output directory: a local path or fsspec URI."
+    model_config = ConfigDict(
+        json_schema_extra=_rules(
+            _rule(
+                "!self.uri.matches('^[A-Za-z][A-Za-z0-9+.-]*://') || self.uri.startsWith('file://')",
+                OUTPUT_URI_MESSAGE,
+                ".uri",
+            )
+        )
     )
+
+    uri: str = Field(
+        min_length=1,
+        max_length=MAX_URI,
+        description=(
+            "Output directory: a POSIX path (local disk in local mode, a shared ReadWriteMany volume in a "
+            "cluster) or file:// URI."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _path_only(self) -> Output:
+        if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", self.uri) and not self.uri.startswith("file://"):
+            raise ValueError(OUTPUT_URI_MESSAGE)
+        return self
 
 
 class Processor(_Model):

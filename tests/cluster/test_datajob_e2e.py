@@ -80,12 +80,9 @@ def test_killed_worker_is_replaced_and_resumes_from_checkpoint(jobs: Jobs, tmp_p
     resumed = [r for r in results.values() if r["attempt"] > 1]
     assert resumed, f"no shard needed a second attempt: {results}"
     assert all((r["resumedFrom"] or {}).get("records", 0) > 0 for r in resumed), resumed
-    events = jobs.core.list_namespaced_event(
-        jobs.namespace, field_selector="involvedObject.name=resume"
-    ).items
+    events = jobs.events("resume", wait_for_reason="Completed")
     failures = [e.message for e in events if e.reason == "WorkerFailed"]
     assert any(victim.metadata.name in m and "exit code 137" in m for m in failures), failures
-    assert any(e.reason == "Completed" for e in events)
     print(f"replacement pod running {replacement_seconds:.1f}s after the kill")
 
 

@@ -78,8 +78,7 @@ def test_input_matching_nothing_fails_the_job_with_a_clear_condition(jobs: Jobs,
     assert failed["status"] == "True"
     assert failed["reason"] == "InputNotFound"
     assert "spec.input.uris" in failed["message"]
-    events = jobs.core.list_namespaced_event(jobs.namespace, field_selector="involvedObject.name=empty").items
-    assert any(e.reason == "InputNotFound" for e in events)
+    jobs.events("empty", wait_for_reason="InputNotFound")
 
 
 def test_deleting_the_job_removes_its_pods_and_coordination_objects(jobs: Jobs, tmp_path: Path) -> None:
@@ -119,13 +118,13 @@ def test_live_rescale_adds_and_removes_workers(jobs: Jobs, tmp_path: Path) -> No
 def test_suspend_stops_workers_and_resume_finishes_without_losing_progress(
     jobs: Jobs, tmp_path: Path
 ) -> None:
-    total_lines = write_inputs(tmp_path / "in", files=6, lines=60)
+    total_lines = write_inputs(tmp_path / "in", files=6, lines=600)
     manifest = job_manifest(
         "pause",
         tmp_path / "in",
         tmp_path / "out",
         workers=2,
-        processor={"builtin": "wordcount", "options": {"delayPerRecord": "0.02"}},
+        processor={"builtin": "wordcount", "options": {"delayPerRecord": "0.002"}},
     )
     jobs.create(manifest)
     jobs.wait("pause", lambda s: (s.get("shards") or {}).get("succeeded", 0) >= 1, 90, "some progress")
@@ -149,13 +148,13 @@ def test_suspend_stops_workers_and_resume_finishes_without_losing_progress(
 def test_operator_restart_mid_job_loses_and_repeats_nothing(
     jobs: Jobs, tmp_path: Path, operator: OperatorProcess
 ) -> None:
-    total_lines = write_inputs(tmp_path / "in", files=8, lines=50)
+    total_lines = write_inputs(tmp_path / "in", files=8, lines=500)
     manifest = job_manifest(
         "crash",
         tmp_path / "in",
         tmp_path / "out",
         workers=2,
-        processor={"builtin": "wordcount", "options": {"delayPerRecord": "0.02"}},
+        processor={"builtin": "wordcount", "options": {"delayPerRecord": "0.002"}},
     )
     jobs.create(manifest)
     jobs.wait("crash", lambda s: (s.get("shards") or {}).get("succeeded", 0) >= 1, 90, "some progress")
@@ -206,9 +205,7 @@ def test_worker_on_a_vanished_node_is_replaced_elsewhere(
             "replacement scheduled on the spare node",
         )
         print(f"replacement scheduled {time.monotonic() - started:.0f}s after its node was deleted")
-        events = jobs.core.list_namespaced_event(
-            jobs.namespace, field_selector="involvedObject.name=nodeloss"
-        ).items
+        events = jobs.events("nodeloss", wait_for_reason="WorkerFailed")
         assert any(e.reason == "WorkerFailed" and first in e.message for e in events)
         assert jobs.status("nodeloss")["restarts"] == 1
     finally:

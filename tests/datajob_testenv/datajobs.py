@@ -83,6 +83,21 @@ class Jobs:
     def wait_phase(self, name: str, phase: str, timeout: float = 120) -> dict[str, Any]:
         return self.wait(name, lambda s: s.get("phase") == phase, timeout, f"phase {phase}")
 
+    def events(self, name: str, *, wait_for_reason: str | None = None, timeout: float = 30) -> list[Any]:
+        """The job's Events; with ``wait_for_reason``, first waits until one with that reason exists.
+
+        Events are posted after the status write of the same pass, so a test that just saw a phase may
+        be a moment early for the matching event.
+        """
+
+        def listed() -> list[Any]:
+            selector = f"involvedObject.name={name}"
+            return list(self.core.list_namespaced_event(self.namespace, field_selector=selector).items)
+
+        if wait_for_reason:
+            wait_for(lambda: any(e.reason == wait_for_reason for e in listed()), timeout, wait_for_reason)
+        return listed()
+
     def pods(self, name: str) -> list[Any]:
         return list(
             self.core.list_namespaced_pod(self.namespace, label_selector=f"datajob.dev/job={name}").items

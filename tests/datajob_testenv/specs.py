@@ -68,6 +68,11 @@ BAD_SPECS: list[tuple[str, dict[str, Any], str]] = [
         "spec.processor: set exactly one of builtin, function or exec",
     ),
     ("bad function", spec_with(processor={"function": "not a function"}), "spec.processor.function"),
+    (
+        "object-store output",
+        spec_with(output={"uri": "s3://bucket/out"}),
+        "spec.output.uri must be a filesystem path",
+    ),
     ("negative ttl", spec_with(ttlSecondsAfterFinished=-1), "spec.ttlSecondsAfterFinished"),
     (
         "bad toleration effect",

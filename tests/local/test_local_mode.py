@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import yaml
 
@@ -70,6 +72,67 @@ def test_random_worker_kills_give_output_identical_to_an_undisturbed_run(tmp_pat
     assert any(m["resumedFrom"] for m in retried), "no retried shard resumed from a checkpoint"
     # The summary counts each shard once however often it was retried.
     assert sum(m["records"] for m in markers(tmp_path / "chaos")) == 6 * 3000
+    # The job commit: one merged result, identical to the reference's, and the success marker.
+    assert (tmp_path / "chaos" / "result").read_bytes() == (tmp_path / "ref" / "result").read_bytes()
+    counts = dict(line.split("\t") for line in (tmp_path / "ref" / "result").read_text().splitlines())
+    assert int(counts["alpha"]) == int(counts["beta"]) == 6 * 3000
+    assert json.loads((tmp_path / "chaos" / "_SUCCESS").read_text())["records"] == 6 * 3000
+    assert not (tmp_path / "chaos" / "_temporary").exists()
+    assert not (tmp_path / "chaos" / "_checkpoints").exists()
+
+
+def test_csv_and_parquet_copies_of_a_table_aggregate_to_the_same_result(tmp_path: Path) -> None:
+    rows = 4000
+    table = pa.table(
+        {
+            "region": [["emea", "amer", "apac"][n % 3] for n in range(rows)],
+            "amount": [float(n % 101) for n in range(rows)],
+        }
+    )
+    (tmp_path / "data").mkdir()
+    for part in range(2):
+        chunk = table.slice(part * rows // 2, rows // 2)
+        pq.write_table(chunk, tmp_path / "data" / f"t{part}.parquet", row_group_size=300)
+        lines = ["region,amount"] + [
+            f"{r},{a}" for r, a in zip(chunk["region"].to_pylist(), chunk["amount"].to_pylist(), strict=True)
+        ]
+        (tmp_path / "data" / f"t{part}.csv").write_text("\n".join(lines) + "\n")
+    aggregate = {"builtin": "aggregate", "options": {"groupBy": "region", "value": "amount"}}
+    small = {"mode": "count", "shards": 6}
+    for fmt in ("csv", "parquet"):
+        job = manifest(
+            tmp_path,
+            fmt,
+            input={"uris": [f"data/*.{fmt}"], "format": fmt, "partitioning": small},
+            processor=aggregate,
+        )
+        assert datajob(["run", str(job)]) == 0
+        assert len(markers(tmp_path / fmt)) > 2, "the table was not split into several shards"
+    result = (tmp_path / "csv" / "result").read_text()
+    assert result == (tmp_path / "parquet" / "result").read_text()
+    groups = {row["region"]: row for row in map(json.loads, result.splitlines())}
+    assert sum(g["count"] for g in groups.values()) == rows
+    expected = sum(float(n % 101) for n in range(rows) if n % 3 == 0)
+    assert groups["emea"]["sum"] == pytest.approx(expected)
+    assert groups["emea"]["max"] == 100.0
+
+
+def test_command_mode_runs_a_program_per_shard_and_concatenates_their_output(tmp_path: Path) -> None:
+    corpus(tmp_path / "data", files=2, lines=500)
+    program = tmp_path / "bytes_per_shard.py"
+    program.write_text(
+        "import json, os\n"
+        "pieces = json.loads(os.environ['DATAJOB_SHARD_PIECES'])\n"
+        "size = sum(int(p['end']) - int(p['start']) for p in pieces)\n"
+        "with open(os.environ['DATAJOB_OUTPUT_FILE'], 'w') as out:\n"
+        "    out.write(f\"{os.environ['DATAJOB_SHARD']} {size}\\n\")\n"
+    )
+    job = manifest(tmp_path, "exec", processor={"exec": [sys.executable, str(program)]})
+    assert datajob(["run", str(job)]) == 0
+    lines = (tmp_path / "exec" / "result").read_text().splitlines()
+    assert [int(line.split()[0]) for line in lines] == list(range(len(lines)))
+    total = sum((tmp_path / "data" / name).stat().st_size for name in ("in-0.txt", "in-1.txt"))
+    assert sum(int(line.split()[1]) for line in lines) == total
 
 
 def test_sigterm_checkpoints_and_the_shard_resumes_without_counting_a_failure(tmp_path: Path) -> None:

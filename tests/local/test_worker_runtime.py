@@ -97,6 +97,32 @@ def test_builtin_processors() -> None:
     assert run_processor({"function": "json:dumps"}, [{"a": 1}]) == '{"a": 1}\n'
 
 
+@pytest.mark.parametrize(
+    "spec",
+    [
+        {"builtin": "wordcount"},
+        {"builtin": "aggregate", "options": {"groupBy": "city,kind", "value": "amount"}},
+        {"builtin": "grep", "options": {"pattern": "Oslo"}},
+    ],
+)
+def test_merging_shard_outputs_equals_processing_everything_at_once(spec: dict[str, Any]) -> None:
+    rng = random.Random(3)
+    rows: list[Any] = [
+        {
+            "city": rng.choice(["Oslo", "Paris", "Lima"]),
+            "kind": rng.choice("ab"),
+            "amount": str(rng.randint(0, 9)),
+        }
+        for _ in range(500)
+    ]
+    if spec["builtin"] == "wordcount":
+        rows = [f"{r['city']} {r['kind']}" for r in rows]
+    cuts = sorted(rng.sample(range(1, len(rows)), 7))
+    shards = [rows[a:b] for a, b in zip([0, *cuts], [*cuts, len(rows)], strict=True)]
+    merged = processors.build(spec).merge([run_processor(spec, shard) for shard in shards])
+    assert merged == run_processor(spec, rows)
+
+
 def test_processor_errors_are_clear() -> None:
     with pytest.raises(ValueError, match="groupBy"):
         processors.build({"builtin": "aggregate"})
@@ -116,24 +142,24 @@ def shard_task(
 @pytest.mark.parametrize("seed", range(10))
 def test_resume_from_any_checkpoint_gives_the_uninterrupted_result(tmp_path: Path, seed: int) -> None:
     rng = random.Random(seed)
-    data = b"".join(f"w{rng.randint(0, 20)} w{rng.randint(0, 5)}\n".encode() for _ in range(200))
+    data = b"".join(f"w{rng.randint(0, 20)} w{rng.randint(0, 5)}\n".encode() for _ in range(2000))
     path = tmp_path / "in.txt"
     path.write_bytes(data)
     reference = OutputDir(str(tmp_path / "ref"))
     run_shard(
         shard_task(path, len(data)),
-        ShardContext("text", processors.build(None), reference, lambda p, s: None),
+        ShardContext("text", processors.build(None), reference, lambda p, s, n: None),
     )
 
     output = OutputDir(str(tmp_path / "out"))
-    stop_after = rng.randint(1, 199)
+    stop_after = rng.randint(1, 1999)
     saved: dict[str, object] = {}
 
-    def crash_midway(progress: Progress, state: processors.State) -> None:
-        if progress.records % 7 == 0:  # checkpoint now and then, as the worker does
+    def crash_midway(progress: Progress, state: processors.State, count: int) -> None:
+        if rng.random() < 0.5:  # checkpoint now and then, as the worker does
             progress.state_file = output.save_state(0, 1, progress.records, state)
             saved.update(progress.checkpoint())
-        if progress.records == stop_after:
+        if progress.records >= stop_after:
             raise ShardInterruptedError
 
     with pytest.raises(ShardInterruptedError):
@@ -143,7 +169,7 @@ def test_resume_from_any_checkpoint_gives_the_uninterrupted_result(tmp_path: Pat
     resume = dict(saved) or None
     run_shard(
         shard_task(path, len(data), resume, attempt=2),
-        ShardContext("text", processors.build(None), output, lambda p, s: None),
+        ShardContext("text", processors.build(None), output, lambda p, s, n: None),
     )
     assert (output.root / "part-000000").read_text() == (reference.root / "part-000000").read_text()
     assert not list(output.checkpoints.glob("*")), "checkpoint state left behind after commit"

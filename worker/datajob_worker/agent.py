@@ -164,11 +164,11 @@ class Worker:
         records_since = 0
         saves = 0
 
-        def on_record(progress: runtime.Progress, state: State) -> None:
+        def on_record(progress: runtime.Progress, state: State, count: int) -> None:
             nonlocal last_checkpoint, records_since, saves
-            records_since += 1
+            records_since += count
             if self.delay:
-                time.sleep(self.delay)
+                time.sleep(self.delay * count)
             now = time.monotonic()
             due = now - last_checkpoint >= self.checkpoint_seconds or (
                 self.checkpoint_records is not None and records_since >= self.checkpoint_records

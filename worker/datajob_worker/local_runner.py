@@ -34,7 +34,9 @@ from datajob_core.reconciler import (
     reconcile,
 )
 
+from . import processors
 from .channel import FileChannel
+from .runtime import OutputDir
 
 log = structlog.get_logger("datajob.local")
 
@@ -108,6 +110,7 @@ class LocalRun:
         self.out = out
         self.workers: dict[int, LocalWorker] = {}
         self.stats = Stats()
+        self.result: Path | None = None
 
     # -- processes ---------------------------------------------------------------------------------
     def _channel(self, slot: int) -> FileChannel:
@@ -209,8 +212,19 @@ class LocalRun:
                 if worker.process.poll() is None:
                     worker.process.kill()
                     worker.process.wait()
+        if state.phase is Phase.SUCCEEDED:
+            self.result = self._commit_job(state, len(plan))
         self._summary(state)
         return state
+
+    def _commit_job(self, state: JobState, shards: int) -> Path:
+        spec = self.spec
+        # Command-mode and user-function output is concatenated; building the processor is not needed.
+        processor = spec.get("processor") or None
+        plain = processor and (processor.get("exec") or processor.get("function"))
+        merge = processors.concatenate if plain else processors.build(processor).merge
+        summary = {"job": self.name, "shards": shards, "records": state.records, "bytes": state.bytes}
+        return OutputDir(str(self.output)).commit_job(shards, merge, summary)
 
     # -- display ------------------------------------------------------------------------------------
     def _count(self, report: protocol.ReportMessage | None) -> None:
@@ -261,7 +275,10 @@ class LocalRun:
         )
         if state.message and state.phase is Phase.FAILED:
             self._line(f"reason: {state.message}")
-        self._line(f"output: {self.output}/part-*")
+        if self.result is not None:
+            self._line(f"result: {self.result}  (per-shard parts: {self.output}/part-*)")
+        else:
+            self._line(f"committed parts: {self.output}/part-*")
 
 
 def _clock(seconds: float) -> str:

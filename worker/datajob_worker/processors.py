@@ -19,25 +19,66 @@ Record = Any
 State = dict[str, Any]
 
 
+def _same(state: State) -> State:
+    return state
+
+
+def concatenate(parts: list[str]) -> str:
+    return "".join(parts)
+
+
 @dataclass(frozen=True)
 class Processor:
     name: str
     init: Callable[[], State]
     process: Callable[[Record, State], None]
     render: Callable[[State], str]
+    restore: Callable[[State], State] = _same  # rebuilds in-memory structures from checkpointed JSON
+    # Optional: processes a list of records at once, for processors where that is much faster.
+    process_batch: Callable[[list[Record], State], None] | None = None
+    # The reduce step: the job's result from its shards' rendered outputs, in shard order. Per-record
+    # processors (grep, transform, functions) concatenate; wordcount and aggregate combine partial results.
+    merge: Callable[[list[str]], str] = concatenate
+
+    def batch(self) -> Callable[[list[Record], State], None]:
+        if self.process_batch is not None:
+            return self.process_batch
+        process = self.process
+
+        def each(records: list[Record], state: State) -> None:
+            for record in records:
+                process(record, state)
+
+        return each
 
 
 def _wordcount() -> Processor:
     def process(record: Record, state: State) -> None:
         text = record if isinstance(record, str) else json.dumps(record, sort_keys=True)
-        counts = state["counts"]
-        for word in text.split():
-            counts[word] = counts.get(word, 0) + 1
+        state["counts"].update(text.split())  # Counter.update counts in C
 
     def render(state: State) -> str:
         return "".join(f"{word}\t{n}\n" for word, n in sorted(state["counts"].items()))
 
-    return Processor("wordcount", lambda: {"counts": {}}, process, render)
+    def restore(state: State) -> State:
+        return {"counts": Counter(state["counts"])}
+
+    def process_batch(records: list[Record], state: State) -> None:
+        # One C-level join, split and count for the whole batch instead of three calls per record.
+        texts = [r if isinstance(r, str) else json.dumps(r, sort_keys=True) for r in records]
+        state["counts"].update(" ".join(texts).split())
+
+    def merge(parts: list[str]) -> str:
+        total: Counter[str] = Counter()
+        for text in parts:
+            for line in text.splitlines():
+                word, _, count = line.rpartition("\t")
+                total[word] += int(count)
+        return render({"counts": total})
+
+    return Processor(
+        "wordcount", lambda: {"counts": Counter()}, process, render, restore, process_batch, merge
+    )
 
 
 def _grep(options: dict[str, str]) -> Processor:
@@ -63,27 +104,59 @@ def _aggregate(options: dict[str, str]) -> Processor:
     if not keys:
         raise ValueError("processor aggregate needs options.groupBy")
 
-    def process(record: Record, state: State) -> None:
-        if not isinstance(record, dict):
-            return
-        group = "\t".join(str(record.get(k, "")) for k in keys)
-        entry = state["groups"].setdefault(group, {"count": 0, "sum": 0.0, "min": None, "max": None})
-        entry["count"] += 1
-        if value is not None and record.get(value) not in (None, ""):
-            number = float(record[value])
-            entry["sum"] += number
-            entry["min"] = number if entry["min"] is None else min(entry["min"], number)
-            entry["max"] = number if entry["max"] is None else max(entry["max"], number)
+    single = keys[0] if len(keys) == 1 else None
+
+    def process_batch(records: list[Record], state: State) -> None:
+        groups = state["groups"]  # group key -> [count, sum, min, max]; lists keep the hot loop cheap
+        for record in records:
+            if not isinstance(record, dict):
+                continue
+            group = str(record.get(single, "")) if single else "\t".join(str(record.get(k, "")) for k in keys)
+            entry = groups.get(group)
+            if entry is None:
+                entry = groups[group] = [0, 0.0, None, None]
+            entry[0] += 1
+            raw = record.get(value) if value is not None else None
+            if raw is not None and raw != "":
+                number = float(raw)
+                entry[1] += number
+                if entry[2] is None or number < entry[2]:
+                    entry[2] = number
+                if entry[3] is None or number > entry[3]:
+                    entry[3] = number
 
     def render(state: State) -> str:
         lines = []
-        for group, entry in sorted(state["groups"].items()):
-            row = dict(zip(keys, group.split("\t"), strict=False))
-            row.update(count=entry["count"], sum=round(entry["sum"], 9), min=entry["min"], max=entry["max"])
+        for group, (count, total, low, high) in sorted(state["groups"].items()):
+            row: dict[str, Any] = dict(zip(keys, group.split("\t"), strict=False))
+            row.update(count=count, sum=round(total, 9), min=low, max=high)
             lines.append(json.dumps(row, sort_keys=True) + "\n")
         return "".join(lines)
 
-    return Processor("aggregate", lambda: {"groups": {}}, process, render)
+    def merge(parts: list[str]) -> str:
+        groups: dict[str, list[Any]] = {}
+        for text in parts:
+            for line in text.splitlines():
+                row = json.loads(line)
+                group = "\t".join(str(row.get(k, "")) for k in keys)
+                entry = groups.setdefault(group, [0, 0.0, None, None])
+                entry[0] += row["count"]
+                entry[1] += row["sum"]
+                low, high = row["min"], row["max"]
+                if low is not None:
+                    entry[2] = low if entry[2] is None else min(entry[2], low)
+                if high is not None:
+                    entry[3] = high if entry[3] is None else max(entry[3], high)
+        return render({"groups": groups})
+
+    return Processor(
+        "aggregate",
+        lambda: {"groups": {}},
+        lambda record, state: process_batch([record], state),
+        render,
+        process_batch=process_batch,
+        merge=merge,
+    )
 
 
 def _transform(options: dict[str, str]) -> Processor:
@@ -135,13 +208,3 @@ def build(processor: dict[str, Any] | None) -> Processor:
     if builtin == "transform":
         return _transform(options)
     raise ValueError(f"unsupported processor {processor!r}")
-
-
-def merge_wordcounts(parts: list[str]) -> Counter[str]:
-    """Reduce step for wordcount outputs (used by local mode's summary)."""
-    total: Counter[str] = Counter()
-    for text in parts:
-        for line in text.splitlines():
-            word, _, count = line.rpartition("\t")
-            total[word] += int(count)
-    return total

@@ -31,17 +31,23 @@ def csv_header(path: str) -> list[str]:
         return next(csv.reader([handle.readline().decode()]), [])
 
 
-def iter_lines(handle: IO[bytes], start: int, end: int, offset: int | None) -> Iterator[tuple[int, bytes]]:
-    """Yields (offset after the line, line) for lines starting in [start, end), from ``offset`` if given."""
+def align(handle: IO[bytes], start: int, offset: int | None) -> int:
+    """Seeks to where reading a piece begins: ``offset`` when resuming, else the first record boundary at
+    or after ``start`` (the line straddling ``start`` belongs to the previous piece)."""
     if offset is None:
         offset = start
         if start > 0:
             handle.seek(start - 1)
-            offset = start - 1 + len(handle.readline())  # the straddling line is the previous piece's
+            offset = start - 1 + len(handle.readline())
     handle.seek(offset)
-    while offset < end:
-        line = handle.readline()
-        if not line:
+    return offset
+
+
+def iter_lines(handle: IO[bytes], start: int, end: int, offset: int | None) -> Iterator[tuple[int, bytes]]:
+    """Yields (offset after the line, line) for lines starting in [start, end), from ``offset`` if given."""
+    offset = align(handle, start, offset)
+    for line in handle:  # buffered iteration: much faster than readline() per line
+        if offset >= end:
             return
         offset += len(line)
         yield offset, line
