@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,8 +18,10 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
+from datajob_core.reconciler import Phase
 from datajob_testenv.datajobs import data_digest
 from datajob_worker.cli import main as datajob
+from datajob_worker.local_runner import LocalRun
 
 DATAJOB = [sys.executable, "-m", "datajob_worker.cli"]
 
@@ -133,6 +137,30 @@ def test_command_mode_runs_a_program_per_shard_and_concatenates_their_output(tmp
     assert [int(line.split()[0]) for line in lines] == list(range(len(lines)))
     total = sum((tmp_path / "data" / name).stat().st_size for name in ("in-0.txt", "in-1.txt"))
     assert sum(int(line.split()[1]) for line in lines) == total
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_progress_bar_and_a_rerun_into_the_same_output(tmp_path: Path) -> None:
+    corpus(tmp_path / "data", files=3, lines=2000)
+    path = manifest(tmp_path, "again")
+    job = yaml.safe_load(path.read_text())
+    screen = Terminal()
+    state = LocalRun(job, tmp_path, out=screen).run()
+    assert state.phase is Phase.SUCCEEDED
+    frames = [f for f in screen.getvalue().split("\r") if "shards" in f and "rec/s" in f]
+    assert frames, screen.getvalue()
+    assert re.search(r"\[#+\] (\d+)/\1 shards .* ETA \d+:\d\d  workers \d/3", frames[-1]), frames[-1]
+    first = (tmp_path / "again" / "result").read_bytes()
+    # Committed shards are recognised by their markers and counted from them, not processed again.
+    again = LocalRun(job, tmp_path, out=io.StringIO()).run()
+    assert again.phase is Phase.SUCCEEDED
+    assert again.records == state.records == 3 * 2000
+    assert (tmp_path / "again" / "result").read_bytes() == first
+    assert {m["attempt"] for m in markers(tmp_path / "again")} == {1}
 
 
 def test_sigterm_checkpoints_and_the_shard_resumes_without_counting_a_failure(tmp_path: Path) -> None:

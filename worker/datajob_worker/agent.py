@@ -190,7 +190,10 @@ class Worker:
 
         records = bytes_read = 0
         try:
-            if self.output.is_committed(task.shard):
+            marker = self.output.committed(task.shard)
+            if marker is not None:
+                # Counted from the marker, so status.processed does not depend on who committed it.
+                records, bytes_read = int(marker.get("records", 0)), int(marker.get("bytes", 0))
                 log.info("shard already committed by another attempt", shard=task.shard)
             elif self.exec_argv:
                 runtime.run_exec(task, self.exec_argv, self.output, dict(os.environ))

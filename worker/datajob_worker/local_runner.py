@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -176,6 +177,9 @@ class LocalRun:
         files = list_inputs(self.spec["input"]["uris"])
         plan = plan_shards(files, self.spec["input"].get("partitioning") or {})
         state = JobState(Ledger.new(len(plan)))
+        # Channels of an earlier run into the same output would look like reports of this run's workers
+        # (pod names repeat); committed parts are kept and skipped by the workers.
+        shutil.rmtree(self.run_dir / "slots", ignore_errors=True)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self._line(
             f"{self.name}: {len(plan)} shards from {len(files)} file(s), {self.policy.workers} worker(s), "

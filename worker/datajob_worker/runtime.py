@@ -96,8 +96,13 @@ class OutputDir:
         state: State = json.loads((self.checkpoints / name).read_text())
         return state
 
-    def is_committed(self, shard: int) -> bool:
-        return (self.root / f"part-{shard:06d}.json").exists()
+    def committed(self, shard: int) -> dict[str, Any] | None:
+        """The shard's commit marker, or None while it is not committed."""
+        try:
+            marker: dict[str, Any] = json.loads((self.root / f"part-{shard:06d}.json").read_text())
+        except FileNotFoundError:
+            return None
+        return marker
 
     def commit(self, shard: int, attempt: int, data: str, meta: dict[str, Any]) -> bool:
         """Publishes the shard's output; False if another attempt's data was published first.
