@@ -10,7 +10,7 @@ PYTEST_ARGS ?=
 
 .PHONY: help
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,53 @@ bench: install ## Run the benchmarks (they print figures; see docs/benchmarks.md
 .PHONY: crds
 crds: install ## Regenerate crds/ and docs/api-reference.md from the pydantic models
 	$(BIN)/python -m datajob_core.crd --output crds/datajob.dev_datajobs.yaml --docs docs/api-reference.md
+	cp crds/*.yaml charts/datajob-operator/crds/
+
+.PHONY: manifests
+manifests: install ## Regenerate manifests/ (kustomize base) from the Helm chart's defaults
+	$(BIN)/python hack/render_manifests.py "$$(bash hack/build-tools.sh | tail -1)/helm"
+
+# ---- images and kind: for machines with Docker (https://kind.sigs.k8s.io); not run by the tests ----
+IMAGE_TAG ?= dev
+OPERATOR_IMAGE ?= datajob-operator:$(IMAGE_TAG)
+WORKER_IMAGE ?= datajob-worker:$(IMAGE_TAG)
+KIND ?= kind
+KUBECTL ?= kubectl
+HELM ?= helm
+KIND_CLUSTER ?= datajob
+
+.PHONY: image
+image: ## Build the operator and worker images (needs Docker)
+	docker build -f images/operator.Dockerfile -t $(OPERATOR_IMAGE) .
+	docker build -f images/worker.Dockerfile -t $(WORKER_IMAGE) .
+
+.PHONY: kind-up
+kind-up: ## Create a kind cluster from hack/kind-config.yaml (host /tmp/datajob is /data on the nodes)
+	mkdir -p /tmp/datajob && chmod 0777 /tmp/datajob  # workers run as a non-root user
+	$(KIND) create cluster --name $(KIND_CLUSTER) --config hack/kind-config.yaml --wait 120s
+
+.PHONY: kind-load
+kind-load: image ## Build the images and load them into the kind cluster
+	$(KIND) load docker-image --name $(KIND_CLUSTER) $(OPERATOR_IMAGE) $(WORKER_IMAGE)
+
+.PHONY: deploy
+deploy: ## Install the operator into the current cluster with Helm (the kind images, /data mounted)
+	$(HELM) upgrade --install datajob-operator charts/datajob-operator --namespace datajob-system \
+	  --create-namespace --wait --set image.repository=datajob-operator --set image.tag=$(IMAGE_TAG) \
+	  --set image.pullPolicy=Never --set-json 'extraVolumes=[{"name":"data","hostPath":{"path":"/data"}}]' \
+	  --set-json 'extraVolumeMounts=[{"name":"data","mountPath":"/data"}]'
+
+.PHONY: e2e-kind
+e2e-kind: install examples/wordcount/data/corpus-000.txt ## Run the word count on kind and wait for it to succeed
+	mkdir -p /tmp/datajob/corpus && cp examples/wordcount/data/*.txt /tmp/datajob/corpus/
+	$(KUBECTL) delete datajob wordcount --ignore-not-found
+	$(KUBECTL) apply -f examples/kind/wordcount.yaml
+	$(KUBECTL) wait datajob/wordcount --for=jsonpath='{.status.phase}'=Succeeded --timeout=10m
+	$(KUBECTL) get datajob wordcount
+
+.PHONY: kind-down
+kind-down: ## Delete the kind cluster
+	$(KIND) delete cluster --name $(KIND_CLUSTER)
 
 .PHONY: cluster-up
 cluster-up: install tools ## Start a local control plane (etcd, apiserver, scheduler, controller-manager, kwok, node agent)

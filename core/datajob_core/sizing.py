@@ -210,14 +210,34 @@ def _merge_template(pod_spec: dict[str, Any], container: dict[str, Any], overrid
             pod_spec[key] = copy.deepcopy(value)
 
 
-def worker_rbac(job: dict[str, Any], lease_names: list[str]) -> tuple[dict[str, Any], ...]:
-    """ServiceAccount, Role and RoleBinding giving workers access to exactly their job's Leases."""
+def worker_rbac(
+    job: dict[str, Any], lease_names: list[str], *, account_template: dict[str, Any] | None = None
+) -> tuple[dict[str, Any], ...]:
+    """ServiceAccount, Role and RoleBinding giving workers access to exactly their job's Leases.
+
+    ``account_template`` (from the Helm chart's ``workers.serviceAccount`` values) adds annotations (e.g. a
+    cloud IAM role for reading s3:// or gs:// input), labels and imagePullSecrets to the ServiceAccount;
+    it can never widen the Role.
+    """
     name = job["metadata"]["name"]
     account = service_account_name(name)
     owner = [owner_reference(job)]
     labels = worker_labels(name)
     metadata = {"name": account, "labels": labels, "ownerReferences": owner}
-    service_account = {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": dict(metadata)}
+    template = account_template or {}
+    extra = template.get("metadata") or {}
+    service_account: dict[str, Any] = {
+        "apiVersion": "v1",
+        "kind": "ServiceAccount",
+        "metadata": {
+            **metadata,
+            "labels": {**(extra.get("labels") or {}), **labels},
+            **({"annotations": dict(extra["annotations"])} if extra.get("annotations") else {}),
+        },
+    }
+    for key in ("imagePullSecrets", "automountServiceAccountToken"):
+        if key in template:
+            service_account[key] = template[key]
     role = {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "Role",

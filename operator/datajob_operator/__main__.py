@@ -4,31 +4,86 @@ from __future__ import annotations
 
 import argparse
 import logging
+import random
 import sys
 
 import kopf
+import structlog
 
-from . import handlers  # noqa: F401 - registers the handlers
+from . import handlers, metrics
+
+
+def configure_logging(level: str, fmt: str) -> None:
+    """One format for kopf's stdlib logs and the operator's structlog events."""
+    shared: list[structlog.types.Processor] = [
+        structlog.stdlib.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso"),
+    ]
+    renderer: structlog.types.Processor = (
+        structlog.processors.JSONRenderer() if fmt == "json" else structlog.dev.ConsoleRenderer(colors=False)
+    )
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        cache_logger_on_first_use=True,
+    )
+    handler = logging.StreamHandler()
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="datajob-operator", description=__doc__)
     parser.add_argument("--namespace", "-n", action="append", default=[], help="watch only these namespaces")
     parser.add_argument(
-        "--liveness", default=None, help="serve kopf's liveness probe, e.g. http://0.0.0.0:8080/healthz"
+        "--liveness", default=None, help="serve kopf's liveness probe, e.g. http://0.0.0.0:8081/healthz"
     )
     parser.add_argument(
-        "--peering", default=None, help="kopf peering name for leader election (default: standalone)"
+        "--metrics-port", type=int, default=None, help="serve Prometheus metrics on this port"
     )
-    parser.add_argument("--verbose", action="store_true")
+    parser.add_argument(
+        "--peering",
+        default=None,
+        help="kopf peering name: run as one of several replicas, only one acting (default: standalone)",
+    )
+    parser.add_argument(
+        "--priority",
+        type=int,
+        default=None,
+        help="peering priority; the highest acts. Default: random, so replicas never tie (a tie freezes all)",
+    )
+    parser.add_argument(
+        "--peering-lifetime",
+        type=int,
+        default=30,
+        help="seconds after which a silent (killed) peer is presumed dead and a standby takes over",
+    )
+    parser.add_argument(
+        "--worker-account-template",
+        default=None,
+        help="YAML/JSON file merged into every job's worker ServiceAccount (annotations, imagePullSecrets)",
+    )
+    parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--log-format", default="text", choices=["text", "json"])
+    parser.add_argument("--verbose", action="store_true", help="same as --log-level debug")
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    configure_logging("debug" if args.verbose else args.log_level, args.log_format)
+    if args.worker_account_template:
+        handlers.OPTIONS.worker_account = handlers.load_account_template(args.worker_account_template)
+    handlers.OPTIONS.peering_lifetime = args.peering_lifetime
+    if args.metrics_port:
+        metrics.serve(args.metrics_port)
     kopf.run(
         standalone=args.peering is None,
         peering_name=args.peering,
+        priority=args.priority if args.priority is not None else random.SystemRandom().randint(1, 2**31),
         namespaces=list(args.namespace),
         clusterwide=not args.namespace,
         liveness_endpoint=args.liveness,

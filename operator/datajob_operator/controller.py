@@ -93,11 +93,20 @@ class JobRuntime:
 
 
 class JobController:
-    def __init__(self, jobs: JobClient, runtime: JobRuntime, nodes: NodeDirectory | None = None) -> None:
+    def __init__(
+        self,
+        jobs: JobClient,
+        runtime: JobRuntime,
+        nodes: NodeDirectory | None = None,
+        *,
+        worker_account: dict[str, Any] | None = None,
+    ) -> None:
         self.jobs = jobs
+        self.worker_account = worker_account or {}
         self.nodes = nodes
         self.runtime = runtime
         self.log = log.bind(namespace=jobs.namespace, job=jobs.name)
+        self.last_status: dict[str, Any] | None = None  # the last status written, for metrics
 
     # -- plan ----------------------------------------------------------------------------------------
     def _plan_name(self) -> str:
@@ -171,6 +180,7 @@ class JobController:
             self.jobs.replace_status(job, new_status)
         except ConflictError:
             return 0.2  # someone else changed the job; observe again
+        self.last_status = new_status
         self._act(job, state, decision)
         if decision.finished and not pods:
             return self._after_finish(job)
@@ -182,7 +192,9 @@ class JobController:
         leases = sorted(lease_name(name, slot) for slot in state.slots)
         if leases and frozenset(leases) - self.runtime.rbac_leases:
             self.jobs.apply_worker_rbac(
-                *sizing.worker_rbac(job, sorted(self.runtime.rbac_leases | set(leases)))
+                *sizing.worker_rbac(
+                    job, sorted(self.runtime.rbac_leases | set(leases)), account_template=self.worker_account
+                )
             )
             self.runtime.rbac_leases |= frozenset(leases)
         for slot, message in decision.assignments.items():

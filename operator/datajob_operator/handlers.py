@@ -3,18 +3,46 @@
 from __future__ import annotations
 
 import threading
+import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import kopf
 import structlog
+import yaml
 from kubernetes import client, config
 
+from . import metrics
 from .controller import JobController, JobRuntime
 from .kube import GROUP, PLURAL, VERSION, JobClient, NodeDirectory
 
 log = structlog.get_logger("datajob.operator")
 
 ERROR_BACKOFF_SECONDS = 5.0
+
+
+@dataclass
+class OperatorOptions:
+    """Process-wide settings from the command line (see __main__)."""
+
+    peering_lifetime: int = 30
+    worker_account: dict[str, Any] = field(default_factory=dict)
+
+
+OPTIONS = OperatorOptions()
+
+
+def load_account_template(path: str) -> dict[str, Any]:
+    """The chart's worker ServiceAccount template: only metadata labels/annotations and imagePullSecrets."""
+    with open(path) as handle:
+        template = yaml.safe_load(handle) or {}
+    allowed = {"metadata", "imagePullSecrets", "automountServiceAccountToken"}
+    unknown = set(template) - allowed
+    if unknown:
+        raise SystemExit(f"{path}: unsupported keys {sorted(unknown)}; allowed: {sorted(allowed)}")
+    return dict(template)
+
+
 _api: client.ApiClient | None = None
 _api_lock = threading.RLock()
 
@@ -51,6 +79,7 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
         prefix=prefix, key="last-handled-configuration"
     )
     settings.watching.server_timeout = 120
+    settings.peering.lifetime = OPTIONS.peering_lifetime
     settings.posting.level = 30  # kopf's own events: warnings and errors only; the controller posts the rest
 
 
@@ -63,11 +92,21 @@ def run_job(*, name: str, namespace: str | None, stopped: kopf.DaemonStopped, **
     """
     assert namespace is not None  # DataJob is namespaced
     api = api_client()
-    controller = JobController(JobClient(api, namespace, name), JobRuntime(), node_directory())
+    controller = JobController(
+        JobClient(api, namespace, name), JobRuntime(), node_directory(), worker_account=OPTIONS.worker_account
+    )
     while not stopped:
+        started = time.monotonic()
         try:
             delay = controller.reconcile_once()
+            metrics.PASSES.labels("ok").inc()
         except Exception as error:  # one job's trouble must not stop its loop or the others
             log.exception("reconcile failed; retrying", namespace=namespace, job=name, error=str(error))
+            metrics.PASSES.labels("error").inc()
             delay = ERROR_BACKOFF_SECONDS
+        metrics.PASS_SECONDS.observe(time.monotonic() - started)
+        if controller.last_status is not None:
+            metrics.observe(namespace, name, controller.last_status)
         stopped.wait(delay)
+    if stopped.reason and stopped.reason & kopf.DaemonStoppingReason.RESOURCE_DELETED:
+        metrics.forget(namespace, name)

@@ -10,10 +10,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import fsspec
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from datajob_core.inputs import list_inputs
+from datajob_core.planning import plan_shards
 from datajob_core.protocol import ShardTask
 from datajob_worker import processors, readers
 from datajob_worker.runtime import OutputDir, Progress, ShardContext, ShardInterruptedError, run_shard
@@ -216,3 +219,33 @@ def test_parquet_row_groups_split_by_byte_range_and_resume(tmp_path: Path) -> No
     assert sorted(r["amount"] for r in seen) == list(range(1000))
     resumed = [row for _, row in readers.iter_parquet_rows(str(path), 0, size, 300)]
     assert [r["amount"] for r in resumed] == list(range(300, 1000))
+
+
+def test_fsspec_urls_are_listed_split_and_read_like_local_files(tmp_path: Path) -> None:
+    """memory:// stands in for s3://, gs://, ...: the same fsspec calls list, size and read them."""
+    memory = fsspec.filesystem("memory")
+    rng = random.Random(5)
+    local = tmp_path / "local"
+    local.mkdir()
+    for index in range(3):
+        data = random_text(rng, 400)
+        memory.pipe(f"/datajob-test/in/part-{index}.txt", data)
+        (local / f"part-{index}.txt").write_bytes(data)
+    results = {}
+    try:
+        for name, uri in (("remote", "memory://datajob-test/in/*.txt"), ("local", f"{local}/*.txt")):
+            files = list_inputs([uri])
+            assert len(files) == 3
+            plan = plan_shards(files, {"mode": "size", "targetShardSize": "700"})
+            assert len(plan) > 3, "files were not split into byte ranges"
+            output = OutputDir(str(tmp_path / name))
+            spec = {"builtin": "wordcount"}
+            for shard, entry in enumerate(plan):
+                task = ShardTask(shard=shard, attempt=1, input=entry)
+                run_shard(task, ShardContext("text", processors.build(spec), output, lambda *_: None))
+            parts = [(tmp_path / name / f"part-{s:06d}").read_text() for s in range(len(plan))]
+            results[name] = processors.build(spec).merge(parts)
+    finally:
+        memory.rm("/datajob-test", recursive=True)
+    assert results["remote"] == results["local"]
+    assert results["local"]
