@@ -22,6 +22,7 @@ KWOK_STAGES = Path(__file__).with_name("kwok-stages.yaml")
 
 
 class TestCluster:
+    __test__ = False  # not a pytest test class, despite the name
     """Starts everything in ``directory``; ``stop()`` leaves no process behind."""
 
     def __init__(self, directory: Path, *, die_with_parent: bool = True) -> None:
