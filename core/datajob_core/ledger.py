@@ -374,9 +374,12 @@ class Ledger:
     ) -> list[AttemptOutcome]:
         """The worker is gone: each shard it held goes back to PENDING, resuming from its checkpoint.
 
-        ``count_attempt=True`` (crash, eviction, node loss) charges the attempt, so a shard that kills every
-        worker that touches it ends FAILED instead of taking the whole job down. ``count_attempt=False``
-        (scale-down, suspend) does not; the attempt number still advances on the next assignment.
+        ``count_attempt=True`` (crash, eviction, node loss) charges the attempt of the shard the worker was
+        processing, so a shard that kills every worker that touches it ends FAILED instead of taking the
+        whole job down. Workers process their queue in shard order (the protocol sends it sorted), so that
+        is the lowest one; the shards queued behind it never started and are not charged.
+        ``count_attempt=False`` (scale-down, suspend) charges none; the attempt number still advances on the
+        next assignment.
         """
         check_max_attempts(max_attempts)
         backoff = _seconds("backoff_seconds", backoff_seconds)
@@ -390,9 +393,9 @@ class Ledger:
                 now=now,
                 max_attempts=max_attempts,
                 backoff=backoff,
-                count_attempt=count_attempt,
+                count_attempt=count_attempt and position == 0,
             )
-            for shard in self.in_flight_for(worker)
+            for position, shard in enumerate(self.in_flight_for(worker))
         ]
 
     def _end_attempt(

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from datajob_testenv.cluster import TestCluster
 from datajob_testenv.datajobs import Jobs, committed, job_manifest, write_inputs
 from datajob_testenv.kube import Kubectl
 from datajob_testenv.operator_process import OperatorProcess
-from datajob_testenv.processes import wait_for
+from datajob_testenv.processes import free_port, wait_for
 from datajob_testenv.schemas import LOCATION, write_builtin_schemas, write_crd_schemas
 from datajob_testenv.tools import REPO_ROOT, tool
 
@@ -287,10 +288,12 @@ def test_operator_with_the_charts_credentials_completes_a_job_and_nothing_more(
             .read_namespaced_config_map("rbac-datajob-operator-worker-account", release_ns)
             .data["worker-account.yaml"]
         )
+        metrics_port = free_port()
         runner = OperatorProcess(
             str(token_config),
             cluster.directory / "logs" / "rbac",
             *("--peering", "dj-rbac", "--worker-account-template", str(template)),
+            *("--metrics-port", str(metrics_port), "--log-format", "json"),
         )
         runner.log_dir.mkdir(parents=True, exist_ok=True)
         runner.start()
@@ -299,6 +302,14 @@ def test_operator_with_the_charts_credentials_completes_a_job_and_nothing_more(
             total = write_inputs(tmp_path / "in", files=4, lines=50)
             jobs.create(job_manifest("chartrbac", tmp_path / "in", tmp_path / "out", workers=2))
             status = jobs.wait_phase("chartrbac", "Succeeded", timeout=120)
+            series = f'namespace="{namespace}",state="succeeded"'
+
+            def scraped() -> str:
+                with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as page:
+                    return str(page.read().decode())
+
+            wait_for(lambda: f'datajob_shards{{job="chartrbac",{series}}} 4.0' in scraped(), 10, "metrics")
+            assert 'datajob_reconcile_passes_total{outcome="ok"}' in scraped()
         finally:
             runner.stop()
         assert status["shards"]["succeeded"] == 4
@@ -306,6 +317,9 @@ def test_operator_with_the_charts_credentials_completes_a_job_and_nothing_more(
         account = client.CoreV1Api(api_client).read_namespaced_service_account("chartrbac-worker", namespace)
         assert account.metadata.annotations == {"example.com/role": "reader"}
         assert "Forbidden" not in runner.log_text(), "the chart's RBAC lacks something the operator used"
+        # --log-format json: every line kopf or the operator logs is one JSON object.
+        lines = [line for line in runner.log_text().splitlines() if line.strip()]
+        assert lines and all(json.loads(line)["event"] for line in lines)
     finally:
         helm(cluster.kubeconfig, "uninstall", "rbac", "--namespace", release_ns, "--wait")
 

@@ -163,6 +163,8 @@ def test_release_worker_only_touches_that_worker() -> None:
     plan_assignments(ledger, ["a", "b"], 3, 0.0)
     outcomes = ledger.release_worker("a", "evicted", 1.0, max_attempts=3)
     assert [o.shard for o in outcomes] == [0, 2, 4]
+    # Only the shard "a" was processing is charged; 2 and 4 waited in its queue and never started.
+    assert [o.failures for o in outcomes] == [1, 0, 0]
     assert ledger.in_flight_for("b") == [1, 3, 5]
     assert ledger.in_flight_for("a") == []
     assert ledger.release_worker("nobody", "gone", 1.0, max_attempts=3) == []
@@ -290,10 +292,11 @@ def test_to_dict_format() -> None:
         "next": 6,
         "succeeded": [1, 2, 3, 4],
         "running": {
-            "2": {"w": "w-c", "a": 2, "f": 1, "c": {"offset": 7}, "t": 1760000021.25, "u": 1760000022.25},
+            # Queued behind shard 0 when w-a died: released without a counted failure.
+            "2": {"w": "w-c", "a": 2, "c": {"offset": 7}, "t": 1760000021.25, "u": 1760000022.25},
             "5": {"w": "w-b", "a": 1, "t": 1760000000.25, "u": 1760000000.25},
         },
-        "retry": {"4": {"a": 1, "f": 1, "c": {"offset": 50}, "r": "OOMKilled", "nb": 1760000015.25}},
+        "retry": {"4": {"a": 1, "c": {"offset": 50}, "r": "OOMKilled", "nb": 1760000015.25}},
         "failed": {"0": {"a": 2, "f": 2, "r": "bad record at 1300"}},
     }
     assert [ledger.state_of(s) for s in (0, 1, 2, 4, 6)] == [
@@ -571,9 +574,10 @@ def run_random_history(seed: int, total: int, n_workers: int, steps: int, max_at
             )
             expected = sorted(s for s, (w, _) in model.running.items() if w == worker)
             assert [o.shard for o in outcomes] == expected
-            for outcome in outcomes:
+            for position, outcome in enumerate(outcomes):
+                # Only the shard the worker was processing (its lowest) is charged.
                 kind = model.end_attempt(
-                    outcome.shard, counted, max_attempts, now + backoff if backoff else 0.0
+                    outcome.shard, counted and position == 0, max_attempts, now + backoff if backoff else 0.0
                 )
                 assert outcome.kind is kind
         else:
