@@ -6,6 +6,7 @@ Usage: ``python -m datajob_core.crd [--output CRD.yaml] [--docs REFERENCE.md] [-
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -200,9 +201,8 @@ def _type(node: dict[str, Any]) -> str:
 
 
 def _rows(node: dict[str, Any], path: str, required: bool, rows: list[str]) -> None:
-    default = (
-        f"`{yaml.safe_dump(node['default'], default_flow_style=True).strip()}`" if "default" in node else ""
-    )
+    # JSON renders scalars and objects inline (YAML would add document markers such as `3\n...`).
+    default = f"`{json.dumps(node['default'], separators=(', ', ': '))}`" if "default" in node else ""
     description = (node.get("description") or "").replace("\n", " ").replace("|", "\\|")
     cells = [f"`{path}`", _type(node), "yes" if required else "", default, _constraints(node), description]
     rows.append("| " + " | ".join(cells) + " |")

@@ -76,3 +76,12 @@ def test_api_reference_lists_every_spec_field() -> None:
         "spec.ttlSecondsAfterFinished",
     ):
         assert f"`{path}`" in text
+
+
+def test_api_reference_rows_are_single_lines_with_inline_defaults() -> None:
+    text = crd.render_docs()
+    table = [line for line in text.splitlines() if line.startswith("| `spec")]
+    assert table, "no spec rows"
+    assert "\n...\n" not in text and "`3\n" not in text
+    attempts = next(row for row in table if row.startswith("| `spec.retryPolicy.maxShardAttempts`"))
+    assert "| `3` |" in attempts

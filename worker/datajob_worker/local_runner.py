@@ -206,7 +206,7 @@ class LocalRun:
                 for event in decision.events:
                     if event.type == "Warning":
                         self._line(f"{event.reason}: {event.message}")
-                self._progress(state)
+                self._progress(state, reports)
                 if decision.finished and all(w.process.poll() is not None for w in self.workers.values()):
                     break
                 self._chaos(now)
@@ -237,14 +237,16 @@ class LocalRun:
         for outcome in report.done:
             self.stats.records_done[outcome.shard] = outcome.records
 
-    def _progress(self, state: JobState) -> None:
+    def _progress(self, state: JobState, reports: dict[int, ObservedReport]) -> None:
+        """Draws the progress bar from the reports this pass already read (no second read per slot)."""
         counts = state.ledger.counts()
         running = 0
-        for slot in state.slots:
-            report, _ = self._channel(slot).read_report()
-            if report:
+        for observed in reports.values():
+            if observed.report:
                 running += sum(
-                    p.records for k, p in report.progress.items() if int(k) not in self.stats.records_done
+                    p.records
+                    for k, p in observed.report.progress.items()
+                    if int(k) not in self.stats.records_done
                 )
         self.stats.records_running = running
         elapsed = max(time.monotonic() - self.stats.started, 1e-6)
