@@ -59,7 +59,7 @@ def checkpoint_seconds(text: Path) -> tuple[float, int]:
         output = OutputDir(out)
         started = time.perf_counter()
         for seq in range(20):
-            output.save_state(0, 1, seq, state)
+            output.checkpoints.save(0, 1, seq, {"records": seq}, state)
         return (time.perf_counter() - started) / 20, len(state["counts"])
 
 
@@ -77,7 +77,9 @@ def framework(
                 # What the worker does per record: a clock read and an interval check; a save when due.
                 now = time.monotonic()
                 if checkpoint_every is not None and now - last[0] >= checkpoint_every:
-                    progress.state_file = output.save_state(0, 1, progress.records, state)
+                    progress.state_file = output.checkpoints.save(
+                        0, 1, progress.records, progress.position(), state
+                    )
                     last[0] = now
 
             task = ShardTask(

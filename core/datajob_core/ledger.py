@@ -339,10 +339,12 @@ class Ledger:
         *,
         max_attempts: int,
         backoff_seconds: float,
+        permanent: bool = False,
     ) -> AttemptOutcome:
         """The current attempt failed (bad record, exception): retry later from the checkpoint, or FAILED.
 
-        The failure counts toward ``max_attempts``. ``backoff_seconds`` delays the retry (e.g.
+        The failure counts toward ``max_attempts``; ``permanent`` (a failure any attempt would repeat)
+        fails the shard at once. ``backoff_seconds`` delays the retry (e.g.
         ``ShardRetryPolicy.backoff(entry.failures + 1)``). A stale worker/attempt is ignored.
         """
         check_max_attempts(max_attempts)
@@ -357,7 +359,7 @@ class Ledger:
             entry,
             reason=_reason(reason),
             now=_time("now", now),
-            max_attempts=max_attempts,
+            max_attempts=1 if permanent else max_attempts,
             backoff=backoff,
             count_attempt=True,
         )
@@ -369,34 +371,38 @@ class Ledger:
         now: float,
         *,
         max_attempts: int,
-        count_attempt: bool = True,
+        charge: tuple[int, int] | None = None,
+        permanent: bool = False,
         backoff_seconds: float = 0.0,
     ) -> list[AttemptOutcome]:
         """The worker is gone: each shard it held goes back to PENDING, resuming from its checkpoint.
 
-        ``count_attempt=True`` (crash, eviction, node loss) charges the attempt of the shard the worker was
-        processing, so a shard that kills every worker that touches it ends FAILED instead of taking the
-        whole job down. Workers process their queue in shard order (the protocol sends it sorted), so that
-        is the lowest one; the shards queued behind it never started and are not charged.
-        ``count_attempt=False`` (scale-down, suspend) charges none; the attempt number still advances on the
-        next assignment.
+        Only ``charge`` = (shard, attempt), the shard the worker reported processing when it died, is
+        charged a failed attempt (``permanent``: it fails at once), and only if that attempt is still in
+        this worker's hands; the caller passes None for a disruption (eviction, drain, node loss, scale-down)
+        or when the worker was not processing anything. Shards queued behind it never started and are
+        never charged. Attempt numbers still advance on the next assignment.
         """
         check_max_attempts(max_attempts)
         backoff = _seconds("backoff_seconds", backoff_seconds)
         now = _time("now", now)
         text = _reason(reason)
-        return [
-            self._end_attempt(
-                shard,
-                self.in_flight[shard],
-                reason=text,
-                now=now,
-                max_attempts=max_attempts,
-                backoff=backoff,
-                count_attempt=count_attempt and position == 0,
+        outcomes = []
+        for shard in self.in_flight_for(worker):
+            entry = self.in_flight[shard]
+            charged = charge is not None and charge == (shard, entry.attempt)
+            outcomes.append(
+                self._end_attempt(
+                    shard,
+                    entry,
+                    reason=text,
+                    now=now,
+                    max_attempts=1 if charged and permanent else max_attempts,
+                    backoff=backoff if charged else 0.0,
+                    count_attempt=charged,
+                )
             )
-            for position, shard in enumerate(self.in_flight_for(worker))
-        ]
+        return outcomes
 
     def _end_attempt(
         self,

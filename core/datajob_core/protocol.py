@@ -24,8 +24,12 @@ ENV_CHECKPOINT_SECONDS = "DATAJOB_CHECKPOINT_SECONDS"
 ENV_CHECKPOINT_RECORDS = "DATAJOB_CHECKPOINT_RECORDS"
 ENV_PROCESSOR = "DATAJOB_PROCESSOR"  # spec.processor as JSON
 ENV_FORMAT = "DATAJOB_FORMAT"  # spec.input.format
+# Where the worker writes its last error, for the pod's termination message (kubelet reads it).
+ENV_TERMINATION_LOG = "DATAJOB_TERMINATION_LOG"
 # Local mode: the directory standing in for the slot's Lease (see datajob_worker.channel).
 ENV_CHANNEL_DIR = "DATAJOB_CHANNEL_DIR"
+# Local mode: the driver's pid; a worker exits when its driver is gone.
+ENV_DRIVER_PID = "DATAJOB_DRIVER_PID"
 
 
 def lease_name(job: str, slot: int) -> str:
@@ -70,6 +74,24 @@ class ShardOutcome(_Message):
     records: int = Field(default=0, ge=0)
     bytes: int = Field(default=0, ge=0)
     reason: str = ""
+    # A failure that another attempt would repeat (a malformed record under badRecords: Fail): the shard
+    # fails at once instead of burning its remaining attempts.
+    permanent: bool = False
+
+
+class CurrentShard(_Message):
+    """The shard a worker is processing right now: the only one its death may be charged to."""
+
+    shard: int = Field(ge=0)
+    attempt: int = Field(ge=1)
+
+
+class WorkerNotice(_Message):
+    """Something the user should hear about (e.g. an unreadable checkpoint); acked like outcomes."""
+
+    seq: int = Field(ge=1)
+    reason: str = Field(max_length=64)
+    message: str = Field(max_length=1024)
 
 
 class ReportMessage(_Message):
@@ -80,3 +102,5 @@ class ReportMessage(_Message):
     progress: dict[str, ShardProgress] = Field(default_factory=dict)
     done: list[ShardOutcome] = Field(default_factory=list)
     failed: list[ShardOutcome] = Field(default_factory=list)
+    current: CurrentShard | None = Field(default=None, description="set before a shard's first record")
+    notices: list[WorkerNotice] = Field(default_factory=list)

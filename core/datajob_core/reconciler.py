@@ -7,11 +7,13 @@ returned state, and only then carry out the returned actions. Everything that mu
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 from datajob_core.assignment import plan_assignments
+from datajob_core.failure_policy import Action, ExitCodeRule, Verdict, disruption, judge_exit, rules_from_spec
 from datajob_core.ledger import Ledger
 from datajob_core.protocol import AssignmentMessage, ReportMessage, ShardTask
 from datajob_core.retry import backoff_seconds
@@ -40,6 +42,8 @@ class Policy:
     backoff_max: float = 300.0
     max_failed_shards: int = 0
     heartbeat_timeout: float = 90.0
+    startup_timeout: float = 300.0
+    failure_rules: tuple[ExitCodeRule, ...] = ()
 
 
 def policy_from_spec(spec: dict[str, Any]) -> Policy:
@@ -55,8 +59,10 @@ def policy_from_spec(spec: dict[str, Any]) -> Policy:
         backoff_initial=float(backoff.get("initialSeconds", 10)),
         backoff_max=float(backoff.get("maxSeconds", 300)),
         max_failed_shards=int(retry.get("maxFailedShards", 0)),
-        # Workers report at least every 5s; three missed checkpoints (min 30s) means hung.
+        # Workers heartbeat every 5s from a thread of their own; three missed checkpoints (min 30s) is hung.
         heartbeat_timeout=max(30.0, 3 * min(interval, 30.0)),
+        startup_timeout=float(spec.get("startupTimeoutSeconds", 300)),
+        failure_rules=rules_from_spec(retry.get("podFailurePolicy")),
     )
 
 
@@ -69,8 +75,14 @@ class ObservedWorker:
     phase: str  # Pending, Running, Succeeded, Failed
     deleting: bool = False
     started_at: float | None = None
-    reason: str = ""  # why it ended: e.g. "Error (exit code 1)", "Evicted", "OOMKilled"
+    reason: str = (
+        ""  # why it ended: e.g. "Error (exit code 1): <its last error>", "OOMKilled (exit code 137)"
+    )
     unschedulable: str = ""  # the scheduler's message while it cannot be placed
+    exit_code: int | None = None  # the worker container's, once terminated (128+N for signal N)
+    disruption: str = ""  # set when it was taken away (evicted, preempted, node lost): not its fault
+    waiting: str = ""  # "Reason: message" while its container cannot start (ImagePullBackOff, ...)
+    waiting_reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -86,14 +98,19 @@ class Slot:
 
     pod: str | None = None
     incarnation: int = 0
-    restarts: int = 0
+    restarts: int = 0  # failures counted against maxWorkerRestarts (disruptions are not)
     not_before: float = 0.0
     acked: int = 0
     created_at: float = 0.0
-    draining: bool = False
+    draining: bool = False  # asked to stop by this job (scale-down, suspend, finish)
+    disrupted: str = ""  # deleted by someone else; its shards go back free once it is gone
+    blocked: str = ""  # why the API server refused its last pod, until a pod is created
+    blocked_count: int = 0
+    unschedulable: bool = False  # an event was posted for the current pod
+    last_failure: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "pod": self.pod,
             "inc": self.incarnation,
             "restarts": self.restarts,
@@ -102,6 +119,16 @@ class Slot:
             "created": self.created_at,
             "draining": self.draining,
         }
+        for key, value, default in (
+            ("disrupted", self.disrupted, ""),
+            ("blocked", self.blocked, ""),
+            ("blockedCount", self.blocked_count, 0),
+            ("unschedulable", self.unschedulable, False),
+            ("lastFailure", self.last_failure, ""),
+        ):
+            if value != default:
+                out[key] = value
+        return out
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Slot:
@@ -113,6 +140,11 @@ class Slot:
             acked=int(data.get("acked", 0)),
             created_at=float(data.get("created", 0.0)),
             draining=bool(data.get("draining", False)),
+            disrupted=str(data.get("disrupted", "")),
+            blocked=str(data.get("blocked", "")),
+            blocked_count=int(data.get("blockedCount", 0)),
+            unschedulable=bool(data.get("unschedulable", False)),
+            last_failure=str(data.get("lastFailure", "")),
         )
 
 
@@ -121,10 +153,13 @@ class JobState:
     ledger: Ledger
     slots: dict[int, Slot] = field(default_factory=dict)
     phase: Phase = Phase.PENDING
-    restarts: int = 0
+    restarts: int = 0  # worker pods replaced for any reason but this job's own scale-down
+    disruptions: int = 0  # of which were disruptions (charged to nobody)
     message: str = ""
+    reason: str = ""  # machine-readable reason of a Failed phase (BackoffLimitExceeded, ...)
     records: int = 0  # records in committed shards, counted once per shard
     bytes: int = 0
+    workers: int = 0  # spec.workers as last acted on, to tell a rescale
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -133,9 +168,12 @@ class JobState:
             "slots": {str(k): s.to_dict() for k, s in sorted(self.slots.items())},
             "phase": self.phase.value,
             "restarts": self.restarts,
+            "disruptions": self.disruptions,
             "message": self.message,
+            "reason": self.reason,
             "records": self.records,
             "bytes": self.bytes,
+            "workers": self.workers,
         }
 
     @classmethod
@@ -147,9 +185,12 @@ class JobState:
             slots={int(k): Slot.from_dict(v) for k, v in (data.get("slots") or {}).items()},
             phase=Phase(data.get("phase", Phase.PENDING.value)),
             restarts=int(data.get("restarts", 0)),
+            disruptions=int(data.get("disruptions", 0)),
             message=str(data.get("message", "")),
+            reason=str(data.get("reason", "")),
             records=int(data.get("records", 0)),
             bytes=int(data.get("bytes", 0)),
+            workers=int(data.get("workers", 0)),
         )
 
 
@@ -167,12 +208,38 @@ class Decision:
     assignments: dict[int, AssignmentMessage] = field(default_factory=dict)
     events: list[Event] = field(default_factory=list)
     unschedulable: str = ""
+    blocked: tuple[str, str] | None = None  # (reason, message) while workers cannot be created or start
     finished: bool = False
 
 
+MAX_POD_NAME = 63
+
+
 def pod_name(job: str, slot: int, incarnation: int) -> str:
+    """``<job>-<slot>-<incarnation>``; a job name too long for that is cut and given a hash of the whole
+    name, so two long names with a common prefix never share pod names."""
     suffix = f"-{slot}-{incarnation}"
-    return job[: 63 - len(suffix)] + suffix
+    if len(job) + len(suffix) <= MAX_POD_NAME:
+        return job + suffix
+    digest = hashlib.sha256(job.encode()).hexdigest()[:8]
+    keep = MAX_POD_NAME - len(suffix) - len(digest) - 1
+    return f"{job[:keep].rstrip('-.')}-{digest}{suffix}"
+
+
+@dataclass(frozen=True)
+class _Pass:
+    """What every step of one reconcile pass works on."""
+
+    state: JobState
+    policy: Policy
+    now: float
+    decision: Decision
+
+
+@dataclass(frozen=True)
+class _Death:
+    verdict: Verdict
+    graceful: bool = False  # this job asked it to stop (or it exited cleanly): nothing to report
 
 
 def reconcile(
@@ -184,11 +251,19 @@ def reconcile(
     reports: dict[int, ObservedReport],
     plan: list[dict[str, Any]],
     now: float,
+    create_failures: dict[str, str] | None = None,
 ) -> Decision:
-    """Advances ``state`` (mutated in place) and says what to do. Safe to repeat: every step is idempotent."""
+    """Advances ``state`` (mutated in place) and says what to do. Safe to repeat: every step is idempotent.
+
+    ``create_failures`` maps pods of the previous pass's ``create`` that the API server refused to its
+    message (quota, Pod Security, a webhook): those slots back off and report WorkersBlocked; their shards
+    go back uncharged.
+    """
     decision = Decision()
+    ctx = _Pass(state, policy, now, decision)
     by_name = {w.name: w for w in workers}
     ledger = state.ledger
+    refused = create_failures or {}
 
     # 1. Fold what workers reported into the ledger, before judging anything else.
     for slot_number, slot in state.slots.items():
@@ -197,47 +272,50 @@ def reconcile(
             _fold(state, slot, observed.report, policy=policy, now=now, decision=decision)
 
     # 2. Judge each slot's current pod; release the shards of the dead ones.
+    running = sum(1 for w in workers if w.phase == "Running" and not w.deleting)
     for slot_number, slot in sorted(state.slots.items()):
         if slot.pod is None:
             continue
         worker = by_name.get(slot.pod)
-        death = _death(worker, slot, reports.get(slot_number), policy, now)
-        if death is None:
-            if worker and worker.unschedulable:
-                decision.unschedulable = worker.unschedulable
+        if worker is None and slot.pod in refused:
+            _blocked(ctx, slot_number, slot, refused[slot.pod])
             continue
-        graceful = slot.draining or (worker is not None and worker.phase == "Succeeded")
-        ledger.release_worker(
-            slot.pod, death, now, max_attempts=policy.max_shard_attempts, count_attempt=not graceful
-        )
         if worker is not None:
-            decision.delete.append((worker.name, False))
-        if not graceful:
-            slot.restarts += 1
-            state.restarts += 1
-            slot.not_before = now + backoff_seconds(slot.restarts, policy.backoff_initial, policy.backoff_max)
-            decision.events.append(
-                Event("Warning", "WorkerFailed", f"worker {slot.pod} (slot {slot_number}) failed: {death}")
-            )
-        slot.pod = None
-        slot.draining = False
-        slot.acked = 0
+            slot.blocked, slot.blocked_count = "", 0
+            _watch_start(slot, slot_number, worker, decision)
+            if worker.deleting and not slot.draining and not slot.disrupted:
+                # Deleted by someone else (eviction, drain, kubectl delete): it checkpoints on SIGTERM;
+                # give it nothing new, and charge nothing when it is gone.
+                slot.disrupted = f"pod {worker.name} was deleted (eviction, drain or a user)"
+                decision.events.append(Event("Normal", "WorkerDisrupted", slot.disrupted))
+        report = reports.get(slot_number)
+        death = _death(worker, slot, report, policy=policy, now=now, running=running)
+        if death is None:
+            continue
+        _bury(ctx, slot_number, slot, worker=worker, report=report, death=death)
 
     # 3. Decide the phase.
-    finished = _finish(state, policy, decision)
+    finished = _finish(state, policy, decision, workers, now)
     crash_looping = [n for n, s in state.slots.items() if s.restarts > policy.max_worker_restarts]
     if not finished and crash_looping:
-        state.phase = Phase.FAILED
-        state.message = (
-            f"worker slot {crash_looping[0]} restarted more than retryPolicy.maxWorkerRestarts "
-            f"({policy.max_worker_restarts}) times"
+        slot = state.slots[crash_looping[0]]
+        _fail(
+            state,
+            decision,
+            "BackoffLimitExceeded",
+            f"worker slot {crash_looping[0]} failed more than retryPolicy.maxWorkerRestarts "
+            f"({policy.max_worker_restarts}) times; last failure: {slot.last_failure}",
         )
-        decision.events.append(Event("Warning", "BackoffLimitExceeded", state.message))
         finished = True
     decision.finished = finished
 
     # 4. Scale: which slots should have a live worker.
     wanted = 0 if finished or policy.suspend else policy.workers
+    if not finished and state.workers and state.workers != policy.workers:
+        decision.events.append(
+            Event("Normal", "Scaled", f"spec.workers changed from {state.workers} to {policy.workers}")
+        )
+    state.workers = policy.workers
     for slot_number, slot in sorted(state.slots.items()):
         if slot.pod and slot_number >= wanted and not slot.draining:
             # Graceful: the worker checkpoints on SIGTERM; its shards are released once it is gone.
@@ -250,12 +328,16 @@ def reconcile(
             slot.pod = pod_name(job, slot_number, slot.incarnation)
             slot.created_at = now
             slot.acked = 0
+            slot.unschedulable = False
             decision.create.append((slot_number, slot.pod))
     # Slots above `wanted` are kept (without a pod) so their incarnation numbers, and with them pod names,
     # are never reused: a new pod must not be mistaken for an old one in its Lease's report.
+    blocked = [s for n, s in sorted(state.slots.items()) if s.blocked and n < wanted]
+    if blocked:
+        decision.blocked = ("PodCreateRejected", blocked[0].blocked)
 
     # 5. Hand out shards to live workers and describe every slot's assignment.
-    live = [s.pod for _, s in sorted(state.slots.items()) if s.pod and not s.draining]
+    live = [s.pod for _, s in sorted(state.slots.items()) if s.pod and not s.draining and not s.disrupted]
     if not finished and not policy.suspend:
         plan_assignments(ledger, [p for p in live if p], policy.prefetch, now)
     for slot_number, slot in state.slots.items():
@@ -271,10 +353,11 @@ def reconcile(
             for shard in ledger.in_flight_for(slot.pod)
         ]
         decision.assignments[slot_number] = AssignmentMessage(
-            pod=slot.pod, shards=tasks, ack=slot.acked, stop=slot.draining or finished
+            pod=slot.pod, shards=tasks, ack=slot.acked, stop=slot.draining or bool(slot.disrupted) or finished
         )
 
     if not finished:
+        previous = state.phase
         if policy.suspend:
             state.phase = Phase.SUSPENDED
         elif any(
@@ -283,7 +366,144 @@ def reconcile(
             state.phase = Phase.RUNNING
         elif state.phase is not Phase.RUNNING:
             state.phase = Phase.PENDING
+        if state.phase is Phase.SUSPENDED and previous is not Phase.SUSPENDED:
+            decision.events.append(
+                Event("Normal", "Suspended", "spec.suspend is true: workers stopped, progress kept")
+            )
+        elif previous is Phase.SUSPENDED and state.phase is not Phase.SUSPENDED:
+            decision.events.append(Event("Normal", "Resumed", "spec.suspend is false: workers start again"))
     return decision
+
+
+# Container waiting reasons that will not fix themselves; ContainerCreating and PodInitializing are normal.
+START_ERRORS = frozenset(
+    {
+        "ErrImagePull",
+        "ImagePullBackOff",
+        "InvalidImageName",
+        "ErrImageNeverPull",
+        "CreateContainerConfigError",
+        "CreateContainerError",
+        "RunContainerError",
+        "CrashLoopBackOff",
+    }
+)
+
+
+def _watch_start(slot: Slot, slot_number: int, worker: ObservedWorker, decision: Decision) -> None:
+    """Surfaces why a pod is not running yet: unschedulable, or a container that cannot start."""
+    if worker.unschedulable:
+        decision.unschedulable = worker.unschedulable
+        if not slot.unschedulable:
+            slot.unschedulable = True
+            decision.events.append(
+                Event("Warning", "WorkerUnschedulable", f"worker {worker.name}: {worker.unschedulable}")
+            )
+    if worker.waiting and decision.blocked is None:
+        decision.blocked = (
+            worker.waiting_reason or "ContainerCannotStart",
+            f"worker {worker.name}: {worker.waiting}",
+        )
+
+
+def _blocked(ctx: _Pass, slot_number: int, slot: Slot, message: str) -> None:
+    """The API server refused the slot's pod: back off and say why; nothing is charged."""
+    state, policy, now, decision = ctx.state, ctx.policy, ctx.now, ctx.decision
+    assert slot.pod is not None
+    state.ledger.release_worker(
+        slot.pod, f"pod not created: {message}", now, max_attempts=policy.max_shard_attempts
+    )
+    if message != slot.blocked:
+        decision.events.append(Event("Warning", "WorkersBlocked", f"worker slot {slot_number}: {message}"))
+    slot.blocked = message
+    slot.blocked_count += 1
+    slot.not_before = now + backoff_seconds(slot.blocked_count, policy.backoff_initial, policy.backoff_max)
+    slot.pod = None
+    slot.acked = 0
+
+
+def _bury(
+    ctx: _Pass,
+    slot_number: int,
+    slot: Slot,
+    *,
+    worker: ObservedWorker | None,
+    report: ObservedReport | None,
+    death: _Death,
+) -> None:
+    """Releases a dead pod's shards, charging only what the verdict says, and schedules its replacement."""
+    state, policy, now, decision = ctx.state, ctx.policy, ctx.now, ctx.decision
+    assert slot.pod is not None
+    verdict = death.verdict
+    current = report.report.current if report and report.report and report.report.pod == slot.pod else None
+    charge = (current.shard, current.attempt) if current else None
+    charges = verdict.action in (Action.COUNT, Action.FAIL_SHARD) and charge is not None
+    outcomes = state.ledger.release_worker(
+        slot.pod,
+        verdict.cause,
+        now,
+        max_attempts=policy.max_shard_attempts,
+        charge=charge if charges else None,
+        permanent=verdict.action is Action.FAIL_SHARD,
+        backoff_seconds=backoff_seconds(1, policy.backoff_initial, policy.backoff_max) if charges else 0.0,
+    )
+    if worker is not None:
+        decision.delete.append((worker.name, False))
+    if not death.graceful:
+        state.restarts += 1
+        if verdict.disruption or verdict.action is Action.IGNORE:
+            state.disruptions += 1
+            decision.events.append(
+                Event(
+                    "Normal",
+                    "WorkerDisrupted",
+                    f"worker {slot.pod} (slot {slot_number}) replaced: {verdict.cause}",
+                )
+            )
+        else:
+            slot.restarts += 1
+            slot.last_failure = verdict.cause
+            slot.not_before = now + backoff_seconds(slot.restarts, policy.backoff_initial, policy.backoff_max)
+            charged = [o for o in outcomes if charges and charge and o.shard == charge[0]]
+            blame = (
+                f"; shard {charged[0].shard} charged ({charged[0].failures} failed attempt(s))"
+                if charged
+                else "; no shard charged"
+            )
+            decision.events.append(
+                Event(
+                    "Warning",
+                    "WorkerFailed",
+                    f"worker {slot.pod} (slot {slot_number}) failed: {verdict.cause}{blame}",
+                )
+            )
+        for outcome in outcomes:
+            if outcome.failed:
+                decision.events.append(
+                    Event(
+                        "Warning",
+                        "ShardFailed",
+                        f"shard {outcome.shard} failed after {outcome.failures} attempt(s): {outcome.reason}",
+                    )
+                )
+        if verdict.action is Action.FAIL_JOB and state.phase not in (Phase.SUCCEEDED, Phase.FAILED):
+            _fail(
+                state,
+                decision,
+                "PodFailurePolicy",
+                f"worker {slot.pod} (slot {slot_number}): {verdict.cause}",
+            )
+    slot.pod = None
+    slot.draining = False
+    slot.disrupted = ""
+    slot.acked = 0
+
+
+def _fail(state: JobState, decision: Decision, reason: str, message: str) -> None:
+    state.phase = Phase.FAILED
+    state.reason = reason
+    state.message = message
+    decision.events.append(Event("Warning", reason, message))
 
 
 def _fold(
@@ -306,15 +526,19 @@ def _fold(
                 now,
                 max_attempts=policy.max_shard_attempts,
                 backoff_seconds=backoff_seconds(1, policy.backoff_initial, policy.backoff_max),
+                permanent=outcome.permanent,
             )
             if result.failed:
                 decision.events.append(
                     Event(
                         "Warning",
                         "ShardFailed",
-                        f"shard {outcome.shard} failed after {result.failures} attempts: {outcome.reason}",
+                        f"shard {outcome.shard} failed after {result.failures} attempt(s): {outcome.reason}",
                     )
                 )
+    for notice in report.notices:
+        if notice.seq > slot.acked:
+            decision.events.append(Event("Warning", notice.reason, f"worker {worker}: {notice.message}"))
     for shard, progress in report.progress.items():
         # Oversized or malformed checkpoints are refused by the ledger; the previous one stands.
         if progress.checkpoint is not None and shard.isdigit():
@@ -323,15 +547,29 @@ def _fold(
 
 
 def _death(
-    worker: ObservedWorker | None, slot: Slot, report: ObservedReport | None, policy: Policy, now: float
-) -> str | None:
+    worker: ObservedWorker | None,
+    slot: Slot,
+    report: ObservedReport | None,
+    *,
+    policy: Policy,
+    now: float,
+    running: int,
+) -> _Death | None:
     """Why the slot's current pod no longer counts as a live worker, or None if it does."""
+    graceful = slot.draining
     if worker is None:
-        return "pod disappeared (deleted, evicted or its node is gone)"
+        return _Death(
+            disruption(slot.disrupted or "pod disappeared (deleted, evicted or its node is gone)"), graceful
+        )
     if worker.phase == "Failed":
-        return worker.reason or "pod failed"
+        if graceful:
+            return _Death(disruption(worker.reason or "pod stopped"), graceful=True)
+        if worker.disruption or slot.disrupted:
+            return _Death(disruption(worker.disruption or slot.disrupted))
+        return _Death(judge_exit(worker.exit_code, worker.reason or "pod failed", policy.failure_rules))
     if worker.phase == "Succeeded":
-        return "worker exited"
+        # Exited cleanly: told to stop, or SIGTERM from a deletion; either way it checkpointed first.
+        return _Death(disruption(slot.disrupted or "worker exited"), graceful=graceful or not slot.disrupted)
     if worker.deleting:
         return None  # wait until it is gone, so its final report is folded
     if worker.phase == "Running":
@@ -341,22 +579,49 @@ def _death(
             slot.created_at,
         )
         if now - last > policy.heartbeat_timeout:
-            return f"no heartbeat for {now - last:.0f}s"
+            return _Death(Verdict(Action.RESTART, f"no heartbeat for {now - last:.0f}s"))
+    elif worker.waiting and now - slot.created_at > policy.startup_timeout and running > 0:
+        # Other workers run, so the job is healthy: replace this one; it counts as a failed start.
+        return _Death(
+            Verdict(Action.RESTART, f"did not start within {policy.startup_timeout:.0f}s: {worker.waiting}")
+        )
     return None
 
 
-def _finish(state: JobState, policy: Policy, decision: Decision) -> bool:
+def _finish(
+    state: JobState, policy: Policy, decision: Decision, workers: list[ObservedWorker], now: float
+) -> bool:
     ledger = state.ledger
     if state.phase in (Phase.SUCCEEDED, Phase.FAILED):
         return True
     failed = ledger.failed_count()
     if failed > policy.max_failed_shards:
-        state.phase = Phase.FAILED
-        state.message = (
-            f"{failed} shard(s) failed permanently, "
-            f"more than retryPolicy.maxFailedShards ({policy.max_failed_shards})"
+        reasons = sorted({entry.reason for entry in ledger.failed.values()})
+        _fail(
+            state,
+            decision,
+            "ShardsFailed",
+            f"{failed} shard(s) failed permanently, more than retryPolicy.maxFailedShards "
+            f"({policy.max_failed_shards}); first reason: {reasons[0] if reasons else 'unknown'}",
         )
-        decision.events.append(Event("Warning", "ShardsFailed", state.message))
+        return True
+    stuck = [
+        w
+        for w in workers
+        if w.waiting
+        and not w.deleting
+        and now - (state.slots.get(w.slot) or Slot()).created_at > policy.startup_timeout
+    ]
+    if stuck and not any(w.phase == "Running" and not w.deleting for w in workers):
+        # No worker runs and one has been unable to start for the whole start-up deadline.
+        worker = stuck[0]
+        _fail(
+            state,
+            decision,
+            worker.waiting_reason or "WorkerStartupFailed",
+            f"worker {worker.name} did not start within startupTimeoutSeconds "
+            f"({policy.startup_timeout:.0f}): {worker.waiting}",
+        )
         return True
     if ledger.is_finished():
         state.phase = Phase.SUCCEEDED

@@ -13,16 +13,20 @@ import gzip
 import json
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import structlog
 
 from datajob_core import sizing
+from datajob_core.checkpoint_store import CheckpointCollector, CheckpointStore
+from datajob_core.failure_policy import DISRUPTION_POD_REASONS
 from datajob_core.inputs import list_inputs
 from datajob_core.ledger import Ledger
 from datajob_core.planning import PlanError, plan_shards
 from datajob_core.protocol import ReportMessage, lease_name
 from datajob_core.reconciler import (
+    START_ERRORS,
     Decision,
     JobState,
     ObservedReport,
@@ -33,11 +37,12 @@ from datajob_core.reconciler import (
     reconcile,
 )
 
-from .kube import ConflictError, JobClient, NodeDirectory, compact_json
+from .kube import ConflictError, JobClient, NodeDirectory, RejectedError, compact_json
 
 log = structlog.get_logger("datajob.operator")
 
 PLAN_KEY = "plan.json.gz"
+MAX_LAST_WORDS = 300  # of a worker's termination message, in reasons and events
 
 
 def _now_iso() -> str:
@@ -57,20 +62,39 @@ def observe_pod(pod: dict[str, Any], nodes: frozenset[str] | None = None) -> Obs
     if slot is None or not slot.isdigit():
         return None
     reason = status.get("reason") or ""
+    exit_code: int | None = None
+    waiting = waiting_reason = ""
     for container in status.get("containerStatuses") or []:
-        terminated = (container.get("state") or {}).get("terminated")
+        if container.get("name") != sizing.WORKER_CONTAINER:
+            continue
+        state = container.get("state") or {}
+        terminated = state.get("terminated")
         if terminated:
-            reason = f"{terminated.get('reason') or 'Error'} (exit code {terminated.get('exitCode')})"
+            exit_code = terminated.get("exitCode")
+            reason = f"{terminated.get('reason') or 'Error'} (exit code {exit_code})"
+            last_words = (terminated.get("message") or "").strip()
+            if last_words:
+                reason = f"{reason}: {last_words[-MAX_LAST_WORDS:]}"
+        waiting_state = state.get("waiting") or {}
+        if waiting_state.get("reason") in START_ERRORS:
+            waiting_reason = waiting_state["reason"]
+            waiting = f"{waiting_reason}: {waiting_state.get('message') or ''}".rstrip(": ")
     if status.get("message"):
         reason = f"{reason}: {status['message']}" if reason else status["message"]
     unschedulable = ""
+    disruption = ""
     for condition in status.get("conditions") or []:
         if condition.get("type") == "PodScheduled" and condition.get("reason") == "Unschedulable":
             unschedulable = condition.get("message") or "unschedulable"
+        if condition.get("type") == "DisruptionTarget" and condition.get("status") == "True":
+            disruption = f"{condition.get('reason') or 'DisruptionTarget'}: {condition.get('message') or ''}"
+    if status.get("reason") in DISRUPTION_POD_REASONS:
+        disruption = disruption or reason
     phase = status.get("phase") or "Pending"
     node = (pod.get("spec") or {}).get("nodeName")
     if node and nodes is not None and node not in nodes and phase not in ("Succeeded", "Failed"):
         phase, reason = "Failed", f"NodeLost: node {node} no longer exists"
+        disruption = reason
     return ObservedWorker(
         name=meta["name"],
         slot=int(slot),
@@ -79,6 +103,10 @@ def observe_pod(pod: dict[str, Any], nodes: frozenset[str] | None = None) -> Obs
         started_at=_epoch(status.get("startTime")),
         reason=reason,
         unschedulable=unschedulable,
+        exit_code=exit_code,
+        disruption=disruption.rstrip(": "),
+        waiting=waiting,
+        waiting_reason=waiting_reason,
     )
 
 
@@ -90,6 +118,9 @@ class JobRuntime:
     rbac_leases: frozenset[str] = frozenset()
     leases_created: set[str] = field(default_factory=set)
     last_assignment: dict[str, str] = field(default_factory=dict)
+    # Pods the API server refused in the last pass, with its message: the next pass backs those slots off.
+    create_failures: dict[str, str] = field(default_factory=dict)
+    collector: CheckpointCollector | None = None
 
 
 class JobController:
@@ -173,7 +204,14 @@ class JobController:
             reports[slot] = ObservedReport(slot, report, _epoch(view.renew_time))
 
         decision = reconcile(
-            self.jobs.name, policy, state=state, workers=pods, reports=reports, plan=plan, now=now
+            self.jobs.name,
+            policy,
+            state=state,
+            workers=pods,
+            reports=reports,
+            plan=plan,
+            now=now,
+            create_failures=self.runtime.create_failures,
         )
         new_status = self._status(job, state, policy, pods, decision)
         try:
@@ -181,6 +219,8 @@ class JobController:
         except ConflictError:
             return 0.2  # someone else changed the job; observe again
         self.last_status = new_status
+        self.runtime.create_failures = {}
+        self._collect(job, state)
         self._act(job, state, decision)
         if decision.finished and not pods:
             return self._after_finish(job)
@@ -210,12 +250,32 @@ class JobController:
             self.jobs.delete_pod(pod, None if graceful else 0)
         grace = 30
         for slot, pod in decision.create:
-            self.jobs.create_pod(
-                sizing.worker_pod(job, slot, pod, lease_name(name, slot), grace_seconds=grace)
-            )
+            try:
+                self.jobs.create_pod(
+                    sizing.worker_pod(job, slot, pod, lease_name(name, slot), grace_seconds=grace)
+                )
+            except RejectedError as error:
+                # Quota, Pod Security, a webhook, a LimitRange: the next pass backs off and tells the user.
+                self.runtime.create_failures[pod] = str(error)
+                self.log.warning("worker pod rejected by the API server", pod=pod, error=str(error))
+                continue
             self.log.info("created worker", pod=pod, slot=slot)
+            self.jobs.post_event(job, "Normal", "WorkerCreated", f"created worker pod {pod} (slot {slot})")
         for event in decision.events:
             self.jobs.post_event(job, event.type, event.reason, event.message)
+
+    def _collect(self, job: dict[str, Any], state: JobState) -> None:
+        """Deletes checkpoint files the just-persisted ledger made redundant (fencing: docs/design.md)."""
+        output = (job["spec"].get("output") or {}).get("uri", "")
+        if self.runtime.collector is None:
+            if not Path(output.removeprefix("file://")).is_dir():
+                return  # not mounted into the operator (or nothing written yet): files stay until then
+            self.runtime.collector = CheckpointCollector(CheckpointStore(output))
+        problem = self.runtime.collector.after_persist(state.ledger)
+        if state.phase is Phase.SUCCEEDED:
+            self.runtime.collector.store.remove_all()
+        if problem:
+            self.log.warning(problem)
 
     def _status(
         self,
@@ -325,7 +385,15 @@ def _conditions(
     c = _set(
         c, "Succeeded", "True" if phase is Phase.SUCCEEDED else "False", phase.value, state.message, now=now
     )
-    c = _set(c, "Failed", "True" if phase is Phase.FAILED else "False", phase.value, state.message, now=now)
+    failed = phase is Phase.FAILED
+    c = _set(
+        c,
+        "Failed",
+        "True" if failed else "False",
+        (state.reason or phase.value) if failed else phase.value,
+        state.message if failed else "",
+        now=now,
+    )
     c = _set(
         c,
         "Suspended",
@@ -338,4 +406,8 @@ def _conditions(
         c = _set(c, "WorkersUnschedulable", "True", "Unschedulable", decision.unschedulable, now=now)
     else:
         c = _set(c, "WorkersUnschedulable", "False", "Scheduled", "", now=now)
+    if decision.blocked and phase not in (Phase.SUCCEEDED, Phase.FAILED):
+        c = _set(c, "WorkersBlocked", "True", decision.blocked[0], decision.blocked[1], now=now)
+    else:
+        c = _set(c, "WorkersBlocked", "False", "WorkersCreated", "", now=now)
     return c

@@ -61,6 +61,19 @@ class ConflictError(Exception):
     """The object changed since it was read; the caller re-reads and tries again."""
 
 
+class RejectedError(Exception):
+    """The API server refused to create an object (quota, Pod Security, a webhook, validation)."""
+
+
+def api_message(error: ApiException) -> str:
+    """The API server's own explanation (the Status object's message), else the HTTP reason."""
+    try:
+        message = json.loads(error.body or "{}").get("message")
+    except (TypeError, ValueError, AttributeError):
+        message = None
+    return str(message or f"{error.status} {error.reason}")
+
+
 @dataclass(frozen=True)
 class LeaseView:
     name: str
@@ -130,7 +143,15 @@ class JobClient:
         return result
 
     def create_pod(self, manifest: dict[str, Any]) -> None:
-        self._ignore_exists(lambda: self.core.create_namespaced_pod(self.namespace, manifest))
+        """Creates the pod (one that exists is fine); RejectedError with the API server's message."""
+        try:
+            self.core.create_namespaced_pod(self.namespace, manifest)
+        except ApiException as error:
+            if error.status == 409:
+                return
+            if error.status in (400, 403, 422):
+                raise RejectedError(api_message(error)) from error
+            raise
 
     def delete_pod(self, name: str, grace_seconds: int | None = None) -> None:
         self._ignore_missing(

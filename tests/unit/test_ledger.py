@@ -83,7 +83,7 @@ def test_worker_failure_resumes_from_checkpoint_on_another_worker() -> None:
     ledger = Ledger.new(3)
     ledger.assign("w1", 0.0)
     ledger.record_checkpoint(0, "w1", 1, {"offset": 1234, "records": 99}, 5.0)
-    outcomes = ledger.release_worker("w1", "pod deleted", 6.0, max_attempts=3)
+    outcomes = ledger.release_worker("w1", "OOMKilled", 6.0, max_attempts=3, charge=(0, 1))
     assert [(o.shard, o.kind, o.failures) for o in outcomes] == [(0, OutcomeKind.RETRY, 1)]
     assert ledger.state_of(0) is ShardState.PENDING
     got = ledger.assign("w2", 7.0)
@@ -149,11 +149,11 @@ def test_graceful_release_does_not_use_up_attempts_but_advances_attempt_numbers(
     ledger = Ledger.new(1)
     for attempt in range(1, 6):
         assert ledger.assign("w", 0.0) == Assignment(0, attempt, None)
-        (outcome,) = ledger.release_worker("w", "scale down", 0.0, max_attempts=1, count_attempt=False)
+        (outcome,) = ledger.release_worker("w", "scale down", 0.0, max_attempts=1)
         assert outcome.retrying and outcome.failures == 0
     # The one real failure allowed by max_attempts=1 is still available; after it the shard fails.
     assert ledger.assign("w", 0.0) == Assignment(0, 6, None)
-    (outcome,) = ledger.release_worker("w", "OOMKilled", 0.0, max_attempts=1)
+    (outcome,) = ledger.release_worker("w", "OOMKilled", 0.0, max_attempts=1, charge=(0, 6))
     assert outcome.failed
     assert ledger.failed[0].attempts == 6 and ledger.failed[0].failures == 1
 
@@ -161,13 +161,56 @@ def test_graceful_release_does_not_use_up_attempts_but_advances_attempt_numbers(
 def test_release_worker_only_touches_that_worker() -> None:
     ledger = Ledger.new(6)
     plan_assignments(ledger, ["a", "b"], 3, 0.0)
-    outcomes = ledger.release_worker("a", "evicted", 1.0, max_attempts=3)
+    outcomes = ledger.release_worker("a", "OOMKilled", 1.0, max_attempts=3, charge=(0, 1))
     assert [o.shard for o in outcomes] == [0, 2, 4]
     # Only the shard "a" was processing is charged; 2 and 4 waited in its queue and never started.
     assert [o.failures for o in outcomes] == [1, 0, 0]
     assert ledger.in_flight_for("b") == [1, 3, 5]
     assert ledger.in_flight_for("a") == []
     assert ledger.release_worker("nobody", "gone", 1.0, max_attempts=3) == []
+
+
+def test_only_the_shard_the_worker_reported_processing_is_charged_not_a_lower_queued_retry() -> None:
+    ledger = Ledger.new(4)
+    plan_assignments(ledger, ["a"], 1, 0.0)  # a: shard 0
+    plan_assignments(ledger, ["b"], 2, 0.0)  # b: shards 1, 2
+    ledger.release_worker("b", "disrupted", 1.0, max_attempts=3)  # 1 and 2 wait for retry, uncharged
+    ledger.complete(0, "a", 1, 2.0)
+    ledger.assign("a", 3.0)  # a: shard 1 (retry, attempt 2)...
+    # ...but a reported shard 3? No: a keeps working on what it holds; say it holds 1 and 2 and runs 2.
+    ledger.assign("a", 3.0)
+    assert ledger.in_flight_for("a") == [1, 2]
+    outcomes = ledger.release_worker("a", "Error (exit code 1)", 4.0, max_attempts=3, charge=(2, 2))
+    assert {o.shard: o.failures for o in outcomes} == {1: 0, 2: 1}
+
+
+def test_a_worker_that_died_before_starting_anything_charges_nothing() -> None:
+    ledger = Ledger.new(3)
+    plan_assignments(ledger, ["a"], 2, 0.0)
+    outcomes = ledger.release_worker("a", "Error (exit code 1)", 1.0, max_attempts=1, charge=None)
+    assert [(o.shard, o.kind, o.failures) for o in outcomes] == [
+        (0, OutcomeKind.RETRY, 0),
+        (1, OutcomeKind.RETRY, 0),
+    ]
+
+
+def test_a_charge_naming_another_attempt_charges_nothing() -> None:
+    ledger = Ledger.new(1)
+    ledger.assign("a", 0.0)
+    (outcome,) = ledger.release_worker("a", "crash", 1.0, max_attempts=1, charge=(0, 7))
+    assert outcome.retrying and outcome.failures == 0
+
+
+def test_a_permanent_failure_fails_the_shard_at_once() -> None:
+    ledger = Ledger.new(2)
+    ledger.assign("a", 0.0)
+    ledger.assign("a", 0.0)
+    result = ledger.fail_attempt(
+        0, "a", 1, "malformed record", 1.0, max_attempts=5, backoff_seconds=0.0, permanent=True
+    )
+    assert result.failed and ledger.state_of(0) is ShardState.FAILED
+    outcomes = ledger.release_worker("a", "FailShard", 2.0, max_attempts=5, charge=(1, 1), permanent=True)
+    assert [o.kind for o in outcomes] == [OutcomeKind.FAILED]
 
 
 def test_reason_is_bounded() -> None:
@@ -209,7 +252,7 @@ def test_completion_of_a_shard_waiting_for_retry_or_failed() -> None:
     ledger = Ledger.new(2)
     ledger.assign("w1", 0.0)
     ledger.assign("w1", 0.0)
-    ledger.release_worker("w1", "presumed dead", 1.0, max_attempts=3, backoff_seconds=60.0)
+    ledger.release_worker("w1", "crash", 1.0, max_attempts=3, charge=(0, 1), backoff_seconds=60.0)
     assert ledger.state_of(1) is ShardState.PENDING
     result = ledger.complete(1, "w1", 1, 2.0)  # its commit was just slow to be reported
     assert result.accepted and result.previous_state is ShardState.PENDING
@@ -276,7 +319,7 @@ def sample_ledger() -> Ledger:
     ledger.record_checkpoint(4, "w-a", 1, {"offset": 50}, t + 3)
     ledger.complete(1, "w-b", 1, t + 4)
     ledger.complete(3, "w-b", 1, t + 4)
-    ledger.release_worker("w-a", "OOMKilled", t + 5, max_attempts=2, backoff_seconds=10.0)
+    ledger.release_worker("w-a", "OOMKilled", t + 5, max_attempts=2, charge=(0, 1), backoff_seconds=10.0)
     ledger.assign("w-c", t + 20)  # shard 0, attempt 2, resumed
     ledger.fail_attempt(0, "w-c", 2, "bad record at 1300", t + 21, max_attempts=2, backoff_seconds=0.0)
     ledger.assign("w-c", t + 21)  # shard 2, attempt 2
@@ -296,7 +339,8 @@ def test_to_dict_format() -> None:
             "2": {"w": "w-c", "a": 2, "c": {"offset": 7}, "t": 1760000021.25, "u": 1760000022.25},
             "5": {"w": "w-b", "a": 1, "t": 1760000000.25, "u": 1760000000.25},
         },
-        "retry": {"4": {"a": 1, "c": {"offset": 50}, "r": "OOMKilled", "nb": 1760000015.25}},
+        # Shard 4 only waited in w-a's queue: released uncharged, ready at once (no "nb").
+        "retry": {"4": {"a": 1, "c": {"offset": 50}, "r": "OOMKilled"}},
         "failed": {"0": {"a": 2, "f": 2, "r": "bad record at 1300"}},
     }
     assert [ledger.state_of(s) for s in (0, 1, 2, 4, 6)] == [
@@ -567,17 +611,25 @@ def run_random_history(seed: int, total: int, n_workers: int, steps: int, max_at
                 assert outcome.ignored
         elif op < 0.93:
             worker = rng.choice(workers)
-            counted = rng.random() < 0.7
+            # The shard it reported processing: one of its own, a stale one, or none (a disruption).
+            own = sorted((s, a) for s, (w, a) in model.running.items() if w == worker)
+            roll = rng.random()
+            charge: tuple[int, int] | None = None
+            if own and roll < 0.5:
+                charge = rng.choice(own)
+            elif model.history and roll < 0.8:
+                charge = report(rng, model)[::2]
             backoff = rng.choice([0.0, 10.0])
             outcomes = ledger.release_worker(
-                worker, "gone", now, max_attempts=max_attempts, count_attempt=counted, backoff_seconds=backoff
+                worker, "gone", now, max_attempts=max_attempts, charge=charge, backoff_seconds=backoff
             )
             expected = sorted(s for s, (w, _) in model.running.items() if w == worker)
             assert [o.shard for o in outcomes] == expected
-            for position, outcome in enumerate(outcomes):
-                # Only the shard the worker was processing (its lowest) is charged.
+            for outcome in outcomes:
+                # Only the shard the worker said it was processing, in that attempt, is charged.
+                charged = charge == (outcome.shard, model.running[outcome.shard][1])
                 kind = model.end_attempt(
-                    outcome.shard, counted and position == 0, max_attempts, now + backoff if backoff else 0.0
+                    outcome.shard, charged, max_attempts, now + backoff if backoff and charged else 0.0
                 )
                 assert outcome.kind is kind
         else:
@@ -628,7 +680,9 @@ def test_random_history_runs_to_completion() -> None:
                     shard, entry.worker, entry.attempt, "x", now, max_attempts=3, backoff_seconds=2.0
                 )
             elif roll < 0.75:
-                ledger.release_worker(entry.worker, "crash", now, max_attempts=3)
+                ledger.release_worker(
+                    entry.worker, "crash", now, max_attempts=3, charge=(shard, entry.attempt)
+                )
         ledger.check_invariant()
         assert now < 10_000
     counts = ledger.counts()
@@ -662,7 +716,7 @@ def build_large_ledger() -> Ledger:
             assert ledger.complete(shard, worker, attempt, now).accepted
             succeeded += 1
         elif roll < 0.9985:
-            ledger.release_worker(worker, "OOMKilled", now, max_attempts=3)
+            ledger.release_worker(worker, "OOMKilled", now, max_attempts=3, charge=(shard, attempt))
         else:
             ledger.fail_attempt(
                 shard, worker, attempt, "ValueError: bad record", now, max_attempts=1, backoff_seconds=0.0
@@ -677,7 +731,14 @@ def build_large_ledger() -> Ledger:
         ledger.record_checkpoint(
             shard, worker, entry.attempt, {"offset": rng.randrange(10**9), "records": 9}, now
         )
-        ledger.release_worker(worker, "node lost: NodeNotReady", now, max_attempts=5, backoff_seconds=60.0)
+        ledger.release_worker(
+            worker,
+            "Error (exit code 1)",
+            now,
+            max_attempts=5,
+            charge=(shard, entry.attempt),
+            backoff_seconds=60.0,
+        )
         assignment = ledger.assign(worker, now)  # ...while their replacements already took fresh shards.
         assert assignment is not None and assignment.attempt == 1
         holding[worker] = assignment.shard

@@ -10,6 +10,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -20,6 +21,7 @@ from datajob_core.protocol import (
     ENV_CHANNEL_DIR,
     ENV_CHECKPOINT_RECORDS,
     ENV_CHECKPOINT_SECONDS,
+    ENV_DRIVER_PID,
     ENV_FORMAT,
     ENV_LEASE,
     ENV_NAMESPACE,
@@ -27,13 +29,15 @@ from datajob_core.protocol import (
     ENV_POD,
     ENV_PROCESSOR,
     AssignmentMessage,
+    CurrentShard,
     ReportMessage,
     ShardOutcome,
     ShardProgress,
     ShardTask,
+    WorkerNotice,
 )
 
-from . import processors, runtime
+from . import lifeline, processors, runtime
 from .channel import FileChannel
 from .lease_client import LeaseClient, LeaseError
 from .processors import State
@@ -61,12 +65,23 @@ class Reporter:
     progress: dict[str, ShardProgress] = field(default_factory=dict)
     done: list[ShardOutcome] = field(default_factory=list)
     failed: list[ShardOutcome] = field(default_factory=list)
+    current: CurrentShard | None = None
+    notices: list[WorkerNotice] = field(default_factory=list)
 
     def acknowledge(self, ack: int) -> None:
         self.done = [o for o in self.done if o.seq > ack]
         self.failed = [o for o in self.failed if o.seq > ack]
+        self.notices = [n for n in self.notices if n.seq > ack]
 
-    def outcome(self, task: ShardTask, *, records: int, bytes_read: int = 0, reason: str = "") -> None:
+    def outcome(
+        self,
+        task: ShardTask,
+        *,
+        records: int,
+        bytes_read: int = 0,
+        reason: str = "",
+        permanent: bool = False,
+    ) -> None:
         self.seq += 1
         entry = ShardOutcome(
             shard=task.shard,
@@ -75,9 +90,15 @@ class Reporter:
             records=records,
             bytes=bytes_read,
             reason=reason,
+            permanent=permanent,
         )
         (self.failed if reason else self.done).append(entry)
         self.progress.pop(str(task.shard), None)
+        self.current = None
+
+    def notice(self, reason: str, message: str) -> None:
+        self.seq += 1
+        self.notices.append(WorkerNotice(seq=self.seq, reason=reason, message=message[:1024]))
 
     def message(self) -> ReportMessage:
         return ReportMessage(
@@ -86,6 +107,8 @@ class Reporter:
             progress=dict(self.progress),
             done=list(self.done),
             failed=list(self.failed),
+            current=self.current,
+            notices=list(self.notices),
         )
 
 
@@ -116,14 +139,18 @@ class Worker:
         self.stopping = False
         self.finished: set[tuple[int, int]] = set()
         self.last_report = 0.0
+        self.saves = 0  # checkpoint files written by this process; names are <attempt>.<saves>
+        # The heartbeat thread and the processing loop both report; one report is built and sent at a time.
+        self.lock = threading.Lock()
 
     # -- Lease I/O, tolerant of API outages: the work goes on and the report catches up -----------
     def send(self) -> None:
-        try:
-            self.client.report(self.reporter.message())
-            self.last_report = time.monotonic()
-        except CHANNEL_ERRORS as error:
-            log.warning("report failed; will retry", error=str(error))
+        with self.lock:
+            try:
+                self.client.report(self.reporter.message())
+                self.last_report = time.monotonic()
+            except CHANNEL_ERRORS as error:
+                log.warning("report failed; will retry", error=str(error))
 
     def fetch(self) -> AssignmentMessage | None:
         try:
@@ -132,8 +159,23 @@ class Worker:
             log.warning("cannot read assignment", error=str(error))
             return None
 
+    def heartbeat(self, stop: threading.Event) -> None:
+        """Renews the report while a record, a batch or an exec child takes longer than a heartbeat."""
+        while not stop.wait(HEARTBEAT_SECONDS / 2):
+            if time.monotonic() - self.last_report >= HEARTBEAT_SECONDS:
+                self.send()
+
     # -- main loop ----------------------------------------------------------------------------------
     def run(self) -> int:
+        stop = threading.Event()
+        beat = threading.Thread(target=self.heartbeat, args=(stop,), name="heartbeat", daemon=True)
+        beat.start()
+        try:
+            return self._loop()
+        finally:
+            stop.set()
+
+    def _loop(self) -> int:
         self.send()
         while not self.stopping:
             message = self.fetch()
@@ -143,29 +185,55 @@ class Worker:
             if message.pod != self.reporter.pod:
                 log.info("this slot now belongs to another pod; exiting", owner=message.pod)
                 return 0
-            self.reporter.acknowledge(message.ack)
+            with self.lock:
+                self.reporter.acknowledge(message.ack)
             if message.stop:
                 self.send()
                 log.info("told to stop")
                 return 0
             todo = [t for t in message.shards if (t.shard, t.attempt) not in self.finished]
             if not todo:
-                if time.monotonic() - self.last_report > HEARTBEAT_SECONDS or self.reporter.done:
+                unsent = self.reporter.done or self.reporter.failed or self.reporter.notices
+                if time.monotonic() - self.last_report > HEARTBEAT_SECONDS or unsent:
                     self.send()
                 time.sleep(POLL_SECONDS)
                 continue
-            self.process(todo[0])
+            task = todo[0]
+            with self.lock:
+                self.reporter.current = CurrentShard(shard=task.shard, attempt=task.attempt)
+            # Said before the first record is read (together with the last shard's outcome): if this
+            # worker dies now, this shard, and only this one, is the one it was processing.
+            self.send()
+            self.process(task)
         self.send()
         return 0
+
+    def notice(self, reason: str, message: str) -> None:
+        log.warning(message, reason=reason)
+        with self.lock:
+            self.reporter.notice(reason, message)
+
+    def checkpoint(self, task: ShardTask, progress: runtime.Progress, state: Any) -> None:
+        """Writes a checkpoint file (never replacing another attempt's) and puts it in the report."""
+        self.saves += 1
+        progress.state_file = self.output.checkpoints.save(
+            task.shard, task.attempt, self.saves, progress.position(), state
+        )
+        with self.lock:
+            self.reporter.progress[str(task.shard)] = ShardProgress(
+                attempt=task.attempt,
+                checkpoint=progress.checkpoint(),
+                records=progress.records,
+                bytes=progress.bytes,
+            )
 
     def process(self, task: ShardTask) -> None:
         log.info("processing shard", shard=task.shard, attempt=task.attempt, resume=task.checkpoint)
         last_checkpoint = time.monotonic()
         records_since = 0
-        saves = 0
 
         def on_record(progress: runtime.Progress, state: State, count: int) -> None:
-            nonlocal last_checkpoint, records_since, saves
+            nonlocal last_checkpoint, records_since
             records_since += count
             if self.delay:
                 time.sleep(self.delay * count)
@@ -174,14 +242,7 @@ class Worker:
                 self.checkpoint_records is not None and records_since >= self.checkpoint_records
             )
             if self.stopping or due:
-                saves += 1
-                progress.state_file = self.output.save_state(task.shard, task.attempt, saves, state)
-                self.reporter.progress[str(task.shard)] = ShardProgress(
-                    attempt=task.attempt,
-                    checkpoint=progress.checkpoint(),
-                    records=progress.records,
-                    bytes=progress.bytes,
-                )
+                self.checkpoint(task, progress, state)
                 last_checkpoint, records_since = now, 0
             if self.stopping or due or now - self.last_report >= HEARTBEAT_SECONDS:
                 self.send()
@@ -196,24 +257,53 @@ class Worker:
                 records, bytes_read = int(marker.get("records", 0)), int(marker.get("bytes", 0))
                 log.info("shard already committed by another attempt", shard=task.shard)
             elif self.exec_argv:
-                runtime.run_exec(task, self.exec_argv, self.output, dict(os.environ))
+                self.run_exec(task)
             else:
-                context = runtime.ShardContext(self.fmt, self.processor, self.output, on_record)
+                context = runtime.ShardContext(self.fmt, self.processor, self.output, on_record, self.notice)
                 progress = runtime.run_shard(task, context)
                 records, bytes_read = progress.records, progress.bytes
         except runtime.ShardInterruptedError:
             log.info("shard interrupted; its last checkpoint stands", shard=task.shard)
+            with self.lock:
+                self.reporter.current = None
             return
         except Exception as error:  # noqa: BLE001 - a bad shard is reported, the worker goes on
             log.warning("shard failed", shard=task.shard, error=str(error))
             self.finished.add((task.shard, task.attempt))
-            self.reporter.outcome(task, records=0, reason=f"{type(error).__name__}: {error}"[:200])
-            self.send()
+            permanent = isinstance(error, runtime.PermanentShardError)
+            with self.lock:
+                self.reporter.outcome(
+                    task, records=0, reason=f"{type(error).__name__}: {error}"[:200], permanent=permanent
+                )
             return
         self.finished.add((task.shard, task.attempt))
-        self.reporter.outcome(task, records=records, bytes_read=bytes_read)
-        self.send()
+        with self.lock:
+            self.reporter.outcome(task, records=records, bytes_read=bytes_read)
+        # The outcome goes out with the next shard's "current" (one write), or alone when idle.
         log.info("shard committed", shard=task.shard, attempt=task.attempt, records=records)
+
+    def run_exec(self, task: ShardTask) -> None:
+        progress, resume_state = runtime.resume_point(task, self.output, self.notice)
+
+        checked = time.monotonic()
+
+        def tick() -> None:  # the heartbeat thread renews the report; this checks the shard is still ours
+            nonlocal checked
+            if self.stopping:
+                raise runtime.ShardInterruptedError
+            if time.monotonic() - checked >= HEARTBEAT_SECONDS:
+                checked = time.monotonic()
+                if not self.still_assigned(task):
+                    raise runtime.ShardInterruptedError
+
+        def checkpoint(value: Any) -> None:
+            self.checkpoint(task, progress, value)
+            self.send()
+
+        hooks = runtime.ExecHooks(tick=tick, checkpoint=checkpoint)
+        runtime.run_exec(
+            task, self.exec_argv, self.output, dict(os.environ), hooks=hooks, resume_state=resume_state
+        )
 
     def still_assigned(self, task: ShardTask) -> bool:
         message = self.fetch()
@@ -229,29 +319,40 @@ def main() -> int:
         processors=[structlog.processors.TimeStamper(fmt="iso"), structlog.processors.JSONRenderer()]
     )
     env = os.environ
-    records = env.get(ENV_CHECKPOINT_RECORDS)
-    channel: Channel = (
-        FileChannel(env[ENV_CHANNEL_DIR])
-        if env.get(ENV_CHANNEL_DIR)
-        else LeaseClient(env[ENV_NAMESPACE], env[ENV_LEASE])
-    )
-    worker = Worker(
-        channel,
-        pod=env[ENV_POD],
-        output=env[ENV_OUTPUT],
-        checkpoint_seconds=float(env.get(ENV_CHECKPOINT_SECONDS, "30")),
-        checkpoint_records=int(records) if records else None,
-        processor=json.loads(env.get(ENV_PROCESSOR) or "null"),
-        fmt=env.get(ENV_FORMAT, "text"),
-    )
+    if env.get(ENV_DRIVER_PID):
+        # Local mode: go when the driver goes. Checked after arming, in case it died before.
+        lifeline.die_with_parent(signal.SIGTERM)
+        if os.getppid() != int(env[ENV_DRIVER_PID]):
+            return 0
+    try:
+        records = env.get(ENV_CHECKPOINT_RECORDS)
+        channel: Channel = (
+            FileChannel(env[ENV_CHANNEL_DIR])
+            if env.get(ENV_CHANNEL_DIR)
+            else LeaseClient(env[ENV_NAMESPACE], env[ENV_LEASE])
+        )
+        worker = Worker(
+            channel,
+            pod=env[ENV_POD],
+            output=env[ENV_OUTPUT],
+            checkpoint_seconds=float(env.get(ENV_CHECKPOINT_SECONDS, "30")),
+            checkpoint_records=int(records) if records else None,
+            processor=json.loads(env.get(ENV_PROCESSOR) or "null"),
+            fmt=env.get(ENV_FORMAT, "text"),
+        )
 
-    def on_term(signum: int, _frame: object) -> None:
-        # Preemption, scale-down, drain: checkpoint at the next record and exit cleanly.
-        log.info("signal received; checkpointing and exiting", signal=signum)
-        worker.stopping = True
+        def on_term(signum: int, _frame: object) -> None:
+            # Preemption, scale-down, drain: checkpoint at the next record and exit cleanly.
+            log.info("signal received; checkpointing and exiting", signal=signum)
+            worker.stopping = True
 
-    signal.signal(signal.SIGTERM, on_term)
-    return worker.run()
+        signal.signal(signal.SIGTERM, on_term)
+        return worker.run()
+    except Exception as error:
+        # Its last words reach the pod's termination message, then the DataJob's events and conditions.
+        lifeline.write_termination_message(f"{type(error).__name__}: {error}")
+        log.exception("worker failed", error=str(error))
+        return 1
 
 
 if __name__ == "__main__":

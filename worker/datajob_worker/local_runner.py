@@ -23,8 +23,9 @@ import structlog
 
 from datajob_core import protocol
 from datajob_core.api import DataJob
+from datajob_core.checkpoint_store import CheckpointCollector, CheckpointStore
 from datajob_core.inputs import list_inputs
-from datajob_core.ledger import Ledger
+from datajob_core.ledger import MAX_REASON_CHARS, Ledger
 from datajob_core.planning import plan_shards
 from datajob_core.reconciler import (
     JobState,
@@ -66,13 +67,34 @@ class LocalWorker:
     started_at: float
     terminating: bool = False
 
+    termination_log: Path | None = None
+
     def observe(self) -> ObservedWorker:
         code = self.process.poll()
         if code is None:
             return ObservedWorker(self.name, self.slot, "Running", self.terminating, self.started_at)
         phase = "Succeeded" if code == 0 else "Failed"
-        reason = f"exit code {code}" if code >= 0 else f"killed by {signal.Signals(-code).name}"
-        return ObservedWorker(self.name, self.slot, phase, started_at=self.started_at, reason=reason)
+        # As a container runtime reports it: a process killed by signal N exits with 128+N.
+        exit_code = code if code >= 0 else 128 - code
+        reason = (
+            f"exit code {code}"
+            if code >= 0
+            else f"killed by {signal.Signals(-code).name} (exit code {exit_code})"
+        )
+        last_words = self._last_words()
+        if last_words:
+            reason = f"{reason}: {last_words}"
+        return ObservedWorker(
+            self.name, self.slot, phase, started_at=self.started_at, reason=reason, exit_code=exit_code
+        )
+
+    def _last_words(self) -> str:
+        if self.termination_log is None:
+            return ""
+        try:
+            return self.termination_log.read_text().strip()[-MAX_REASON_CHARS:]
+        except OSError:
+            return ""
 
 
 @dataclass
@@ -112,6 +134,7 @@ class LocalRun:
         self.workers: dict[int, LocalWorker] = {}
         self.stats = Stats()
         self.result: Path | None = None
+        self.collector = CheckpointCollector(CheckpointStore(self.output))
 
     # -- processes ---------------------------------------------------------------------------------
     def _channel(self, slot: int) -> FileChannel:
@@ -119,6 +142,7 @@ class LocalRun:
 
     def _start(self, slot: int, name: str) -> None:
         spec = self.spec
+        termination_log = self._channel(slot).directory / f"{name}.termination-log"
         checkpoint = spec.get("checkpoint") or {}
         env = {
             **os.environ,
@@ -130,6 +154,8 @@ class LocalRun:
             protocol.ENV_CHECKPOINT_SECONDS: str(checkpoint.get("intervalSeconds", 30)),
             protocol.ENV_PROCESSOR: json.dumps(spec.get("processor"), sort_keys=True),
             protocol.ENV_FORMAT: spec["input"].get("format", "text"),
+            protocol.ENV_DRIVER_PID: str(os.getpid()),
+            protocol.ENV_TERMINATION_LOG: str(termination_log),
         }
         if checkpoint.get("intervalRecords"):
             env[protocol.ENV_CHECKPOINT_RECORDS] = str(checkpoint["intervalRecords"])
@@ -144,7 +170,7 @@ class LocalRun:
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
-        self.workers[slot] = LocalWorker(name, slot, process, time.time())
+        self.workers[slot] = LocalWorker(name, slot, process, time.time(), termination_log=termination_log)
 
     def _stop(self, name: str, graceful: bool) -> None:
         for slot, worker in list(self.workers.items()):
@@ -197,6 +223,10 @@ class LocalRun:
                 decision = reconcile(
                     self.name, self.policy, state=state, workers=observed, reports=reports, plan=plan, now=now
                 )
+                # The driver's state is its memory: "persisted" as soon as decided, so collect now.
+                problem = self.collector.after_persist(state.ledger)
+                if problem:
+                    log.warning(problem)
                 for slot, message in decision.assignments.items():
                     self._channel(slot).write_assignment(message)
                 for name, graceful in decision.delete:

@@ -1,13 +1,16 @@
 """Running one shard: read its records, process them, checkpoint, and commit the output exactly once.
 
-Checkpoints hold the input position plus the processor's partial state; the state goes to a file next to
-the output (``_checkpoints/``) and the small position record, naming that file, goes to the operator. A
-resumed attempt loads both and continues, so a crash loses at most one checkpoint interval.
+Checkpoints hold the input position plus the processor's partial state, in a file next to the output
+(:mod:`datajob_core.checkpoint_store`, named by attempt so no two attempts share one); the small position
+record naming that file goes to the operator. A resumed attempt loads the file and continues, so a crash
+loses at most one checkpoint interval. Workers never delete checkpoint files; the operator does, once they
+are superseded in the durable ledger (docs/design.md, "Fencing attempts and checkpoints").
 
-Commit protocol (after Hadoop's FileOutputCommitter): an attempt writes to an attempt-scoped scratch file
-and publishes it with ``os.link`` under the shard's deterministic name. ``link`` fails if the name exists,
-so whichever attempt publishes first wins and every later or concurrent attempt becomes a no-op. The data
-file is published before the ``part-N.json`` marker that says the shard is committed.
+Commit protocol (after Hadoop's FileOutputCommitter): an attempt writes to a scratch file whose name is
+unique to that writer and publishes it with ``os.link`` under the shard's deterministic name. ``link``
+fails if the name exists, so whichever attempt publishes first wins and every later or concurrent attempt
+(a zombie included) becomes a no-op. The data file is published before the ``part-N.json`` marker that says
+the shard is committed.
 """
 
 from __future__ import annotations
@@ -19,14 +22,17 @@ import os
 import shutil
 import subprocess
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from datajob_core.checkpoint_store import CheckpointStore, CheckpointUnreadableError
 from datajob_core.protocol import ShardTask
 
 from . import readers
+from .lifeline import kill_child_with_parent
 from .processors import Processor, State
 
 CALLBACK_EVERY = 64
@@ -36,22 +42,23 @@ class ShardInterruptedError(Exception):
     """Processing stopped early (SIGTERM, shard taken away); the last checkpoint stands."""
 
 
+class PermanentShardError(Exception):
+    """A failure every attempt would repeat (a malformed record): the shard fails without retries."""
+
+
 @dataclass
 class Progress:
     piece: int = 0
     offset: int | None = None
     records: int = 0
     bytes: int = 0
-    state_file: str | None = None
+    state_file: str | None = None  # the checkpoint file's name, "<attempt>.<seq>"
+
+    def position(self) -> dict[str, Any]:
+        return {"piece": self.piece, "offset": self.offset, "records": self.records, "bytes": self.bytes}
 
     def checkpoint(self) -> dict[str, Any]:
-        return {
-            "piece": self.piece,
-            "offset": self.offset,
-            "records": self.records,
-            "bytes": self.bytes,
-            "state": self.state_file,
-        }
+        return {**self.position(), "state": self.state_file}
 
     @classmethod
     def resume(cls, checkpoint: dict[str, Any] | None) -> Progress:
@@ -67,34 +74,24 @@ class Progress:
         )
 
 
+def _unique(path: Path) -> Path:
+    """A scratch name next to ``path`` that no other writer, process or attempt, can pick."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
+
+
 def _atomic_write(path: Path, text: str) -> None:
-    scratch = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    scratch = _unique(path)
     scratch.write_text(text)
     os.replace(scratch, path)
 
 
 class OutputDir:
-    """The job's output directory: committed parts, scratch space, checkpoint state."""
+    """The job's output directory: committed parts, scratch space, checkpoint files."""
 
     def __init__(self, root: str) -> None:
         self.root = Path(root.removeprefix("file://"))
         self.temporary = self.root / "_temporary"
-        self.checkpoints = self.root / "_checkpoints"
-
-    def save_state(self, shard: int, attempt: int, seq: int, state: State) -> str:
-        self.checkpoints.mkdir(parents=True, exist_ok=True)
-        name = f"part-{shard:06d}.attempt-{attempt}.{seq}.json"
-        _atomic_write(self.checkpoints / name, json.dumps(state, separators=(",", ":")))
-        # Older states of this attempt are superseded; the ledger only ever points at the newest.
-        for old in self.checkpoints.glob(f"part-{shard:06d}.attempt-{attempt}.*.json"):
-            if old.name != name:
-                with contextlib.suppress(FileNotFoundError):
-                    old.unlink()
-        return name
-
-    def load_state(self, name: str) -> State:
-        state: State = json.loads((self.checkpoints / name).read_text())
-        return state
+        self.checkpoints = CheckpointStore(self.root)
 
     def committed(self, shard: int) -> dict[str, Any] | None:
         """The shard's commit marker, or None while it is not committed."""
@@ -114,7 +111,8 @@ class OutputDir:
         self.temporary.mkdir(parents=True, exist_ok=True)
         published = False
         for name, text in ((f"part-{shard:06d}", data), (f"part-{shard:06d}.json", json.dumps(meta) + "\n")):
-            scratch = self.temporary / f"{name}.attempt-{attempt}"
+            # Scoped by attempt and unique to this writer: two committers never share a scratch file.
+            scratch = _unique(self.temporary / f"{name}.attempt-{attempt}")
             scratch.write_text(text)
             try:
                 os.link(scratch, self.root / name)
@@ -123,9 +121,7 @@ class OutputDir:
                 pass
             finally:
                 scratch.unlink()
-        for stale in self.checkpoints.glob(f"part-{shard:06d}.*"):
-            with contextlib.suppress(FileNotFoundError):
-                stale.unlink()
+        # Checkpoint files stay: the operator collects them once the commit is durable in the ledger.
         return published
 
     def commit_job(self, shards: int, merge: Callable[[list[str]], str], summary: dict[str, Any]) -> Path:
@@ -138,9 +134,13 @@ class OutputDir:
         result = self.root / "result"
         _atomic_write(result, merge(parts))
         _atomic_write(self.root / "_SUCCESS", json.dumps(summary, sort_keys=True) + "\n")
-        for scratch in (self.temporary, self.checkpoints):
-            shutil.rmtree(scratch, ignore_errors=True)
+        shutil.rmtree(self.temporary, ignore_errors=True)
+        self.checkpoints.remove_all()
         return result
+
+
+def _no_notice(reason: str, message: str) -> None:
+    del reason, message
 
 
 @dataclass
@@ -151,17 +151,44 @@ class ShardContext:
     # Called every CALLBACK_EVERY records with how many were read since the last call; may checkpoint and
     # may raise ShardInterruptedError.
     on_record: Callable[[Progress, State, int], None]
+    # Tells the user something went wrong but was handled (reason, message): a Warning event.
+    on_notice: Callable[[str, str], None] = _no_notice
+
+
+def resume_point(
+    task: ShardTask, output: OutputDir, on_notice: Callable[[str, str], None]
+) -> tuple[Progress, Any]:
+    """Where ``task`` starts: its named checkpoint; if that cannot be read, the newest readable checkpoint
+    of the shard (any attempt's: each file is a consistent position + state); else the shard's start."""
+    progress = Progress.resume(task.checkpoint)
+    if not progress.state_file:
+        return progress, None
+    store = output.checkpoints
+    try:
+        position, state = store.load(task.shard, progress.state_file)
+        return Progress.resume({**position, "state": progress.state_file}), state
+    except CheckpointUnreadableError as error:
+        fallback = store.newest(task.shard)
+        if fallback is None:
+            on_notice(
+                "CheckpointUnreadable",
+                f"shard {task.shard}: {error}; no readable checkpoint left, restarting at the shard's start",
+            )
+            return Progress(), None
+        name, position, state = fallback
+        on_notice(
+            "CheckpointUnreadable",
+            f"shard {task.shard}: {error}; resuming from checkpoint {name} "
+            f"at record {position.get('records', 0)}",
+        )
+        return Progress.resume({**position, "state": name}), state
 
 
 def run_shard(task: ShardTask, context: ShardContext) -> Progress:
     """Processes ``task`` from its checkpoint to the end and commits the result."""
-    progress = Progress.resume(task.checkpoint)
     processor = context.processor
-    state = (
-        processor.restore(context.output.load_state(progress.state_file))
-        if progress.state_file
-        else processor.init()
-    )
+    progress, saved = resume_point(task, context.output, context.on_notice)
+    state = processor.restore(saved) if saved is not None else processor.init()
     process, on_record = processor.batch(), context.on_record
     pieces = task.input.get("pieces") or []
     while progress.piece < len(pieces):
@@ -263,10 +290,39 @@ def _csv_records(
         yield position[0], position[1], dict(zip(header, values, strict=False)) if values else None
 
 
-def run_exec(task: ShardTask, argv: list[str], output: OutputDir, env: dict[str, str]) -> None:
-    """Command mode: runs ``argv`` once for the shard; it writes its result to $DATAJOB_OUTPUT_FILE."""
+EXEC_TICK_SECONDS = 1.0
+
+
+@dataclass
+class ExecHooks:
+    """How command mode talks back while its child runs."""
+
+    # About once a second: heartbeat; raises ShardInterruptedError to stop the child (SIGTERM, shard gone).
+    tick: Callable[[], None]
+    # The child wrote a new checkpoint (any JSON value) to $DATAJOB_CHECKPOINT_FILE.
+    checkpoint: Callable[[Any], None]
+
+
+def run_exec(
+    task: ShardTask,
+    argv: list[str],
+    output: OutputDir,
+    env: dict[str, str],
+    *,
+    hooks: ExecHooks,
+    resume_state: Any = None,
+) -> None:
+    """Command mode: runs ``argv`` once for the shard; it writes its result to $DATAJOB_OUTPUT_FILE.
+
+    The child may checkpoint by writing JSON to $DATAJOB_CHECKPOINT_FILE (write a temporary file and
+    rename it over, so it is never read half-written); a later attempt gets the last one it wrote in
+    $DATAJOB_RESUME_FILE. Each attempt starts with an empty output file, so a resuming child must rebuild
+    the whole shard's output from its checkpoint (docs/worker-runtime.md).
+    """
     output.temporary.mkdir(parents=True, exist_ok=True)
-    scratch = output.temporary / f"exec-{task.shard:06d}.attempt-{task.attempt}"
+    scratch = _unique(output.temporary / f"exec-{task.shard:06d}.attempt-{task.attempt}")
+    checkpoint_file = scratch.with_name(scratch.name + ".checkpoint")
+    resume_file = scratch.with_name(scratch.name + ".resume")
     shard_env = {
         **env,
         "DATAJOB_SHARD": str(task.shard),
@@ -274,11 +330,55 @@ def run_exec(task: ShardTask, argv: list[str], output: OutputDir, env: dict[str,
         "DATAJOB_SHARD_PIECES": json.dumps(task.input.get("pieces") or []),
         "DATAJOB_RESUME": json.dumps(task.checkpoint),
         "DATAJOB_OUTPUT_FILE": str(scratch),
+        "DATAJOB_CHECKPOINT_FILE": str(checkpoint_file),
     }
-    subprocess.run(argv, env=shard_env, check=True)
+    if resume_state is not None:
+        resume_file.write_text(json.dumps(resume_state))
+        shard_env["DATAJOB_RESUME_FILE"] = str(resume_file)
+    # The child dies with its worker, however the worker dies: no orphan keeps writing.
+    child = subprocess.Popen(argv, env=shard_env, preexec_fn=kill_child_with_parent)  # noqa: PLW1509
+    seen: int | None = None
+    try:
+        while True:
+            try:
+                code = child.wait(timeout=EXEC_TICK_SECONDS)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+            seen = _pick_up_checkpoint(checkpoint_file, seen, hooks)
+            hooks.tick()
+        _pick_up_checkpoint(checkpoint_file, seen, hooks)
+    except BaseException:
+        child.terminate()
+        try:
+            child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+        raise
+    finally:
+        for leftover in (checkpoint_file, resume_file):
+            with contextlib.suppress(FileNotFoundError):
+                leftover.unlink()
+    if code != 0:
+        with contextlib.suppress(FileNotFoundError):
+            scratch.unlink()
+        raise subprocess.CalledProcessError(code, argv)
     data = scratch.read_text() if scratch.exists() else ""
     with contextlib.suppress(FileNotFoundError):
         scratch.unlink()
     output.commit(
         task.shard, task.attempt, data, {"shard": task.shard, "attempt": task.attempt, "exec": argv}
     )
+
+
+def _pick_up_checkpoint(path: Path, seen: int | None, hooks: ExecHooks) -> int | None:
+    try:
+        mtime = path.stat().st_mtime_ns
+        if mtime == seen:
+            return seen
+        value = json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return seen  # none yet, or being rewritten in place: the next tick tries again
+    hooks.checkpoint(value)
+    return mtime
