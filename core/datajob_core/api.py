@@ -9,10 +9,11 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from datajob_core.planning import byte_quantity
+from datajob_core.pod_policy import template_schema, violations
 
 GROUP = "datajob.dev"
 VERSION = "v1alpha1"
@@ -316,6 +317,40 @@ class Backoff(_Model):
         return self
 
 
+class OnExitCodes(_Model):
+    """Which exit codes of the worker container a rule matches."""
+
+    operator: Literal["In", "NotIn"] = Field(description="In: one of values. NotIn: none of values.")
+    values: list[int] = Field(
+        min_length=1,
+        max_length=255,
+        description="Exit codes (0-255; a process killed by signal N exits with 128+N).",
+        json_schema_extra={"items": {"type": "integer", "minimum": 0, "maximum": 255}},
+    )
+
+
+class PodFailurePolicyRule(_Model):
+    """What a worker's exit code means, as in the Kubernetes Job's podFailurePolicy."""
+
+    action: Literal["Ignore", "Count", "FailShard", "FailJob"] = Field(
+        description=(
+            "Ignore: retriable, charged to nobody. Count: charge the shard being processed one attempt "
+            "(the default for any failure). FailShard: the shard being processed fails at once. FailJob: "
+            "the job fails."
+        )
+    )
+    on_exit_codes: OnExitCodes = Field(description="The exit codes this rule applies to.")
+
+
+class PodFailurePolicy(_Model):
+    """Exit-code rules, first match wins. Disruptions (eviction, preemption, drain, node loss, the
+    DisruptionTarget condition) are always Ignore."""
+
+    rules: list[PodFailurePolicyRule] = Field(
+        default_factory=list, max_length=20, description="Rules, first match wins."
+    )
+
+
 class RetryPolicy(_Model):
     """How failures are retried, and how many the job tolerates."""
 
@@ -331,6 +366,10 @@ class RetryPolicy(_Model):
     backoff: Backoff = Field(default_factory=Backoff, description="Backoff between worker restarts.")
     max_failed_shards: int = Field(
         default=0, ge=0, description="Permanently failed shards tolerated; one more fails the job."
+    )
+    pod_failure_policy: PodFailurePolicy | None = Field(
+        default=None,
+        description="Which exit codes are the shard's fault, which are retriable without charge.",
     )
 
 
@@ -353,7 +392,7 @@ class PodTemplateMetadata(_Model):
 
 
 class PodTemplate(_Model):
-    """Merged into each worker pod: volumes, sidecars, serviceAccountName and other pod fields."""
+    """Merged into each worker pod: volumes, sidecars, init containers and other pod fields."""
 
     metadata: PodTemplateMetadata | None = Field(
         default=None, description="Extra pod labels and annotations."
@@ -362,10 +401,21 @@ class PodTemplate(_Model):
         default=None,
         description=(
             "Pod spec fields merged into the worker pod. volumeMounts and envFrom apply to the worker "
-            "container; containers are added as sidecars (one named `worker` is merged into the worker)."
+            "container; containers are added as sidecars (one named `worker` is merged into the worker). "
+            "Identity and privilege belong to the operator: serviceAccountName, "
+            "automountServiceAccountToken, host namespaces, nodeName, privileged or root containers, added "
+            "capabilities and volume kinds outside the restricted Pod Security Standard are refused."
         ),
-        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True},
+        json_schema_extra=template_schema(),
     )
+
+    @field_validator("spec")
+    @classmethod
+    def _no_privilege(cls, spec: dict[str, Any] | None) -> dict[str, Any] | None:
+        problems = violations(spec)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return spec
 
 
 class DataJobSpec(_Model):
@@ -433,6 +483,16 @@ class DataJobSpec(_Model):
     suspend: bool = Field(default=False, description="Stop the workers, keeping all progress; false resumes.")
     ttl_seconds_after_finished: int | None = Field(
         default=None, ge=0, description="Delete the DataJob this long after it succeeded or failed."
+    )
+    startup_timeout_seconds: int = Field(
+        default=300,
+        ge=1,
+        le=86400,
+        description=(
+            "How long a scheduled worker may fail to start (ImagePullBackOff, CreateContainerConfigError, "
+            "...). Past it the worker is replaced if others run, and the job fails with that reason if none "
+            "does. Pods waiting for a node (Unschedulable) are not timed out."
+        ),
     )
 
     @model_validator(mode="after")
@@ -505,7 +565,13 @@ class DataJobStatus(_Model):
     )
     shards: ShardCounts | None = Field(default=None, description="Shards by state.")
     workers: WorkerSummary | None = Field(default=None, description="Worker pods.")
-    restarts: int | None = Field(default=None, description="Worker pods replaced after a failure.")
+    restarts: int | None = Field(
+        default=None, description="Worker pods replaced, for any reason but the job's own scale-down."
+    )
+    disruptions: int | None = Field(
+        default=None,
+        description="Of those, pods taken away (eviction, preemption, drain, node loss): charged to nobody.",
+    )
     processed: ProcessedCounts | None = Field(default=None, description="Input consumed by committed shards.")
     start_time: str | None = Field(
         default=None, description="When the job started.", json_schema_extra={"format": "date-time"}

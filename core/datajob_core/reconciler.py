@@ -105,6 +105,7 @@ class Slot:
     draining: bool = False  # asked to stop by this job (scale-down, suspend, finish)
     disrupted: str = ""  # deleted by someone else; its shards go back free once it is gone
     blocked: str = ""  # why the API server refused its last pod, until a pod is created
+    blocked_reason: str = ""
     blocked_count: int = 0
     unschedulable: bool = False  # an event was posted for the current pod
     last_failure: str = ""
@@ -122,6 +123,7 @@ class Slot:
         for key, value, default in (
             ("disrupted", self.disrupted, ""),
             ("blocked", self.blocked, ""),
+            ("blockedReason", self.blocked_reason, ""),
             ("blockedCount", self.blocked_count, 0),
             ("unschedulable", self.unschedulable, False),
             ("lastFailure", self.last_failure, ""),
@@ -142,6 +144,7 @@ class Slot:
             draining=bool(data.get("draining", False)),
             disrupted=str(data.get("disrupted", "")),
             blocked=str(data.get("blocked", "")),
+            blocked_reason=str(data.get("blockedReason", "")),
             blocked_count=int(data.get("blockedCount", 0)),
             unschedulable=bool(data.get("unschedulable", False)),
             last_failure=str(data.get("lastFailure", "")),
@@ -251,13 +254,13 @@ def reconcile(
     reports: dict[int, ObservedReport],
     plan: list[dict[str, Any]],
     now: float,
-    create_failures: dict[str, str] | None = None,
+    create_failures: dict[str, tuple[str, str]] | None = None,
 ) -> Decision:
     """Advances ``state`` (mutated in place) and says what to do. Safe to repeat: every step is idempotent.
 
-    ``create_failures`` maps pods of the previous pass's ``create`` that the API server refused to its
-    message (quota, Pod Security, a webhook): those slots back off and report WorkersBlocked; their shards
-    go back uncharged.
+    ``create_failures`` maps pods of the previous pass's ``create`` that could not be created to (reason,
+    message): the API server refused them (quota, Pod Security, a webhook) or the job's worker account is
+    taken. Those slots back off and report WorkersBlocked; their shards go back uncharged.
     """
     decision = Decision()
     ctx = _Pass(state, policy, now, decision)
@@ -278,10 +281,10 @@ def reconcile(
             continue
         worker = by_name.get(slot.pod)
         if worker is None and slot.pod in refused:
-            _blocked(ctx, slot_number, slot, refused[slot.pod])
+            _blocked(ctx, slot_number, slot, *refused[slot.pod])
             continue
         if worker is not None:
-            slot.blocked, slot.blocked_count = "", 0
+            slot.blocked, slot.blocked_reason, slot.blocked_count = "", "", 0
             _watch_start(slot, slot_number, worker, decision)
             if worker.deleting and not slot.draining and not slot.disrupted:
                 # Deleted by someone else (eviction, drain, kubectl delete): it checkpoints on SIGTERM;
@@ -334,7 +337,7 @@ def reconcile(
     # are never reused: a new pod must not be mistaken for an old one in its Lease's report.
     blocked = [s for n, s in sorted(state.slots.items()) if s.blocked and n < wanted]
     if blocked:
-        decision.blocked = ("PodCreateRejected", blocked[0].blocked)
+        decision.blocked = (blocked[0].blocked_reason or "PodCreateRejected", blocked[0].blocked)
 
     # 5. Hand out shards to live workers and describe every slot's assignment.
     live = [s.pod for _, s in sorted(state.slots.items()) if s.pod and not s.draining and not s.disrupted]
@@ -406,7 +409,7 @@ def _watch_start(slot: Slot, slot_number: int, worker: ObservedWorker, decision:
         )
 
 
-def _blocked(ctx: _Pass, slot_number: int, slot: Slot, message: str) -> None:
+def _blocked(ctx: _Pass, slot_number: int, slot: Slot, reason: str, message: str) -> None:
     """The API server refused the slot's pod: back off and say why; nothing is charged."""
     state, policy, now, decision = ctx.state, ctx.policy, ctx.now, ctx.decision
     assert slot.pod is not None
@@ -415,7 +418,7 @@ def _blocked(ctx: _Pass, slot_number: int, slot: Slot, message: str) -> None:
     )
     if message != slot.blocked:
         decision.events.append(Event("Warning", "WorkersBlocked", f"worker slot {slot_number}: {message}"))
-    slot.blocked = message
+    slot.blocked, slot.blocked_reason = message, reason
     slot.blocked_count += 1
     slot.not_before = now + backoff_seconds(slot.blocked_count, policy.backoff_initial, policy.backoff_max)
     slot.pod = None

@@ -20,6 +20,7 @@ DEFAULT_GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 # rather than the cluster default of five.
 NODE_FAILURE_TOLERATION_SECONDS = 30
 DEFAULT_COMMAND = ["python", "-m", "datajob_worker"]
+TERMINATION_MESSAGE_PATH = "/dev/termination-log"
 
 
 def worker_labels(job: str, slot: int | None = None) -> dict[str, str]:
@@ -132,6 +133,7 @@ def worker_pod(
         {"name": protocol.ENV_CHECKPOINT_SECONDS, "value": str(checkpoint.get("intervalSeconds", 30))},
         {"name": protocol.ENV_PROCESSOR, "value": json.dumps(processor, sort_keys=True)},
         {"name": protocol.ENV_FORMAT, "value": (spec.get("input") or {}).get("format", "text")},
+        {"name": protocol.ENV_TERMINATION_LOG, "value": TERMINATION_MESSAGE_PATH},
     ]
     if checkpoint.get("intervalRecords"):
         env.append({"name": protocol.ENV_CHECKPOINT_RECORDS, "value": str(checkpoint["intervalRecords"])})
@@ -143,6 +145,10 @@ def worker_pod(
         "env": env,
         "resources": resources(spec.get("resources") or {}),
         "securityContext": copy.deepcopy(RESTRICTED_CONTAINER_SECURITY),
+        # The worker writes its last error there; if it could not (a crash before Python ran), kubelet
+        # takes the tail of the log. Either way the reason outlives the pod, in the DataJob's events.
+        "terminationMessagePath": TERMINATION_MESSAGE_PATH,
+        "terminationMessagePolicy": "FallbackToLogsOnError",
     }
     if spec.get("args"):
         container["args"] = list(spec["args"])

@@ -12,13 +12,13 @@ import datetime
 import gzip
 import json
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import structlog
 
-from datajob_core import sizing
+from datajob_core import pod_policy, sizing
 from datajob_core.checkpoint_store import CheckpointCollector, CheckpointStore
 from datajob_core.failure_policy import DISRUPTION_POD_REASONS
 from datajob_core.inputs import list_inputs
@@ -37,7 +37,7 @@ from datajob_core.reconciler import (
     reconcile,
 )
 
-from .kube import ConflictError, JobClient, NodeDirectory, RejectedError, compact_json
+from .kube import AccountConflictError, ConflictError, JobClient, NodeDirectory, RejectedError, compact_json
 
 log = structlog.get_logger("datajob.operator")
 
@@ -119,7 +119,7 @@ class JobRuntime:
     leases_created: set[str] = field(default_factory=set)
     last_assignment: dict[str, str] = field(default_factory=dict)
     # Pods the API server refused in the last pass, with its message: the next pass backs those slots off.
-    create_failures: dict[str, str] = field(default_factory=dict)
+    create_failures: dict[str, tuple[str, str]] = field(default_factory=dict)
     collector: CheckpointCollector | None = None
 
 
@@ -177,10 +177,16 @@ class JobController:
         if status.get("phase") in (Phase.SUCCEEDED, Phase.FAILED) and "ledger" not in status:
             return self._after_finish(job)
 
+        refused = self._refuse(job)
+        if refused is not None:
+            return self._fail_before_start(job, *refused)
         try:
             plan = self.load_plan(job)
         except PlanError as error:
-            return self._invalid_input(job, str(error))
+            return self._fail_before_start(job, "InputNotFound", str(error))
+        except (ValueError, OverflowError, MemoryError) as error:
+            # Anything else planning trips over is still this job's problem, not a reason to retry forever.
+            return self._fail_before_start(job, "PlanningFailed", f"the input cannot be planned: {error}")
 
         state = (
             JobState.from_dict(status["ledger"]) if status.get("ledger") else JobState(Ledger.new(len(plan)))
@@ -231,12 +237,22 @@ class JobController:
         name = self.jobs.name
         leases = sorted(lease_name(name, slot) for slot in state.slots)
         if leases and frozenset(leases) - self.runtime.rbac_leases:
-            self.jobs.apply_worker_rbac(
-                *sizing.worker_rbac(
-                    job, sorted(self.runtime.rbac_leases | set(leases)), account_template=self.worker_account
+            try:
+                self.jobs.apply_worker_rbac(
+                    *sizing.worker_rbac(
+                        job,
+                        sorted(self.runtime.rbac_leases | set(leases)),
+                        account_template=self.worker_account,
+                    )
                 )
-            )
-            self.runtime.rbac_leases |= frozenset(leases)
+            except AccountConflictError as error:
+                # No pod may run without its own account: the slots back off with a WorkersBlocked condition.
+                for _, pod in decision.create:
+                    self.runtime.create_failures[pod] = ("WorkerAccountConflict", str(error))
+                self.log.warning("worker account conflict", error=str(error))
+                decision = replace(decision, create=[])
+            else:
+                self.runtime.rbac_leases |= frozenset(leases)
         for slot, message in decision.assignments.items():
             lease = lease_name(name, slot)
             if lease not in self.runtime.leases_created:
@@ -249,6 +265,11 @@ class JobController:
         for pod, graceful in decision.delete:
             self.jobs.delete_pod(pod, None if graceful else 0)
         grace = 30
+        problems = pod_policy.violations((job["spec"].get("podTemplate") or {}).get("spec"))
+        if problems and decision.create:
+            for _, pod in decision.create:
+                self.runtime.create_failures[pod] = ("PodTemplateRejected", "; ".join(problems))
+            decision = replace(decision, create=[])
         for slot, pod in decision.create:
             try:
                 self.jobs.create_pod(
@@ -256,7 +277,7 @@ class JobController:
                 )
             except RejectedError as error:
                 # Quota, Pod Security, a webhook, a LimitRange: the next pass backs off and tells the user.
-                self.runtime.create_failures[pod] = str(error)
+                self.runtime.create_failures[pod] = ("PodCreateRejected", str(error))
                 self.log.warning("worker pod rejected by the API server", pod=pod, error=str(error))
                 continue
             self.log.info("created worker", pod=pod, slot=slot)
@@ -311,6 +332,7 @@ class JobController:
                 "selector": self.jobs.selector,
             },
             "restarts": state.restarts,
+            "disruptions": state.disruptions,
             "processed": {"records": state.records, "bytes": state.bytes},
             "startTime": old.get("startTime") or now,
             "ledger": state.to_dict(),
@@ -320,14 +342,28 @@ class JobController:
         status["conditions"] = _conditions(old.get("conditions") or [], state, decision, now)
         return status
 
-    def _invalid_input(self, job: dict[str, Any], message: str) -> float:
+    def _refuse(self, job: dict[str, Any]) -> tuple[str, str] | None:
+        """A spec the admission rules should have stopped (an old CRD, rules bypassed): (reason, message).
+
+        Checked again here because the operator, not the CRD, is what stands between a DataJob author and
+        a privileged pod.
+        """
+        if (job.get("status") or {}).get("ledger"):
+            return None  # started: a template changed since is refused pod by pod (see _act), ledger kept
+        problems = pod_policy.violations((job["spec"].get("podTemplate") or {}).get("spec"))
+        if problems:
+            return "PodTemplateRejected", "; ".join(problems)
+        return None
+
+    def _fail_before_start(self, job: dict[str, Any], reason: str, message: str) -> float:
+        """The job cannot start at all: Failed with a condition and an event naming why; no retrying."""
         status = job.get("status") or {}
         if status.get("phase") == Phase.FAILED and status.get("message") == message:
             return 30.0
-        self.log.warning("input cannot be planned", error=message)
+        self.log.warning("job cannot start", reason=reason, error=message)
         now = _now_iso()
-        conditions = _set(status.get("conditions") or [], "Failed", "True", "InputNotFound", message, now=now)
-        conditions = _set(conditions, "Progressing", "False", "InputNotFound", message, now=now)
+        conditions = _set(status.get("conditions") or [], "Failed", "True", reason, message, now=now)
+        conditions = _set(conditions, "Progressing", "False", reason, message, now=now)
         try:
             self.jobs.replace_status(
                 job,
@@ -341,7 +377,7 @@ class JobController:
             )
         except ConflictError:
             return 0.2
-        self.jobs.post_event(job, "Warning", "InputNotFound", message)
+        self.jobs.post_event(job, "Warning", reason, message)
         return 30.0
 
     def _after_finish(self, job: dict[str, Any]) -> float:

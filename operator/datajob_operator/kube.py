@@ -61,6 +61,10 @@ class ConflictError(Exception):
     """The object changed since it was read; the caller re-reads and tries again."""
 
 
+class AccountConflictError(Exception):
+    """The job's worker ServiceAccount, Role or RoleBinding name is taken by an object it does not own."""
+
+
 class RejectedError(Exception):
     """The API server refused to create an object (quota, Pod Security, a webhook, validation)."""
 
@@ -207,17 +211,46 @@ class JobClient:
     def apply_worker_rbac(
         self, service_account: dict[str, Any], role: dict[str, Any], binding: dict[str, Any]
     ) -> None:
-        self._ignore_exists(
-            lambda: self.core.create_namespaced_service_account(self.namespace, service_account)
-        )
-        name = role["metadata"]["name"]
-        try:
-            self.rbac.replace_namespaced_role(name, self.namespace, role)
-        except ApiException as error:
-            if error.status != 404:
-                raise
+        """Creates or updates the job's worker ServiceAccount, Role and RoleBinding.
+
+        Raises AccountConflictError, touching nothing, if one of them exists without being owned by this
+        job: a DataJob must never take over (or widen) an account someone else made, and must never run
+        its workers as another job's account.
+        """
+        owner = service_account["metadata"]["ownerReferences"][0]["uid"]
+        name = service_account["metadata"]["name"]
+        existing = {
+            "ServiceAccount": self._read(
+                lambda: self.core.read_namespaced_service_account(name, self.namespace)
+            ),
+            "Role": self._read(lambda: self.rbac.read_namespaced_role(name, self.namespace)),
+            "RoleBinding": self._read(lambda: self.rbac.read_namespaced_role_binding(name, self.namespace)),
+        }
+        for kind, obj in existing.items():
+            if obj is not None and owner not in {ref.uid for ref in obj.metadata.owner_references or []}:
+                raise AccountConflictError(
+                    f"{kind} {self.namespace}/{name} already exists and is not owned by this DataJob; "
+                    "the job's workers need that name for their own account (delete or rename it)"
+                )
+        if existing["ServiceAccount"] is None:
+            self._ignore_exists(
+                lambda: self.core.create_namespaced_service_account(self.namespace, service_account)
+            )
+        if existing["Role"] is None:
             self._ignore_exists(lambda: self.rbac.create_namespaced_role(self.namespace, role))
-        self._ignore_exists(lambda: self.rbac.create_namespaced_role_binding(self.namespace, binding))
+        else:
+            self.rbac.replace_namespaced_role(name, self.namespace, role)
+        if existing["RoleBinding"] is None:
+            self._ignore_exists(lambda: self.rbac.create_namespaced_role_binding(self.namespace, binding))
+
+    @staticmethod
+    def _read(call: Any) -> Any:
+        try:
+            return call()
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
 
     # -- events ------------------------------------------------------------------------------------------
     def post_event(self, job: dict[str, Any], kind: str, reason: str, message: str) -> None:

@@ -9,7 +9,7 @@ import pytest
 from kubernetes import client
 
 from datajob_testenv.kube import Kubectl
-from datajob_testenv.specs import BAD_SPECS, VALID_SPEC
+from datajob_testenv.specs import BAD_SPECS, SAFE_POD_TEMPLATE, VALID_SPEC, spec_with
 
 GROUP, VERSION, PLURAL = "datajob.dev", "v1alpha1", "datajobs"
 
@@ -83,3 +83,11 @@ def test_kubectl_explains_fields_and_lists_columns(
     header = kubectl("get", "dj", "-n", namespace).stdout.splitlines()[0].split()
     assert header == ["NAME", "PHASE", "SHARDS", "WORKERS", "RESTARTS", "AGE"]
     assert "datajob.datajob.dev/cols" in kubectl("get", "all", "-n", namespace, "-o", "name").stdout
+
+
+def test_safe_pod_template_is_accepted_and_kept(
+    api_client: client.ApiClient, datajob_crd: None, namespace: str
+) -> None:
+    created = _create(api_client, namespace, "safe", spec_with(podTemplate=SAFE_POD_TEMPLATE))
+    # Nothing pruned: unknown pod fields are preserved and the declared ones keep their values.
+    assert created["spec"]["podTemplate"] == SAFE_POD_TEMPLATE

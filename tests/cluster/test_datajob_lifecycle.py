@@ -205,9 +205,12 @@ def test_worker_on_a_vanished_node_is_replaced_elsewhere(
             "replacement scheduled on the spare node",
         )
         print(f"replacement scheduled {time.monotonic() - started:.0f}s after its node was deleted")
-        events = jobs.events("nodeloss", wait_for_reason="WorkerFailed")
-        assert any(e.reason == "WorkerFailed" and first in e.message for e in events)
-        assert jobs.status("nodeloss")["restarts"] == 1
+        # Node loss is a disruption: replaced, nothing charged, no crash-loop budget used.
+        events = jobs.events("nodeloss", wait_for_reason="WorkerDisrupted")
+        assert any(e.reason == "WorkerDisrupted" and first in e.message for e in events)
+        assert not any(e.reason == "WorkerFailed" for e in events)
+        status = jobs.status("nodeloss")
+        assert status["restarts"] == 1 and status["disruptions"] == 1
     finally:
         core_v1.delete_node("spare-0")
 

@@ -43,6 +43,8 @@ log = structlog.get_logger("nodeagent")
 
 SIGNAL_ANNOTATION = "nodeagent.datajob.dev/signal"
 ROOT_ENV = "NODE_AGENT_ROOT"
+# Images under this registry "cannot be pulled": their containers wait in ImagePullBackOff forever.
+UNPULLABLE_PREFIX = "unpullable.invalid/"
 LEASE_SECONDS = 40
 _VAR_REF = re.compile(r"\$\(([-._a-zA-Z][-._a-zA-Z0-9]*)\)")
 
@@ -71,8 +73,27 @@ class ContainerRun:
     exit_code: int | None = None
     finished_at: str = ""
     restart_at: float = 0.0
+    termination_path: Path | None = None  # terminationMessagePath, rebased under the pod's root
+    fallback_to_logs: bool = False  # terminationMessagePolicy: FallbackToLogsOnError
+    pull_failed: bool = False
+
+    def termination_message(self) -> str:
+        """What kubelet would put in the terminated state's message: the file, else (on error, with
+        FallbackToLogsOnError) the tail of the log; kubelet caps both (4 KiB, 80 lines / 2 KiB)."""
+        text = ""
+        if self.termination_path is not None:
+            with contextlib.suppress(OSError):
+                text = self.termination_path.read_text()[-4096:]
+        if not text.strip() and self.fallback_to_logs and self.exit_code:
+            with contextlib.suppress(OSError):
+                text = "\n".join(self.log_path.read_text(errors="replace").splitlines()[-80:])[-2048:]
+        return text
 
     def start(self) -> None:
+        if self.image.startswith(UNPULLABLE_PREFIX):
+            # Stands in for a registry that does not have the image: kubelet's ImagePullBackOff.
+            self.pull_failed = True
+            return
         with self.log_path.open("ab") as out:
             self.process = subprocess.Popen(
                 self.argv,
@@ -116,6 +137,16 @@ class ContainerRun:
                     "finishedAt": self.finished_at,
                 }
             }
+            message = self.termination_message()
+            if message:
+                state["terminated"]["message"] = message
+        elif self.pull_failed:
+            state = {
+                "waiting": {
+                    "reason": "ImagePullBackOff",
+                    "message": f'Back-off pulling image "{self.image}": not found',
+                }
+            }
         else:
             state = {"waiting": {"reason": "ContainerCreating"}}
         running = "running" in state
@@ -144,9 +175,11 @@ class PodRun:
     reported_phase: str = ""
 
     def all_exited(self) -> bool:
-        return all(c.exit_code is not None for c in self.containers)
+        return all(c.exit_code is not None or c.pull_failed for c in self.containers)
 
     def phase(self) -> str:
+        if any(c.pull_failed for c in self.containers):
+            return "Pending"
         if not self.all_exited():
             return "Running"
         return "Succeeded" if all(c.exit_code == 0 for c in self.containers) else "Failed"
@@ -451,6 +484,9 @@ class NodeAgent:
                         env=env,
                         cwd=cwd,
                         log_path=sandbox / f"{container['name']}.log",
+                        termination_path=root
+                        / container.get("terminationMessagePath", "/dev/termination-log").lstrip("/"),
+                        fallback_to_logs=container.get("terminationMessagePolicy") == "FallbackToLogsOnError",
                     )
                 )
         except Exception as error:  # noqa: BLE001 - a pod we cannot start fails, the agent does not

@@ -79,4 +79,94 @@ BAD_SPECS: list[tuple[str, dict[str, Any], str]] = [
         spec_with(tolerations=[{"key": "k", "effect": "Sometimes"}]),
         "spec.tolerations[0].effect",
     ),
+    # A DataJob author must not get more than a DataJob: identity and privilege belong to the operator.
+    *[
+        (f"podTemplate {field}", spec_with(podTemplate={"spec": template}), expected)
+        for field, template, expected in [
+            (
+                "serviceAccountName",
+                {"serviceAccountName": "other-job-worker"},
+                "spec.podTemplate.spec.serviceAccountName",
+            ),
+            (
+                "automountServiceAccountToken",
+                {"automountServiceAccountToken": True},
+                "spec.podTemplate.spec.automountServiceAccountToken",
+            ),
+            ("hostPID", {"hostPID": True}, "spec.podTemplate.spec.hostPID"),
+            ("hostNetwork", {"hostNetwork": True}, "spec.podTemplate.spec.hostNetwork"),
+            ("nodeName", {"nodeName": "node-1"}, "spec.podTemplate.spec.nodeName"),
+            (
+                "root pod",
+                {"securityContext": {"runAsUser": 0}},
+                "spec.podTemplate.spec.securityContext.runAsUser",
+            ),
+            (
+                "hostPath volume",
+                {"volumes": [{"name": "root", "hostPath": {"path": "/"}}]},
+                "spec.podTemplate.spec.volumes[0].hostPath",
+            ),
+            (
+                "privileged sidecar",
+                {"containers": [{"name": "side", "image": "x", "securityContext": {"privileged": True}}]},
+                "spec.podTemplate.spec.containers[0].securityContext.privileged",
+            ),
+            (
+                "capability",
+                {
+                    "initContainers": [
+                        {
+                            "name": "i",
+                            "image": "x",
+                            "securityContext": {"capabilities": {"add": ["SYS_ADMIN"]}},
+                        }
+                    ]
+                },
+                "spec.podTemplate.spec.initContainers[0].securityContext.capabilities.add",
+            ),
+            (
+                "worker as root",
+                {"containers": [{"name": "worker", "securityContext": {"runAsNonRoot": False}}]},
+                "spec.podTemplate.spec.containers[0].securityContext.runAsNonRoot",
+            ),
+            (
+                "host port",
+                {
+                    "containers": [
+                        {"name": "side", "image": "x", "ports": [{"containerPort": 80, "hostPort": 80}]}
+                    ]
+                },
+                "spec.podTemplate.spec.containers[0].ports[0].hostPort",
+            ),
+        ]
+    ],
 ]
+
+# What users legitimately put in a pod template: all of it must stay possible.
+SAFE_POD_TEMPLATE: dict[str, Any] = {
+    "metadata": {"labels": {"team": "data"}, "annotations": {"example.com/cost-center": "42"}},
+    "spec": {
+        "volumes": [
+            {"name": "scratch", "emptyDir": {"sizeLimit": "1Gi"}},
+            {"name": "settings", "configMap": {"name": "job-settings"}},
+            {"name": "creds", "secret": {"secretName": "s3-credentials"}},
+            {"name": "data", "persistentVolumeClaim": {"claimName": "shared-data"}},
+        ],
+        "volumeMounts": [{"name": "data", "mountPath": "/data"}],
+        "envFrom": [{"secretRef": {"name": "s3-credentials"}}],
+        "initContainers": [
+            {"name": "fetch", "image": "busybox", "command": ["true"], "securityContext": {"runAsUser": 1000}}
+        ],
+        "containers": [
+            {
+                "name": "metrics",
+                "image": "exporter",
+                "securityContext": {"capabilities": {"add": ["NET_BIND_SERVICE"]}},
+            }
+        ],
+        "securityContext": {"runAsUser": 1000, "fsGroup": 2000, "seccompProfile": {"type": "RuntimeDefault"}},
+        "hostUsers": False,
+        "dnsPolicy": "ClusterFirst",
+        "imagePullSecrets": [{"name": "registry"}],
+    },
+}

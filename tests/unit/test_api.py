@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from datajob_core.api import DataJob, DataJobSpec, quantity_value
-from datajob_testenv.specs import BAD_SPECS, VALID_SPEC
+from datajob_testenv.specs import BAD_SPECS, SAFE_POD_TEMPLATE, VALID_SPEC, spec_with
 
 
 def manifest(spec: dict[str, object]) -> dict[str, object]:
@@ -52,3 +52,9 @@ def test_unknown_field_is_an_error() -> None:
 )
 def test_quantity_value(text: str, value: float) -> None:
     assert quantity_value(text) == pytest.approx(value)
+
+
+def test_safe_pod_template_fields_stay_possible() -> None:
+    job = DataJob.load(manifest(spec_with(podTemplate=SAFE_POD_TEMPLATE)))
+    assert job.spec.pod_template is not None
+    assert job.spec.pod_template.spec == SAFE_POD_TEMPLATE["spec"]

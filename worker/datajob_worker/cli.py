@@ -24,12 +24,22 @@ def _load(path: Path) -> dict[str, Any]:
     return jobs[0]
 
 
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 (spec.workers' minimum), got {value}")
+    return value
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="datajob", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run a DataJob on this machine with worker subprocesses")
     run.add_argument("manifest", type=Path)
-    run.add_argument("--workers", type=int, help="override spec.workers")
+    run.add_argument("--workers", type=_positive, help="override spec.workers (at least 1)")
     run.add_argument(
         "--kill-every",
         type=float,

@@ -1,0 +1,260 @@
+"""One reconcile pass as a pure function: who is charged, when, and what the user is told."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from datajob_core.failure_policy import Action, ExitCodeRule
+from datajob_core.ledger import Ledger, ShardState
+from datajob_core.protocol import CurrentShard, ReportMessage
+from datajob_core.reconciler import (
+    MAX_POD_NAME,
+    Decision,
+    JobState,
+    ObservedReport,
+    ObservedWorker,
+    Phase,
+    Policy,
+    pod_name,
+    reconcile,
+)
+
+PLAN: list[dict[str, Any]] = [{"pieces": []} for _ in range(10)]
+
+
+def start(workers: int = 2, **policy: Any) -> tuple[JobState, Policy, list[str]]:
+    """A job whose workers were created and are running, each holding two shards."""
+    state = JobState(Ledger.new(len(PLAN)))
+    rules = Policy(workers=workers, **{"backoff_initial": 10.0, **policy})
+    decision = reconcile("job", rules, state=state, workers=[], reports={}, plan=PLAN, now=0.0)
+    return state, rules, [pod for _, pod in decision.create]
+
+
+def running(pods: list[str], **changes: Any) -> list[ObservedWorker]:
+    return [
+        ObservedWorker(name=pod, slot=slot, phase="Running", started_at=0.0, **changes.get(pod, {}))
+        for slot, pod in enumerate(pods)
+    ]
+
+
+def processing(pod: str, slot: int, shard: int | None, attempt: int = 1) -> dict[int, ObservedReport]:
+    current = CurrentShard(shard=shard, attempt=attempt) if shard is not None else None
+    return {slot: ObservedReport(slot, ReportMessage(pod=pod, seq=1, current=current), renewed_at=1.0)}
+
+
+def dies(pods: list[str], victim: int, **how: Any) -> list[ObservedWorker]:
+    workers = running(pods)
+    workers[victim] = ObservedWorker(name=pods[victim], slot=victim, phase="Failed", started_at=0.0, **how)
+    return workers
+
+
+def step(
+    state: JobState,
+    policy: Policy,
+    workers: list[ObservedWorker],
+    reports: dict[int, ObservedReport] | None = None,
+    now: float = 2.0,
+    **kwargs: Any,
+) -> Decision:
+    return reconcile(
+        "job", policy, state=state, workers=workers, reports=reports or {}, plan=PLAN, now=now, **kwargs
+    )
+
+
+def failures(state: JobState, shard: int) -> int:
+    """Counted failures of a shard wherever it is now (back in flight on a replacement, or waiting)."""
+    ledger = state.ledger
+    entry = ledger.in_flight.get(shard) or ledger.retry.get(shard)
+    assert entry is not None, f"shard {shard} is {ledger.state_of(shard)}"
+    return entry.failures
+
+
+def phase(state: JobState) -> Phase:
+    """Read afresh: mypy would otherwise keep an earlier assert's narrowing across reconcile calls."""
+    return state.phase
+
+
+def reasons(decision: Decision) -> list[str]:
+    return [event.reason for event in decision.events]
+
+
+def test_a_crash_charges_only_the_shard_the_worker_reported_processing() -> None:
+    state, policy, pods = start()
+    assert state.ledger.in_flight_for(pods[0]) == [0, 2]
+    # The worker was on its second shard (it may have been handed a retry that sorts first: order is no clue).
+    decision = step(
+        state, policy, dies(pods, 0, exit_code=1, reason="Error (exit code 1)"), processing(pods[0], 0, 2)
+    )
+    assert state.ledger.retry[2].failures == 1
+    assert state.ledger.retry[0].failures == 0
+    assert state.slots[0].restarts == 1 and state.restarts == 1
+    failed = next(e for e in decision.events if e.reason == "WorkerFailed")
+    assert "shard 2 charged" in failed.message and "Error (exit code 1)" in failed.message
+
+
+def test_a_worker_that_died_before_starting_a_shard_charges_no_shard_but_counts_a_restart() -> None:
+    state, policy, pods = start()
+    decision = step(state, policy, dies(pods, 0, exit_code=1, reason="ModuleNotFoundError: nope"))
+    assert all(entry.failures == 0 for entry in state.ledger.retry.values())
+    assert state.slots[0].restarts == 1
+    assert state.slots[0].not_before == 2.0 + 10.0  # crash-loop backoff
+    assert "no shard charged" in next(e.message for e in decision.events if e.reason == "WorkerFailed")
+
+
+def test_disruptions_charge_nothing_and_are_replaced_at_once() -> None:
+    state, policy, pods = start()
+    evicted = dies(pods, 0, exit_code=137, disruption="EvictionByEvictionAPI: evicted", reason="Evicted")
+    decision = step(state, policy, evicted, processing(pods[0], 0, 0))
+    assert all(entry.failures == 0 for entry in state.ledger.retry.values())
+    assert state.slots[0].restarts == 0 and state.restarts == 1 and state.disruptions == 1
+    assert "WorkerDisrupted" in reasons(decision) and "WorkerFailed" not in reasons(decision)
+    assert [slot for slot, _ in decision.create] == [0]  # no backoff for a disruption
+    # A pod that simply vanished (deleted, its node gone) is a disruption too.
+    state, policy, pods = start()
+    step(state, policy, running(pods)[1:], processing(pods[0], 0, 0))
+    assert all(entry.failures == 0 for entry in state.ledger.retry.values())
+    assert state.slots[0].restarts == 0
+
+
+def test_a_pod_deleted_by_someone_else_gets_no_new_shards_and_is_not_charged() -> None:
+    state, policy, pods = start()
+    deleting = running(pods, **{pods[0]: {"deleting": True}})
+    decision = step(state, policy, deleting, processing(pods[0], 0, 0))
+    assert decision.assignments[0].stop
+    assert state.ledger.in_flight_for(pods[0]) == [0, 2]  # kept until it is gone (its last report folds)
+    exited = running(pods)
+    exited[0] = ObservedWorker(name=pods[0], slot=0, phase="Succeeded", started_at=0.0)
+    step(state, policy, exited, processing(pods[0], 0, 0), now=3.0)
+    assert all(entry.failures == 0 for entry in state.ledger.retry.values())
+    assert state.slots[0].restarts == 0 and state.disruptions == 1
+
+
+def test_exit_code_rules_ignore_fail_the_shard_or_fail_the_job() -> None:
+    def rule(action: Action, *codes: int) -> tuple[ExitCodeRule, ...]:
+        return (ExitCodeRule(action, "In", frozenset(codes)),)
+
+    state, policy, pods = start(failure_rules=rule(Action.IGNORE, 143))
+    step(
+        state, policy, dies(pods, 0, exit_code=143, reason="Error (exit code 143)"), processing(pods[0], 0, 0)
+    )
+    assert failures(state, 0) == 0 and state.slots[0].restarts == 0
+
+    state, policy, pods = start(failure_rules=rule(Action.FAIL_SHARD, 3), max_failed_shards=5)
+    decision = step(
+        state, policy, dies(pods, 0, exit_code=3, reason="Error (exit code 3)"), processing(pods[0], 0, 2)
+    )
+    assert state.ledger.state_of(2) is ShardState.FAILED
+    assert failures(state, 0) == 0
+    assert "ShardFailed" in reasons(decision)
+
+    state, policy, pods = start(failure_rules=rule(Action.FAIL_JOB, 42))
+    decision = step(
+        state, policy, dies(pods, 1, exit_code=42, reason="Error (exit code 42)"), processing(pods[1], 1, 1)
+    )
+    assert state.phase is Phase.FAILED and state.reason == "PodFailurePolicy"
+    assert decision.finished
+
+
+def test_a_refused_pod_blocks_its_slot_with_the_api_message_and_charges_nothing() -> None:
+    state, policy, pods = start()
+    message = 'pods "job-1-1" is forbidden: exceeded quota: workers, requested: cpu=1, limited: cpu=1'
+    decision = step(
+        state, policy, running(pods)[:1], create_failures={pods[1]: ("PodCreateRejected", message)}
+    )
+    assert decision.blocked == ("PodCreateRejected", message)
+    assert "WorkersBlocked" in reasons(decision)
+    assert all(entry.failures == 0 for entry in state.ledger.retry.values())
+    assert state.slots[1].restarts == 0 and state.restarts == 0
+    assert not decision.create  # backing off
+    # The job goes on with the worker it has; the released shards wait for whoever is free first.
+    assert state.ledger.in_flight_for(pods[0]) == [0, 2]
+    assert state.ledger.state_of(1) is ShardState.PENDING and failures(state, 1) == 0
+    # The same refusal again is not announced again, and the backoff grows.
+    decision = step(state, policy, running(pods)[:1], now=12.0)
+    ((_slot, pod),) = decision.create
+    decision = step(
+        state, policy, running(pods)[:1], now=12.5, create_failures={pod: ("PodCreateRejected", message)}
+    )
+    assert "WorkersBlocked" not in reasons(decision)
+    assert state.slots[1].not_before == 12.5 + 20.0
+    # Once a pod exists the condition clears.
+    decision = step(state, policy, running(pods)[:1], now=40.0)
+    assert decision.create == [(1, "job-1-3")]
+    decision = step(state, policy, running([pods[0], "job-1-3"]), now=41.0)
+    assert decision.blocked is None
+
+
+def test_a_worker_that_cannot_start_is_reported_then_fails_the_job_after_the_startup_deadline() -> None:
+    state, policy, pods = start(workers=1, startup_timeout=60.0)
+    stuck = [
+        ObservedWorker(
+            name=pods[0],
+            slot=0,
+            phase="Pending",
+            waiting='ImagePullBackOff: Back-off pulling image "nope:1"',
+            waiting_reason="ImagePullBackOff",
+        )
+    ]
+    decision = step(state, policy, stuck, now=5.0)
+    assert decision.blocked is not None and decision.blocked[0] == "ImagePullBackOff"
+    assert phase(state) is Phase.PENDING  # waiting, not failed yet
+    decision = step(state, policy, stuck, now=61.0)
+    assert phase(state) is Phase.FAILED and state.reason == "ImagePullBackOff"
+    assert "startupTimeoutSeconds" in state.message and "nope:1" in state.message
+
+
+def test_a_stuck_worker_is_replaced_when_others_run() -> None:
+    state, policy, pods = start(workers=2, startup_timeout=60.0)
+    workers = running(pods)
+    workers[1] = ObservedWorker(
+        name=pods[1], slot=1, phase="Pending", waiting="ErrImagePull: x", waiting_reason="ErrImagePull"
+    )
+    decision = step(state, policy, workers, now=61.0)
+    assert state.phase is not Phase.FAILED
+    assert (pods[1], False) in decision.delete
+    assert state.slots[1].restarts == 1
+
+
+def test_crash_loop_fails_the_job_with_backoff_limit_exceeded_and_the_last_error() -> None:
+    state, policy, _pods = start(workers=1, max_worker_restarts=1, backoff_initial=1.0)
+    now = 2.0
+    for _ in range(2):
+        pod = state.slots[0].pod
+        assert pod is not None
+        step(
+            state,
+            policy,
+            [
+                ObservedWorker(
+                    pod,
+                    0,
+                    "Failed",
+                    exit_code=1,
+                    reason="Error (exit code 1): ModuleNotFoundError: No module named 'nope'",
+                )
+            ],
+            now=now,
+        )
+        now += 100.0
+        step(state, policy, [], now=now)
+    assert state.phase is Phase.FAILED and state.reason == "BackoffLimitExceeded"
+    assert "No module named 'nope'" in state.message
+    assert all(entry.failures == 0 for entry in state.ledger.retry.values()), "crash-on-start charged a shard"
+
+
+def test_events_tell_the_story_of_scaling_and_suspension() -> None:
+    state, _policy, pods = start()
+    decision = step(state, Policy(workers=3), running(pods))
+    assert "Scaled" in reasons(decision)
+    decision = step(state, Policy(workers=3, suspend=True), running(pods), now=3.0)
+    assert "Suspended" in reasons(decision)
+    decision = step(state, Policy(workers=3), [], now=4.0)
+    assert "Resumed" in reasons(decision)
+
+
+def test_pod_names_are_bounded_and_distinct_for_long_job_names() -> None:
+    a, b = "x" * 60 + "-alpha", "x" * 60 + "-bravo"
+    names = {pod_name(job, slot, inc) for job in (a, b) for slot in (0, 9999) for inc in (1, 123456)}
+    assert len(names) == 8
+    assert all(len(name) <= MAX_POD_NAME for name in names)
+    assert pod_name("short", 3, 2) == "short-3-2"
