@@ -6,6 +6,7 @@ server reject bad specs; the same rules are enforced here, so local mode gives t
 
 from __future__ import annotations
 
+import codecs
 import re
 from typing import Any, Literal
 
@@ -27,6 +28,12 @@ EXTENDED_RESOURCE_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[a-zA-Z0-9]([-_.a-
 DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 FUNCTION_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$"
 MAX_URI = 4096
+MAX_NAME = 63
+NAME_RULE = f"size(self.metadata.name) <= {MAX_NAME}"
+NAME_MESSAGE = (
+    f"metadata.name must be at most {MAX_NAME} characters: it is the value of the datajob.dev/job label on "
+    "the job's pods, and labels hold 63"
+)
 
 _QUANTITY_SUFFIX = {"m": 1e-3, "": 1, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "P": 1e15, "E": 1e18}
 _QUANTITY_SUFFIX.update({"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50, "Ei": 2**60})
@@ -87,6 +94,13 @@ class Partitioning(_Model):
                 "spec.input.partitioning.targetShardSize is only allowed when mode is size",
                 ".targetShardSize",
             ),
+            _rule(
+                "!has(self.targetShardSize) || (isQuantity(self.targetShardSize) && "
+                "quantity(self.targetShardSize).compareTo(quantity('1')) >= 0 && "
+                "quantity(self.targetShardSize).compareTo(quantity('4Ei')) <= 0)",
+                "spec.input.partitioning.targetShardSize must be a quantity of at least 1 byte (e.g. 64Mi)",
+                ".targetShardSize",
+            ),
         )
     )
 
@@ -118,8 +132,11 @@ class Partitioning(_Model):
             raise ValueError("spec.input.partitioning.targetShardSize is required when mode is size")
         if self.mode != "size" and self.target_shard_size is not None:
             raise ValueError("spec.input.partitioning.targetShardSize is only allowed when mode is size")
-        if self.target_shard_size is not None and byte_quantity(self.target_shard_size) <= 0:
-            raise ValueError("spec.input.partitioning.targetShardSize must be greater than 0")
+        if self.target_shard_size is not None:
+            try:
+                byte_quantity(self.target_shard_size)
+            except ValueError as error:
+                raise ValueError(f"spec.input.partitioning.targetShardSize: {error}") from None
         return self
 
 
@@ -138,6 +155,33 @@ class Input(_Model):
     partitioning: Partitioning = Field(
         default_factory=Partitioning, description="How the input is split into shards."
     )
+    encoding: str = Field(
+        default="utf-8",
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$",
+        max_length=64,
+        description="Text encoding of text, jsonl and csv input (a codec name: utf-8, latin-1, cp1252).",
+    )
+    bad_record_policy: Literal["Fail", "Skip", "DeadLetter"] = Field(
+        default="Fail",
+        description=(
+            "What to do with a record that cannot be decoded or parsed (invalid bytes for the encoding, "
+            "invalid JSON, a CSV row whose field count differs from the header's). Fail: the shard fails "
+            "at once, its reason naming the file, byte offset and line (Spark's FAILFAST). Skip: drop and "
+            "count it (DROPMALFORMED). DeadLetter: drop, count, and write it with its file, offset and error "
+            "to _bad_records/ in the output, committed with the shard."
+        ),
+    )
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, encoding: str) -> str:
+        try:
+            info = codecs.lookup(encoding)
+        except LookupError:
+            raise ValueError(f"spec.input.encoding: unknown encoding {encoding!r}") from None
+        if not getattr(info, "_is_text_encoding", True):
+            raise ValueError(f"spec.input.encoding: {encoding!r} is not a text encoding")
+        return encoding
 
 
 OUTPUT_URI_MESSAGE = (
@@ -546,6 +590,9 @@ class ProcessedCounts(_Model):
 
     records: int | None = Field(default=None, description="Records read.")
     bytes: int | None = Field(default=None, description="Bytes read.")
+    skipped_records: int | None = Field(
+        default=None, description="Malformed records dropped under badRecordPolicy Skip or DeadLetter."
+    )
 
 
 class DataJobStatus(_Model):
@@ -597,6 +644,17 @@ class DataJob(_Model):
     spec: DataJobSpec = Field(description="What to process and how.")
     status: DataJobStatus | None = Field(default=None, description="Observed state, written by the operator.")
 
+    @model_validator(mode="after")
+    def _name(self) -> DataJob:
+        name = self.metadata.get("name")
+        if name is None:
+            return self
+        if not isinstance(name, str) or not re.fullmatch(DNS_SUBDOMAIN_PATTERN, name) or len(name) > 253:
+            raise ValueError(f"metadata.name {name!r} must be a lowercase DNS name (a-z, 0-9, '-', '.')")
+        if len(name) > MAX_NAME:
+            raise ValueError(NAME_MESSAGE)
+        return self
+
     @classmethod
     def load(cls, manifest: dict[str, Any]) -> DataJob:
         """Validates a manifest; raises ValueError with every problem named by its field path."""
@@ -617,5 +675,6 @@ def format_validation_error(error: ValidationError) -> str:
             elif not str(part).startswith("function-after"):
                 path += f".{part}" if path else str(part)
         message = str(problem["msg"]).removeprefix("Value error, ")
-        lines.append(message if message.startswith("spec.") else f"{path}: {message}")
+        named = not path or message.startswith(("spec.", "metadata."))
+        lines.append(message if named else f"{path}: {message}")
     return "\n".join(lines)

@@ -16,7 +16,7 @@ import os
 import shutil
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from datajob_core.checkpoint_gc import ALL, Watermark, parse_state_name, plan_collection, state_name
 from datajob_core.ledger import Ledger
@@ -28,6 +28,14 @@ class CheckpointUnreadableError(Exception):
     """The named checkpoint file is missing or corrupt."""
 
 
+class Saved(NamedTuple):
+    """One checkpoint: where to resume, the processor's state there, and the dead letters so far."""
+
+    position: dict[str, Any]
+    state: Any
+    bad: list[Any]
+
+
 class CheckpointStore:
     def __init__(self, output_root: str | Path) -> None:
         self.root = Path(str(output_root).removeprefix("file://")) / DIRECTORY
@@ -35,40 +43,48 @@ class CheckpointStore:
     def shard_dir(self, shard: int) -> Path:
         return self.root / f"{shard:06d}"
 
-    def save(self, shard: int, attempt: int, seq: int, position: dict[str, Any], state: Any) -> str:
+    def save(
+        self,
+        shard: int,
+        attempt: int,
+        seq: int,
+        position: dict[str, Any],
+        state: Any,
+        bad: list[Any] | None = None,
+    ) -> str:
         """Writes a new checkpoint atomically under a name no other attempt uses; returns that name."""
         name = state_name(attempt, seq)
         directory = self.shard_dir(shard)
         directory.mkdir(parents=True, exist_ok=True)
         # The scratch name is unique per writer, so two processes can never interleave one file.
         scratch = directory / f".{name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
-        scratch.write_text(json.dumps({"position": position, "state": state}, separators=(",", ":")))
+        document = {"position": position, "state": state, "bad": bad or []}
+        scratch.write_text(json.dumps(document, separators=(",", ":")))
         os.replace(scratch, directory / f"{name}.json")
         return name
 
-    def load(self, shard: int, name: object) -> tuple[dict[str, Any], Any]:
-        """(position, state) of the named checkpoint; CheckpointUnreadableError if it cannot be used."""
+    def load(self, shard: int, name: object) -> Saved:
+        """The named checkpoint; CheckpointUnreadableError if it cannot be used."""
         if parse_state_name(name) is None:
             raise CheckpointUnreadableError(f"checkpoint name {name!r} is not <attempt>.<seq>")
         path = self.shard_dir(shard) / f"{name}.json"
         try:
             data = json.loads(path.read_text())
-            position, state = data["position"], data["state"]
+            saved = Saved(data["position"], data["state"], data.get("bad") or [])
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise CheckpointUnreadableError(f"{path}: {type(error).__name__}: {error}") from None
-        if not isinstance(position, dict):
-            raise CheckpointUnreadableError(f"{path}: position is not an object")
-        return position, state
+        if not isinstance(saved.position, dict) or not isinstance(saved.bad, list):
+            raise CheckpointUnreadableError(f"{path}: not a checkpoint")
+        return saved
 
-    def newest(self, shard: int) -> tuple[str, dict[str, Any], Any] | None:
-        """The newest readable checkpoint of the shard, by (attempt, seq), or None."""
+    def newest(self, shard: int) -> tuple[str, Saved] | None:
+        """The newest readable checkpoint of the shard, by (attempt, seq), with its name; or None."""
         for mark, _ in sorted(self._files(shard), reverse=True):
             name = state_name(*mark)
             try:
-                position, state = self.load(shard, name)
+                return name, self.load(shard, name)
             except CheckpointUnreadableError:
                 continue
-            return name, position, state
         return None
 
     def collect(self, shard: int, below: Watermark) -> int:

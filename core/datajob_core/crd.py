@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from datajob_core.api import GROUP, KIND, VERSION, DataJobSpec, DataJobStatus
+from datajob_core.api import GROUP, KIND, NAME_MESSAGE, NAME_RULE, VERSION, DataJobSpec, DataJobStatus
 
 PLURAL = "datajobs"
 CRD_PATH = Path("crds") / f"{GROUP}_{PLURAL}.yaml"
@@ -94,6 +94,7 @@ def openapi_schema() -> dict[str, Any]:
             "for, resuming failed workers' shards from their last checkpoint."
         ),
         "required": ["spec"],
+        "x-kubernetes-validations": [{"rule": NAME_RULE, "message": NAME_MESSAGE}],
         "properties": {
             "apiVersion": {"type": "string", "description": "datajob.dev/v1alpha1"},
             "kind": {"type": "string", "description": "DataJob"},

@@ -24,10 +24,14 @@ ENV_CHECKPOINT_SECONDS = "DATAJOB_CHECKPOINT_SECONDS"
 ENV_CHECKPOINT_RECORDS = "DATAJOB_CHECKPOINT_RECORDS"
 ENV_PROCESSOR = "DATAJOB_PROCESSOR"  # spec.processor as JSON
 ENV_FORMAT = "DATAJOB_FORMAT"  # spec.input.format
+ENV_ENCODING = "DATAJOB_ENCODING"  # spec.input.encoding
+ENV_BAD_RECORDS = "DATAJOB_BAD_RECORD_POLICY"  # spec.input.badRecordPolicy
 # Where the worker writes its last error, for the pod's termination message (kubelet reads it).
 ENV_TERMINATION_LOG = "DATAJOB_TERMINATION_LOG"
 # Local mode: the directory standing in for the slot's Lease (see datajob_worker.channel).
 ENV_CHANNEL_DIR = "DATAJOB_CHANNEL_DIR"
+# Local mode: the stored plan (datajob_core.plan_store), for shards too large to send inline.
+ENV_PLAN_FILE = "DATAJOB_PLAN_FILE"
 # Local mode: the driver's pid; a worker exits when its driver is gone.
 ENV_DRIVER_PID = "DATAJOB_DRIVER_PID"
 
@@ -47,6 +51,8 @@ class ShardTask(_Message):
     attempt: int = Field(ge=1)
     checkpoint: dict[str, Any] | None = None
     input: dict[str, Any] = Field(default_factory=dict, description="the shard's plan entry")
+    # True when the entry is too large to send inline: the worker reads it from the stored plan.
+    planned: bool = False
 
 
 class AssignmentMessage(_Message):
@@ -73,6 +79,7 @@ class ShardOutcome(_Message):
     seq: int = Field(ge=1)
     records: int = Field(default=0, ge=0)
     bytes: int = Field(default=0, ge=0)
+    skipped: int = Field(default=0, ge=0, description="malformed records dropped (badRecordPolicy)")
     reason: str = ""
     # A failure that another attempt would repeat (a malformed record under badRecords: Fail): the shard
     # fails at once instead of burning its remaining attempts.

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from datajob_core import plan_store
 from datajob_core.assignment import plan_assignments
 from datajob_core.failure_policy import Action, ExitCodeRule, Verdict, disruption, judge_exit, rules_from_spec
 from datajob_core.ledger import Ledger
@@ -162,6 +163,7 @@ class JobState:
     reason: str = ""  # machine-readable reason of a Failed phase (BackoffLimitExceeded, ...)
     records: int = 0  # records in committed shards, counted once per shard
     bytes: int = 0
+    skipped: int = 0  # malformed records dropped in committed shards
     workers: int = 0  # spec.workers as last acted on, to tell a rescale
 
     def to_dict(self) -> dict[str, Any]:
@@ -176,6 +178,7 @@ class JobState:
             "reason": self.reason,
             "records": self.records,
             "bytes": self.bytes,
+            "skipped": self.skipped,
             "workers": self.workers,
         }
 
@@ -193,6 +196,7 @@ class JobState:
             reason=str(data.get("reason", "")),
             records=int(data.get("records", 0)),
             bytes=int(data.get("bytes", 0)),
+            skipped=int(data.get("skipped", 0)),
             workers=int(data.get("workers", 0)),
         )
 
@@ -346,15 +350,19 @@ def reconcile(
     for slot_number, slot in state.slots.items():
         if slot.pod is None:
             continue
-        tasks = [
-            ShardTask(
-                shard=shard,
-                attempt=ledger.in_flight[shard].attempt,
-                checkpoint=ledger.in_flight[shard].checkpoint,
-                input=plan[shard] if shard < len(plan) else {},
+        tasks = []
+        for shard in ledger.in_flight_for(slot.pod):
+            entry = plan[shard] if shard < len(plan) else {}
+            small = plan_store.inline(entry)
+            tasks.append(
+                ShardTask(
+                    shard=shard,
+                    attempt=ledger.in_flight[shard].attempt,
+                    checkpoint=ledger.in_flight[shard].checkpoint,
+                    input=entry if small else {},
+                    planned=not small,
+                )
             )
-            for shard in ledger.in_flight_for(slot.pod)
-        ]
         decision.assignments[slot_number] = AssignmentMessage(
             pod=slot.pod, shards=tasks, ack=slot.acked, stop=slot.draining or bool(slot.disrupted) or finished
         )
@@ -519,6 +527,7 @@ def _fold(
         if outcome.seq > slot.acked and ledger.complete(outcome.shard, worker, outcome.attempt, now).accepted:
             state.records += outcome.records
             state.bytes += outcome.bytes
+            state.skipped += outcome.skipped
     for outcome in report.failed:
         if outcome.seq > slot.acked:
             result = ledger.fail_attempt(

@@ -133,6 +133,8 @@ def worker_pod(
         {"name": protocol.ENV_CHECKPOINT_SECONDS, "value": str(checkpoint.get("intervalSeconds", 30))},
         {"name": protocol.ENV_PROCESSOR, "value": json.dumps(processor, sort_keys=True)},
         {"name": protocol.ENV_FORMAT, "value": (spec.get("input") or {}).get("format", "text")},
+        {"name": protocol.ENV_ENCODING, "value": (spec.get("input") or {}).get("encoding", "utf-8")},
+        {"name": protocol.ENV_BAD_RECORDS, "value": (spec.get("input") or {}).get("badRecordPolicy", "Fail")},
         {"name": protocol.ENV_TERMINATION_LOG, "value": TERMINATION_MESSAGE_PATH},
     ]
     if checkpoint.get("intervalRecords"):
@@ -217,9 +219,14 @@ def _merge_template(pod_spec: dict[str, Any], container: dict[str, Any], overrid
 
 
 def worker_rbac(
-    job: dict[str, Any], lease_names: list[str], *, account_template: dict[str, Any] | None = None
+    job: dict[str, Any],
+    lease_names: list[str],
+    *,
+    account_template: dict[str, Any] | None = None,
+    plan: list[str] | None = None,
 ) -> tuple[dict[str, Any], ...]:
-    """ServiceAccount, Role and RoleBinding giving workers access to exactly their job's Leases.
+    """ServiceAccount, Role and RoleBinding giving workers access to exactly their job's Leases (get,
+    patch) and plan ConfigMaps (get: shards too large to send inline are read from there).
 
     ``account_template`` (from the Helm chart's ``workers.serviceAccount`` values) adds annotations (e.g. a
     cloud IAM role for reading s3:// or gs:// input), labels and imagePullSecrets to the ServiceAccount;
@@ -254,7 +261,19 @@ def worker_rbac(
                 "resources": ["leases"],
                 "resourceNames": sorted(lease_names),
                 "verbs": ["get", "patch", "update"],
-            }
+            },
+            *(
+                [
+                    {
+                        "apiGroups": [""],
+                        "resources": ["configmaps"],
+                        "resourceNames": sorted(plan),
+                        "verbs": ["get"],
+                    }
+                ]
+                if plan
+                else []
+            ),
         ],
     }
     binding = {

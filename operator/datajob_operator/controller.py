@@ -9,16 +9,15 @@ from __future__ import annotations
 
 import base64
 import datetime
-import gzip
-import json
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import structlog
+from kubernetes.client.rest import ApiException
 
-from datajob_core import pod_policy, sizing
+from datajob_core import plan_store, pod_policy, sizing
 from datajob_core.checkpoint_store import CheckpointCollector, CheckpointStore
 from datajob_core.failure_policy import DISRUPTION_POD_REASONS
 from datajob_core.inputs import list_inputs
@@ -37,11 +36,10 @@ from datajob_core.reconciler import (
     reconcile,
 )
 
-from .kube import AccountConflictError, ConflictError, JobClient, NodeDirectory, RejectedError, compact_json
+from .kube import AccountConflictError, ConflictError, JobClient, NodeDirectory, RejectedError, api_message
 
 log = structlog.get_logger("datajob.operator")
 
-PLAN_KEY = "plan.json.gz"
 MAX_LAST_WORDS = 300  # of a worker's termination message, in reasons and events
 
 
@@ -115,6 +113,7 @@ class JobRuntime:
     """Per-job memory of one operator process; everything here can be rebuilt from the API server."""
 
     plan: list[dict[str, Any]] | None = None
+    plan_chunks: int = 1
     rbac_leases: frozenset[str] = frozenset()
     leases_created: set[str] = field(default_factory=set)
     last_assignment: dict[str, str] = field(default_factory=dict)
@@ -140,31 +139,43 @@ class JobController:
         self.last_status: dict[str, Any] | None = None  # the last status written, for metrics
 
     # -- plan ----------------------------------------------------------------------------------------
-    def _plan_name(self) -> str:
-        return f"{self.jobs.name}-plan"
-
     def load_plan(self, job: dict[str, Any]) -> list[dict[str, Any]]:
+        """The job's shard plan: made once, stored in ConfigMaps (plan_store), read back after a restart."""
         if self.runtime.plan is not None:
             return self.runtime.plan
-        stored = self.jobs.read_config_map(self._plan_name())
-        if stored is None:
+        names = plan_store.chunk_names(self.jobs.name, 1)
+        index = self.jobs.read_config_map(names[0])
+        if index is None:
             spec_input = job["spec"]["input"]
             plan = plan_shards(list_inputs(spec_input["uris"]), spec_input.get("partitioning") or {})
-            data = base64.b64encode(gzip.compress(compact_json(plan).encode())).decode()
-            self.jobs.create_config_map(
-                {
+            chunks = plan_store.split(plan_store.encode(plan))
+            names = plan_store.chunk_names(self.jobs.name, len(chunks))
+            # The index (chunk 0, with the count) goes last: once it exists, every chunk does.
+            for name, chunk in reversed(list(zip(names, chunks, strict=True))):
+                manifest: dict[str, Any] = {
                     "metadata": {
-                        "name": self._plan_name(),
+                        "name": name,
                         "labels": sizing.worker_labels(self.jobs.name),
                         "ownerReferences": [sizing.owner_reference(job)],
                     },
-                    "binaryData": {PLAN_KEY: data},
+                    "binaryData": {plan_store.PLAN_KEY: base64.b64encode(chunk).decode()},
                 }
-            )
-            stored = self.jobs.read_config_map(self._plan_name()) or {}
-        plan = json.loads(gzip.decompress(base64.b64decode(stored[PLAN_KEY])))
-        self.runtime.plan = plan
-        return plan  # type: ignore[no-any-return]
+                if name == names[0]:
+                    manifest["data"] = {plan_store.CHUNKS_KEY: str(len(chunks))}
+                self.jobs.create_config_map(manifest)
+            self.runtime.plan_chunks = len(chunks)
+            self.runtime.plan = plan
+            return plan
+        count = int(index["data"].get(plan_store.CHUNKS_KEY, "1"))
+        parts = [base64.b64decode(index["binaryData"][plan_store.PLAN_KEY])]
+        for name in plan_store.chunk_names(self.jobs.name, count)[1:]:
+            stored = self.jobs.read_config_map(name)
+            if stored is None:
+                raise RuntimeError(f"plan chunk {name} is missing")
+            parts.append(base64.b64decode(stored["binaryData"][plan_store.PLAN_KEY]))
+        self.runtime.plan_chunks = count
+        self.runtime.plan = plan_store.decode(b"".join(parts))
+        return self.runtime.plan
 
     # -- one pass ------------------------------------------------------------------------------------
     def reconcile_once(self) -> float:
@@ -183,7 +194,7 @@ class JobController:
         try:
             plan = self.load_plan(job)
         except PlanError as error:
-            return self._fail_before_start(job, "InputNotFound", str(error))
+            return self._fail_before_start(job, error.reason, str(error))
         except (ValueError, OverflowError, MemoryError) as error:
             # Anything else planning trips over is still this job's problem, not a reason to retry forever.
             return self._fail_before_start(job, "PlanningFailed", f"the input cannot be planned: {error}")
@@ -243,6 +254,7 @@ class JobController:
                         job,
                         sorted(self.runtime.rbac_leases | set(leases)),
                         account_template=self.worker_account,
+                        plan=plan_store.chunk_names(name, self.runtime.plan_chunks),
                     )
                 )
             except AccountConflictError as error:
@@ -333,7 +345,7 @@ class JobController:
             },
             "restarts": state.restarts,
             "disruptions": state.disruptions,
-            "processed": {"records": state.records, "bytes": state.bytes},
+            "processed": {"records": state.records, "bytes": state.bytes, "skippedRecords": state.skipped},
             "startTime": old.get("startTime") or now,
             "ledger": state.to_dict(),
         }
@@ -354,6 +366,29 @@ class JobController:
         if problems:
             return "PodTemplateRejected", "; ".join(problems)
         return None
+
+    def record_error(self, error: Exception) -> None:
+        """A pass failed: say so in a condition (with the API server's own words), never retry silently."""
+        message = (
+            api_message(error) if isinstance(error, ApiException) else f"{type(error).__name__}: {error}"
+        )
+        job = self.jobs.read_job()
+        if job is None:
+            return
+        status = dict(job.get("status") or {})
+        status["conditions"] = _set(
+            status.get("conditions") or [],
+            "ReconcileFailing",
+            "True",
+            "Error",
+            message[:1024],
+            now=_now_iso(),
+        )
+        if status != (job.get("status") or {}):
+            try:
+                self.jobs.replace_status(job, status)
+            except ConflictError:
+                return
 
     def _fail_before_start(self, job: dict[str, Any], reason: str, message: str) -> float:
         """The job cannot start at all: Failed with a condition and an event naming why; no retrying."""
@@ -442,6 +477,7 @@ def _conditions(
         c = _set(c, "WorkersUnschedulable", "True", "Unschedulable", decision.unschedulable, now=now)
     else:
         c = _set(c, "WorkersUnschedulable", "False", "Scheduled", "", now=now)
+    c = _set(c, "ReconcileFailing", "False", "Reconciled", "", now=now)
     if decision.blocked and phase not in (Phase.SUCCEEDED, Phase.FAILED):
         c = _set(c, "WorkersBlocked", "True", decision.blocked[0], decision.blocked[1], now=now)
     else:

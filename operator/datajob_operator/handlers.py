@@ -104,6 +104,10 @@ def run_job(*, name: str, namespace: str | None, stopped: kopf.DaemonStopped, **
             log.exception("reconcile failed; retrying", namespace=namespace, job=name, error=str(error))
             metrics.PASSES.labels("error").inc()
             delay = ERROR_BACKOFF_SECONDS
+            try:
+                controller.record_error(error)
+            except Exception as report_error:  # noqa: BLE001 - the API may be what is failing
+                log.warning("cannot record the error in the status", error=str(report_error))
         metrics.PASS_SECONDS.observe(time.monotonic() - started)
         if controller.last_status is not None:
             metrics.observe(namespace, name, controller.last_status)

@@ -196,13 +196,15 @@ class JobClient:
         self._ignore_missing(lambda: self.coordination.delete_namespaced_lease(name, self.namespace))
 
     # -- plan ------------------------------------------------------------------------------------------
-    def read_config_map(self, name: str) -> dict[str, str] | None:
+    def read_config_map(self, name: str) -> dict[str, dict[str, str]] | None:
+        """``{"data": ..., "binaryData": ...}`` of the ConfigMap, or None if it does not exist."""
         try:
-            return dict(self.core.read_namespaced_config_map(name, self.namespace).binary_data or {})
+            found = self.core.read_namespaced_config_map(name, self.namespace)
         except ApiException as error:
             if error.status == 404:
                 return None
             raise
+        return {"data": dict(found.data or {}), "binaryData": dict(found.binary_data or {})}
 
     def create_config_map(self, manifest: dict[str, Any]) -> None:
         self._ignore_exists(lambda: self.core.create_namespaced_config_map(self.namespace, manifest))
@@ -300,7 +302,3 @@ class JobClient:
         except ApiException as error:
             if error.status != 404:
                 raise
-
-
-def compact_json(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), sort_keys=True)

@@ -17,6 +17,11 @@ SHARDS = Gauge("datajob_shards", "Shards of the DataJob by state", ["namespace",
 WORKERS_READY = Gauge("datajob_workers_ready", "Worker pods running", ["namespace", "job"])
 RESTARTS = Gauge("datajob_worker_restarts", "Worker restarts of the DataJob so far", ["namespace", "job"])
 RECORDS = Gauge("datajob_records_processed", "Input records in committed shards", ["namespace", "job"])
+SKIPPED = Gauge(
+    "datajob_records_skipped",
+    "Malformed records dropped (badRecordPolicy Skip or DeadLetter)",
+    ["namespace", "job"],
+)
 PASSES = Counter("datajob_reconcile_passes_total", "Reconcile passes", ["outcome"])
 PASS_SECONDS = Histogram("datajob_reconcile_seconds", "Duration of one reconcile pass")
 
@@ -34,7 +39,9 @@ def observe(namespace: str, job: str, status: dict[str, Any]) -> None:
         SHARDS.labels(namespace, job, state).set(int(shards.get(state, 0)))
     WORKERS_READY.labels(namespace, job).set(int((status.get("workers") or {}).get("ready", 0)))
     RESTARTS.labels(namespace, job).set(int(status.get("restarts", 0)))
-    RECORDS.labels(namespace, job).set(int((status.get("processed") or {}).get("records", 0)))
+    processed = status.get("processed") or {}
+    RECORDS.labels(namespace, job).set(int(processed.get("records", 0)))
+    SKIPPED.labels(namespace, job).set(int(processed.get("skippedRecords", 0)))
 
 
 def forget(namespace: str, job: str) -> None:
@@ -46,6 +53,6 @@ def forget(namespace: str, job: str) -> None:
         for value in values:
             with contextlib.suppress(KeyError):
                 gauge.remove(namespace, job, value)
-    for gauge in (WORKERS_READY, RESTARTS, RECORDS):
+    for gauge in (WORKERS_READY, RESTARTS, RECORDS, SKIPPED):
         with contextlib.suppress(KeyError):
             gauge.remove(namespace, job)

@@ -79,6 +79,14 @@ BAD_SPECS: list[tuple[str, dict[str, Any], str]] = [
         spec_with(tolerations=[{"key": "k", "effect": "Sometimes"}]),
         "spec.tolerations[0].effect",
     ),
+    *[
+        (
+            f"targetShardSize {size}",
+            spec_with(input={"uris": ["a"], "partitioning": {"mode": "size", "targetShardSize": size}}),
+            "spec.input.partitioning.targetShardSize",
+        )
+        for size in ("100m", "1e400", "0")
+    ],
     # A DataJob author must not get more than a DataJob: identity and privilege belong to the operator.
     *[
         (f"podTemplate {field}", spec_with(podTemplate={"spec": template}), expected)

@@ -103,8 +103,8 @@ def test_a_zombie_attempt_cannot_delete_overwrite_or_commit_over_the_current_att
     assert (output.root / "part-000000").read_text() == reference(tmp_path, path, size)
     # Every checkpoint the current attempt wrote is intact: the zombie's names never collide with them.
     for checkpoint in current:
-        position, _ = output.checkpoints.load(0, checkpoint["state"])
-        assert position["records"] == checkpoint["records"]
+        saved = output.checkpoints.load(0, checkpoint["state"])
+        assert saved.position["records"] == checkpoint["records"]
     assert sorted(p.name for p in output.root.glob("part-*")) == ["part-000000", "part-000000.json"]
 
 

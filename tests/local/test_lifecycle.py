@@ -163,7 +163,7 @@ def test_exec_heartbeats_while_its_child_runs_and_hands_its_checkpoint_to_the_ne
     assert (tmp_path / "out" / "part-000000").read_text() == "resumed at 0\n"
     # The child's checkpoints were stored like any other, so a later attempt can resume from them.
     stored = CheckpointStore(tmp_path / "out").newest(0)
-    assert stored is not None and stored[2] == {"done": 5}
+    assert stored is not None and stored[1].state == {"done": 5}
     again = tmp_path / "again"
     again.mkdir()
     hooks = ExecHooks(tick=lambda: None, checkpoint=lambda value: None)

@@ -17,15 +17,20 @@ from typing import Any, Protocol
 
 import structlog
 
+from datajob_core import plan_store
 from datajob_core.protocol import (
+    ENV_BAD_RECORDS,
     ENV_CHANNEL_DIR,
     ENV_CHECKPOINT_RECORDS,
     ENV_CHECKPOINT_SECONDS,
     ENV_DRIVER_PID,
+    ENV_ENCODING,
     ENV_FORMAT,
+    ENV_JOB,
     ENV_LEASE,
     ENV_NAMESPACE,
     ENV_OUTPUT,
+    ENV_PLAN_FILE,
     ENV_POD,
     ENV_PROCESSOR,
     AssignmentMessage,
@@ -55,6 +60,8 @@ class Channel(Protocol):
 
     def report(self, message: ReportMessage) -> None: ...
 
+    def plan(self) -> bytes: ...
+
 
 @dataclass
 class Reporter:
@@ -81,6 +88,7 @@ class Reporter:
         bytes_read: int = 0,
         reason: str = "",
         permanent: bool = False,
+        skipped: int = 0,
     ) -> None:
         self.seq += 1
         entry = ShardOutcome(
@@ -89,6 +97,7 @@ class Reporter:
             seq=self.seq,
             records=records,
             bytes=bytes_read,
+            skipped=skipped,
             reason=reason,
             permanent=permanent,
         )
@@ -123,8 +132,12 @@ class Worker:
         checkpoint_records: int | None,
         processor: dict[str, Any] | None,
         fmt: str = "text",
+        encoding: str = "utf-8",
+        bad_records: str = "Fail",
     ) -> None:
         self.client = client
+        self.encoding = encoding
+        self.bad_records = bad_records
         self.reporter = Reporter(pod)
         self.output = runtime.OutputDir(output)
         self.fmt = fmt
@@ -140,6 +153,7 @@ class Worker:
         self.finished: set[tuple[int, int]] = set()
         self.last_report = 0.0
         self.saves = 0  # checkpoint files written by this process; names are <attempt>.<saves>
+        self.plan: list[dict[str, Any]] | None = None
         # The heartbeat thread and the processing loop both report; one report is built and sent at a time.
         self.lock = threading.Lock()
 
@@ -217,7 +231,7 @@ class Worker:
         """Writes a checkpoint file (never replacing another attempt's) and puts it in the report."""
         self.saves += 1
         progress.state_file = self.output.checkpoints.save(
-            task.shard, task.attempt, self.saves, progress.position(), state
+            task.shard, task.attempt, self.saves, progress.position(), state, progress.bad
         )
         with self.lock:
             self.reporter.progress[str(task.shard)] = ShardProgress(
@@ -226,6 +240,14 @@ class Worker:
                 records=progress.records,
                 bytes=progress.bytes,
             )
+
+    def resolve(self, task: ShardTask) -> ShardTask:
+        """The task with its input, read from the stored plan (once) if it was too large to send inline."""
+        if not task.planned:
+            return task
+        if self.plan is None:
+            self.plan = plan_store.decode(self.client.plan())
+        return task.model_copy(update={"input": self.plan[task.shard], "planned": False})
 
     def process(self, task: ShardTask) -> None:
         log.info("processing shard", shard=task.shard, attempt=task.attempt, resume=task.checkpoint)
@@ -249,19 +271,34 @@ class Worker:
                 if self.stopping or not self.still_assigned(task):
                     raise runtime.ShardInterruptedError
 
-        records = bytes_read = 0
+        try:
+            task = self.resolve(task)
+        except CHANNEL_ERRORS as error:  # the API is away: not the shard's fault, try again shortly
+            log.warning("cannot read the stored plan; will retry", error=str(error))
+            time.sleep(POLL_SECONDS)
+            return
+        records = bytes_read = skipped = 0
         try:
             marker = self.output.committed(task.shard)
             if marker is not None:
                 # Counted from the marker, so status.processed does not depend on who committed it.
                 records, bytes_read = int(marker.get("records", 0)), int(marker.get("bytes", 0))
+                skipped = int(marker.get("skipped", 0))
                 log.info("shard already committed by another attempt", shard=task.shard)
             elif self.exec_argv:
                 self.run_exec(task)
             else:
-                context = runtime.ShardContext(self.fmt, self.processor, self.output, on_record, self.notice)
+                context = runtime.ShardContext(
+                    self.fmt,
+                    self.processor,
+                    self.output,
+                    on_record,
+                    self.notice,
+                    encoding=self.encoding,
+                    bad_records=self.bad_records,
+                )
                 progress = runtime.run_shard(task, context)
-                records, bytes_read = progress.records, progress.bytes
+                records, bytes_read, skipped = progress.records, progress.bytes, progress.skipped
         except runtime.ShardInterruptedError:
             log.info("shard interrupted; its last checkpoint stands", shard=task.shard)
             with self.lock:
@@ -273,12 +310,12 @@ class Worker:
             permanent = isinstance(error, runtime.PermanentShardError)
             with self.lock:
                 self.reporter.outcome(
-                    task, records=0, reason=f"{type(error).__name__}: {error}"[:200], permanent=permanent
+                    task, records=0, reason=f"{type(error).__name__}: {error}"[:400], permanent=permanent
                 )
             return
         self.finished.add((task.shard, task.attempt))
         with self.lock:
-            self.reporter.outcome(task, records=records, bytes_read=bytes_read)
+            self.reporter.outcome(task, records=records, bytes_read=bytes_read, skipped=skipped)
         # The outcome goes out with the next shard's "current" (one write), or alone when idle.
         log.info("shard committed", shard=task.shard, attempt=task.attempt, records=records)
 
@@ -327,9 +364,9 @@ def main() -> int:
     try:
         records = env.get(ENV_CHECKPOINT_RECORDS)
         channel: Channel = (
-            FileChannel(env[ENV_CHANNEL_DIR])
+            FileChannel(env[ENV_CHANNEL_DIR], env.get(ENV_PLAN_FILE))
             if env.get(ENV_CHANNEL_DIR)
-            else LeaseClient(env[ENV_NAMESPACE], env[ENV_LEASE])
+            else LeaseClient(env[ENV_NAMESPACE], env[ENV_LEASE], job=env[ENV_JOB])
         )
         worker = Worker(
             channel,
@@ -339,6 +376,8 @@ def main() -> int:
             checkpoint_records=int(records) if records else None,
             processor=json.loads(env.get(ENV_PROCESSOR) or "null"),
             fmt=env.get(ENV_FORMAT, "text"),
+            encoding=env.get(ENV_ENCODING, "utf-8"),
+            bad_records=env.get(ENV_BAD_RECORDS, "Fail"),
         )
 
         def on_term(signum: int, _frame: object) -> None:

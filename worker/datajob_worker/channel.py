@@ -22,9 +22,16 @@ def write_atomic(path: Path, text: str) -> None:
 
 
 class FileChannel:
-    def __init__(self, directory: str | Path) -> None:
+    def __init__(self, directory: str | Path, plan_file: str | Path | None = None) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
+        self.plan_file = Path(plan_file) if plan_file else None
+
+    def plan(self) -> bytes:
+        """The stored shard plan (datajob_core.plan_store) the driver wrote."""
+        if self.plan_file is None:
+            raise FileNotFoundError("no plan file was given to this worker")
+        return self.plan_file.read_bytes()
 
     def assignment(self) -> AssignmentMessage | None:
         try:

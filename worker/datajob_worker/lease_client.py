@@ -5,6 +5,7 @@ Plain HTTPS keeps the worker image free of kopf and of the Kubernetes client lib
 
 from __future__ import annotations
 
+import base64
 import datetime
 import json
 import os
@@ -14,6 +15,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from datajob_core import plan_store
 from datajob_core.protocol import ASSIGNMENT_ANNOTATION, REPORT_ANNOTATION, AssignmentMessage, ReportMessage
 
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
@@ -30,18 +32,23 @@ class LeaseError(RuntimeError):
 
 
 class LeaseClient:
-    def __init__(self, namespace: str, name: str, *, timeout: float = 10.0) -> None:
+    def __init__(self, namespace: str, name: str, *, job: str = "", timeout: float = 10.0) -> None:
         host = os.environ["KUBERNETES_SERVICE_HOST"]
         port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
         if ":" in host:
             host = f"[{host}]"
-        self.url = f"https://{host}:{port}/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}"
+        self.server = f"https://{host}:{port}"
+        self.namespace = namespace
+        self.job = job
+        self.url = f"{self.server}/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}"
         sa_dir = _service_account_dir()
         self._token_path = sa_dir / "token"
         self._ssl = ssl.create_default_context(cafile=str(sa_dir / "ca.crt"))
         self.timeout = timeout
 
-    def _request(self, method: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    def _request(
+        self, method: str, body: dict[str, Any] | None = None, *, url: str | None = None
+    ) -> dict[str, Any]:
         # Re-read the token each time: kubelet rotates projected tokens.
         headers = {
             "Authorization": f"Bearer {self._token_path.read_text().strip()}",
@@ -51,17 +58,18 @@ class LeaseClient:
         if body is not None:
             data = json.dumps(body).encode()
             headers["Content-Type"] = "application/merge-patch+json"
-        request = urllib.request.Request(self.url, data=data, method=method, headers=headers)
+        url = url or self.url
+        request = urllib.request.Request(url, data=data, method=method, headers=headers)
         try:
             with urllib.request.urlopen(request, context=self._ssl, timeout=self.timeout) as response:
                 result: dict[str, Any] = json.load(response)
                 return result
         except urllib.error.HTTPError as error:
             raise LeaseError(
-                f"{method} {self.url}: {error.code} {error.read().decode(errors='replace')}"
+                f"{method} {url}: {error.code} {error.read().decode(errors='replace')}"
             ) from error
         except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
-            raise LeaseError(f"{method} {self.url}: {error}") from error
+            raise LeaseError(f"{method} {url}: {error}") from error
 
     def assignment(self) -> AssignmentMessage | None:
         lease = self._request("GET")
@@ -77,3 +85,13 @@ class LeaseClient:
                 "spec": {"renewTime": now},
             },
         )
+
+    def plan(self) -> bytes:
+        """The job's stored shard plan (datajob_core.plan_store), from its ConfigMaps."""
+        base = f"{self.server}/api/v1/namespaces/{self.namespace}/configmaps/"
+        index = self._request("GET", url=base + plan_store.chunk_names(self.job, 1)[0])
+        count = int((index.get("data") or {}).get(plan_store.CHUNKS_KEY, "1"))
+        parts = [index]
+        for name in plan_store.chunk_names(self.job, count)[1:]:
+            parts.append(self._request("GET", url=base + name))
+        return b"".join(base64.b64decode(part["binaryData"][plan_store.PLAN_KEY]) for part in parts)

@@ -21,7 +21,7 @@ from typing import Any, TextIO
 
 import structlog
 
-from datajob_core import protocol
+from datajob_core import plan_store, protocol
 from datajob_core.api import DataJob
 from datajob_core.checkpoint_store import CheckpointCollector, CheckpointStore
 from datajob_core.inputs import list_inputs
@@ -154,7 +154,10 @@ class LocalRun:
             protocol.ENV_CHECKPOINT_SECONDS: str(checkpoint.get("intervalSeconds", 30)),
             protocol.ENV_PROCESSOR: json.dumps(spec.get("processor"), sort_keys=True),
             protocol.ENV_FORMAT: spec["input"].get("format", "text"),
+            protocol.ENV_ENCODING: spec["input"].get("encoding", "utf-8"),
+            protocol.ENV_BAD_RECORDS: spec["input"].get("badRecordPolicy", "Fail"),
             protocol.ENV_DRIVER_PID: str(os.getpid()),
+            protocol.ENV_PLAN_FILE: str(self.run_dir / plan_store.PLAN_KEY),
             protocol.ENV_TERMINATION_LOG: str(termination_log),
         }
         if checkpoint.get("intervalRecords"):
@@ -207,6 +210,8 @@ class LocalRun:
         # (pod names repeat); committed parts are kept and skipped by the workers.
         shutil.rmtree(self.run_dir / "slots", ignore_errors=True)
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        # Shards too large to send inline are read from here by the workers, as from the ConfigMaps.
+        (self.run_dir / plan_store.PLAN_KEY).write_bytes(plan_store.encode(plan))
         self._line(
             f"{self.name}: {len(plan)} shards from {len(files)} file(s), {self.policy.workers} worker(s), "
             f"output {self.output}"
@@ -309,6 +314,8 @@ class LocalRun:
             f"shards committed, {counts.failed} failed, {state.records:,} records, "
             f"{state.restarts} worker restart(s){injected}"
         )
+        if state.skipped:
+            self._line(f"{state.skipped:,} malformed record(s) skipped (spec.input.badRecordPolicy)")
         if state.message and state.phase is Phase.FAILED:
             self._line(f"reason: {state.message}")
         if self.result is not None:

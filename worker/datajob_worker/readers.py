@@ -26,9 +26,9 @@ def open_binary(path: str) -> IO[bytes]:
     return open(path.removeprefix("file://"), "rb")
 
 
-def csv_header(path: str) -> list[str]:
+def csv_header(path: str, encoding: str = "utf-8") -> list[str]:
     with open_binary(path) as handle:
-        return next(csv.reader([handle.readline().decode()]), [])
+        return next(csv.reader([handle.readline().decode(encoding)]), [])
 
 
 def align(handle: IO[bytes], start: int, offset: int | None) -> int:

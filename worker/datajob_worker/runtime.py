@@ -24,11 +24,11 @@ import subprocess
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from datajob_core.checkpoint_store import CheckpointStore, CheckpointUnreadableError
+from datajob_core.checkpoint_store import CheckpointStore, CheckpointUnreadableError, Saved
 from datajob_core.protocol import ShardTask
 
 from . import readers
@@ -36,6 +36,8 @@ from .lifeline import kill_child_with_parent
 from .processors import Processor, State
 
 CALLBACK_EVERY = 64
+MAX_DEAD_LETTER_CHARS = 4096
+BAD_RECORDS_DIR = "_bad_records"
 
 
 class ShardInterruptedError(Exception):
@@ -53,9 +55,17 @@ class Progress:
     records: int = 0
     bytes: int = 0
     state_file: str | None = None  # the checkpoint file's name, "<attempt>.<seq>"
+    skipped: int = 0  # malformed records dropped so far (badRecordPolicy Skip or DeadLetter)
+    bad: list[dict[str, Any]] = field(default_factory=list)  # their dead letters (DeadLetter); checkpointed
 
     def position(self) -> dict[str, Any]:
-        return {"piece": self.piece, "offset": self.offset, "records": self.records, "bytes": self.bytes}
+        return {
+            "piece": self.piece,
+            "offset": self.offset,
+            "records": self.records,
+            "bytes": self.bytes,
+            "skipped": self.skipped,
+        }
 
     def checkpoint(self) -> dict[str, Any]:
         return {**self.position(), "state": self.state_file}
@@ -71,6 +81,7 @@ class Progress:
             records=int(checkpoint.get("records", 0)),
             bytes=int(checkpoint.get("bytes", 0)),
             state_file=checkpoint.get("state"),
+            skipped=int(checkpoint.get("skipped", 0)),
         )
 
 
@@ -101,7 +112,9 @@ class OutputDir:
             return None
         return marker
 
-    def commit(self, shard: int, attempt: int, data: str, meta: dict[str, Any]) -> bool:
+    def commit(
+        self, shard: int, attempt: int, data: str, meta: dict[str, Any], *, dead_letters: str | None = None
+    ) -> bool:
         """Publishes the shard's output; False if another attempt's data was published first.
 
         Data is deterministic per shard, so whichever attempt wins, the bytes are the same. The marker is
@@ -110,13 +123,18 @@ class OutputDir:
         """
         self.temporary.mkdir(parents=True, exist_ok=True)
         published = False
-        for name, text in ((f"part-{shard:06d}", data), (f"part-{shard:06d}.json", json.dumps(meta) + "\n")):
+        files = [(f"part-{shard:06d}", data)]
+        if dead_letters is not None:
+            (self.root / BAD_RECORDS_DIR).mkdir(exist_ok=True)
+            files.append((f"{BAD_RECORDS_DIR}/part-{shard:06d}.jsonl", dead_letters))
+        files.append((f"part-{shard:06d}.json", json.dumps(meta) + "\n"))  # the marker: always last
+        for name, text in files:
             # Scoped by attempt and unique to this writer: two committers never share a scratch file.
-            scratch = _unique(self.temporary / f"{name}.attempt-{attempt}")
+            scratch = _unique(self.temporary / f"{Path(name).name}.attempt-{attempt}")
             scratch.write_text(text)
             try:
                 os.link(scratch, self.root / name)
-                published = published or not name.endswith(".json")
+                published = published or name == files[0][0]
             except FileExistsError:
                 pass
             finally:
@@ -153,6 +171,8 @@ class ShardContext:
     on_record: Callable[[Progress, State, int], None]
     # Tells the user something went wrong but was handled (reason, message): a Warning event.
     on_notice: Callable[[str, str], None] = _no_notice
+    encoding: str = "utf-8"
+    bad_records: str = "Fail"  # spec.input.badRecordPolicy
 
 
 def resume_point(
@@ -165,8 +185,8 @@ def resume_point(
         return progress, None
     store = output.checkpoints
     try:
-        position, state = store.load(task.shard, progress.state_file)
-        return Progress.resume({**position, "state": progress.state_file}), state
+        saved = store.load(task.shard, progress.state_file)
+        return _resumed(saved, progress.state_file), saved.state
     except CheckpointUnreadableError as error:
         fallback = store.newest(task.shard)
         if fallback is None:
@@ -175,13 +195,60 @@ def resume_point(
                 f"shard {task.shard}: {error}; no readable checkpoint left, restarting at the shard's start",
             )
             return Progress(), None
-        name, position, state = fallback
+        name, saved = fallback
         on_notice(
             "CheckpointUnreadable",
             f"shard {task.shard}: {error}; resuming from checkpoint {name} "
-            f"at record {position.get('records', 0)}",
+            f"at record {saved.position.get('records', 0)}",
         )
-        return Progress.resume({**position, "state": name}), state
+        return _resumed(saved, name), saved.state
+
+
+def _resumed(saved: Saved, name: str) -> Progress:
+    progress = Progress.resume({**saved.position, "state": name})
+    progress.bad = list(saved.bad)
+    return progress
+
+
+class RecordErrors:
+    """Applies ``spec.input.badRecordPolicy`` to a malformed record (Spark's FAILFAST/DROPMALFORMED, plus a
+    dead-letter file)."""
+
+    def __init__(self, policy: str, progress: Progress) -> None:
+        self.policy = policy
+        self.progress = progress
+
+    def bad(self, path: str, offset: int, raw: object, problem: str) -> None:
+        if self.policy == "Fail":
+            raise PermanentShardError(
+                f"malformed record in {path} at byte {offset} (line {_line_number(path, offset)}): {problem}"
+            )
+        self.progress.skipped += 1
+        if self.policy == "DeadLetter":
+            text = raw.decode("utf-8", errors="backslashreplace") if isinstance(raw, bytes) else raw
+            self.progress.bad.append(
+                {"file": path, "offset": offset, "error": problem, "record": _clip(text)}
+            )
+
+
+def _clip(record: object) -> object:
+    if isinstance(record, str) and len(record) > MAX_DEAD_LETTER_CHARS:
+        return record[:MAX_DEAD_LETTER_CHARS] + "…"
+    return record
+
+
+def _line_number(path: str, offset: int) -> int:
+    """1-based line at byte ``offset``; only computed on the failure path, so it may read the file."""
+    count = 0
+    with contextlib.suppress(OSError), readers.open_binary(path) as handle:
+        remaining = offset
+        while remaining > 0:
+            chunk = handle.read(min(remaining, 1 << 20))
+            if not chunk:
+                break
+            count += chunk.count(b"\n")
+            remaining -= len(chunk)
+    return count + 1
 
 
 def run_shard(task: ShardTask, context: ShardContext) -> Progress:
@@ -190,6 +257,7 @@ def run_shard(task: ShardTask, context: ShardContext) -> Progress:
     progress, saved = resume_point(task, context.output, context.on_notice)
     state = processor.restore(saved) if saved is not None else processor.init()
     process, on_record = processor.batch(), context.on_record
+    errors = RecordErrors(context.bad_records, progress)
     pieces = task.input.get("pieces") or []
     while progress.piece < len(pieces):
         piece = pieces[progress.piece]
@@ -209,14 +277,15 @@ def run_shard(task: ShardTask, context: ShardContext) -> Progress:
             progress.piece += 1
             progress.offset = None
             continue
-        header = readers.csv_header(path) if context.fmt == "csv" else None
+        header = _csv_header(path, context.encoding) if context.fmt == "csv" else None
         with readers.open_binary(path) as handle:
             # The hot loop: locals, and the callback only every CALLBACK_EVERY records.
             records, size, pending = progress.records, progress.bytes, 0
+            source = _Source(path, context.encoding, errors)
             if context.fmt == "csv":
-                rows = _csv_records(handle, (start, end), progress.offset, header or [])
+                rows = _csv_records(handle, (start, end), progress.offset, header or [], source)
             else:
-                rows = _line_records(handle, context.fmt, (start, end), progress.offset)
+                rows = _line_records(handle, context.fmt, (start, end), progress.offset, source)
             batch: list[Any] = []
             for offset, length, record in rows:
                 size += length
@@ -243,37 +312,75 @@ def run_shard(task: ShardTask, context: ShardContext) -> Progress:
         "shard": task.shard,
         "records": progress.records,
         "bytes": progress.bytes,
+        "skipped": progress.skipped,
         "attempt": task.attempt,
         "resumedFrom": task.checkpoint,
         "committedAt": time.time(),
     }
-    context.output.commit(task.shard, task.attempt, context.processor.render(state), meta)
+    dead = (
+        "".join(json.dumps(entry, sort_keys=True) + "\n" for entry in progress.bad) if progress.bad else None
+    )
+    context.output.commit(task.shard, task.attempt, context.processor.render(state), meta, dead_letters=dead)
     return progress
 
 
+@dataclass(frozen=True)
+class _Source:
+    """What the record readers need besides the bytes: where they are from and how to decode them."""
+
+    path: str
+    encoding: str
+    errors: RecordErrors
+
+
+def _csv_header(path: str, encoding: str) -> list[str]:
+    try:
+        return readers.csv_header(path, encoding)
+    except UnicodeDecodeError as error:
+        # Without its header no row of the file can be read, whatever the bad-record policy says.
+        raise PermanentShardError(
+            f"{path}: the CSV header (line 1) is not valid {encoding}: {error}"
+        ) from None
+
+
 def _line_records(
-    handle: IO[bytes], fmt: str, piece: tuple[int, int], offset: int | None
+    handle: IO[bytes], fmt: str, piece: tuple[int, int], offset: int | None, source: _Source
 ) -> Iterator[tuple[int, int, Any]]:
-    """Text and JSON Lines records, with the line splitting inlined: this is the per-record path."""
+    """Text and JSON Lines records, with the line splitting inlined: this is the per-record path.
+
+    A malformed record goes to the bad-record policy and is yielded as None (not processed).
+    """
     start, end = piece
     offset = readers.align(handle, start, offset)
-    text = fmt == "text"
+    text, encoding = fmt == "text", source.encoding
+    record: Any
     for line in handle:
         if offset >= end:
             return
         offset += len(line)
-        if text:
-            yield offset, len(line), line.decode("utf-8", errors="replace").rstrip("\r\n")
-        else:
-            yield offset, len(line), readers.parse(line, fmt, None)
+        try:
+            if text:
+                record = line.decode(encoding).rstrip("\r\n")
+            else:
+                decoded = line.decode(encoding)
+                record = json.loads(decoded) if decoded.strip() else None
+        except ValueError as error:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+            source.errors.bad(source.path, offset - len(line), line, f"{type(error).__name__}: {error}")
+            record = None
+        yield offset, len(line), record
 
 
 def _csv_records(
-    handle: IO[bytes], piece: tuple[int, int], offset: int | None, header: list[str]
+    handle: IO[bytes], piece: tuple[int, int], offset: int | None, header: list[str], source: _Source
 ) -> Iterator[tuple[int, int, Any]]:
-    """CSV rows as dicts: one csv.reader over the piece's lines, line splitting inlined."""
+    """CSV rows as dicts: one csv.reader over the piece's lines, line splitting inlined.
+
+    A line that does not decode, or a row whose field count differs from the header's, goes to the
+    bad-record policy and is yielded as None.
+    """
     start, end = piece
     position = [readers.align(handle, start, offset), 0]
+    encoding, width = source.encoding, len(header)
 
     def lines() -> Iterator[str]:
         at = position[0]
@@ -284,10 +391,19 @@ def _csv_records(
             position[0], position[1] = at, len(line)
             if at == len(line):
                 continue  # the header row
-            yield line.decode("utf-8", errors="replace")
+            try:
+                yield line.decode(encoding)
+            except UnicodeDecodeError as error:
+                source.errors.bad(source.path, at - len(line), line, f"UnicodeDecodeError: {error}")
 
     for values in csv.reader(lines()):
-        yield position[0], position[1], dict(zip(header, values, strict=False)) if values else None
+        if values and len(values) != width:
+            row = position[0] - position[1]
+            problem = f"{len(values)} field(s) where the header has {width}"
+            source.errors.bad(source.path, row, ",".join(values), problem)
+            yield position[0], position[1], None
+            continue
+        yield position[0], position[1], dict(zip(header, values, strict=True)) if values else None
 
 
 EXEC_TICK_SECONDS = 1.0
