@@ -50,6 +50,7 @@ class CheckpointStore:
         seq: int,
         position: dict[str, Any],
         state: Any,
+        *,
         bad: list[Any] | None = None,
     ) -> str:
         """Writes a new checkpoint atomically under a name no other attempt uses; returns that name."""

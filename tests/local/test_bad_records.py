@@ -106,7 +106,7 @@ def test_dead_letters_survive_a_resume_from_checkpoint(tmp_path: Path) -> None:
 
     def crash_midway(progress: Progress, state: processors.State, count: int) -> None:
         progress.state_file = output.checkpoints.save(
-            0, 1, len(saved) + 1, progress.position(), state, progress.bad
+            0, 1, len(saved) + 1, progress.position(), state, bad=progress.bad
         )
         saved.append(progress.checkpoint())
         if progress.records > 1000:

@@ -231,7 +231,7 @@ class Worker:
         """Writes a checkpoint file (never replacing another attempt's) and puts it in the report."""
         self.saves += 1
         progress.state_file = self.output.checkpoints.save(
-            task.shard, task.attempt, self.saves, progress.position(), state, progress.bad
+            task.shard, task.attempt, self.saves, progress.position(), state, bad=progress.bad
         )
         with self.lock:
             self.reporter.progress[str(task.shard)] = ShardProgress(
