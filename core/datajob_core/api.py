@@ -13,6 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from datajob_core.output_identity import output_inside_input
 from datajob_core.planning import byte_quantity
 from datajob_core.pod_policy import template_schema, violations
 
@@ -208,7 +209,14 @@ class Output(_Model):
         max_length=MAX_URI,
         description=(
             "Output directory: a POSIX path (local disk in local mode, a shared ReadWriteMany volume in a "
-            "cluster) or file:// URI."
+            "cluster) or file:// URI. It belongs to one job (_datajob/owner.json); another job's is refused."
+        ),
+    )
+    overwrite: bool = Field(
+        default=False,
+        description=(
+            "If the output belongs to another job (or the input or processor changed since it was written), "
+            "remove what that job wrote and start afresh, instead of failing with OutputInUse."
         ),
     )
 
@@ -538,6 +546,16 @@ class DataJobSpec(_Model):
             "does. Pods waiting for a node (Unschedulable) are not timed out."
         ),
     )
+
+    @model_validator(mode="after")
+    def _output_outside_input(self) -> DataJobSpec:
+        inside = output_inside_input(self.input.uris, self.output.uri)
+        if inside is not None:
+            raise ValueError(
+                f"spec.output.uri {self.output.uri} is inside the input set ({inside}): the job would read "
+                "its own output; write it elsewhere or narrow spec.input.uris"
+            )
+        return self
 
     @model_validator(mode="after")
     def _workers_fit(self) -> DataJobSpec:

@@ -130,6 +130,7 @@ def worker_pod(
         {"name": protocol.ENV_POD, "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": protocol.ENV_NAMESPACE, "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
         {"name": protocol.ENV_OUTPUT, "value": (spec.get("output") or {}).get("uri", "")},
+        {"name": protocol.ENV_OUTPUT_OWNER, "value": meta["uid"]},
         {"name": protocol.ENV_CHECKPOINT_SECONDS, "value": str(checkpoint.get("intervalSeconds", 30))},
         {"name": protocol.ENV_PROCESSOR, "value": json.dumps(processor, sort_keys=True)},
         {"name": protocol.ENV_FORMAT, "value": (spec.get("input") or {}).get("format", "text")},

@@ -17,11 +17,12 @@ from typing import Any
 import structlog
 from kubernetes.client.rest import ApiException
 
-from datajob_core import plan_store, pod_policy, sizing
+from datajob_core import output_identity, plan_store, pod_policy, sizing
 from datajob_core.checkpoint_store import CheckpointCollector, CheckpointStore
 from datajob_core.failure_policy import DISRUPTION_POD_REASONS
 from datajob_core.inputs import list_inputs
 from datajob_core.ledger import Ledger
+from datajob_core.output_identity import OutputInUseError
 from datajob_core.planning import PlanError, plan_shards
 from datajob_core.protocol import ReportMessage, lease_name
 from datajob_core.reconciler import (
@@ -198,6 +199,11 @@ class JobController:
         except (ValueError, OverflowError, MemoryError) as error:
             # Anything else planning trips over is still this job's problem, not a reason to retry forever.
             return self._fail_before_start(job, "PlanningFailed", f"the input cannot be planned: {error}")
+        if not status.get("ledger"):
+            try:
+                self._claim_output(job)
+            except OutputInUseError as error:
+                return self._fail_before_start(job, "OutputInUse", str(error))
 
         state = (
             JobState.from_dict(status["ledger"]) if status.get("ledger") else JobState(Ledger.new(len(plan)))
@@ -297,6 +303,20 @@ class JobController:
         for event in decision.events:
             self.jobs.post_event(job, event.type, event.reason, event.message)
 
+    def _claim_output(self, job: dict[str, Any]) -> None:
+        """Marks the output as this job's (its UID), or raises OutputInUseError saying whose it is.
+
+        Only where the operator sees the output (a volume mounted into it as into the workers); workers
+        check every commit marker's owner in any case.
+        """
+        output = (job["spec"].get("output") or {}).get("uri", "")
+        directory = Path(output.removeprefix("file://"))
+        if not directory.parent.is_dir():
+            return
+        meta = job["metadata"]
+        owner = {"job": meta["name"], "namespace": meta.get("namespace"), "id": meta["uid"]}
+        output_identity.claim(directory, owner, overwrite=bool(job["spec"]["output"].get("overwrite")))
+
     def _collect(self, job: dict[str, Any], state: JobState) -> None:
         """Deletes checkpoint files the just-persisted ledger made redundant (fencing: docs/design.md)."""
         output = (job["spec"].get("output") or {}).get("uri", "")
@@ -362,9 +382,16 @@ class JobController:
         """
         if (job.get("status") or {}).get("ledger"):
             return None  # started: a template changed since is refused pod by pod (see _act), ledger kept
-        problems = pod_policy.violations((job["spec"].get("podTemplate") or {}).get("spec"))
+        spec = job["spec"]
+        problems = pod_policy.violations((spec.get("podTemplate") or {}).get("spec"))
         if problems:
             return "PodTemplateRejected", "; ".join(problems)
+        inside = output_identity.output_inside_input(spec["input"]["uris"], spec["output"]["uri"])
+        if inside is not None:  # CEL cannot match globs, so this check is the operator's
+            return "OutputInsideInput", (
+                f"spec.output.uri {spec['output']['uri']} is inside the input set ({inside}): the job would "
+                "read its own output"
+            )
         return None
 
     def record_error(self, error: Exception) -> None:

@@ -144,3 +144,31 @@ def test_a_worker_account_the_job_does_not_own_is_never_reused(jobs: Jobs, tmp_p
     assert not jobs.core.read_namespaced_service_account(
         "taken-worker", jobs.namespace
     ).metadata.owner_references
+
+
+def test_a_second_job_writing_into_another_jobs_output_fails_naming_the_owner(
+    jobs: Jobs, tmp_path: Path
+) -> None:
+    write_inputs(tmp_path / "in", files=2, lines=5)
+    jobs.create(job_manifest("owner", tmp_path / "in", tmp_path / "out", workers=1))
+    jobs.wait_phase("owner", "Succeeded", timeout=120)
+    before = committed(tmp_path / "out")
+    jobs.create(job_manifest("intruder", tmp_path / "in", tmp_path / "out", workers=1))
+    status = jobs.wait_phase("intruder", "Failed", timeout=60)
+    failed = condition(status, "Failed")
+    assert failed["reason"] == "OutputInUse"
+    assert f"belongs to job {jobs.namespace}/owner" in failed["message"]
+    assert not jobs.pods("intruder")
+    assert committed(tmp_path / "out") == before
+
+
+def test_an_output_inside_the_input_set_fails_the_job_before_it_reads_anything(
+    jobs: Jobs, tmp_path: Path
+) -> None:
+    write_inputs(tmp_path / "data", files=1, lines=5)
+    manifest = job_manifest("selfread", tmp_path / "data", tmp_path / "data" / "out", workers=1)
+    manifest["spec"]["input"]["uris"] = [f"{tmp_path / 'data'}/**"]
+    jobs.create(manifest)
+    status = jobs.wait_phase("selfread", "Failed", timeout=60)
+    assert condition(status, "Failed")["reason"] == "OutputInsideInput"
+    assert not jobs.pods("selfread")

@@ -27,9 +27,9 @@ from datajob_worker.local_runner import LocalRun
 def test_random_worker_kills_give_output_identical_to_an_undisturbed_run(tmp_path: Path) -> None:
     corpus(tmp_path / "data")
     assert datajob(["run", str(manifest(tmp_path, "ref"))]) == 0
-    slow = {"builtin": "wordcount", "options": {"delayPerRecord": "0.0002"}}
+    slow = {"builtin": "wordcount", "options": {"delayPerRecord": "0.001"}}
     code = datajob(
-        ["run", str(manifest(tmp_path, "chaos", processor=slow)), "--kill-every", "0.7", "--seed", "11"]
+        ["run", str(manifest(tmp_path, "chaos", processor=slow)), "--kill-every", "1.5", "--seed", "12"]
     )
     assert code == 0
     assert data_digest(tmp_path / "chaos") == data_digest(tmp_path / "ref")

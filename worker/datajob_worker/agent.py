@@ -30,6 +30,7 @@ from datajob_core.protocol import (
     ENV_LEASE,
     ENV_NAMESPACE,
     ENV_OUTPUT,
+    ENV_OUTPUT_OWNER,
     ENV_PLAN_FILE,
     ENV_POD,
     ENV_PROCESSOR,
@@ -132,6 +133,7 @@ class Worker:
         checkpoint_records: int | None,
         processor: dict[str, Any] | None,
         fmt: str = "text",
+        owner: str | None = None,
         encoding: str = "utf-8",
         bad_records: str = "Fail",
     ) -> None:
@@ -139,7 +141,7 @@ class Worker:
         self.encoding = encoding
         self.bad_records = bad_records
         self.reporter = Reporter(pod)
-        self.output = runtime.OutputDir(output)
+        self.output = runtime.OutputDir(output, owner)
         self.fmt = fmt
         spec = processor or {}
         self.exec_argv: list[str] = list(spec.get("exec") or [])
@@ -376,6 +378,7 @@ def main() -> int:
             checkpoint_records=int(records) if records else None,
             processor=json.loads(env.get(ENV_PROCESSOR) or "null"),
             fmt=env.get(ENV_FORMAT, "text"),
+            owner=env.get(ENV_OUTPUT_OWNER) or None,
             encoding=env.get(ENV_ENCODING, "utf-8"),
             bad_records=env.get(ENV_BAD_RECORDS, "Fail"),
         )

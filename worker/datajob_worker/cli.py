@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 
 from datajob_core.api import DataJob
+from datajob_core.output_identity import OutputInUseError
 from datajob_core.planning import PlanError
 from datajob_core.reconciler import Phase
 
@@ -47,6 +48,11 @@ def main(argv: list[str] | None = None) -> int:
         help="inject failures: SIGKILL a random worker about this often, to watch jobs recover",
     )
     run.add_argument("--seed", type=int, help="seed for --kill-every, for repeatable demos")
+    run.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace output of another job or of an earlier version of this one (spec.output.overwrite)",
+    )
     validate = commands.add_parser("validate", help="check a manifest with the API's rules")
     validate.add_argument("manifest", type=Path)
     args = parser.parse_args(argv)
@@ -61,15 +67,16 @@ def main(argv: list[str] | None = None) -> int:
             manifest,
             args.manifest.resolve().parent,
             workers=args.workers,
+            overwrite=args.overwrite,
             kill_every=args.kill_every,
             seed=args.seed,
         )
-    except (ValueError, OSError, yaml.YAMLError) as error:
+    except (ValueError, OverflowError, OSError, yaml.YAMLError) as error:
         print(f"datajob: invalid job: {error}", file=sys.stderr)
         return 2
     try:
         state = job.run()
-    except PlanError as error:
+    except (PlanError, OutputInUseError) as error:
         print(f"datajob: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -21,12 +21,12 @@ from typing import Any, TextIO
 
 import structlog
 
-from datajob_core import plan_store, protocol
+from datajob_core import output_identity, plan_store, protocol
 from datajob_core.api import DataJob
 from datajob_core.checkpoint_store import CheckpointCollector, CheckpointStore
 from datajob_core.inputs import list_inputs
 from datajob_core.ledger import MAX_REASON_CHARS, Ledger
-from datajob_core.planning import plan_shards
+from datajob_core.planning import PlanError, plan_shards
 from datajob_core.reconciler import (
     JobState,
     ObservedReport,
@@ -115,6 +115,7 @@ class LocalRun:
         base: Path,
         *,
         workers: int | None = None,
+        overwrite: bool = False,
         kill_every: float | None = None,
         seed: int | None = None,
         out: TextIO = sys.stderr,
@@ -125,6 +126,8 @@ class LocalRun:
         if workers is not None:
             spec["workers"] = workers
         self.spec = spec
+        self.overwrite = overwrite or bool(spec["output"].get("overwrite"))
+        self.owner = ""  # the output's owner id: a fingerprint of plan, parsing and processor
         self.policy = policy_from_spec(spec)
         self.output = Path(spec["output"]["uri"].removeprefix("file://"))
         self.run_dir = self.output / "_datajob"
@@ -151,6 +154,7 @@ class LocalRun:
             protocol.ENV_POD: name,
             protocol.ENV_JOB: self.name,
             protocol.ENV_OUTPUT: str(self.output),
+            protocol.ENV_OUTPUT_OWNER: self.owner,
             protocol.ENV_CHECKPOINT_SECONDS: str(checkpoint.get("intervalSeconds", 30)),
             protocol.ENV_PROCESSOR: json.dumps(spec.get("processor"), sort_keys=True),
             protocol.ENV_FORMAT: spec["input"].get("format", "text"),
@@ -204,7 +208,13 @@ class LocalRun:
     # -- the loop ------------------------------------------------------------------------------------
     def run(self) -> JobState:
         files = list_inputs(self.spec["input"]["uris"])
+        inside = [f.path for f in files if Path(f.path).resolve().is_relative_to(self.output.resolve())]
+        if inside:
+            raise PlanError(f"spec.input.uris match the job's own output ({inside[0]}); narrow them")
         plan = plan_shards(files, self.spec["input"].get("partitioning") or {})
+        self.owner = output_identity.fingerprint(plan, self.spec)
+        # Raises OutputInUseError if the output is another job's (or this job's before its input changed).
+        output_identity.claim(self.output, {"job": self.name, "id": self.owner}, overwrite=self.overwrite)
         state = JobState(Ledger.new(len(plan)))
         # Channels of an earlier run into the same output would look like reports of this run's workers
         # (pod names repeat); committed parts are kept and skipped by the workers.
@@ -262,8 +272,15 @@ class LocalRun:
         processor = spec.get("processor") or None
         plain = processor and (processor.get("exec") or processor.get("function"))
         merge = processors.concatenate if plain else processors.build(processor).merge
-        summary = {"job": self.name, "shards": shards, "records": state.records, "bytes": state.bytes}
-        return OutputDir(str(self.output)).commit_job(shards, merge, summary)
+        summary = {
+            "job": self.name,
+            "owner": self.owner,
+            "shards": shards,
+            "records": state.records,
+            "bytes": state.bytes,
+            "skipped": state.skipped,
+        }
+        return OutputDir(str(self.output), self.owner).commit_job(shards, merge, summary)
 
     # -- display ------------------------------------------------------------------------------------
     def _count(self, report: protocol.ReportMessage | None) -> None:

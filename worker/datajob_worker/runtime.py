@@ -99,17 +99,25 @@ def _atomic_write(path: Path, text: str) -> None:
 class OutputDir:
     """The job's output directory: committed parts, scratch space, checkpoint files."""
 
-    def __init__(self, root: str) -> None:
+    def __init__(self, root: str, owner: str | None = None) -> None:
         self.root = Path(root.removeprefix("file://"))
+        self.owner = owner  # the job that owns this output (datajob_core.output_identity); markers name it
         self.temporary = self.root / "_temporary"
         self.checkpoints = CheckpointStore(self.root)
 
     def committed(self, shard: int) -> dict[str, Any] | None:
         """The shard's commit marker, or None while it is not committed."""
+        path = self.root / f"part-{shard:06d}.json"
         try:
-            marker: dict[str, Any] = json.loads((self.root / f"part-{shard:06d}.json").read_text())
+            marker: dict[str, Any] = json.loads(path.read_text())
         except FileNotFoundError:
             return None
+        if self.owner and marker.get("owner") != self.owner:
+            # Never count another job's result as ours (a changed input or processor, a shared output).
+            raise PermanentShardError(
+                f"{path} was committed by another job ({marker.get('owner') or 'unknown'}), not by "
+                f"{self.owner}; use another output or set spec.output.overwrite"
+            )
         return marker
 
     def commit(
@@ -127,6 +135,8 @@ class OutputDir:
         if dead_letters is not None:
             (self.root / BAD_RECORDS_DIR).mkdir(exist_ok=True)
             files.append((f"{BAD_RECORDS_DIR}/part-{shard:06d}.jsonl", dead_letters))
+        if self.owner:
+            meta = {**meta, "owner": self.owner}
         files.append((f"part-{shard:06d}.json", json.dumps(meta) + "\n"))  # the marker: always last
         for name, text in files:
             # Scoped by attempt and unique to this writer: two committers never share a scratch file.

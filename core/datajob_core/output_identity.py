@@ -1,0 +1,155 @@
+"""Whose output is this? An output directory carries the identity of the job that owns it.
+
+A commit marker used to be trusted whoever wrote it, so a rerun after changing the input or the processor
+kept the old result and reported Succeeded. Now the directory holds ``_datajob/owner.json`` and every
+commit marker names its owner:
+
+- in a cluster the owner is the DataJob's UID (its input, output and processor are immutable, so one UID
+  means one job);
+- in local mode it is a fingerprint of the shard plan (input files and sizes), the input format and
+  options and the processor, so a rerun of the same job resumes, and a changed job is refused.
+
+A different owner is refused with a clear error unless ``spec.output.overwrite`` (``datajob run
+--overwrite``) asks for a fresh output: then everything the job framework wrote there is removed first.
+Output inside the job's own input set is refused at validation (:func:`output_inside_input`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+OWNER_FILE = "_datajob/owner.json"
+# What a job writes into its output; only these are removed by an overwrite.
+JOB_FILES = re.compile(r"^(part-\d+(\.json)?|result|_SUCCESS|_temporary|_checkpoints|_bad_records|_datajob)$")
+# Names a job writes, for telling whether an input glob could pick its own output up.
+_SAMPLES = ("part-000000", "part-000000.json", "result", "_SUCCESS", "_bad_records/part-000000.jsonl")
+
+
+class OutputInUseError(Exception):
+    """The output directory belongs to another job (or to a different version of this one)."""
+
+
+def fingerprint(plan: list[dict[str, Any]], spec: dict[str, Any]) -> str:
+    """Local mode's identity of a job: what it reads, how it splits and parses it, what it computes."""
+    source = spec.get("input") or {}
+    basis = {
+        "plan": plan,
+        "format": source.get("format", "text"),
+        "encoding": source.get("encoding", "utf-8"),
+        "badRecordPolicy": source.get("badRecordPolicy", "Fail"),
+        "processor": spec.get("processor"),
+        "command": spec.get("command"),
+        "args": spec.get("args"),
+    }
+    return "sha256:" + hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()
+
+
+def describe(owner: dict[str, Any]) -> str:
+    where = f"{owner.get('namespace')}/" if owner.get("namespace") else ""
+    return f"job {where}{owner.get('job', '?')} ({owner.get('id', '?')})"
+
+
+def claim(root: str | Path, owner: dict[str, Any], *, overwrite: bool = False) -> None:
+    """Makes ``root`` this job's output, or raises OutputInUseError saying whose it is.
+
+    ``owner`` is ``{"job", "namespace"?, "id"}`` (id: the UID or the fingerprint). Safe to repeat, and
+    safe against a concurrent claim: the owner file is created exclusively, so one claimant wins.
+    """
+    directory = Path(str(root).removeprefix("file://"))
+    path = directory / OWNER_FILE
+    current = _read(path)
+    if current is not None and current.get("id") == owner["id"]:
+        return
+    if current is None and not _has_output(directory):
+        if _create(path, owner):
+            return
+        current = _read(path)  # lost a race: whose is it?
+        if current is not None and current.get("id") == owner["id"]:
+            return
+    if not overwrite:
+        whose = (
+            describe(current) if current else "an earlier job (it has committed parts but no owner record)"
+        )
+        raise OutputInUseError(
+            f"output {directory} belongs to {whose}, not to {describe(owner)}: the input, processor or job "
+            "changed since it was written. Use another output, delete this one, or set "
+            "spec.output.overwrite (datajob run --overwrite) to replace it"
+        )
+    for entry in directory.iterdir():
+        if JOB_FILES.match(entry.name):
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry, ignore_errors=True)
+            else:
+                with contextlib.suppress(FileNotFoundError):
+                    entry.unlink()
+    _create(path, owner)
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _has_output(directory: Path) -> bool:
+    try:
+        return any(JOB_FILES.match(e.name) and e.name != "_datajob" for e in directory.iterdir())
+    except FileNotFoundError:
+        return False
+
+
+def _create(path: Path, owner: dict[str, Any]) -> bool:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        return False
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(json.dumps(owner, sort_keys=True) + "\n")
+    return True
+
+
+def _glob_regex(pattern: str) -> re.Pattern[str]:
+    """A glob as ``glob.glob(..., recursive=True)`` reads it: ``*`` and ``?`` stay within a path part."""
+    out, i = "", 0
+    while i < len(pattern):
+        if pattern.startswith("**", i):
+            out += ".*"
+            i += 2
+        elif pattern[i] == "*":
+            out += "[^/]*"
+            i += 1
+        elif pattern[i] == "?":
+            out += "[^/]"
+            i += 1
+        elif pattern[i] == "[" and "]" in pattern[i + 1 :]:
+            end = pattern.index("]", i + 1)
+            body = pattern[i + 1 : end].replace("\\", "\\\\")
+            out += f"[{'^' + body[1:] if body.startswith('!') else body}]"
+            i = end + 1
+        else:
+            out += re.escape(pattern[i])
+            i += 1
+    return re.compile(out + r"\Z")
+
+
+def output_inside_input(uris: list[str], output: str) -> str | None:
+    """The first input URI whose files could include this job's own output, or None."""
+    base = os.path.normpath(output.removeprefix("file://"))
+    for uri in uris:
+        if "://" in uri and not uri.startswith("file://"):
+            continue  # object-store input with a path output: never the same place
+        pattern = os.path.normpath(uri.removeprefix("file://"))
+        regex = _glob_regex(pattern)
+        if any(regex.match(f"{base}/{sample}") for sample in _SAMPLES):
+            return uri
+    return None
