@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import os
+import signal
 import ssl
 import time
 import urllib.request
@@ -110,6 +113,16 @@ class ControlPlane:
             log.debug("stopped", component=name, pid=pid)
         self.state.pids.clear()
         self.state.save()
+
+    def restart_apiserver(self, down_seconds: float = 2.0) -> None:
+        """Kills kube-apiserver (SIGKILL) and starts it again on the same port, as a crash and a restart by
+        its supervisor would; clients see connection errors meanwhile. Returns once it is ready again."""
+        assert self.state is not None
+        pid = self.state.pids.pop("kube-apiserver")
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+        time.sleep(down_seconds)
+        self._start_apiserver(int(self.state.server.rsplit(":", 1)[1]))
 
     def client_kubeconfig(self, name: str, common_name: str, organizations: tuple[str, ...] = ()) -> Path:
         """A kubeconfig for a new identity signed by this cluster's CA."""
