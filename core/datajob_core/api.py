@@ -227,6 +227,10 @@ class Output(_Model):
         return self
 
 
+# Options a built-in processor cannot work without.
+REQUIRED_OPTIONS = {"grep": "pattern", "aggregate": "groupBy"}
+
+
 class Processor(_Model):
     """What the worker does with each record. Exactly one of builtin, function or exec."""
 
@@ -235,7 +239,16 @@ class Processor(_Model):
             _rule(
                 "(has(self.builtin) ? 1 : 0) + (has(self.function) ? 1 : 0) + (has(self.exec) ? 1 : 0) == 1",
                 "spec.processor: set exactly one of builtin, function or exec",
-            )
+            ),
+            *[
+                _rule(
+                    f"!has(self.builtin) || self.builtin != '{builtin}' || "
+                    f"(has(self.options) && '{option}' in self.options && self.options['{option}'] != '')",
+                    f"spec.processor.options.{option} is required for builtin {builtin}",
+                    ".options",
+                )
+                for builtin, option in REQUIRED_OPTIONS.items()
+            ],
         )
     )
 
@@ -260,6 +273,17 @@ class Processor(_Model):
     def _exactly_one(self) -> Processor:
         if sum(x is not None for x in (self.builtin, self.function, self.exec)) != 1:
             raise ValueError("spec.processor: set exactly one of builtin, function or exec")
+        option = REQUIRED_OPTIONS.get(self.builtin or "")
+        if option and not self.options.get(option):
+            raise ValueError(f"spec.processor.options.{option} is required for builtin {self.builtin}")
+        if self.builtin == "grep":
+            # CEL cannot compile a regex; local mode and the operator (before any pod starts) do.
+            try:
+                re.compile(self.options["pattern"])
+            except re.error as error:
+                raise ValueError(
+                    f"spec.processor.options.pattern is not a valid regular expression: {error}"
+                ) from None
         return self
 
 

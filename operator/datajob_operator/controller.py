@@ -16,8 +16,10 @@ from typing import Any
 
 import structlog
 from kubernetes.client.rest import ApiException
+from pydantic import ValidationError
 
 from datajob_core import output_identity, plan_store, pod_policy, sizing
+from datajob_core.api import DataJobSpec, format_validation_error
 from datajob_core.checkpoint_store import CheckpointCollector, CheckpointStore
 from datajob_core.failure_policy import DISRUPTION_POD_REASONS
 from datajob_core.inputs import list_inputs
@@ -392,6 +394,11 @@ class JobController:
                 f"spec.output.uri {spec['output']['uri']} is inside the input set ({inside}): the job would "
                 "read its own output"
             )
+        try:
+            # The same rules local mode applies, including those CEL cannot express (a grep regex).
+            DataJobSpec.model_validate(spec)
+        except ValidationError as error:
+            return "InvalidSpec", format_validation_error(error)
         return None
 
     def record_error(self, error: Exception) -> None:

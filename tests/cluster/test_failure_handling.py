@@ -172,3 +172,21 @@ def test_an_output_inside_the_input_set_fails_the_job_before_it_reads_anything(
     status = jobs.wait_phase("selfread", "Failed", timeout=60)
     assert condition(status, "Failed")["reason"] == "OutputInsideInput"
     assert not jobs.pods("selfread")
+
+
+def test_a_regex_that_does_not_compile_fails_the_job_before_any_worker_starts(
+    jobs: Jobs, tmp_path: Path
+) -> None:
+    write_inputs(tmp_path / "in", files=1, lines=5)
+    manifest = job_manifest(
+        "badregex",
+        tmp_path / "in",
+        tmp_path / "out",
+        processor={"builtin": "grep", "options": {"pattern": "(x"}},
+    )
+    jobs.create(manifest)  # CEL cannot compile regexes: admission accepts it, the operator does not
+    status = jobs.wait_phase("badregex", "Failed", timeout=60)
+    failed = condition(status, "Failed")
+    assert failed["reason"] == "InvalidSpec"
+    assert "spec.processor.options.pattern is not a valid regular expression" in failed["message"]
+    assert not jobs.pods("badregex")

@@ -69,6 +69,16 @@ BAD_SPECS: list[tuple[str, dict[str, Any], str]] = [
     ),
     ("bad function", spec_with(processor={"function": "not a function"}), "spec.processor.function"),
     (
+        "aggregate without groupBy",
+        spec_with(processor={"builtin": "aggregate", "options": {"value": "amount"}}),
+        "spec.processor.options.groupBy is required for builtin aggregate",
+    ),
+    (
+        "grep without pattern",
+        spec_with(processor={"builtin": "grep"}),
+        "spec.processor.options.pattern is required for builtin grep",
+    ),
+    (
         "object-store output",
         spec_with(output={"uri": "s3://bucket/out"}),
         "spec.output.uri must be a filesystem path",

@@ -82,3 +82,23 @@ def test_validate_refuses_an_output_inside_its_input(
     assert datajob(["validate", str(path)]) == 2
     assert "is inside the input set (data/**)" in capsys.readouterr().err
     assert yaml.safe_load(path.read_text())["spec"]["output"]["uri"] == "data/out"
+
+
+@pytest.mark.parametrize(
+    ("processor", "problem"),
+    [
+        (
+            {"builtin": "grep", "options": {"pattern": "(unclosed"}},
+            "spec.processor.options.pattern is not a valid",
+        ),
+        ({"function": "no_such_module_anywhere:run"}, "module 'no_such_module_anywhere' cannot be imported"),
+    ],
+)
+def test_validate_catches_what_only_this_machine_can_check(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], processor: dict[str, object], problem: str
+) -> None:
+    path = manifest(tmp_path, "out", processor=processor)
+    assert datajob(["validate", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert problem in err
+    assert "Traceback" not in err

@@ -14,7 +14,7 @@ from datajob_core.output_identity import OutputInUseError
 from datajob_core.planning import PlanError
 from datajob_core.reconciler import Phase
 
-from .local_runner import LocalRun
+from .local_runner import LocalRun, check_local
 
 
 def _load(path: Path) -> dict[str, Any]:
@@ -60,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         manifest = _load(args.manifest)
         if args.command == "validate":
-            DataJob.load(manifest)
+            check_local(DataJob.load(manifest))
             print(f"{args.manifest}: valid")
             return 0
         job = LocalRun(

@@ -7,6 +7,7 @@ the operator calls. So a local run fails and recovers exactly as the cluster wou
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import random
@@ -57,6 +58,26 @@ def resolve_paths(spec: dict[str, Any], base: Path) -> dict[str, Any]:
     spec["input"] = {**spec["input"], "uris": [resolve(u) for u in spec["input"]["uris"]]}
     spec["output"] = {**spec["output"], "uri": resolve(spec["output"]["uri"])}
     return spec
+
+
+def check_local(job: DataJob) -> None:
+    """What can be checked on this machine beyond the API's rules: a user function's module is importable.
+
+    Raises ValueError naming the field. (In a cluster the module lives in the worker image, which the
+    operator cannot import from; there a missing module is the worker's termination message.)
+    """
+    processor = job.spec.processor
+    if processor is None or processor.function is None:
+        return
+    module = processor.function.partition(":")[0]
+    try:
+        found = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        found = None
+    if found is None:
+        raise ValueError(
+            f"spec.processor.function: module {module!r} cannot be imported here (is it on PYTHONPATH?)"
+        )
 
 
 @dataclass
@@ -121,6 +142,7 @@ class LocalRun:
         out: TextIO = sys.stderr,
     ) -> None:
         job = DataJob.load(manifest)  # raises ValueError naming every bad field
+        check_local(job)
         self.name = str(job.metadata.get("name") or "datajob")
         spec = resolve_paths(job.spec.model_dump(by_alias=True, exclude_none=True), base)
         if workers is not None:
