@@ -113,6 +113,8 @@ def test_live_rescale_adds_and_removes_workers(jobs: Jobs, tmp_path: Path) -> No
     wait_for(lambda: live() == 1, 60, "1 worker after scale-down")
     status = jobs.wait("scale", lambda s: s["workers"]["desired"] == 1, 30, "desired=1")
     assert status["restarts"] == 0  # scale-down is not a failure
+    scaled = [e.message for e in jobs.events("scale", wait_for_reason="Scaled") if e.reason == "Scaled"]
+    assert any("from 1 to 3" in m for m in scaled) and any("from 3 to 1" in m for m in scaled)
 
 
 def test_suspend_stops_workers_and_resume_finishes_without_losing_progress(
@@ -140,6 +142,8 @@ def test_suspend_stops_workers_and_resume_finishes_without_losing_progress(
     jobs.patch("pause", {"suspend": False})
     status = jobs.wait_phase("pause", "Succeeded", timeout=180)
     assert status["shards"]["succeeded"] == 6
+    story = [e.reason for e in jobs.events("pause", wait_for_reason="Completed")]
+    assert {"WorkerCreated", "Suspended", "Resumed", "Completed"} <= set(story), story
     assert status["restarts"] == 0
     results = committed(tmp_path / "out")
     assert sum(r["records"] for r in results.values()) == total_lines

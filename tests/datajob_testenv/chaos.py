@@ -33,6 +33,7 @@ from .kube import Kubectl
 from .nodeagent import SIGNAL_ANNOTATION
 from .nodes import AGENT_NODE
 from .operator_process import OperatorProcess
+from .processes import wait_for
 from .tools import REPO_ROOT
 
 PROBE_DIR = Path(__file__).with_name("probe")
@@ -217,7 +218,9 @@ def run_chaos(config: ChaosConfig, work: Path | None = None, log: Any = print) -
         core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)
         namespace = "chaos"
         core.create_namespace({"metadata": {"name": namespace}})
-        _wait(lambda: core.read_namespaced_service_account("default", namespace) is not None, 60)
+        wait_for(
+            lambda: core.read_namespaced_service_account("default", namespace) is not None, 60, "default SA"
+        )
         started = time.monotonic()
         custom.create_namespaced_custom_object(
             GROUP, VERSION, namespace, PLURAL, manifest(config, inputs, output, reads)
@@ -282,15 +285,3 @@ def run_chaos(config: ChaosConfig, work: Path | None = None, log: Any = print) -
             operator.stop()
         cluster.stop()
         shutil.rmtree(inputs, ignore_errors=True)
-
-
-def _wait(predicate: Any, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if predicate():
-                return
-        except Exception:  # noqa: BLE001 - not there yet
-            pass
-        time.sleep(0.2)
-    raise TimeoutError("timed out")
