@@ -7,7 +7,7 @@ the operator calls. So a local run fails and recovers exactly as the cluster wou
 
 from __future__ import annotations
 
-import importlib.util
+import importlib.machinery
 import json
 import os
 import random
@@ -70,11 +70,20 @@ def check_local(job: DataJob) -> None:
     if processor is None or processor.function is None:
         return
     module = processor.function.partition(":")[0]
+    # The workers get spec.env, so a PYTHONPATH there counts; the top-level package is what must be found.
+    extra = [
+        part
+        for variable in job.spec.env or []
+        if variable.name == "PYTHONPATH"
+        for part in variable.value.split(os.pathsep)
+        if part
+    ]
+    top = module.partition(".")[0]
     try:
-        found = importlib.util.find_spec(module)
+        found = importlib.machinery.PathFinder.find_spec(top, [*extra, *sys.path])
     except (ImportError, ValueError):
         found = None
-    if found is None:
+    if found is None and top not in sys.builtin_module_names:
         raise ValueError(
             f"spec.processor.function: module {module!r} cannot be imported here (is it on PYTHONPATH?)"
         )
