@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
 import yaml
 
-from datajob_testenv.datajobs import Jobs, committed, data_digest, job_manifest, write_inputs
+from datajob_testenv.datajobs import (
+    Jobs,
+    a_shard_checkpointed,
+    committed,
+    data_digest,
+    job_manifest,
+    write_inputs,
+)
 from datajob_testenv.nodeagent import SIGNAL_ANNOTATION
 from datajob_testenv.processes import wait_for
 from datajob_worker.cli import main as datajob
@@ -51,11 +57,7 @@ def test_killed_worker_is_replaced_and_resumes_from_checkpoint(jobs: Jobs, tmp_p
     )
     jobs.create(manifest)
 
-    def checkpointed(status: dict[str, Any]) -> bool:
-        in_flight = ((status.get("ledger") or {}).get("shards") or {}).get("running") or {}
-        return any((entry.get("c") or {}).get("records") for entry in _entries(in_flight))
-
-    jobs.wait(manifest["metadata"]["name"], checkpointed, 60, "a shard checkpointed")
+    jobs.wait(manifest["metadata"]["name"], a_shard_checkpointed, 60, "a shard checkpointed")
     victim = next(p for p in jobs.pods("resume") if p.status.phase == "Running")
     killed_at = time.monotonic()
     jobs.core.patch_namespaced_pod(
@@ -84,11 +86,3 @@ def test_killed_worker_is_replaced_and_resumes_from_checkpoint(jobs: Jobs, tmp_p
     failures = [e.message for e in events if e.reason == "WorkerFailed"]
     assert any(victim.metadata.name in m and "exit code 137" in m for m in failures), failures
     print(f"replacement pod running {replacement_seconds:.1f}s after the kill")
-
-
-def _entries(section: Any) -> list[dict[str, Any]]:
-    if isinstance(section, dict):
-        return [v for v in section.values() if isinstance(v, dict)]
-    if isinstance(section, list):
-        return [v for v in section if isinstance(v, dict)]
-    return []

@@ -9,17 +9,13 @@ from typing import Any
 import pytest
 from kubernetes import client
 
-from datajob_testenv.datajobs import Jobs, committed, job_manifest, write_inputs
+from datajob_testenv.datajobs import Jobs, committed, condition, job_manifest, write_inputs
 from datajob_testenv.kube import Kubectl
 from datajob_testenv.nodes import GPU_RESOURCE, NodeShape
 from datajob_testenv.operator_process import OperatorProcess
 from datajob_testenv.processes import wait_for
 
 RESTRICTED = {"pod-security.kubernetes.io/enforce": "restricted"}
-
-
-def _condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
-    return next((c for c in status.get("conditions") or [] if c["type"] == kind), {})
 
 
 def gpu_job(name: str, tmp_path: Path, product: str, count: int = 2) -> dict[str, Any]:
@@ -54,27 +50,27 @@ def test_gpu_workers_are_sized_admitted_under_restricted_and_land_on_gpu_nodes(
         "gpu", lambda s: (s.get("workers") or {}).get("ready") == 2, 60, "workers ready in status"
     )
     assert status["workers"]["summary"] == "2/2"
-    assert _condition(status, "WorkersUnschedulable")["status"] == "False"
+    assert condition(status, "WorkersUnschedulable")["status"] == "False"
 
 
-def test_impossible_hardware_request_is_surfaced_as_a_condition(jobs: Jobs, tmp_path: Path) -> None:
+def test_impossible_hardware_request_is_surfaced_as_acondition(jobs: Jobs, tmp_path: Path) -> None:
     jobs.create(gpu_job("nogpu", tmp_path, "NVIDIA-H100-80GB"))
     status = jobs.wait(
         "nogpu",
-        lambda s: _condition(s, "WorkersUnschedulable").get("status") == "True",
+        lambda s: condition(s, "WorkersUnschedulable").get("status") == "True",
         60,
         "WorkersUnschedulable=True",
     )
-    condition = _condition(status, "WorkersUnschedulable")
-    assert condition["reason"] == "Unschedulable"
-    assert "node(s) didn't match Pod's node affinity/selector" in condition["message"]
+    unschedulable = condition(status, "WorkersUnschedulable")
+    assert unschedulable["reason"] == "Unschedulable"
+    assert "node(s) didn't match Pod's node affinity/selector" in unschedulable["message"]
     assert status["phase"] == "Pending"
 
 
-def test_input_matching_nothing_fails_the_job_with_a_clear_condition(jobs: Jobs, tmp_path: Path) -> None:
+def test_input_matching_nothing_fails_the_job_with_a_clearcondition(jobs: Jobs, tmp_path: Path) -> None:
     jobs.create(job_manifest("empty", tmp_path / "nothing-here", tmp_path / "out"))
     status = jobs.wait_phase("empty", "Failed", timeout=60)
-    failed = _condition(status, "Failed")
+    failed = condition(status, "Failed")
     assert failed["status"] == "True"
     assert failed["reason"] == "InputNotFound"
     assert "spec.input.uris" in failed["message"]
@@ -136,7 +132,7 @@ def test_suspend_stops_workers_and_resume_finishes_without_losing_progress(
     # Completions reported as the workers stopped are folded once the operator sees them gone.
     jobs.wait("pause", lambda s: s["shards"]["running"] == 0, 30, "in-flight shards released")
     done_at_suspend = jobs.status("pause")["shards"]["succeeded"]
-    assert _condition(status, "Suspended")["status"] == "True"
+    assert condition(status, "Suspended")["status"] == "True"
     time.sleep(2)
     assert jobs.status("pause")["shards"]["succeeded"] == done_at_suspend  # nothing runs while suspended
     jobs.patch("pause", {"suspend": False})

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from kubernetes import client
 
-from datajob_testenv.datajobs import Jobs, committed, job_manifest, write_inputs
+from datajob_testenv.datajobs import (
+    Jobs,
+    a_shard_checkpointed,
+    committed,
+    condition,
+    job_manifest,
+    write_inputs,
+)
 from datajob_testenv.nodeagent import UNPULLABLE_PREFIX
-
-
-def condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
-    return next((c for c in status.get("conditions") or [] if c["type"] == kind), {})
 
 
 def test_a_pod_refused_by_quota_blocks_a_slot_visibly_and_the_job_finishes_on_fewer_workers(
@@ -99,11 +101,7 @@ def test_an_evicted_worker_is_a_disruption_that_charges_nothing(jobs: Jobs, tmp_
     )
     jobs.create(manifest)
 
-    def processing(status: dict[str, Any]) -> bool:
-        running = ((status.get("ledger") or {}).get("shards") or {}).get("running") or {}
-        return any((entry.get("c") or {}).get("records") for entry in running.values())
-
-    jobs.wait("evict", processing, 60, "a shard checkpointed")
+    jobs.wait("evict", a_shard_checkpointed, 60, "a shard checkpointed")
     [pod] = jobs.pods("evict")
     jobs.core.create_namespaced_pod_eviction(
         pod.metadata.name,

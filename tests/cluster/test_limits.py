@@ -4,19 +4,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 from kubernetes import client
 
-from datajob_testenv.datajobs import Jobs, committed, job_manifest
+from datajob_testenv.datajobs import Jobs, committed, condition, job_manifest
 
 ANNOTATION_LIMIT = 256 * 1024
 OBJECT_LIMIT = 1024 * 1024
-
-
-def condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
-    return next((c for c in status.get("conditions") or [] if c["type"] == kind), {})
 
 
 def test_a_job_over_100000_input_files_fits_every_object_limit_and_completes(

@@ -104,6 +104,17 @@ class Jobs:
         )
 
 
+def condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
+    """The status condition of that type, or {} if there is none."""
+    return next((c for c in status.get("conditions") or [] if c["type"] == kind), {})
+
+
+def a_shard_checkpointed(status: dict[str, Any]) -> bool:
+    """Whether some in-flight shard has a checkpoint with progress in the ledger (a kill now resumes)."""
+    running = ((status.get("ledger") or {}).get("shards") or {}).get("running") or {}
+    return any(isinstance(e, dict) and (e.get("c") or {}).get("records") for e in running.values())
+
+
 def committed(output: Path) -> dict[int, dict[str, Any]]:
     return {int(p.stem.split("-")[1]): json.loads(p.read_text()) for p in sorted(output.glob("part-*.json"))}
 
