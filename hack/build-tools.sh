@@ -10,6 +10,9 @@ ETCD_VERSION="v3.6.8"
 KWOK_VERSION="v0.8.0"
 HELM_VERSION="v3.22.0"
 KUBECONFORM_VERSION="v0.8.0"
+# MinIO, the S3 server the object-store tests run against, has no tagged Go module versions: a pseudo-version
+# pins one commit. Cached in its own directory (keyed by that version) and linked into the tools directory.
+MINIO_VERSION="v0.0.0-20260212201848-7aac2a2c5b7c"
 # Bump when the way the binaries are built changes, so caches built the old way are not reused.
 RECIPE="2"
 
@@ -64,6 +67,20 @@ install_module kwok "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
 install_module helm "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
 install_module kubeconform "github.com/yannh/kubeconform/cmd/kubeconform@$KUBECONFORM_VERSION" \
   "-X main.version=$KUBECONFORM_VERSION"
+
+minio_dir="$cache_root/minio-$MINIO_VERSION"
+if [ ! -x "$minio_dir/minio" ]; then
+  log "installing minio from github.com/minio/minio@$MINIO_VERSION ..."
+  t0=$(date +%s)
+  mkdir -p "$minio_dir"
+  tmp="$(mktemp -d)"
+  GOBIN="$tmp" CGO_ENABLED=0 go install -trimpath -ldflags="-s -w" "github.com/minio/minio@$MINIO_VERSION"
+  mv "$tmp/minio" "$minio_dir/minio"
+  rm -rf "$tmp"
+  log "installed minio in $(( $(date +%s) - t0 ))s"
+  built=1
+fi
+ln -sfn "$minio_dir/minio" "$bin_dir/minio"
 
 if [ "$built" = 1 ]; then
   log "tool build took $(( $(date +%s) - start ))s (cold)"

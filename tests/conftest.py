@@ -13,6 +13,7 @@ from kubernetes import client
 from datajob_testenv.cluster import TestCluster
 from datajob_testenv.datajobs import Jobs
 from datajob_testenv.kube import Kubectl
+from datajob_testenv.objectstore import ObjectStore
 from datajob_testenv.operator_process import OperatorProcess
 from datajob_testenv.processes import wait_for
 from datajob_testenv.tools import REPO_ROOT
@@ -38,6 +39,24 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestCluster]:
         yield test_cluster
     finally:
         test_cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def object_store(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ObjectStore]:
+    """A real S3 server (MinIO) on loopback for the session, only if a test asks for it."""
+    store = ObjectStore(tmp_path_factory.mktemp("objectstore"))
+    store.start()
+    try:
+        yield store
+    finally:
+        store.stop()
+
+
+@pytest.fixture
+def bucket(object_store: ObjectStore, request: pytest.FixtureRequest) -> str:
+    """A fresh bucket per test; its s3:// URL."""
+    slug = re.sub(r"[^a-z0-9]+", "-", request.node.name.lower())[:40].strip("-")
+    return object_store.bucket(f"t-{slug}-{uuid.uuid4().hex[:5]}")
 
 
 @pytest.fixture(scope="session")

@@ -186,9 +186,10 @@ class Input(_Model):
 
 
 OUTPUT_URI_MESSAGE = (
-    "spec.output.uri must be a filesystem path (or file://...): the output committer needs an atomic "
-    "no-replace publish, which object stores do not offer"
+    "spec.output.uri must be a filesystem path, file://..., or an object-store prefix s3://bucket/prefix "
+    "(gs:// and az:// through fsspec's gcsfs and adlfs)"
 )
+OUTPUT_SCHEMES = ("file", "s3", "gs", "az")
 
 
 class Output(_Model):
@@ -197,7 +198,7 @@ class Output(_Model):
     model_config = ConfigDict(
         json_schema_extra=_rules(
             _rule(
-                "!self.uri.matches('^[A-Za-z][A-Za-z0-9+.-]*://') || self.uri.startsWith('file://')",
+                "!self.uri.matches('^[A-Za-z][A-Za-z0-9+.-]*://') || self.uri.matches('^(file|s3|gs|az)://')",
                 OUTPUT_URI_MESSAGE,
                 ".uri",
             )
@@ -208,8 +209,9 @@ class Output(_Model):
         min_length=1,
         max_length=MAX_URI,
         description=(
-            "Output directory: a POSIX path (local disk in local mode, a shared ReadWriteMany volume in a "
-            "cluster) or file:// URI. It belongs to one job (_datajob/owner.json); another job's is refused."
+            "Output location: an object-store prefix (s3://bucket/prefix; see spec.storage), or a POSIX path "
+            "(local disk in local mode, a shared ReadWriteMany volume in a cluster). It belongs to one job "
+            "(_datajob/owner.json); another job's is refused."
         ),
     )
     overwrite: bool = Field(
@@ -222,9 +224,38 @@ class Output(_Model):
 
     @model_validator(mode="after")
     def _path_only(self) -> Output:
-        if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*://", self.uri) and not self.uri.startswith("file://"):
+        scheme = re.match(r"^([A-Za-z][A-Za-z0-9+.-]*)://", self.uri)
+        if scheme and scheme.group(1) not in OUTPUT_SCHEMES:
             raise ValueError(OUTPUT_URI_MESSAGE)
         return self
+
+
+class Storage(_Model):
+    """How workers (and the operator, for planning) reach object-store input and output."""
+
+    endpoint: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s/]+(/.*)?$",
+        max_length=MAX_URI,
+        description=(
+            "S3 endpoint URL for S3-compatible stores (MinIO, Ceph, Cloudflare R2), e.g. "
+            "http://minio.storage:9000; unset for AWS S3."
+        ),
+    )
+    region: str | None = Field(
+        default=None, pattern=r"^[a-z0-9-]+$", max_length=64, description="S3 region, e.g. eu-west-1."
+    )
+    credentials_secret: str | None = Field(
+        default=None,
+        pattern=DNS_SUBDOMAIN_PATTERN,
+        max_length=253,
+        description=(
+            "A Secret in the job's namespace with AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (optionally "
+            "AWS_SESSION_TOKEN). Mounted into the workers as environment variables and read by the "
+            "operator to list the input; never logged or copied into the status. Unset: the workers' own "
+            "credentials (an IAM role for service accounts, instance metadata)."
+        ),
+    )
 
 
 # Options a built-in processor cannot work without.
@@ -525,6 +556,9 @@ class DataJobSpec(_Model):
         description="Where results are committed. Immutable.",
         json_schema_extra=_rules(_rule("self == oldSelf", "spec.output is immutable")),
     )
+    storage: Storage | None = Field(
+        default=None, description="Object-store endpoint and credentials for s3:// input and output."
+    )
     processor: Processor | None = Field(
         default=None,
         description="What to do with each record; if unset the worker command does everything. Immutable.",
@@ -637,6 +671,20 @@ class ProcessedCounts(_Model):
     )
 
 
+class OutputStatus(_Model):
+    """What the job commit published (set when the job succeeded)."""
+
+    uri: str | None = Field(default=None, description="spec.output.uri.")
+    result: str | None = Field(default=None, description="The merged result of all shards.")
+    manifest: str | None = Field(
+        default=None,
+        description="_SUCCESS: every shard's attempt, object, size, checksum and record count.",
+    )
+    commit: Literal["Pending", "Running", "Succeeded", "Failed"] | None = Field(
+        default=None, description="State of the job commit, which runs after the last shard."
+    )
+
+
 class DataJobStatus(_Model):
     """Observed state, written by the operator."""
 
@@ -662,6 +710,7 @@ class DataJobStatus(_Model):
         description="Of those, pods taken away (eviction, preemption, drain, node loss): charged to nobody.",
     )
     processed: ProcessedCounts | None = Field(default=None, description="Input consumed by committed shards.")
+    output: OutputStatus | None = Field(default=None, description="The job commit and what it published.")
     start_time: str | None = Field(
         default=None, description="When the job started.", json_schema_extra={"format": "date-time"}
     )

@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import uuid
-from pathlib import Path
 from typing import Any, NamedTuple
 
 from datajob_core.checkpoint_gc import ALL, Watermark, parse_state_name, plan_collection, state_name
 from datajob_core.ledger import Ledger
+from datajob_core.storage import StorageError, Store
 
 DIRECTORY = "_checkpoints"
 
@@ -37,11 +35,12 @@ class Saved(NamedTuple):
 
 
 class CheckpointStore:
-    def __init__(self, output_root: str | Path) -> None:
-        self.root = Path(str(output_root).removeprefix("file://")) / DIRECTORY
+    def __init__(self, output: Store | str | os.PathLike[str]) -> None:
+        self.store = output if isinstance(output, Store) else Store(os.fspath(output))
 
-    def shard_dir(self, shard: int) -> Path:
-        return self.root / f"{shard:06d}"
+    @staticmethod
+    def shard_dir(shard: int) -> str:
+        return f"{DIRECTORY}/{shard:06d}"
 
     def save(
         self,
@@ -55,27 +54,25 @@ class CheckpointStore:
     ) -> str:
         """Writes a new checkpoint atomically under a name no other attempt uses; returns that name."""
         name = state_name(attempt, seq)
-        directory = self.shard_dir(shard)
-        directory.mkdir(parents=True, exist_ok=True)
-        # The scratch name is unique per writer, so two processes can never interleave one file.
-        scratch = directory / f".{name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
         document = {"position": position, "state": state, "bad": bad or []}
-        scratch.write_text(json.dumps(document, separators=(",", ":")))
-        os.replace(scratch, directory / f"{name}.json")
+        # Atomic per object (scratch + rename on POSIX, one PUT on S3): never read half-written.
+        self.store.write(f"{self.shard_dir(shard)}/{name}.json", json.dumps(document, separators=(",", ":")))
         return name
 
     def load(self, shard: int, name: object) -> Saved:
         """The named checkpoint; CheckpointUnreadableError if it cannot be used."""
         if parse_state_name(name) is None:
             raise CheckpointUnreadableError(f"checkpoint name {name!r} is not <attempt>.<seq>")
-        path = self.shard_dir(shard) / f"{name}.json"
+        path = f"{self.shard_dir(shard)}/{name}.json"
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(self.store.read_bytes(path))
             saved = Saved(data["position"], data["state"], data.get("bad") or [])
-        except (OSError, ValueError, KeyError, TypeError) as error:
-            raise CheckpointUnreadableError(f"{path}: {type(error).__name__}: {error}") from None
+        except (OSError, StorageError, ValueError, KeyError, TypeError) as error:
+            raise CheckpointUnreadableError(
+                f"{self.store.url_of(path)}: {type(error).__name__}: {error}"
+            ) from None
         if not isinstance(saved.position, dict) or not isinstance(saved.bad, list):
-            raise CheckpointUnreadableError(f"{path}: not a checkpoint")
+            raise CheckpointUnreadableError(f"{self.store.url_of(path)}: not a checkpoint")
         return saved
 
     def newest(self, shard: int) -> tuple[str, Saved] | None:
@@ -91,33 +88,25 @@ class CheckpointStore:
     def collect(self, shard: int, below: Watermark) -> int:
         """Deletes the shard's files ordered before ``below`` (ALL: the whole directory); returns how many."""
         if below == ALL:
-            directory = self.shard_dir(shard)
             count = len(self._files(shard))
-            shutil.rmtree(directory, ignore_errors=True)
+            self.store.delete_tree(self.shard_dir(shard))
             return count
         removed = 0
-        for mark, path in self._files(shard):
+        for mark, name in self._files(shard):
             if mark < below:
-                try:
-                    path.unlink()
-                    removed += 1
-                except FileNotFoundError:
-                    pass
+                self.store.delete(name)
+                removed += 1
         return removed
 
     def remove_all(self) -> None:
-        shutil.rmtree(self.root, ignore_errors=True)
+        self.store.delete_tree(DIRECTORY)
 
-    def _files(self, shard: int) -> list[tuple[Watermark, Path]]:
-        try:
-            entries = list(self.shard_dir(shard).iterdir())
-        except FileNotFoundError:
-            return []
+    def _files(self, shard: int) -> list[tuple[Watermark, str]]:
         files = []
-        for path in entries:
-            mark = parse_state_name(path.name.removesuffix(".json")) if path.name.endswith(".json") else None
+        for entry in self.store.list(self.shard_dir(shard)):
+            mark = parse_state_name(entry.removesuffix(".json")) if entry.endswith(".json") else None
             if mark is not None:
-                files.append((mark, path))
+                files.append((mark, f"{self.shard_dir(shard)}/{entry}"))
         return files
 
 
@@ -135,7 +124,7 @@ class CheckpointCollector:
         try:
             for shard, below in collection.targets.items():
                 self.removed += self.store.collect(shard, below)
-        except OSError as error:
+        except (OSError, StorageError) as error:
             return f"checkpoint garbage collection failed: {error}"
         self.snapshot = collection.snapshot
         return None

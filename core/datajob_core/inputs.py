@@ -8,20 +8,23 @@ from __future__ import annotations
 import glob
 import os
 
-import fsspec
-
 from datajob_core.planning import InputFile, PlanError
+from datajob_core.storage import StorageConfig, StorageError, is_remote
+from datajob_core.storage import filesystem as storage_filesystem
 
 
-def list_inputs(uris: list[str]) -> list[InputFile]:
+def list_inputs(
+    uris: list[str], storage: StorageConfig | None = None, credentials: dict[str, str] | None = None
+) -> list[InputFile]:
     """Files matched by ``uris`` (local paths, ``file://`` or fsspec URLs; globs allowed), sorted, unique.
 
-    The order is deterministic so that re-planning the same input gives the same shard numbers.
+    The order is deterministic so that re-planning the same input gives the same shard numbers. Object
+    stores are listed once, here: the plan carries every file's size, so workers only read.
     """
     files: dict[str, InputFile] = {}
     for uri in uris:
-        if "://" in uri and not uri.startswith("file://"):
-            files.update(_remote(uri))
+        if is_remote(uri):
+            files.update(_remote(uri, storage or StorageConfig(), credentials))
             continue
         pattern = uri.removeprefix("file://")
         matches = sorted(glob.glob(pattern, recursive=True)) if glob.has_magic(pattern) else [pattern]
@@ -37,17 +40,20 @@ def list_inputs(uris: list[str]) -> list[InputFile]:
     return [files[p] for p in sorted(files)]
 
 
-def _remote(uri: str) -> dict[str, InputFile]:
+def _remote(uri: str, storage: StorageConfig, credentials: dict[str, str] | None) -> dict[str, InputFile]:
     """s3://, gs://, hdfs://, ...: listed with fsspec; the backend (s3fs, gcsfs, ...) must be installed."""
     try:
-        filesystem, pattern = fsspec.core.url_to_fs(uri)
-    except (ImportError, ValueError) as error:
+        filesystem, pattern = storage_filesystem(uri, storage, credentials)
+    except StorageError as error:
         raise PlanError(f"input {uri!r}: {error}") from error
     try:
-        paths = filesystem.glob(pattern) if glob.has_magic(pattern) else [pattern]
+        # One listing gives every match with its size (no request per file).
+        if glob.has_magic(pattern):
+            matches = filesystem.glob(pattern, detail=True)
+        else:
+            matches = {pattern: filesystem.info(pattern)}
         found: dict[str, InputFile] = {}
-        for path in sorted(paths):
-            info = filesystem.info(path)
+        for path, info in sorted(matches.items()):
             if info.get("type") == "directory":
                 continue
             url = filesystem.unstrip_protocol(path)

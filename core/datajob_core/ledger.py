@@ -17,6 +17,10 @@ earlier attempt (a worker that was presumed dead, a delayed message) can always 
 current one. Separately, ``failures`` counts the attempts that count toward ``max_attempts``: a graceful
 release (scale-down, suspend) issues no failure, so the two numbers differ.
 
+Shards may form consecutive *stages* separated by ``barriers``: a fresh shard at a barrier is handed out only
+once every shard before it has finished (succeeded or failed). A job's map shards are one stage; its job
+commit (:mod:`datajob_core.stages`) is the last, so it is assigned, retried and charged like any shard.
+
 Everything here is pure and deterministic (time is an argument), so local mode and the operator share it.
 Operations return small frozen result objects so the caller can emit Kubernetes Events or log lines.
 """
@@ -180,13 +184,14 @@ class Ledger:
     failed: dict[int, FailedShard] = field(default_factory=dict)
     in_flight: dict[int, InFlight] = field(default_factory=dict)
     retry: dict[int, Retry] = field(default_factory=dict)
+    barriers: tuple[int, ...] = ()  # first shard of each stage after the first
 
     def __post_init__(self) -> None:
         self.check_invariant()
 
     @classmethod
-    def new(cls, total: int) -> Ledger:
-        return cls(total=total)
+    def new(cls, total: int, barriers: Iterable[int] = ()) -> Ledger:
+        return cls(total=total, barriers=tuple(barriers))
 
     # -- queries ----------------------------------------------------------------------------------
 
@@ -200,17 +205,29 @@ class Ledger:
             return ShardState.FAILED
         return ShardState.SUCCEEDED
 
-    def counts(self) -> Counts:
+    def counts(self, first: int = 0, end: int | None = None) -> Counts:
+        """Counts over shards ``[first, end)`` (default: all)."""
+        end = self.total if end is None else end
+        if (first, end) == (0, self.total):
+            return Counts(
+                total=self.total,
+                pending=len(self.retry) + self.total - self.next_fresh,
+                running=len(self.in_flight),
+                succeeded=len(self.succeeded),
+                failed=len(self.failed),
+            )
+        succeeded = sum(max(0, min(b, end) - max(a, first)) for a, b in self.succeeded.intervals())
         return Counts(
-            total=self.total,
-            pending=len(self.retry) + self.total - self.next_fresh,
-            running=len(self.in_flight),
-            succeeded=len(self.succeeded),
-            failed=len(self.failed),
+            total=end - first,
+            pending=sum(first <= s < end for s in self.retry) + max(0, end - max(first, self.next_fresh)),
+            running=sum(first <= s < end for s in self.in_flight),
+            succeeded=succeeded,
+            failed=sum(first <= s < end for s in self.failed),
         )
 
-    def failed_count(self) -> int:
-        return len(self.failed)
+    def failed_count(self, first: int = 0, end: int | None = None) -> int:
+        end = self.total if end is None else end
+        return sum(first <= s < end for s in self.failed)
 
     def is_finished(self) -> bool:
         """Nothing pending and nothing in flight: every shard either succeeded or failed."""
@@ -249,7 +266,10 @@ class Ledger:
                 assigned_at=now,
                 updated_at=now,
             )
-        elif self.next_fresh < self.total:
+        elif self.next_fresh < self.total and not (
+            self.next_fresh in self.barriers and (self.retry or self.in_flight)
+        ):
+            # At a barrier the next stage waits until every earlier shard has finished.
             shard = self.next_fresh
             self.next_fresh += 1
             entry = InFlight(
@@ -461,6 +481,16 @@ class Ledger:
             )
         if not isinstance(self.succeeded, RangeSet):
             raise ValueError("ledger: succeeded must be a RangeSet")
+        if not isinstance(self.barriers, tuple) or any(
+            not _is_int(b) or not 0 < b < self.total for b in self.barriers
+        ):
+            raise ValueError(f"ledger: barriers must be ints in (0, {self.total}), got {self.barriers!r}")
+        if list(self.barriers) != sorted(set(self.barriers)):
+            raise ValueError(f"ledger: barriers must be increasing, got {self.barriers!r}")
+        crossed = max((b for b in self.barriers if b < self.next_fresh), default=0)
+        early = [s for s in (*self.retry, *self.in_flight) if _is_int(s) and s < crossed]
+        if early:
+            raise ValueError(f"ledger: shard {min(early)} is unfinished behind barrier {crossed}")
         top = self.succeeded.max()
         if top is not None and top >= self.next_fresh:
             raise ValueError(
@@ -542,6 +572,7 @@ class Ledger:
             "running": running,
             "retry": retry,
             "failed": failed,
+            **({"barriers": list(self.barriers)} if self.barriers else {}),
         }
 
     @classmethod
@@ -585,6 +616,9 @@ class Ledger:
                 failures=_field(item, "f", _is_int, "an int", where=f"failed[{shard}]", default=0),
                 reason=_field(item, "r", _is_str, "a string", where=f"failed[{shard}]", default=""),
             )
+        barriers = data.get("barriers") or []
+        if not isinstance(barriers, list):
+            raise ValueError("ledger: barriers must be a list")
         return cls(
             total=total,
             next_fresh=next_fresh,
@@ -592,6 +626,7 @@ class Ledger:
             failed=failed,
             in_flight=in_flight,
             retry=retry,
+            barriers=tuple(barriers),
         )
 
     def _check_shard(self, shard: int) -> None:

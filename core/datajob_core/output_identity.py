@@ -16,20 +16,30 @@ Output inside the job's own input set is refused at validation (:func:`output_in
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
+from datajob_core.storage import Store
+
 OWNER_FILE = "_datajob/owner.json"
 # What a job writes into its output; only these are removed by an overwrite.
-JOB_FILES = re.compile(r"^(part-\d+(\.json)?|result|_SUCCESS|_temporary|_checkpoints|_bad_records|_datajob)$")
+JOB_FILES = re.compile(
+    r"^(part-\d+(\.json)?|result|_SUCCESS|_temporary|_checkpoints|_attempts|_bad_records|_datajob)$"
+)
 # Names a job writes, for telling whether an input glob could pick its own output up.
-_SAMPLES = ("part-000000", "part-000000.json", "result", "_SUCCESS", "_bad_records/part-000000.jsonl")
+_SAMPLES = (
+    "part-000000",
+    "result",
+    "_SUCCESS",
+    "_bad_records/part-000000.jsonl",
+    "_attempts/000000/1/part",
+    "_datajob/commits/part-000000.json",
+    "_checkpoints/000000/1.1.json",
+)
 
 
 class OutputInUseError(Exception):
@@ -56,21 +66,20 @@ def describe(owner: dict[str, Any]) -> str:
     return f"job {where}{owner.get('job', '?')} ({owner.get('id', '?')})"
 
 
-def claim(root: str | Path, owner: dict[str, Any], *, overwrite: bool = False) -> None:
+def claim(root: Store | str | Path, owner: dict[str, Any], *, overwrite: bool = False) -> None:
     """Makes ``root`` this job's output, or raises OutputInUseError saying whose it is.
 
     ``owner`` is ``{"job", "namespace"?, "id"}`` (id: the UID or the fingerprint). Safe to repeat, and
-    safe against a concurrent claim: the owner file is created exclusively, so one claimant wins.
+    safe against a concurrent claim: the owner record is created exclusively, so one claimant wins.
     """
-    directory = Path(str(root).removeprefix("file://"))
-    path = directory / OWNER_FILE
-    current = _read(path)
+    store = root if isinstance(root, Store) else Store(str(root))
+    current = _read(store)
     if current is not None and current.get("id") == owner["id"]:
         return
-    if current is None and not _has_output(directory):
-        if _create(path, owner):
+    if current is None and not _has_output(store):
+        if store.create(OWNER_FILE, _owner_text(owner)):
             return
-        current = _read(path)  # lost a race: whose is it?
+        current = _read(store)  # lost a race: whose is it?
         if current is not None and current.get("id") == owner["id"]:
             return
     if not overwrite:
@@ -78,44 +87,30 @@ def claim(root: str | Path, owner: dict[str, Any], *, overwrite: bool = False) -
             describe(current) if current else "an earlier job (it has committed parts but no owner record)"
         )
         raise OutputInUseError(
-            f"output {directory} belongs to {whose}, not to {describe(owner)}: the input, processor or job "
+            f"output {store.url} belongs to {whose}, not to {describe(owner)}: the input, processor or job "
             "changed since it was written. Use another output, delete this one, or set "
             "spec.output.overwrite (datajob run --overwrite) to replace it"
         )
-    for entry in directory.iterdir():
-        if JOB_FILES.match(entry.name):
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry, ignore_errors=True)
-            else:
-                with contextlib.suppress(FileNotFoundError):
-                    entry.unlink()
-    _create(path, owner)
+    for entry in store.list():
+        if JOB_FILES.match(entry):
+            store.delete_tree(entry)
+    store.create(OWNER_FILE, _owner_text(owner))
 
 
-def _read(path: Path) -> dict[str, Any] | None:
+def _owner_text(owner: dict[str, Any]) -> str:
+    return json.dumps(owner, sort_keys=True) + "\n"
+
+
+def _read(store: Store) -> dict[str, Any] | None:
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(store.read_bytes(OWNER_FILE))
     except (FileNotFoundError, ValueError):
         return None
     return data if isinstance(data, dict) else None
 
 
-def _has_output(directory: Path) -> bool:
-    try:
-        return any(JOB_FILES.match(e.name) and e.name != "_datajob" for e in directory.iterdir())
-    except FileNotFoundError:
-        return False
-
-
-def _create(path: Path, owner: dict[str, Any]) -> bool:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-    except FileExistsError:
-        return False
-    with os.fdopen(descriptor, "w") as handle:
-        handle.write(json.dumps(owner, sort_keys=True) + "\n")
-    return True
+def _has_output(store: Store) -> bool:
+    return any(JOB_FILES.match(name) and name != "_datajob" for name in store.list())
 
 
 def _glob_regex(pattern: str) -> re.Pattern[str]:

@@ -18,6 +18,7 @@ from datajob_core.failure_policy import Action, ExitCodeRule, Verdict, disruptio
 from datajob_core.ledger import Ledger
 from datajob_core.protocol import AssignmentMessage, ReportMessage, ShardTask
 from datajob_core.retry import backoff_seconds
+from datajob_core.stages import Layout
 
 STATE_VERSION = 1
 
@@ -268,6 +269,7 @@ def reconcile(
     """
     decision = Decision()
     ctx = _Pass(state, policy, now, decision)
+    layout = Layout.of(state.ledger)
     by_name = {w.name: w for w in workers}
     ledger = state.ledger
     refused = create_failures or {}
@@ -352,7 +354,7 @@ def reconcile(
             continue
         tasks = []
         for shard in ledger.in_flight_for(slot.pod):
-            entry = plan[shard] if shard < len(plan) else {}
+            entry = layout.entry(shard, plan)
             small = plan_store.inline(entry)
             tasks.append(
                 ShardTask(
@@ -606,9 +608,19 @@ def _finish(
     ledger = state.ledger
     if state.phase in (Phase.SUCCEEDED, Phase.FAILED):
         return True
-    failed = ledger.failed_count()
+    layout = Layout.of(ledger)
+    if layout.commit is not None and layout.commit in ledger.failed:
+        _fail(
+            state,
+            decision,
+            "JobCommitFailed",
+            f"the job commit failed {ledger.failed[layout.commit].attempts} time(s): "
+            f"{ledger.failed[layout.commit].reason}",
+        )
+        return True
+    failed = ledger.failed_count(0, layout.map_shards)
     if failed > policy.max_failed_shards:
-        reasons = sorted({entry.reason for entry in ledger.failed.values()})
+        reasons = sorted({e.reason for shard, e in ledger.failed.items() if shard < layout.map_shards})
         _fail(
             state,
             decision,
@@ -637,10 +649,10 @@ def _finish(
         return True
     if ledger.is_finished():
         state.phase = Phase.SUCCEEDED
-        counts = ledger.counts()
-        state.message = (
-            f"all {counts.total} shards done ({counts.succeeded} succeeded, {counts.failed} failed)"
-        )
+        counts = ledger.counts(0, layout.map_shards)
+        committed = ", output committed" if layout.commit is not None else ""
+        done = f"{counts.succeeded} succeeded, {counts.failed} failed"
+        state.message = f"all {counts.total} shards done ({done}){committed}"
         decision.events.append(Event("Normal", "Completed", state.message))
         return True
     return False

@@ -10,6 +10,7 @@ import json
 from typing import Any
 
 from datajob_core import protocol
+from datajob_core.storage import CREDENTIAL_KEYS, SESSION_TOKEN
 
 JOB_LABEL = "datajob.dev/job"
 SLOT_LABEL = "datajob.dev/slot"
@@ -116,6 +117,19 @@ RESTRICTED_CONTAINER_SECURITY: dict[str, Any] = {
 }
 
 
+def storage_env(storage: dict[str, Any]) -> list[dict[str, Any]]:
+    """spec.storage for the worker: the endpoint as a value, the credentials as references to the Secret
+    (only its AWS_* keys, so the Secret's other keys never reach the pod; the session token is optional)."""
+    config = {k: storage[k] for k in ("endpoint", "region") if storage.get(k)}
+    env: list[dict[str, Any]] = [{"name": protocol.ENV_STORAGE, "value": json.dumps(config, sort_keys=True)}]
+    secret = storage.get("credentialsSecret")
+    if secret:
+        for key in CREDENTIAL_KEYS:
+            reference = {"name": secret, "key": key, "optional": key == SESSION_TOKEN}
+            env.append({"name": key, "valueFrom": {"secretKeyRef": reference}})
+    return env
+
+
 def worker_pod(
     job: dict[str, Any], slot: int, pod_name: str, lease: str, *, grace_seconds: int = 30
 ) -> dict[str, Any]:
@@ -140,6 +154,7 @@ def worker_pod(
     ]
     if checkpoint.get("intervalRecords"):
         env.append({"name": protocol.ENV_CHECKPOINT_RECORDS, "value": str(checkpoint["intervalRecords"])})
+    env += storage_env(spec.get("storage") or {})
     env += [{"name": e["name"], "value": e.get("value", "")} for e in spec.get("env") or []]
     container: dict[str, Any] = {
         "name": WORKER_CONTAINER,

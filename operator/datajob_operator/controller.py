@@ -18,12 +18,12 @@ import structlog
 from kubernetes.client.rest import ApiException
 from pydantic import ValidationError
 
-from datajob_core import output_identity, plan_store, pod_policy, sizing
+from datajob_core import committer, output_identity, plan_store, pod_policy, sizing
 from datajob_core.api import DataJobSpec, format_validation_error
 from datajob_core.checkpoint_store import CheckpointCollector, CheckpointStore
 from datajob_core.failure_policy import DISRUPTION_POD_REASONS
 from datajob_core.inputs import list_inputs
-from datajob_core.ledger import Ledger
+from datajob_core.ledger import ShardState
 from datajob_core.output_identity import OutputInUseError
 from datajob_core.planning import PlanError, plan_shards
 from datajob_core.protocol import ReportMessage, lease_name
@@ -38,6 +38,7 @@ from datajob_core.reconciler import (
     policy_from_spec,
     reconcile,
 )
+from datajob_core.stages import Layout
 
 from .kube import AccountConflictError, ConflictError, JobClient, NodeDirectory, RejectedError, api_message
 
@@ -208,7 +209,9 @@ class JobController:
                 return self._fail_before_start(job, "OutputInUse", str(error))
 
         state = (
-            JobState.from_dict(status["ledger"]) if status.get("ledger") else JobState(Ledger.new(len(plan)))
+            JobState.from_dict(status["ledger"])
+            if status.get("ledger")
+            else JobState(Layout.new(len(plan)).ledger())
         )
         policy = policy_from_spec(spec)
         now = time.time()
@@ -341,7 +344,8 @@ class JobController:
         decision: Decision,
     ) -> dict[str, Any]:
         old = job.get("status") or {}
-        counts = state.ledger.counts()
+        layout = Layout.of(state.ledger)
+        counts = state.ledger.counts(0, layout.map_shards)
         live = [p for p in pods if not p.deleting and p.phase in ("Pending", "Running")]
         ready = [p for p in live if p.phase == "Running"]
         desired = 0 if state.phase in (Phase.SUCCEEDED, Phase.FAILED) or policy.suspend else policy.workers
@@ -371,6 +375,10 @@ class JobController:
             "startTime": old.get("startTime") or now,
             "ledger": state.to_dict(),
         }
+        if layout.commit is not None:
+            status["output"] = _output_status(
+                job["spec"]["output"]["uri"], state.ledger.state_of(layout.commit)
+            )
         if state.phase in (Phase.SUCCEEDED, Phase.FAILED):
             status["completionTime"] = old.get("completionTime") or now
         status["conditions"] = _conditions(old.get("conditions") or [], state, decision, now)
@@ -517,3 +525,20 @@ def _conditions(
     else:
         c = _set(c, "WorkersBlocked", "False", "WorkersCreated", "", now=now)
     return c
+
+
+COMMIT_STATES = {
+    ShardState.PENDING: "Pending",
+    ShardState.ASSIGNED: "Running",
+    ShardState.SUCCEEDED: "Succeeded",
+    ShardState.FAILED: "Failed",
+}
+
+
+def _output_status(uri: str, commit: ShardState) -> dict[str, Any]:
+    """status.output: the job commit's state and, once it is done, the result and manifest it wrote."""
+    output: dict[str, Any] = {"uri": uri, "commit": COMMIT_STATES[commit]}
+    if commit is ShardState.SUCCEEDED:
+        base = uri.rstrip("/")
+        output.update(result=f"{base}/{committer.RESULT}", manifest=f"{base}/{committer.SUCCESS}")
+    return output

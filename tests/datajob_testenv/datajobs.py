@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any
 
 from kubernetes import client
 
+from .localjobs import shard_records
 from .nodes import AGENT_NODE
 from .processes import wait_for
 
@@ -116,7 +116,9 @@ def a_shard_checkpointed(status: dict[str, Any]) -> bool:
 
 
 def committed(output: Path) -> dict[int, dict[str, Any]]:
-    return {int(p.stem.split("-")[1]): json.loads(p.read_text()) for p in sorted(output.glob("part-*.json"))}
+    """Each committed shard's record: from the _SUCCESS manifest once the job committed, else from the
+    commit records the shards wrote so far."""
+    return {int(r["shard"]): r for r in shard_records(output)}
 
 
 def data_digest(output: Path) -> str:

@@ -9,6 +9,8 @@ from typing import Any
 
 import yaml
 
+from datajob_worker.runtime import OutputDir
+
 DATAJOB = [sys.executable, "-m", "datajob_worker.cli"]
 
 
@@ -45,4 +47,20 @@ def manifest(tmp_path: Path, out: str, **spec: Any) -> Path:
 
 
 def markers(output: Path) -> list[dict[str, Any]]:
-    return [json.loads(p.read_text()) for p in sorted(output.glob("part-*.json"))]
+    """Each committed shard's record: from the _SUCCESS manifest once the job committed, else from the
+    commit records the shards wrote so far."""
+    return shard_records(output)
+
+
+def shard_records(output: Path) -> list[dict[str, Any]]:
+    manifest = output / "_SUCCESS"
+    if manifest.exists():
+        return list(json.loads(manifest.read_text())["shards"])
+    return [json.loads(p.read_text()) for p in sorted((output / "_datajob" / "commits").glob("part-*.json"))]
+
+
+def committed_text(output: OutputDir, shard: int) -> str:
+    """The data of the shard's winning attempt, as its commit record names it (before the job commit)."""
+    record = output.committer.committed(shard)
+    assert record is not None, f"shard {shard} has no commit record"
+    return output.store.read_text(record["objects"]["part"]["object"])

@@ -376,7 +376,10 @@ class NodeAgent:
                 value = self._config_map(meta["namespace"], key_ref["name"]).get(key_ref["key"], "")
             elif "secretKeyRef" in ref:
                 key_ref = ref["secretKeyRef"]
-                value = self._secret(meta["namespace"], key_ref["name"]).get(key_ref["key"], "")
+                secret = self._secret(meta["namespace"], key_ref["name"])
+                if key_ref["key"] not in secret and key_ref.get("optional"):
+                    continue  # as kubelet: an optional key that is absent sets no variable
+                value = secret.get(key_ref["key"], "")
             elif "resourceFieldRef" in ref:
                 resource = ref["resourceFieldRef"]["resource"]
                 kind, _, name = resource.partition(".")

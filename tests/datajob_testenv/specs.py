@@ -79,9 +79,19 @@ BAD_SPECS: list[tuple[str, dict[str, Any], str]] = [
         "spec.processor.options.pattern is required for builtin grep",
     ),
     (
-        "object-store output",
-        spec_with(output={"uri": "s3://bucket/out"}),
+        "output store without a committer",
+        spec_with(output={"uri": "hdfs://namenode/out"}),
         "spec.output.uri must be a filesystem path",
+    ),
+    (
+        "storage endpoint without a scheme",
+        spec_with(storage={"endpoint": "minio:9000"}),
+        "spec.storage.endpoint",
+    ),
+    (
+        "storage secret that is not a name",
+        spec_with(storage={"credentialsSecret": "Not_A_Secret"}),
+        "spec.storage.credentialsSecret",
     ),
     ("negative ttl", spec_with(ttlSecondsAfterFinished=-1), "spec.ttlSecondsAfterFinished"),
     (

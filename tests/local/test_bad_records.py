@@ -36,10 +36,11 @@ def run(
         shard=0, attempt=1, input={"pieces": [{"path": str(path), "start": 0, "end": path.stat().st_size}]}
     )
     processor = processors.build(spec or {"builtin": "transform"})
-    context = ShardContext(
-        fmt, processor, OutputDir(str(out)), lambda *_: None, encoding=encoding, bad_records=policy
-    )
-    return run_shard(task, context)
+    output = OutputDir(str(out))
+    context = ShardContext(fmt, processor, output, lambda *_: None, encoding=encoding, bad_records=policy)
+    progress = run_shard(task, context)
+    output.committer.commit_job(1, processors.concatenate, {"job": "t"})  # publishes part and dead letters
+    return progress
 
 
 def test_a_ragged_csv_row_fails_the_shard_naming_file_offset_and_line(tmp_path: Path) -> None:
@@ -59,7 +60,7 @@ def test_skip_drops_and_counts_malformed_rows_and_dead_letter_keeps_them(tmp_pat
     skipped = run(path, "csv", tmp_path / "skip", policy="Skip")
     assert (skipped.records, skipped.skipped) == (2, 2)
     assert (tmp_path / "skip" / "part-000000").read_text().count("\n") == 2
-    assert json.loads((tmp_path / "skip" / "part-000000.json").read_text())["skipped"] == 2
+    assert markers(tmp_path / "skip")[0]["skipped"] == 2
     assert not (tmp_path / "skip" / BAD_RECORDS_DIR).exists()
     run(path, "csv", tmp_path / "dead", policy="DeadLetter")
     letters = [
@@ -139,7 +140,8 @@ def test_dead_letters_survive_a_resume_from_checkpoint(tmp_path: Path) -> None:
     )
     assert progress.skipped == reference.skipped == 39
     bad = Path(BAD_RECORDS_DIR) / "part-000000.jsonl"
-    assert (output.root / bad).read_text() == (tmp_path / "ref" / bad).read_text()
+    output.committer.commit_job(1, processors.concatenate, {"job": "t"})
+    assert (tmp_path / "out" / bad).read_text() == (tmp_path / "ref" / bad).read_text()
 
 
 def test_a_malformed_record_fails_the_job_at_once_with_the_reason(tmp_path: Path) -> None:

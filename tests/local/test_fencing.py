@@ -12,6 +12,7 @@ import pytest
 from datajob_core.checkpoint_store import CheckpointCollector, CheckpointStore
 from datajob_core.ledger import Ledger
 from datajob_core.protocol import ShardTask
+from datajob_testenv.localjobs import committed_text
 from datajob_worker import processors
 from datajob_worker.runtime import OutputDir, Progress, ShardContext, ShardInterruptedError, run_shard
 
@@ -38,7 +39,7 @@ def task(path: Path, size: int, attempt: int, checkpoint: dict[str, Any] | None 
 def reference(tmp_path: Path, path: Path, size: int) -> str:
     output = OutputDir(str(tmp_path / "reference"))
     run_shard(task(path, size, 1), ShardContext("text", processors.build(None), output, lambda *_: None))
-    return (output.root / "part-000000").read_text()
+    return committed_text(output, 0)
 
 
 def checkpointing(
@@ -68,9 +69,9 @@ def test_a_kill_between_writing_a_checkpoint_and_reporting_it_loses_nothing(tmp_
     run_shard(
         task(path, size, 2, named), ShardContext("text", processors.build(None), output, lambda *_: None)
     )
-    assert (output.root / "part-000000").read_text() == reference(tmp_path, path, size)
+    assert committed_text(output, 0) == reference(tmp_path, path, size)
     # Workers only ever add checkpoint files; every one written is still there for the collector.
-    assert len(list(output.checkpoints.shard_dir(0).glob("*.json"))) == len(saved)
+    assert len(list((tmp_path / "out" / CheckpointStore.shard_dir(0)).glob("*.json"))) == len(saved)
 
 
 def test_a_zombie_attempt_cannot_delete_overwrite_or_commit_over_the_current_attempt(tmp_path: Path) -> None:
@@ -100,12 +101,14 @@ def test_a_zombie_attempt_cannot_delete_overwrite_or_commit_over_the_current_att
     for thread in threads:
         thread.join()
     assert results == {"zombie": None, "current": None}
-    assert (output.root / "part-000000").read_text() == reference(tmp_path, path, size)
+    assert committed_text(output, 0) == reference(tmp_path, path, size)
     # Every checkpoint the current attempt wrote is intact: the zombie's names never collide with them.
     for checkpoint in current:
         saved = output.checkpoints.load(0, checkpoint["state"])
         assert saved.position["records"] == checkpoint["records"]
-    assert sorted(p.name for p in output.root.glob("part-*")) == ["part-000000", "part-000000.json"]
+    # Each attempt wrote only under its own prefix; the commit record names the one that won.
+    assert sorted(p.name for p in (tmp_path / "out" / "_attempts" / "000000").iterdir()) == ["1", "2"]
+    assert (output.committed(0) or {}).get("attempt") in (1, 2)
 
 
 @pytest.mark.parametrize("damage", ["delete", "truncate", "garbage"])
@@ -118,7 +121,7 @@ def test_an_unreadable_named_checkpoint_falls_back_to_the_newest_readable_one_wi
     with pytest.raises(ShardInterruptedError):
         run_shard(task(path, size, 1), checkpointing(output, 1, saved, stop_after=2000))
     named = saved[-1]
-    file = output.checkpoints.shard_dir(0) / f"{named['state']}.json"
+    file = tmp_path / "out" / CheckpointStore.shard_dir(0) / f"{named['state']}.json"
     if damage == "delete":
         file.unlink()
     elif damage == "truncate":
@@ -130,7 +133,7 @@ def test_an_unreadable_named_checkpoint_falls_back_to_the_newest_readable_one_wi
         "text", processors.build(None), output, lambda *_: None, lambda r, m: notices.append((r, m))
     )
     run_shard(task(path, size, 2, named), context)
-    assert (output.root / "part-000000").read_text() == reference(tmp_path, path, size)
+    assert committed_text(output, 0) == reference(tmp_path, path, size)
     [(reason, message)] = notices
     assert reason == "CheckpointUnreadable"
     assert f"resuming from checkpoint {saved[-2]['state']}" in message
@@ -149,7 +152,7 @@ def test_with_no_usable_checkpoint_the_shard_restarts_from_its_start_and_never_l
     checkpoint = {"piece": 0, "offset": 999, "records": 50, "bytes": 999, "state": state}
     progress = run_shard(task(path, size, 2, checkpoint), context)
     assert progress.records == LINES  # from the start, not from the claimed position
-    assert (output.root / "part-000000").read_text() == reference(tmp_path, path, size)
+    assert committed_text(output, 0) == reference(tmp_path, path, size)
     assert len(notices) == 1 and "restarting at the shard's start" in notices[0]
 
 
@@ -164,7 +167,7 @@ def test_the_collector_removes_only_what_the_durable_ledger_superseded(tmp_path:
     store.save(1, 1, 1, {"records": 1}, {})
     ledger.record_checkpoint(0, "w1", 1, {"state": "1.2"}, 1.0)
     assert collector.after_persist(ledger) is None
-    assert sorted(p.name for p in store.shard_dir(0).iterdir()) == ["1.2.json", "1.3.json"]
+    assert sorted(p.name for p in (tmp_path / store.shard_dir(0)).iterdir()) == ["1.2.json", "1.3.json"]
     # Attempt 2 takes over; a zombie of attempt 1 keeps writing.
     ledger.release_worker("w1", "crash", 2.0, max_attempts=3, charge=(0, 1))
     ledger.assign("w2", 3.0)
@@ -172,11 +175,11 @@ def test_the_collector_removes_only_what_the_durable_ledger_superseded(tmp_path:
     store.save(0, 1, 4, {"records": 4}, {})  # the zombie's
     ledger.record_checkpoint(0, "w2", 2, {"state": "2.1"}, 4.0)
     collector.after_persist(ledger)
-    assert sorted(p.name for p in store.shard_dir(0).iterdir()) == ["2.1.json"]
+    assert sorted(p.name for p in (tmp_path / store.shard_dir(0)).iterdir()) == ["2.1.json"]
     ledger.complete(0, "w2", 2, 5.0)
     collector.after_persist(ledger)
-    assert not store.shard_dir(0).exists()
-    assert store.shard_dir(1).exists()  # another shard's files are untouched
+    assert not (tmp_path / store.shard_dir(0)).exists()
+    assert (tmp_path / store.shard_dir(1)).exists()  # another shard's files are untouched
 
 
 def test_two_committers_of_the_same_shard_and_attempt_never_share_scratch_files(tmp_path: Path) -> None:
@@ -200,5 +203,5 @@ def test_two_committers_of_the_same_shard_and_attempt_never_share_scratch_files(
         thread.join()
     assert errors == []
     assert wins.count(True) == 1
-    assert (tmp_path / "part-000003").read_text() == "same bytes\n"
-    assert not list((tmp_path / "_temporary").iterdir())
+    assert committed_text(output, 3) == "same bytes\n"
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")], "scratch files left behind"

@@ -13,7 +13,7 @@ import pytest
 
 from datajob_core.checkpoint_store import CheckpointStore
 from datajob_core.protocol import AssignmentMessage, ReportMessage, ShardTask
-from datajob_testenv.localjobs import DATAJOB, corpus, manifest
+from datajob_testenv.localjobs import DATAJOB, committed_text, corpus, manifest
 from datajob_worker import agent
 from datajob_worker.channel import FileChannel
 from datajob_worker.cli import main as datajob
@@ -160,19 +160,20 @@ def test_exec_heartbeats_while_its_child_runs_and_hands_its_checkpoint_to_the_ne
     stop.set()
     assert CountingChannel.reports - started >= 5, "no heartbeat while the child ran"
     assert [o.shard for o in worker.reporter.message().done] == [0]
-    assert (tmp_path / "out" / "part-000000").read_text() == "resumed at 0\n"
+    assert committed_text(worker.output, 0) == "resumed at 0\n"
     # The child's checkpoints were stored like any other, so a later attempt can resume from them.
     stored = CheckpointStore(tmp_path / "out").newest(0)
     assert stored is not None and stored[1].state == {"done": 5}
     again = tmp_path / "again"
     again.mkdir()
     hooks = ExecHooks(tick=lambda: None, checkpoint=lambda value: None)
+    output = OutputDir(str(again))
     run_exec(
         ShardTask(shard=0, attempt=2),
         [sys.executable, child],
-        OutputDir(str(again)),
+        output,
         dict(os.environ),
         hooks=hooks,
         resume_state={"done": 4},
     )
-    assert (again / "part-000000").read_text() == "resumed at 4\n"
+    assert committed_text(output, 0) == "resumed at 4\n"

@@ -18,6 +18,7 @@ import pytest
 from datajob_core.inputs import list_inputs
 from datajob_core.planning import plan_shards
 from datajob_core.protocol import ShardTask
+from datajob_testenv.localjobs import committed_text
 from datajob_worker import processors, readers
 from datajob_worker.runtime import OutputDir, Progress, ShardContext, ShardInterruptedError, run_shard
 
@@ -174,7 +175,7 @@ def test_resume_from_any_checkpoint_gives_the_uninterrupted_result(tmp_path: Pat
         shard_task(path, len(data), resume, attempt=2),
         ShardContext("text", processors.build(None), output, lambda p, s, n: None),
     )
-    assert (output.root / "part-000000").read_text() == (reference.root / "part-000000").read_text()
+    assert committed_text(output, 0) == committed_text(reference, 0)
 
 
 def test_racing_attempts_leave_exactly_one_committed_result(tmp_path: Path) -> None:
@@ -192,16 +193,20 @@ def test_racing_attempts_leave_exactly_one_committed_result(tmp_path: Path) -> N
         thread.start()
     for thread in threads:
         thread.join()
-    committed = (tmp_path / "part-000005").read_text()
-    marker = json.loads((tmp_path / "part-000005.json").read_text())
     assert wins.count(True) == 1
-    assert committed == "the shard's result\n"
-    assert marker["attempt"] in range(1, 9)
-    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("part-")) == [
-        "part-000005",
-        "part-000005.json",
+    record = output.committed(5)
+    assert record is not None and record["attempt"] in range(1, 9)
+    assert committed_text(output, 5) == "the shard's result\n"
+    # Each attempt wrote only under its own prefix; the job commit publishes the winner and removes the rest.
+    assert sorted((tmp_path / "_attempts" / "000005").iterdir()) == [
+        tmp_path / "_attempts" / "000005" / str(n) for n in range(1, 9)
     ]
-    assert not list((tmp_path / "_temporary").iterdir())
+    done = output.committer.commit_job(6, processors.concatenate, {"job": "race"})
+    assert done.missing == [0, 1, 2, 3, 4]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["_SUCCESS", "_datajob", "part-000005", "result"]
+    assert not list((tmp_path / "_datajob").iterdir()), "commit records are removed with the scratch"
+    manifest = json.loads((tmp_path / "_SUCCESS").read_text())
+    assert [(e["shard"], e["attempt"]) for e in manifest["shards"]] == [(5, record["attempt"])]
 
 
 def test_parquet_row_groups_split_by_byte_range_and_resume(tmp_path: Path) -> None:
@@ -242,7 +247,7 @@ def test_fsspec_urls_are_listed_split_and_read_like_local_files(tmp_path: Path) 
             for shard, entry in enumerate(plan):
                 task = ShardTask(shard=shard, attempt=1, input=entry)
                 run_shard(task, ShardContext("text", processors.build(spec), output, lambda *_: None))
-            parts = [(tmp_path / name / f"part-{s:06d}").read_text() for s in range(len(plan))]
+            parts = [committed_text(output, s) for s in range(len(plan))]
             results[name] = processors.build(spec).merge(parts)
     finally:
         memory.rm("/datajob-test", recursive=True)

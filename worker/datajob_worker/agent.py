@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from datajob_core import plan_store
+from datajob_core import plan_store, stages
 from datajob_core.protocol import (
     ENV_BAD_RECORDS,
     ENV_CHANNEL_DIR,
@@ -34,6 +34,7 @@ from datajob_core.protocol import (
     ENV_PLAN_FILE,
     ENV_POD,
     ENV_PROCESSOR,
+    ENV_STORAGE,
     AssignmentMessage,
     CurrentShard,
     ReportMessage,
@@ -42,8 +43,9 @@ from datajob_core.protocol import (
     ShardTask,
     WorkerNotice,
 )
+from datajob_core.storage import StorageConfig
 
-from . import lifeline, processors, runtime
+from . import lifeline, processors, readers, runtime
 from .channel import FileChannel
 from .lease_client import LeaseClient, LeaseError
 from .processors import State
@@ -136,12 +138,16 @@ class Worker:
         owner: str | None = None,
         encoding: str = "utf-8",
         bad_records: str = "Fail",
+        job: str = "",
+        storage: StorageConfig | None = None,
     ) -> None:
         self.client = client
+        self.job = job
         self.encoding = encoding
         self.bad_records = bad_records
         self.reporter = Reporter(pod)
-        self.output = runtime.OutputDir(output, owner)
+        self.output = runtime.OutputDir(output, owner, storage)
+        readers.use_storage(storage or StorageConfig())
         self.fmt = fmt
         spec = processor or {}
         self.exec_argv: list[str] = list(spec.get("exec") or [])
@@ -281,8 +287,10 @@ class Worker:
             return
         records = bytes_read = skipped = 0
         try:
-            marker = self.output.committed(task.shard)
-            if marker is not None:
+            marker = None if stages.is_commit(task.input) else self.output.committed(task.shard)
+            if stages.is_commit(task.input):
+                self.commit_job(task)
+            elif marker is not None:
                 # Counted from the marker, so status.processed does not depend on who committed it.
                 records, bytes_read = int(marker.get("records", 0)), int(marker.get("bytes", 0))
                 skipped = int(marker.get("skipped", 0))
@@ -320,6 +328,13 @@ class Worker:
             self.reporter.outcome(task, records=records, bytes_read=bytes_read, skipped=skipped)
         # The outcome goes out with the next shard's "current" (one write), or alone when idle.
         log.info("shard committed", shard=task.shard, attempt=task.attempt, records=records)
+
+    def commit_job(self, task: ShardTask) -> None:
+        """The job commit: publish every shard's winning attempt, the merged result and _SUCCESS."""
+        # Command-mode output is concatenated (user functions' merge already is).
+        merge = processors.concatenate if self.exec_argv else self.processor.merge
+        done = self.output.committer.commit_job(int(task.input["shards"]), merge, {"job": self.job})
+        log.info("job committed", result=done.result, manifest=done.manifest, missing=done.missing)
 
     def run_exec(self, task: ShardTask) -> None:
         progress, resume_state = runtime.resume_point(task, self.output, self.notice)
@@ -381,6 +396,8 @@ def main() -> int:
             owner=env.get(ENV_OUTPUT_OWNER) or None,
             encoding=env.get(ENV_ENCODING, "utf-8"),
             bad_records=env.get(ENV_BAD_RECORDS, "Fail"),
+            job=env.get(ENV_JOB, ""),
+            storage=StorageConfig.from_spec(json.loads(env.get(ENV_STORAGE) or "null")),
         )
 
         def on_term(signum: int, _frame: object) -> None:

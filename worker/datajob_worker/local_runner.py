@@ -7,6 +7,7 @@ the operator calls. So a local run fails and recovers exactly as the cluster wou
 
 from __future__ import annotations
 
+import hashlib
 import importlib.machinery
 import json
 import os
@@ -22,11 +23,11 @@ from typing import Any, TextIO
 
 import structlog
 
-from datajob_core import output_identity, plan_store, protocol
+from datajob_core import committer, output_identity, plan_store, protocol
 from datajob_core.api import DataJob
 from datajob_core.checkpoint_store import CheckpointCollector, CheckpointStore
 from datajob_core.inputs import list_inputs
-from datajob_core.ledger import MAX_REASON_CHARS, Ledger
+from datajob_core.ledger import MAX_REASON_CHARS
 from datajob_core.planning import PlanError, plan_shards
 from datajob_core.reconciler import (
     JobState,
@@ -36,10 +37,10 @@ from datajob_core.reconciler import (
     policy_from_spec,
     reconcile,
 )
+from datajob_core.stages import Layout
+from datajob_core.storage import StorageConfig, Store
 
-from . import processors
 from .channel import FileChannel
-from .runtime import OutputDir
 
 log = structlog.get_logger("datajob.local")
 
@@ -58,6 +59,15 @@ def resolve_paths(spec: dict[str, Any], base: Path) -> dict[str, Any]:
     spec["input"] = {**spec["input"], "uris": [resolve(u) for u in spec["input"]["uris"]]}
     spec["output"] = {**spec["output"], "uri": resolve(spec["output"]["uri"])}
     return spec
+
+
+def run_directory(store: Store) -> Path:
+    """Where local mode keeps its channels, logs and plan: in the output directory, or for an object-store
+    output in the user's cache (keyed by the output URL, so a rerun finds its own)."""
+    if not store.remote:
+        return Path(store.root) / "_datajob"
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "datajob" / "runs" / hashlib.sha256(store.url.encode()).hexdigest()[:16]
 
 
 def check_local(job: DataJob) -> None:
@@ -160,15 +170,17 @@ class LocalRun:
         self.overwrite = overwrite or bool(spec["output"].get("overwrite"))
         self.owner = ""  # the output's owner id: a fingerprint of plan, parsing and processor
         self.policy = policy_from_spec(spec)
-        self.output = Path(spec["output"]["uri"].removeprefix("file://"))
-        self.run_dir = self.output / "_datajob"
+        self.output_url = spec["output"]["uri"]
+        self.storage = StorageConfig.from_spec(spec.get("storage"))
+        self.store = Store(self.output_url, self.storage)
+        self.run_dir = run_directory(self.store)
         self.kill_every = kill_every
         self.random = random.Random(seed)
         self.out = out
         self.workers: dict[int, LocalWorker] = {}
         self.stats = Stats()
-        self.result: Path | None = None
-        self.collector = CheckpointCollector(CheckpointStore(self.output))
+        self.result: str | None = None
+        self.collector = CheckpointCollector(CheckpointStore(self.store))
 
     # -- processes ---------------------------------------------------------------------------------
     def _channel(self, slot: int) -> FileChannel:
@@ -184,7 +196,8 @@ class LocalRun:
             protocol.ENV_CHANNEL_DIR: str(self._channel(slot).directory),
             protocol.ENV_POD: name,
             protocol.ENV_JOB: self.name,
-            protocol.ENV_OUTPUT: str(self.output),
+            protocol.ENV_OUTPUT: self.output_url,
+            protocol.ENV_STORAGE: json.dumps(self.storage.to_dict()),
             protocol.ENV_OUTPUT_OWNER: self.owner,
             protocol.ENV_CHECKPOINT_SECONDS: str(checkpoint.get("intervalSeconds", 30)),
             protocol.ENV_PROCESSOR: json.dumps(spec.get("processor"), sort_keys=True),
@@ -238,15 +251,17 @@ class LocalRun:
 
     # -- the loop ------------------------------------------------------------------------------------
     def run(self) -> JobState:
-        files = list_inputs(self.spec["input"]["uris"])
-        inside = [f.path for f in files if Path(f.path).resolve().is_relative_to(self.output.resolve())]
+        files = list_inputs(self.spec["input"]["uris"], self.storage)
+        here = None if self.store.remote else Path(self.store.root).resolve()
+        inside = [f.path for f in files if here and Path(f.path).resolve().is_relative_to(here)]
         if inside:
             raise PlanError(f"spec.input.uris match the job's own output ({inside[0]}); narrow them")
         plan = plan_shards(files, self.spec["input"].get("partitioning") or {})
         self.owner = output_identity.fingerprint(plan, self.spec)
         # Raises OutputInUseError if the output is another job's (or this job's before its input changed).
-        output_identity.claim(self.output, {"job": self.name, "id": self.owner}, overwrite=self.overwrite)
-        state = JobState(Ledger.new(len(plan)))
+        output_identity.claim(self.store, {"job": self.name, "id": self.owner}, overwrite=self.overwrite)
+        layout = Layout.new(len(plan))
+        state = JobState(layout.ledger())
         # Channels of an earlier run into the same output would look like reports of this run's workers
         # (pod names repeat); committed parts are kept and skipped by the workers.
         shutil.rmtree(self.run_dir / "slots", ignore_errors=True)
@@ -255,7 +270,7 @@ class LocalRun:
         (self.run_dir / plan_store.PLAN_KEY).write_bytes(plan_store.encode(plan))
         self._line(
             f"{self.name}: {len(plan)} shards from {len(files)} file(s), {self.policy.workers} worker(s), "
-            f"output {self.output}"
+            f"output {self.output_url}"
         )
         try:
             while True:
@@ -293,25 +308,9 @@ class LocalRun:
                     worker.process.kill()
                     worker.process.wait()
         if state.phase is Phase.SUCCEEDED:
-            self.result = self._commit_job(state, len(plan))
+            self.result = self.store.url_of(committer.RESULT)
         self._summary(state)
         return state
-
-    def _commit_job(self, state: JobState, shards: int) -> Path:
-        spec = self.spec
-        # Command-mode and user-function output is concatenated; building the processor is not needed.
-        processor = spec.get("processor") or None
-        plain = processor and (processor.get("exec") or processor.get("function"))
-        merge = processors.concatenate if plain else processors.build(processor).merge
-        summary = {
-            "job": self.name,
-            "owner": self.owner,
-            "shards": shards,
-            "records": state.records,
-            "bytes": state.bytes,
-            "skipped": state.skipped,
-        }
-        return OutputDir(str(self.output), self.owner).commit_job(shards, merge, summary)
 
     # -- display ------------------------------------------------------------------------------------
     def _count(self, report: protocol.ReportMessage | None) -> None:
@@ -322,7 +321,7 @@ class LocalRun:
 
     def _progress(self, state: JobState, reports: dict[int, ObservedReport]) -> None:
         """Draws the progress bar from the reports this pass already read (no second read per slot)."""
-        counts = state.ledger.counts()
+        counts = state.ledger.counts(0, Layout.of(state.ledger).map_shards)
         running = 0
         for observed in reports.values():
             if observed.report:
@@ -354,7 +353,7 @@ class LocalRun:
         self.out.flush()
 
     def _summary(self, state: JobState) -> None:
-        counts = state.ledger.counts()
+        counts = state.ledger.counts(0, Layout.of(state.ledger).map_shards)
         elapsed = time.monotonic() - self.stats.started
         injected = f", {self.stats.kills} injected" if self.stats.kills else ""
         self._line(
@@ -367,9 +366,9 @@ class LocalRun:
         if state.message and state.phase is Phase.FAILED:
             self._line(f"reason: {state.message}")
         if self.result is not None:
-            self._line(f"result: {self.result}  (per-shard parts: {self.output}/part-*)")
-        else:
-            self._line(f"committed parts: {self.output}/part-*")
+            self._line(
+                f"result: {self.result}  (per-shard parts: {self.output_url}/part-*, manifest: _SUCCESS)"
+            )
 
 
 def _clock(seconds: float) -> str:

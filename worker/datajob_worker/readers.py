@@ -14,14 +14,24 @@ import json
 from collections.abc import Iterator
 from typing import IO, Any
 
+from datajob_core.storage import StorageConfig, filesystem, is_remote
+
 FORMATS = ("text", "jsonl", "csv", "parquet")
+
+# A worker process serves one job, so where its object store is (spec.storage) is set once for the process.
+_storage = StorageConfig()
+
+
+def use_storage(config: StorageConfig) -> None:
+    global _storage  # noqa: PLW0603 - one job per process; see above
+    _storage = config
 
 
 def open_binary(path: str) -> IO[bytes]:
-    if "://" in path and not path.startswith("file://"):
-        import fsspec  # noqa: PLC0415 - optional dependency, only for remote URLs
-
-        handle: IO[bytes] = fsspec.open(path, "rb").open()
+    """Opens a local path or an object URL for reading; remote reads are ranged GETs of what is read."""
+    if is_remote(path):
+        fs, inner = filesystem(path, _storage)
+        handle: IO[bytes] = fs.open(inner, "rb")
         return handle
     return open(path.removeprefix("file://"), "rb")
 

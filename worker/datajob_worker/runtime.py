@@ -6,11 +6,9 @@ record naming that file goes to the operator. A resumed attempt loads the file a
 loses at most one checkpoint interval. Workers never delete checkpoint files; the operator does, once they
 are superseded in the durable ledger (docs/design.md, "Fencing attempts and checkpoints").
 
-Commit protocol (after Hadoop's FileOutputCommitter): an attempt writes to a scratch file whose name is
-unique to that writer and publishes it with ``os.link`` under the shard's deterministic name. ``link``
-fails if the name exists, so whichever attempt publishes first wins and every later or concurrent attempt
-(a zombie included) becomes a no-op. The data file is published before the ``part-N.json`` marker that says
-the shard is committed.
+Commit protocol (:mod:`datajob_core.committer`): an attempt writes its output under a prefix only it uses,
+then creates the shard's commit record exclusively; whichever attempt creates it first wins, and every later
+or concurrent attempt (a zombie included) becomes a no-op. The job commit later publishes the winners.
 """
 
 from __future__ import annotations
@@ -18,18 +16,18 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
-import os
-import shutil
 import subprocess
+import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 from datajob_core.checkpoint_store import CheckpointStore, CheckpointUnreadableError, Saved
+from datajob_core.committer import Committer, ForeignOutputError
 from datajob_core.protocol import ShardTask
+from datajob_core.storage import StorageConfig, Store
 
 from . import readers
 from .lifeline import kill_child_with_parent
@@ -85,86 +83,33 @@ class Progress:
         )
 
 
-def _unique(path: Path) -> Path:
-    """A scratch name next to ``path`` that no other writer, process or attempt, can pick."""
-    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    scratch = _unique(path)
-    scratch.write_text(text)
-    os.replace(scratch, path)
-
-
 class OutputDir:
-    """The job's output directory: committed parts, scratch space, checkpoint files."""
+    """The job's output (a directory or an object prefix): the committer and the checkpoints in it."""
 
-    def __init__(self, root: str, owner: str | None = None) -> None:
-        self.root = Path(root.removeprefix("file://"))
-        self.owner = owner  # the job that owns this output (datajob_core.output_identity); markers name it
-        self.temporary = self.root / "_temporary"
-        self.checkpoints = CheckpointStore(self.root)
+    def __init__(self, root: str, owner: str | None = None, config: StorageConfig | None = None) -> None:
+        self.store = Store(root, config)
+        self.owner = owner  # the job that owns this output (datajob_core.output_identity); records name it
+        self.committer = Committer(self.store, owner)
+        self.checkpoints = CheckpointStore(self.store)
 
     def committed(self, shard: int) -> dict[str, Any] | None:
-        """The shard's commit marker, or None while it is not committed."""
-        path = self.root / f"part-{shard:06d}.json"
+        """The shard's commit record, or None while it is not committed."""
         try:
-            marker: dict[str, Any] = json.loads(path.read_text())
-        except FileNotFoundError:
-            return None
-        if self.owner and marker.get("owner") != self.owner:
-            # Never count another job's result as ours (a changed input or processor, a shared output).
-            raise PermanentShardError(
-                f"{path} was committed by another job ({marker.get('owner') or 'unknown'}), not by "
-                f"{self.owner}; use another output or set spec.output.overwrite"
-            )
-        return marker
+            return self.committer.committed(shard)
+        except ForeignOutputError as error:
+            raise PermanentShardError(str(error)) from None
 
     def commit(
         self, shard: int, attempt: int, data: str, meta: dict[str, Any], *, dead_letters: str | None = None
     ) -> bool:
-        """Publishes the shard's output; False if another attempt's data was published first.
-
-        Data is deterministic per shard, so whichever attempt wins, the bytes are the same. The marker is
-        published after the data by whoever gets there first; a crash between the two is completed by the
-        next attempt.
-        """
-        self.temporary.mkdir(parents=True, exist_ok=True)
-        published = False
-        files = [(f"part-{shard:06d}", data)]
-        if dead_letters is not None:
-            (self.root / BAD_RECORDS_DIR).mkdir(exist_ok=True)
-            files.append((f"{BAD_RECORDS_DIR}/part-{shard:06d}.jsonl", dead_letters))
-        if self.owner:
-            meta = {**meta, "owner": self.owner}
-        files.append((f"part-{shard:06d}.json", json.dumps(meta) + "\n"))  # the marker: always last
-        for name, text in files:
-            # Scoped by attempt and unique to this writer: two committers never share a scratch file.
-            scratch = _unique(self.temporary / f"{Path(name).name}.attempt-{attempt}")
-            scratch.write_text(text)
-            try:
-                os.link(scratch, self.root / name)
-                published = published or name == files[0][0]
-            except FileExistsError:
-                pass
-            finally:
-                scratch.unlink()
-        # Checkpoint files stay: the operator collects them once the commit is durable in the ledger.
-        return published
-
-    def commit_job(self, shards: int, merge: Callable[[list[str]], str], summary: dict[str, Any]) -> Path:
-        """The job commit, after every shard succeeded: the merged ``result``, then ``_SUCCESS``.
-
-        Both are written atomically and derived only from committed parts, so running it twice (a crash in
-        between) gives the same bytes. Scratch space goes last; nothing reads it once all shards committed.
-        """
-        parts = [(self.root / f"part-{shard:06d}").read_text() for shard in range(shards)]
-        result = self.root / "result"
-        _atomic_write(result, merge(parts))
-        _atomic_write(self.root / "_SUCCESS", json.dumps(summary, sort_keys=True) + "\n")
-        shutil.rmtree(self.temporary, ignore_errors=True)
-        self.checkpoints.remove_all()
-        return result
+        """Commits this attempt's output for the shard; False if another attempt committed it first."""
+        return self.committer.commit_shard(
+            shard,
+            attempt,
+            data.encode(),
+            meta,
+            dead_letters=None if dead_letters is None else dead_letters.encode(),
+        )
 
 
 def _no_notice(reason: str, message: str) -> None:
@@ -445,10 +390,24 @@ def run_exec(
     $DATAJOB_RESUME_FILE. Each attempt starts with an empty output file, so a resuming child must rebuild
     the whole shard's output from its checkpoint (docs/worker-runtime.md).
     """
-    output.temporary.mkdir(parents=True, exist_ok=True)
-    scratch = _unique(output.temporary / f"exec-{task.shard:06d}.attempt-{task.attempt}")
-    checkpoint_file = scratch.with_name(scratch.name + ".checkpoint")
-    resume_file = scratch.with_name(scratch.name + ".resume")
+    # Local scratch, unique to this writer (the output may be an object store): removed whatever happens.
+    with tempfile.TemporaryDirectory(prefix=f"datajob-exec-{task.shard:06d}-{task.attempt}-") as directory:
+        _exec_in(task, argv, output, env, hooks=hooks, resume_state=resume_state, directory=Path(directory))
+
+
+def _exec_in(
+    task: ShardTask,
+    argv: list[str],
+    output: OutputDir,
+    env: dict[str, str],
+    *,
+    hooks: ExecHooks,
+    resume_state: Any,
+    directory: Path,
+) -> None:
+    scratch = directory / "output"
+    checkpoint_file = directory / "checkpoint.json"
+    resume_file = directory / "resume.json"
     shard_env = {
         **env,
         "DATAJOB_SHARD": str(task.shard),
@@ -482,17 +441,9 @@ def run_exec(
             child.kill()
             child.wait()
         raise
-    finally:
-        for leftover in (checkpoint_file, resume_file):
-            with contextlib.suppress(FileNotFoundError):
-                leftover.unlink()
     if code != 0:
-        with contextlib.suppress(FileNotFoundError):
-            scratch.unlink()
         raise subprocess.CalledProcessError(code, argv)
     data = scratch.read_text() if scratch.exists() else ""
-    with contextlib.suppress(FileNotFoundError):
-        scratch.unlink()
     output.commit(
         task.shard, task.attempt, data, {"shard": task.shard, "attempt": task.attempt, "exec": argv}
     )
