@@ -32,6 +32,10 @@ demo: install examples/wordcount/data/corpus-000.txt ## The main job: word count
 	rm -rf examples/wordcount/out
 	$(BIN)/datajob run examples/wordcount/datajob.yaml --kill-every 2 --seed 1
 
+.PHONY: demo-s3
+demo-s3: install tools examples/wordcount/data/corpus-000.txt ## The same word count with input and output on S3 (a local MinIO)
+	$(BIN)/python examples/wordcount/s3_demo.py
+
 .PHONY: tools
 tools: ## Build (or reuse) the pinned Kubernetes binaries: etcd, apiserver, scheduler, ...
 	bash hack/build-tools.sh
@@ -107,7 +111,7 @@ kind-down: ## Delete the kind cluster
 	$(KIND) delete cluster --name $(KIND_CLUSTER)
 
 .PHONY: cluster-up
-cluster-up: install tools ## Start a local control plane (etcd, apiserver, scheduler, controller-manager, kwok, node agent)
+cluster-up: install tools ## Start a local control plane (etcd, apiserver, scheduler, controller-manager, kwok, node agent) and MinIO (S3)
 	$(BIN)/python -m datajob_testenv up --dir $(CLUSTER_DIR)
 
 .PHONY: cluster-down

@@ -128,10 +128,17 @@ class Committer:
 
     # -- job commit (one task, after every shard finished) -----------------------------------------------
     def commit_job(
-        self, shards: int, merge: Callable[[list[str]], str], summary: dict[str, Any]
+        self,
+        shards: int,
+        merge: Callable[[list[str]], str],
+        summary: dict[str, Any],
+        on_shard: Callable[[int], None] = lambda shard: None,
     ) -> JobCommit:
         """Publishes every committed shard, the merged ``result`` and the ``_SUCCESS`` manifest, then
-        deletes scratch. Safe to rerun from any point; MissingOutputError if a winner's data is gone."""
+        deletes scratch. Safe to rerun from any point; MissingOutputError if a winner's data is gone.
+
+        ``on_shard`` is called after each shard is published: a long commit can check it is still wanted
+        (and raise to stop; nothing is lost, the rerun redoes the copies)."""
         done = self._manifest()
         if done is None or (self.owner and done.get("owner") != self.owner):
             records = [self.committed(shard) for shard in range(shards)]
@@ -141,6 +148,7 @@ class Committer:
                 if record is None:
                     continue
                 data = self._publish(shard, record)
+                on_shard(shard)
                 texts.append(data.decode())
                 entry = {
                     "shard": shard,

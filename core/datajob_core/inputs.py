@@ -61,5 +61,7 @@ def _remote(uri: str, storage: StorageConfig, credentials: dict[str, str] | None
     except FileNotFoundError:
         return {}
     except OSError as error:
-        raise PlanError(f"input {uri!r}: {error}") from error
+        # Unreachable endpoint, denied access, throttling: may pass (a fixed Secret, a network back), so
+        # this is an error the caller retries, not a verdict on the input.
+        raise StorageError(f"listing input {uri!r}: {error}") from error
     return found

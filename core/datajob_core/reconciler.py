@@ -478,8 +478,9 @@ def _bury(
             slot.last_failure = verdict.cause
             slot.not_before = now + backoff_seconds(slot.restarts, policy.backoff_initial, policy.backoff_max)
             charged = [o for o in outcomes if charges and charge and o.shard == charge[0]]
+            task = Layout.of(state.ledger).name(charged[0].shard) if charged else ""
             blame = (
-                f"; shard {charged[0].shard} charged ({charged[0].failures} failed attempt(s))"
+                f"; {task} charged ({charged[0].failures} failed attempt(s))"
                 if charged
                 else "; no shard charged"
             )

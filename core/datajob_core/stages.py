@@ -41,6 +41,10 @@ class Layout:
             return Ledger.new(self.map_shards)
         return Ledger.new(self.map_shards + 1, barriers=(self.map_shards,) if self.map_shards else ())
 
+    def name(self, shard: int) -> str:
+        """How events and messages call the task."""
+        return "the job commit" if shard == self.commit else f"shard {shard}"
+
     def entry(self, shard: int, plan: list[dict[str, Any]]) -> dict[str, Any]:
         """The task's plan entry: the map shard's input pieces, or what the commit needs to know."""
         if shard == self.commit:

@@ -39,6 +39,7 @@ from datajob_core.reconciler import (
     reconcile,
 )
 from datajob_core.stages import Layout
+from datajob_core.storage import ACCESS_KEY, CREDENTIAL_KEYS, SECRET_KEY, StorageConfig, Store, is_remote
 
 from .kube import AccountConflictError, ConflictError, JobClient, NodeDirectory, RejectedError, api_message
 
@@ -126,6 +127,10 @@ class JobRuntime:
     collector: CheckpointCollector | None = None
 
 
+class StorageCredentialsError(Exception):
+    """spec.storage.credentialsSecret cannot be used (yet); the pass is retried."""
+
+
 class JobController:
     def __init__(
         self,
@@ -151,7 +156,8 @@ class JobController:
         index = self.jobs.read_config_map(names[0])
         if index is None:
             spec_input = job["spec"]["input"]
-            plan = plan_shards(list_inputs(spec_input["uris"]), spec_input.get("partitioning") or {})
+            files = list_inputs(spec_input["uris"], *self.storage(job))
+            plan = plan_shards(files, spec_input.get("partitioning") or {})
             chunks = plan_store.split(plan_store.encode(plan))
             names = plan_store.chunk_names(self.jobs.name, len(chunks))
             # The index (chunk 0, with the count) goes last: once it exists, every chunk does.
@@ -308,27 +314,63 @@ class JobController:
         for event in decision.events:
             self.jobs.post_event(job, event.type, event.reason, event.message)
 
+    def storage(self, job: dict[str, Any]) -> tuple[StorageConfig, dict[str, str] | None]:
+        """spec.storage, and the credentials from its Secret (None: the operator's own, e.g. IRSA)."""
+        storage = job["spec"].get("storage") or {}
+        config = StorageConfig.from_spec(storage)
+        secret = storage.get("credentialsSecret")
+        if not secret:
+            return config, None
+        try:
+            credentials = self.jobs.read_secret(secret, CREDENTIAL_KEYS)
+        except ApiException as error:
+            if error.status != 403:
+                raise
+            # Installed without access to Secrets (storage.operatorReadsSecrets=false): the operator's own
+            # cloud identity lists and cleans; the workers still get the Secret.
+            return config, None
+        # Raised, not failed: the Secret may come after the job (as for a pod); ReconcileFailing says so.
+        if credentials is None:
+            raise StorageCredentialsError(
+                f"spec.storage.credentialsSecret: Secret {self.jobs.namespace}/{secret} does not exist"
+            )
+        missing = [k for k in (ACCESS_KEY, SECRET_KEY) if not credentials.get(k)]
+        if missing:
+            raise StorageCredentialsError(
+                f"spec.storage.credentialsSecret: Secret {self.jobs.namespace}/{secret} has no "
+                f"{' or '.join(missing)}"
+            )
+        return config, credentials
+
+    def _output_store(self, job: dict[str, Any]) -> Store | None:
+        """The job's output as the operator can reach it: an object store (with the job's credentials), or
+        a directory mounted into the operator as into the workers; None if it cannot see it."""
+        output = (job["spec"].get("output") or {}).get("uri", "")
+        if is_remote(output):
+            return Store(output, *self.storage(job))
+        if not Path(output.removeprefix("file://")).parent.is_dir():
+            return None
+        return Store(output)
+
     def _claim_output(self, job: dict[str, Any]) -> None:
         """Marks the output as this job's (its UID), or raises OutputInUseError saying whose it is.
 
-        Only where the operator sees the output (a volume mounted into it as into the workers); workers
-        check every commit marker's owner in any case.
+        Only where the operator sees the output; workers check every commit record's owner in any case.
         """
-        output = (job["spec"].get("output") or {}).get("uri", "")
-        directory = Path(output.removeprefix("file://"))
-        if not directory.parent.is_dir():
+        store = self._output_store(job)
+        if store is None:
             return
         meta = job["metadata"]
         owner = {"job": meta["name"], "namespace": meta.get("namespace"), "id": meta["uid"]}
-        output_identity.claim(directory, owner, overwrite=bool(job["spec"]["output"].get("overwrite")))
+        output_identity.claim(store, owner, overwrite=bool(job["spec"]["output"].get("overwrite")))
 
     def _collect(self, job: dict[str, Any], state: JobState) -> None:
         """Deletes checkpoint files the just-persisted ledger made redundant (fencing: docs/design.md)."""
-        output = (job["spec"].get("output") or {}).get("uri", "")
         if self.runtime.collector is None:
-            if not Path(output.removeprefix("file://")).is_dir():
-                return  # not mounted into the operator (or nothing written yet): files stay until then
-            self.runtime.collector = CheckpointCollector(CheckpointStore(output))
+            store = self._output_store(job)
+            if store is None or not store.exists(""):
+                return  # not reachable from the operator (or nothing written yet): files stay until then
+            self.runtime.collector = CheckpointCollector(CheckpointStore(store))
         problem = self.runtime.collector.after_persist(state.ledger)
         if state.phase is Phase.SUCCEEDED:
             self.runtime.collector.store.remove_all()

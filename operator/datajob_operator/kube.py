@@ -6,6 +6,7 @@ reconcile loop can be re-run from any point after a crash.
 
 from __future__ import annotations
 
+import base64
 import datetime
 import json
 import threading
@@ -208,6 +209,18 @@ class JobClient:
 
     def create_config_map(self, manifest: dict[str, Any]) -> None:
         self._ignore_exists(lambda: self.core.create_namespaced_config_map(self.namespace, manifest))
+
+    # -- storage credentials ---------------------------------------------------------------------------
+    def read_secret(self, name: str, keys: tuple[str, ...]) -> dict[str, str] | None:
+        """Only ``keys`` of the Secret, decoded; None if it does not exist. Never logged."""
+        try:
+            found = self.core.read_namespaced_secret(name, self.namespace)
+        except ApiException as error:
+            if error.status == 404:
+                return None
+            raise
+        data = found.data or {}
+        return {k: base64.b64decode(data[k]).decode() for k in keys if k in data}
 
     # -- worker RBAC -----------------------------------------------------------------------------------
     def apply_worker_rbac(

@@ -264,6 +264,9 @@ def test_operator_with_the_charts_credentials_completes_a_job_and_nothing_more(
             "peering.name=dj-rbac",
             "--set",
             "workers.serviceAccount.annotations.example\\.com/role=reader",
+            # The hardened setting: no Secrets at all (object-store access by the operator's own identity).
+            "--set",
+            "storage.operatorReadsSecrets=false",
         ),
     )
     try:

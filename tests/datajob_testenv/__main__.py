@@ -9,7 +9,8 @@ from pathlib import Path
 
 from .cluster import TestCluster
 from .controlplane import ClusterState, stop_from_state
-from .processes import pid_alive
+from .objectstore import EXAMPLE_PORT, REGION, ObjectStore
+from .processes import pid_alive, port_free
 
 DEFAULT_DIR = Path(".cluster")
 
@@ -27,9 +28,22 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(directory)
         cluster = TestCluster(directory, die_with_parent=False)
         state = cluster.start()
+        store = ObjectStore(directory / "objectstore", die_with_parent=False)
+        store.start(EXAMPLE_PORT if port_free(EXAMPLE_PORT) else None)
+        assert store.pid is not None
+        state.pids["minio"] = store.pid
+        state.save()
         print(f"cluster is up; logs in {directory / 'logs'}")
         print(f"  export KUBECONFIG={state.kubeconfig}")
         print("  kubectl get nodes -L nvidia.com/gpu.product")
+        print(f"S3 (MinIO) is up at {store.endpoint}, region {REGION}; for spec.storage:")
+        print(f"  storage: {{endpoint: {store.endpoint}, credentialsSecret: s3-credentials}}")
+        print(
+            "  kubectl create secret generic s3-credentials "
+            f"--from-literal=AWS_ACCESS_KEY_ID={store.access_key} "
+            f"--from-literal=AWS_SECRET_ACCESS_KEY={store.secret_key}"
+        )
+        print(f"  export AWS_ACCESS_KEY_ID={store.access_key} AWS_SECRET_ACCESS_KEY={store.secret_key}")
         print("stop it with: make cluster-down")
         return 0
     if args.command == "down":

@@ -30,6 +30,7 @@ from datajob_worker.cli import main as datajob
 from .cluster import TestCluster
 from .datajobs import GROUP, PLURAL, VERSION, data_digest
 from .kube import Kubectl
+from .localjobs import shard_records
 from .nodeagent import SIGNAL_ANNOTATION
 from .nodes import AGENT_NODE
 from .operator_process import OperatorProcess
@@ -275,7 +276,8 @@ def run_chaos(config: ChaosConfig, work: Path | None = None, log: Any = print) -
             apiserver_restarts=apiserver_kills,
             worker_restarts=int(status.get("restarts", 0)),
             identical_to_local=data_digest(output) == data_digest(reference)
-            and len(list(output.glob("part-*.json"))) == config.shards,
+            and len(shard_records(output)) == config.shards
+            and (output / "result").read_bytes() == (reference / "result").read_bytes(),
             events=events,
         )
     finally:

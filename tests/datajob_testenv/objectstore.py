@@ -16,6 +16,8 @@ from .processes import free_port, spawn, stop_group, wait_for
 from .tools import tool
 
 REGION = "us-east-1"
+# The port `make cluster-up` and the examples use, so example manifests can name the endpoint.
+EXAMPLE_PORT = 9000
 
 
 @dataclass
@@ -25,6 +27,7 @@ class ObjectStore:
     access_key: str = ""
     secret_key: str = ""
     pid: int | None = None
+    die_with_parent: bool = True  # False for `make cluster-up`, which outlives the command
 
     @property
     def endpoint(self) -> str:
@@ -34,8 +37,9 @@ class ObjectStore:
     def credentials(self) -> dict[str, str]:
         return {"AWS_ACCESS_KEY_ID": self.access_key, "AWS_SECRET_ACCESS_KEY": self.secret_key}
 
-    def start(self) -> None:
-        self.port = free_port()
+    def start(self, port: int | None = None) -> None:
+        """Starts MinIO on ``port`` (default: a free one)."""
+        self.port = port or free_port()
         self.access_key = "datajob-" + secrets.token_hex(4)
         self.secret_key = secrets.token_urlsafe(24)
         data = self.directory / "data"
@@ -49,7 +53,8 @@ class ObjectStore:
             "HOME": str(self.directory),
         }
         argv = [tool("minio"), "server", "--quiet", "--address", f"127.0.0.1:{self.port}", str(data)]
-        self.pid = spawn(argv, self.directory / "minio.log", env=env).pid
+        log = self.directory / "minio.log"
+        self.pid = spawn(argv, log, env=env, die_with_parent=self.die_with_parent).pid
         wait_for(self._ready, 60, "MinIO to answer its health check")
 
     def _ready(self) -> bool:

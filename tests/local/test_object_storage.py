@@ -4,26 +4,34 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from datajob_core.committer import Committer
 from datajob_core.storage import StorageConfig, Store
 from datajob_testenv.datajobs import data_digest
 from datajob_testenv.localjobs import corpus, manifest, markers
 from datajob_testenv.objectstore import ObjectStore
 from datajob_worker.cli import main as datajob
+from datajob_worker.processors import concatenate
 
 
 @pytest.fixture(params=["posix", "s3"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[str], Store]:
+    """Makes stores named ``name``: directories under tmp_path, or prefixes in a MinIO bucket."""
     if request.param == "posix":
-        yield Store(str(tmp_path / "out"))
-        return
+        return lambda name: Store(str(tmp_path / name))
     server: ObjectStore = request.getfixturevalue("object_store")
     bucket: str = request.getfixturevalue("bucket")
-    yield Store(f"{bucket}/out", StorageConfig.from_spec(server.storage_spec()), server.credentials)
+    config = StorageConfig.from_spec(server.storage_spec())
+    return lambda name: Store(f"{bucket}/{name}", config, server.credentials)
+
+
+@pytest.fixture
+def store(stores: Callable[[str], Store]) -> Store:
+    return stores("out")
 
 
 def test_exclusive_create_lets_exactly_one_of_many_concurrent_writers_win(store: Store) -> None:
@@ -98,3 +106,53 @@ def test_a_local_run_reads_and_writes_s3_with_kills_and_matches_the_posix_run(
     assert [r["shard"] for r in records] == list(range(len(parts)))
     assert any(r["attempt"] > 1 for r in records), "no failure was injected mid-shard"
     assert json.loads((out / "_SUCCESS").read_text())["records"] == 6 * 3000
+
+
+def objects(store: Store) -> list[str]:
+    return sorted(store.walk())
+
+
+def test_a_zombie_committing_late_loses_and_the_job_commit_leaves_only_the_winners_output(
+    store: Store,
+) -> None:
+    committer = Committer(store, owner="job-uid")
+    assert committer.commit_shard(0, 2, b"current\n", {"records": 1})
+    assert committer.commit_shard(1, 1, b"other\n", {"records": 1})
+    # Attempt 1 of shard 0 was presumed dead and replaced; it finishes late, with different bytes.
+    assert not committer.commit_shard(0, 1, b"zombie\n", {"records": 1})
+    assert (committer.committed(0) or {})["attempt"] == 2
+    done = committer.commit_job(2, concatenate, {"job": "j"})
+    assert done.missing == []
+    assert store.read_text("part-000000") == "current\n"
+    assert store.read_text("result") == "current\nother\n"
+    assert objects(store) == ["_SUCCESS", "part-000000", "part-000001", "result"]
+    manifest = json.loads(store.read_text("_SUCCESS"))
+    assert [(e["shard"], e["attempt"]) for e in manifest["shards"]] == [(0, 2), (1, 1)]
+    assert manifest["owner"] == "job-uid" and manifest["records"] == 2
+
+
+def test_a_job_commit_interrupted_at_any_shard_and_rerun_gives_the_same_output(
+    stores: Callable[[str], Store], tmp_path: Path
+) -> None:
+    def prepared(target: Store) -> Committer:
+        committer = Committer(target, owner="job-uid")
+        for shard in range(4):
+            committer.commit_shard(shard, 1, f"w{shard}\t{shard + 1}\n".encode(), {"records": shard})
+        return committer
+
+    reference = Store(str(tmp_path / "reference"))
+    prepared(reference).commit_job(4, concatenate, {"job": "j"})
+    expected = {name: reference.read_bytes(name) for name in objects(reference)}
+    for stop_at in range(4):
+        target = stores(f"run-{stop_at}")
+        committer = prepared(target)
+
+        def crash(shard: int, stop_at: int = stop_at) -> None:
+            if shard == stop_at:
+                raise RuntimeError("killed mid-commit")
+
+        with pytest.raises(RuntimeError):
+            committer.commit_job(4, concatenate, {"job": "j"}, on_shard=crash)
+        committer.commit_job(4, concatenate, {"job": "j"})
+        committer.commit_job(4, concatenate, {"job": "j"})  # and once more: nothing changes
+        assert {name: target.read_bytes(name) for name in objects(target)} == expected

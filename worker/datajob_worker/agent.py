@@ -157,6 +157,8 @@ class Worker:
         options = {str(k): str(v) for k, v in (spec.get("options") or {}).items()}
         # A demo/test knob: slows processing down so kills land mid-shard.
         self.delay = float(options.get("delayPerRecord", "0"))
+        # The same for the job commit, per shard published, so tests can interrupt it.
+        self.commit_delay = float(options.get("delayPerCommittedShard", "0"))
         self.stopping = False
         self.finished: set[tuple[int, int]] = set()
         self.last_report = 0.0
@@ -333,7 +335,22 @@ class Worker:
         """The job commit: publish every shard's winning attempt, the merged result and _SUCCESS."""
         # Command-mode output is concatenated (user functions' merge already is).
         merge = processors.concatenate if self.exec_argv else self.processor.merge
-        done = self.output.committer.commit_job(int(task.input["shards"]), merge, {"job": self.job})
+        checked = time.monotonic()
+
+        def on_shard(shard: int) -> None:
+            nonlocal checked
+            if self.commit_delay:
+                time.sleep(self.commit_delay)
+            if self.stopping:
+                raise runtime.ShardInterruptedError
+            if time.monotonic() - checked >= HEARTBEAT_SECONDS:
+                checked = time.monotonic()
+                if not self.still_assigned(task):
+                    raise runtime.ShardInterruptedError
+
+        done = self.output.committer.commit_job(
+            int(task.input["shards"]), merge, {"job": self.job}, on_shard=on_shard
+        )
         log.info("job committed", result=done.result, manifest=done.manifest, missing=done.missing)
 
     def run_exec(self, task: ShardTask) -> None:

@@ -366,9 +366,7 @@ class LocalRun:
         if state.message and state.phase is Phase.FAILED:
             self._line(f"reason: {state.message}")
         if self.result is not None:
-            self._line(
-                f"result: {self.result}  (per-shard parts: {self.output_url}/part-*, manifest: _SUCCESS)"
-            )
+            self._line(f"result: {self.result}  (parts: {self.output_url}/part-*, manifest: _SUCCESS)")
 
 
 def _clock(seconds: float) -> str:

@@ -1,0 +1,102 @@
+"""Stages in the ledger: the job commit runs after every map shard, once, and is retried like a shard."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from datajob_core.ledger import Ledger, ShardState
+from datajob_core.protocol import ReportMessage, ShardOutcome
+from datajob_core.reconciler import JobState, ObservedReport, ObservedWorker, Phase, Policy, reconcile
+from datajob_core.stages import Layout, is_commit
+
+pytestmark = pytest.mark.unit
+
+PLAN: list[dict[str, Any]] = [{"pieces": []} for _ in range(3)]
+
+
+def test_a_stage_after_a_barrier_waits_until_every_earlier_shard_finished() -> None:
+    ledger = Layout.new(3).ledger()
+    assert [ledger.assign("w1", 0.0).shard for _ in range(3)] == [0, 1, 2]  # type: ignore[union-attr]
+    assert ledger.assign("w2", 0.0) is None, "the commit must wait for the map shards"
+    ledger.complete(0, "w1", 1, 1.0)
+    ledger.complete(1, "w1", 1, 1.0)
+    assert ledger.assign("w2", 1.0) is None
+    # A failed map shard is finished too (tolerated by maxFailedShards): the commit may go.
+    ledger.fail_attempt(2, "w1", 1, "bad", 2.0, max_attempts=1, backoff_seconds=0.0)
+    commit = ledger.assign("w2", 2.0)
+    assert commit is not None and commit.shard == 3
+    assert Layout.of(ledger) == Layout(map_shards=3, commit=3)
+
+
+def test_barriers_survive_the_status_round_trip_and_a_broken_one_is_refused() -> None:
+    ledger = Layout.new(5).ledger()
+    again = Ledger.from_dict(json.loads(json.dumps(ledger.to_dict())))
+    assert again.barriers == (5,) and Layout.of(again).commit == 5
+    # A ledger written before stages existed has no commit task.
+    assert Layout.of(Ledger.new(5)) == Layout(map_shards=5, commit=None)
+    broken = ledger.to_dict() | {"next": 6, "running": {"2": {"w": "w1", "a": 1, "t": 0.0, "u": 0.0}}}
+    broken["succeeded"] = [0, 2, 3, 6]
+    with pytest.raises(ValueError, match="unfinished behind barrier 5"):
+        Ledger.from_dict(broken)
+
+
+def pass_(
+    state: JobState, workers: list[ObservedWorker], reports: dict[int, ObservedReport], now: float
+) -> Any:
+    policy = Policy(workers=1, max_shard_attempts=2, backoff_initial=1.0)
+    return reconcile("job", policy, state=state, workers=workers, reports=reports, plan=PLAN, now=now)
+
+
+def phase(state: JobState) -> Phase:
+    """Read through a call, so the type checker does not narrow the phase across reconcile passes."""
+    return state.phase
+
+
+def report(
+    pod: str, now: float, done: tuple[int, ...] = (), failed: tuple[int, ...] = ()
+) -> dict[int, ObservedReport]:
+    """Outcomes stay listed until acked; each has its own seq (here: its position in the job's history)."""
+    done_outcomes = [ShardOutcome(shard=s, attempt=1, seq=s + 1) for s in done]
+    failed_outcomes = [
+        ShardOutcome(shard=3, attempt=a, seq=10 + a, reason="MissingOutputError: shard 1 is gone")
+        for a in failed
+    ]
+    seq = max([o.seq for o in done_outcomes + failed_outcomes], default=0)
+    message = ReportMessage(pod=pod, seq=seq, done=done_outcomes, failed=failed_outcomes)
+    return {0: ObservedReport(0, message, renewed_at=now)}
+
+
+def test_the_job_succeeds_only_when_its_commit_task_reports_done() -> None:
+    state = JobState(Layout.new(len(PLAN)).ledger())
+    pod = pass_(state, [], {}, 0.0).create[0][1]
+    worker = [ObservedWorker(name=pod, slot=0, phase="Running", started_at=0.0)]
+    decision = pass_(state, worker, report(pod, 1.0), 1.0)
+    assert [t.shard for t in decision.assignments[0].shards] == [0, 1]
+    pass_(state, worker, report(pod, 2.0, done=(0, 1)), 2.0)
+    decision = pass_(state, worker, report(pod, 3.0, done=(0, 1, 2)), 3.0)
+    [task] = decision.assignments[0].shards
+    assert task.shard == 3 and is_commit(task.input) and task.input["shards"] == 3
+    assert state.phase is Phase.RUNNING, "all map shards done is not success yet"
+    decision = pass_(state, worker, report(pod, 4.0, done=(0, 1, 2, 3)), 4.0)
+    assert phase(state) is Phase.SUCCEEDED and decision.finished
+    assert state.message == "all 3 shards done (3 succeeded, 0 failed), output committed"
+    assert state.ledger.state_of(3) is ShardState.SUCCEEDED
+
+
+def test_a_job_commit_that_keeps_failing_fails_the_job_with_its_reason() -> None:
+    state = JobState(Layout.new(len(PLAN)).ledger())
+    pod = pass_(state, [], {}, 0.0).create[0][1]
+    worker = [ObservedWorker(name=pod, slot=0, phase="Running", started_at=0.0)]
+    pass_(state, worker, report(pod, 1.0), 1.0)
+    pass_(state, worker, report(pod, 2.0, done=(0, 1)), 2.0)
+    pass_(state, worker, report(pod, 3.0, done=(0, 1, 2)), 3.0)
+    pass_(state, worker, report(pod, 4.0, done=(0, 1, 2), failed=(1,)), 4.0)
+    assert state.phase is Phase.RUNNING, "one failed commit attempt is retried"
+    pass_(state, worker, report(pod, 10.0, done=(0, 1, 2), failed=(1,)), 10.0)  # reassigned after backoff
+    pass_(state, worker, report(pod, 11.0, done=(0, 1, 2), failed=(1, 2)), 11.0)
+    assert phase(state) is Phase.FAILED
+    assert state.reason == "JobCommitFailed"
+    assert "MissingOutputError: shard 1 is gone" in state.message
