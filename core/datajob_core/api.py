@@ -525,17 +525,41 @@ class PodTemplate(_Model):
         return spec
 
 
+REDUCIBLE = ("wordcount", "aggregate")
+REDUCE_MESSAGE = "spec.reduce needs a keyed processor: builtin wordcount (the default) or aggregate"
+
+
+class Reduce(_Model):
+    """A reduce stage after the map shards: the result is produced by R reducers, each holding 1/R of it."""
+
+    partitions: int = Field(
+        ge=1,
+        le=1024,
+        description=(
+            "Reduce tasks (R). Map shards split their output by crc32(key) % R; reducer p merges partition p "
+            "of every map shard and writes part-r-<p>. The result is the partitions concatenated in order, "
+            "each sorted by key."
+        ),
+    )
+
+
 class DataJobSpec(_Model):
     """What to process, how to split it, and the hardware and policies of the workers."""
 
     model_config = ConfigDict(
         json_schema_extra=_rules(
             _rule(
+                "!has(self.reduce) || !has(self.processor) || "
+                "(has(self.processor.builtin) && self.processor.builtin in ['wordcount', 'aggregate'])",
+                REDUCE_MESSAGE,
+                ".reduce",
+            ),
+            _rule(
                 "!has(self.input.partitioning) || !has(self.input.partitioning.shards) "
                 "|| self.workers <= self.input.partitioning.shards",
                 "spec.workers must not exceed spec.input.partitioning.shards",
                 ".workers",
-            )
+            ),
         )
     )
 
@@ -558,6 +582,11 @@ class DataJobSpec(_Model):
     )
     storage: Storage | None = Field(
         default=None, description="Object-store endpoint and credentials for s3:// input and output."
+    )
+    reduce: Reduce | None = Field(
+        default=None,
+        description="An optional reduce stage (map -> shuffle by key -> reduce). Immutable.",
+        json_schema_extra=_rules(_rule("self == oldSelf", "spec.reduce is immutable")),
     )
     processor: Processor | None = Field(
         default=None,
@@ -613,6 +642,12 @@ class DataJobSpec(_Model):
                 f"spec.output.uri {self.output.uri} is inside the input set ({inside}): the job would read "
                 "its own output; write it elsewhere or narrow spec.input.uris"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _reducible(self) -> DataJobSpec:
+        if self.reduce is not None and self.processor is not None and self.processor.builtin not in REDUCIBLE:
+            raise ValueError(REDUCE_MESSAGE)
         return self
 
     @model_validator(mode="after")
@@ -701,6 +736,7 @@ class DataJobStatus(_Model):
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
     shards: ShardCounts | None = Field(default=None, description="Shards by state.")
+    reduce: ShardCounts | None = Field(default=None, description="Reduce tasks by state (with spec.reduce).")
     workers: WorkerSummary | None = Field(default=None, description="Worker pods.")
     restarts: int | None = Field(
         default=None, description="Worker pods replaced, for any reason but the job's own scale-down."

@@ -2,7 +2,8 @@
 
 Layout under the output root (a directory or an object prefix, :class:`datajob_core.storage.Store`):
 
-- ``_attempts/<shard>/<attempt>/part`` (and ``bad_records.jsonl``): what one attempt produced. Only that
+- ``_attempts/<shard>/<attempt>/part`` (and ``bad_records.jsonl``; with a reduce stage a map shard writes
+  ``r-<p>`` per partition instead of ``part``): what one attempt produced. Only that
   attempt writes there, so no two writers ever share a name, and a zombie can only touch its own attempt.
 - ``_datajob/commits/part-<shard>.json``: the shard's commit record, created exclusively (S3 ``If-None-Match:
   *``, POSIX ``link``). Creating it is the commit point: of all attempts that finished the shard exactly one
@@ -24,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from datajob_core import shuffle
 from datajob_core.storage import Store
 
 ATTEMPTS = "_attempts"
@@ -34,6 +36,8 @@ BAD_RECORDS = "_bad_records"
 RESULT = "result"
 SUCCESS = "_SUCCESS"
 MANIFEST_VERSION = 1
+# Object names inside an attempt's prefix, by their key in the commit record.
+OBJECT_FILES = {"part": "part", "badRecords": "bad_records.jsonl"}
 # Scratch prefixes the job commit removes once _SUCCESS is written.
 SCRATCH = (ATTEMPTS, CHECKPOINTS, TEMPORARY, COMMITS)
 
@@ -45,13 +49,19 @@ class ForeignOutputError(Exception):
 class MissingOutputError(Exception):
     """A committed shard's objects are gone (deleted by someone else): the shard must run again."""
 
-    def __init__(self, shard: int, message: str) -> None:
+    def __init__(self, shard: int, message: str, attempt: int = 1) -> None:
         super().__init__(message)
         self.shard = shard
+        self.attempt = attempt  # of the lost output, so the rerun gets a higher number
 
 
 def part_name(shard: int) -> str:
     return f"part-{shard:06d}"
+
+
+def reduce_part_name(partition: int) -> str:
+    """A reducer's published output (Hadoop's naming)."""
+    return f"part-r-{partition:05d}"
 
 
 def attempt_prefix(shard: int, attempt: int) -> str:
@@ -101,30 +111,64 @@ class Committer:
         self,
         shard: int,
         attempt: int,
-        data: bytes,
+        data: bytes | None,
         meta: dict[str, Any],
         *,
         dead_letters: bytes | None = None,
+        partitions: list[bytes] | None = None,
     ) -> bool:
         """Writes this attempt's objects, then tries to create the commit record; True if this attempt won.
 
-        Losing is normal (a zombie or a duplicate got there first) and leaves only garbage the job commit
-        deletes: the record, not the data, decides what is published.
+        ``data`` is the shard's output; a map shard of a job with a reduce stage writes ``partitions``
+        instead (one object per reduce partition, :mod:`datajob_core.shuffle`). Losing is normal (a zombie
+        or a duplicate got there first) and leaves only garbage the job commit deletes: the record, not the
+        data, decides what is published.
         """
         prefix = attempt_prefix(shard, attempt)
-        objects = {"part": {"object": f"{prefix}/part", "size": len(data), "checksum": checksum(data)}}
-        self.store.write(f"{prefix}/part", data)
+        named = [("part", data)] if data is not None else []
+        named += [(shuffle.object_name(p), text) for p, text in enumerate(partitions or [])]
         if dead_letters is not None:
-            self.store.write(f"{prefix}/bad_records.jsonl", dead_letters)
-            objects["badRecords"] = {
-                "object": f"{prefix}/bad_records.jsonl",
-                "size": len(dead_letters),
-                "checksum": checksum(dead_letters),
-            }
+            named.append(("badRecords", dead_letters))
+        objects = {}
+        for key, payload in named:
+            name = f"{prefix}/{OBJECT_FILES.get(key, key)}"
+            self.store.write(name, payload)
+            objects[key] = {"object": name, "size": len(payload), "checksum": checksum(payload)}
         record = {**meta, "shard": shard, "attempt": attempt, "objects": objects}
         if self.owner:
             record["owner"] = self.owner
-        return self.store.create(record_name(shard), json.dumps(record, sort_keys=True) + "\n")
+        text = json.dumps(record, sort_keys=True) + "\n"
+        if self.store.create(record_name(shard), text):
+            return True
+        if self.lost(self.committed(shard)):
+            # The winner's objects were deleted (the reason this shard runs again): this attempt replaces it.
+            self.store.write(record_name(shard), text)
+            return True
+        return False
+
+    def lost(self, record: dict[str, Any] | None) -> bool:
+        """Whether a commit record names objects that are gone (deleted by someone else)."""
+        objects = (record or {}).get("objects") or {}
+        return record is not None and not all(self.store.exists(o["object"]) for o in objects.values())
+
+    def read_partition(self, shard: int, partition: int) -> bytes:
+        """A reducer's input: map shard ``shard``'s output for ``partition`` (empty if the shard failed
+        within maxFailedShards). MissingOutputError (naming the attempt) if it is gone or corrupt."""
+        record = self.committed(shard)
+        if record is None:
+            return b""
+        attempt = int(record.get("attempt", 1))
+        entry = (record.get("objects") or {}).get(shuffle.object_name(partition))
+        if entry is None:
+            raise MissingOutputError(shard, f"shard {shard} has no output for partition {partition}", attempt)
+        where = self.store.url_of(entry["object"])
+        try:
+            data = self.store.read_bytes(entry["object"])
+        except FileNotFoundError:
+            raise MissingOutputError(shard, f"map output {where} is gone", attempt) from None
+        if checksum(data) != entry.get("checksum"):
+            raise MissingOutputError(shard, f"map output {where} is corrupt", attempt)
+        return data
 
     # -- job commit (one task, after every shard finished) -----------------------------------------------
     def commit_job(
@@ -133,48 +177,72 @@ class Committer:
         merge: Callable[[list[str]], str],
         summary: dict[str, Any],
         on_shard: Callable[[int], None] = lambda shard: None,
+        partitions: int = 0,
     ) -> JobCommit:
         """Publishes every committed shard, the merged ``result`` and the ``_SUCCESS`` manifest, then
         deletes scratch. Safe to rerun from any point; MissingOutputError if a winner's data is gone.
 
-        ``on_shard`` is called after each shard is published: a long commit can check it is still wanted
-        (and raise to stop; nothing is lost, the rerun redoes the copies)."""
+        With a reduce stage (``partitions`` > 0) the reducers' outputs (tasks ``shards ..
+        shards+partitions-1``) are published as ``part-r-<p>`` and ``result`` is their concatenation (each
+        is already merged); the map shards' outputs were intermediate and are not published.
+        ``on_shard`` is called after each task's output is published: a long commit can check it is still
+        wanted (and raise to stop; nothing is lost, the rerun redoes the copies)."""
         done = self._manifest()
         if done is None or (self.owner and done.get("owner") != self.owner):
             records = [self.committed(shard) for shard in range(shards)]
-            published: list[dict[str, Any]] = []
+            entries: list[dict[str, Any]] = []
             texts: list[str] = []
             for shard, record in enumerate(records):
                 if record is None:
                     continue
-                data = self._publish(shard, record)
-                on_shard(shard)
-                texts.append(data.decode())
                 entry = {
                     "shard": shard,
                     "attempt": record["attempt"],
-                    "object": part_name(shard),
-                    "size": len(data),
-                    "checksum": checksum(data),
                     "records": record.get("records", 0),
                     "bytes": record.get("bytes", 0),
                     "skipped": record.get("skipped", 0),
                     "resumedFrom": record.get("resumedFrom"),  # the checkpoint the winning attempt began at
                 }
-                published.append(entry)
-            result = merge(texts).encode()
+                if not partitions:
+                    data = self._publish(shard, record, part_name(shard))
+                    texts.append(data.decode())
+                    entry.update(object=part_name(shard), size=len(data), checksum=checksum(data))
+                self._publish_bad_records(shard, record)
+                on_shard(shard)
+                entries.append(entry)
+            reduced: list[dict[str, Any]] = []
+            for partition in range(partitions):
+                task = shards + partition
+                record = self.committed(task)
+                if record is None:
+                    raise MissingOutputError(task, f"reduce partition {partition} has no commit record")
+                data = self._publish(task, record, reduce_part_name(partition))
+                texts.append(data.decode())
+                reduced.append(
+                    {
+                        "partition": partition,
+                        "attempt": record["attempt"],
+                        "object": reduce_part_name(partition),
+                        "size": len(data),
+                        "checksum": checksum(data),
+                    }
+                )
+                on_shard(task)
+            result = ("".join(texts) if partitions else merge(texts)).encode()
             self.store.write(RESULT, result)
             manifest = {
                 **summary,
-                "records": sum(int(e["records"]) for e in published),
-                "bytes": sum(int(e["bytes"]) for e in published),
-                "skipped": sum(int(e["skipped"]) for e in published),
+                "records": sum(int(e["records"]) for e in entries),
+                "bytes": sum(int(e["bytes"]) for e in entries),
+                "skipped": sum(int(e["skipped"]) for e in entries),
                 "version": MANIFEST_VERSION,
                 "owner": self.owner,
                 "result": {"object": RESULT, "size": len(result), "checksum": checksum(result)},
-                "shards": published,
+                "shards": entries,
                 "missingShards": [s for s, r in enumerate(records) if r is None],
             }
+            if partitions:
+                manifest["partitions"] = reduced
             # The last write: its presence says every object it lists is in place.
             self.store.write(SUCCESS, json.dumps(manifest, sort_keys=True, indent=1) + "\n")
             done = manifest
@@ -186,30 +254,34 @@ class Committer:
             missing=list(done.get("missingShards") or []),
         )
 
-    def _publish(self, shard: int, record: dict[str, Any]) -> bytes:
-        objects = record.get("objects") or {}
-        part = objects.get("part") or {}
+    def _publish(self, shard: int, record: dict[str, Any], target: str) -> bytes:
+        """Copies the winning attempt's ``part`` to ``target``; returns its bytes."""
+        part = (record.get("objects") or {}).get("part") or {}
         try:
             data = self.store.read_bytes(str(part.get("object")))
         except FileNotFoundError:
             # A rerun after the scratch was already deleted publishes nothing new: take what is published.
             try:
-                data = self.store.read_bytes(part_name(shard))
+                data = self.store.read_bytes(target)
             except FileNotFoundError:
                 raise MissingOutputError(
                     shard, f"shard {shard}: committed object {part.get('object')} is gone"
                 ) from None
         if part.get("checksum") and checksum(data) != part["checksum"]:
             raise MissingOutputError(shard, f"shard {shard}: {part.get('object')} does not match its record")
-        self.store.write(part_name(shard), data)
-        bad = objects.get("badRecords")
-        if bad:
-            try:
-                self.store.copy(str(bad["object"]), f"{BAD_RECORDS}/{part_name(shard)}.jsonl")
-            except FileNotFoundError:
-                if not self.store.exists(f"{BAD_RECORDS}/{part_name(shard)}.jsonl"):
-                    raise MissingOutputError(shard, f"shard {shard}: {bad['object']} is gone") from None
+        self.store.write(target, data)
         return data
+
+    def _publish_bad_records(self, shard: int, record: dict[str, Any]) -> None:
+        bad = (record.get("objects") or {}).get("badRecords")
+        if not bad:
+            return
+        target = f"{BAD_RECORDS}/{part_name(shard)}.jsonl"
+        try:
+            self.store.copy(str(bad["object"]), target)
+        except FileNotFoundError:
+            if not self.store.exists(target):
+                raise MissingOutputError(shard, f"shard {shard}: {bad['object']} is gone") from None
 
     def _manifest(self) -> dict[str, Any] | None:
         try:

@@ -240,6 +240,11 @@ class Ledger:
     def in_flight_for(self, worker: str) -> list[int]:
         return sorted(shard for shard, entry in self.in_flight.items() if entry.worker == worker)
 
+    def stage_limit(self) -> int:
+        """The first shard that may not start yet: the first barrier above the lowest unfinished shard."""
+        lowest = min((*self.retry, *self.in_flight), default=self.next_fresh)
+        return min((b for b in self.barriers if b > lowest), default=self.total)
+
     def next_retry_time(self) -> float | None:
         """Earliest ``not_before`` of any retry shard, so the caller can schedule a wake-up; None if none."""
         return min((entry.not_before for entry in self.retry.values()), default=None)
@@ -254,7 +259,9 @@ class Ledger:
         """
         _check_worker(worker)
         now = _time("now", now)
-        ready = [shard for shard, entry in self.retry.items() if entry.not_before <= now]
+        # Stages: nothing at or past the first barrier above the lowest unfinished shard may start.
+        limit = self.stage_limit()
+        ready = [s for s, entry in self.retry.items() if entry.not_before <= now and s < limit]
         if ready:
             shard = min(ready)
             previous = self.retry.pop(shard)
@@ -266,10 +273,7 @@ class Ledger:
                 assigned_at=now,
                 updated_at=now,
             )
-        elif self.next_fresh < self.total and not (
-            self.next_fresh in self.barriers and (self.retry or self.in_flight)
-        ):
-            # At a barrier the next stage waits until every earlier shard has finished.
+        elif self.next_fresh < limit:
             shard = self.next_fresh
             self.next_fresh += 1
             entry = InFlight(
@@ -360,12 +364,14 @@ class Ledger:
         max_attempts: int,
         backoff_seconds: float,
         permanent: bool = False,
+        counted: bool = True,
     ) -> AttemptOutcome:
         """The current attempt failed (bad record, exception): retry later from the checkpoint, or FAILED.
 
-        The failure counts toward ``max_attempts``; ``permanent`` (a failure any attempt would repeat)
-        fails the shard at once. ``backoff_seconds`` delays the retry (e.g.
-        ``ShardRetryPolicy.backoff(entry.failures + 1)``). A stale worker/attempt is ignored.
+        The failure counts toward ``max_attempts`` unless not ``counted`` (not the shard's fault: its input
+        was lost); ``permanent`` (a failure any attempt would repeat) fails the shard at once.
+        ``backoff_seconds`` delays the retry (e.g. ``ShardRetryPolicy.backoff(entry.failures + 1)``). A stale
+        worker/attempt is ignored.
         """
         check_max_attempts(max_attempts)
         backoff = _seconds("backoff_seconds", backoff_seconds)
@@ -381,8 +387,20 @@ class Ledger:
             now=_time("now", now),
             max_attempts=1 if permanent else max_attempts,
             backoff=backoff,
-            count_attempt=True,
+            count_attempt=counted,
         )
+
+    def reopen(self, shard: int, attempts: int, reason: str, now: float) -> bool:
+        """Sends a succeeded shard back to pending because its committed output was lost (a reducer found a
+        map output deleted). ``attempts`` is the highest attempt known to have run, so the rerun gets a new
+        number. Later stages wait for it again (:meth:`stage_limit`). False if it was not succeeded."""
+        self._check_shard(shard)
+        if self.state_of(shard) is not ShardState.SUCCEEDED:
+            return False
+        self.succeeded.discard(shard)
+        issued = max(int(attempts), 1)
+        self.retry[shard] = Retry(issued, failures=0, checkpoint=None, reason=_reason(reason), not_before=now)
+        return True
 
     def release_worker(
         self,
@@ -487,10 +505,7 @@ class Ledger:
             raise ValueError(f"ledger: barriers must be ints in (0, {self.total}), got {self.barriers!r}")
         if list(self.barriers) != sorted(set(self.barriers)):
             raise ValueError(f"ledger: barriers must be increasing, got {self.barriers!r}")
-        crossed = max((b for b in self.barriers if b < self.next_fresh), default=0)
-        early = [s for s in (*self.retry, *self.in_flight) if _is_int(s) and s < crossed]
-        if early:
-            raise ValueError(f"ledger: shard {min(early)} is unfinished behind barrier {crossed}")
+
         top = self.succeeded.max()
         if top is not None and top >= self.next_fresh:
             raise ValueError(

@@ -20,6 +20,7 @@ ENV_LEASE = "DATAJOB_LEASE"
 ENV_POD = "DATAJOB_POD"
 ENV_NAMESPACE = "DATAJOB_NAMESPACE"
 ENV_OUTPUT = "DATAJOB_OUTPUT"
+ENV_REDUCE_PARTITIONS = "DATAJOB_REDUCE_PARTITIONS"  # spec.reduce.partitions; unset or 0: no reduce stage
 ENV_STORAGE = "DATAJOB_STORAGE"  # spec.storage without credentials (endpoint, region), as JSON
 ENV_OUTPUT_OWNER = "DATAJOB_OUTPUT_OWNER"  # the output's owner id (job UID, or local fingerprint)
 ENV_CHECKPOINT_SECONDS = "DATAJOB_CHECKPOINT_SECONDS"
@@ -86,6 +87,16 @@ class ShardOutcome(_Message):
     # A failure that another attempt would repeat (a malformed record under badRecords: Fail): the shard
     # fails at once instead of burning its remaining attempts.
     permanent: bool = False
+    # A reduce task that found a map shard's output deleted: that shard runs again; this attempt is not
+    # charged (the reducer is retried after it).
+    lost: LostInput | None = None
+
+
+class LostInput(_Message):
+    """A reducer's input that is gone: map shard ``shard``'s committed output (of ``attempt``)."""
+
+    shard: int = Field(ge=0)
+    attempt: int = Field(ge=1)
 
 
 class CurrentShard(_Message):

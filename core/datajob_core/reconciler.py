@@ -531,8 +531,11 @@ def _fold(
             state.records += outcome.records
             state.bytes += outcome.bytes
             state.skipped += outcome.skipped
+    layout = Layout.of(ledger)
     for outcome in report.failed:
         if outcome.seq > slot.acked:
+            lost = outcome.lost
+            delay = 0.0 if lost else backoff_seconds(1, policy.backoff_initial, policy.backoff_max)
             result = ledger.fail_attempt(
                 outcome.shard,
                 worker,
@@ -540,15 +543,31 @@ def _fold(
                 outcome.reason or "worker reported failure",
                 now,
                 max_attempts=policy.max_shard_attempts,
-                backoff_seconds=backoff_seconds(1, policy.backoff_initial, policy.backoff_max),
+                backoff_seconds=delay,
                 permanent=outcome.permanent,
+                counted=lost is None,
             )
+            reopened = (
+                lost is not None
+                and result.retrying
+                and lost.shard < layout.map_shards
+                and ledger.reopen(lost.shard, lost.attempt, f"its output was lost: {outcome.reason}", now)
+            )
+            if reopened and lost is not None:
+                decision.events.append(
+                    Event(
+                        "Warning",
+                        "MapOutputLost",
+                        f"{layout.name(outcome.shard)}: {outcome.reason}; shard {lost.shard} runs again",
+                    )
+                )
             if result.failed:
                 decision.events.append(
                     Event(
                         "Warning",
                         "ShardFailed",
-                        f"shard {outcome.shard} failed after {result.failures} attempt(s): {outcome.reason}",
+                        f"{layout.name(outcome.shard)} failed after {result.failures} attempt(s): "
+                        f"{outcome.reason}",
                     )
                 )
     for notice in report.notices:
@@ -617,6 +636,16 @@ def _finish(
             "JobCommitFailed",
             f"the job commit failed {ledger.failed[layout.commit].attempts} time(s): "
             f"{ledger.failed[layout.commit].reason}",
+        )
+        return True
+    reduce_failed = sorted(s for s in ledger.failed if layout.is_reduce(s))
+    if reduce_failed:
+        entry = ledger.failed[reduce_failed[0]]
+        _fail(
+            state,
+            decision,
+            "ReduceFailed",
+            f"{layout.name(reduce_failed[0])} failed {entry.attempts} time(s): {entry.reason}",
         )
         return True
     failed = ledger.failed_count(0, layout.map_shards)

@@ -155,6 +155,8 @@ def worker_pod(
     if checkpoint.get("intervalRecords"):
         env.append({"name": protocol.ENV_CHECKPOINT_RECORDS, "value": str(checkpoint["intervalRecords"])})
     env += storage_env(spec.get("storage") or {})
+    if spec.get("reduce"):
+        env.append({"name": protocol.ENV_REDUCE_PARTITIONS, "value": str(spec["reduce"]["partitions"])})
     env += [{"name": e["name"], "value": e.get("value", "")} for e in spec.get("env") or []]
     container: dict[str, Any] = {
         "name": WORKER_CONTAINER,

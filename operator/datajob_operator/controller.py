@@ -217,7 +217,9 @@ class JobController:
         state = (
             JobState.from_dict(status["ledger"])
             if status.get("ledger")
-            else JobState(Layout.new(len(plan)).ledger())
+            else JobState(
+                Layout.new(len(plan), int((spec.get("reduce") or {}).get("partitions", 0))).ledger()
+            )
         )
         policy = policy_from_spec(spec)
         now = time.time()
@@ -417,10 +419,19 @@ class JobController:
             "startTime": old.get("startTime") or now,
             "ledger": state.to_dict(),
         }
+        if layout.partitions:
+            reduce = state.ledger.counts(layout.map_shards, layout.map_shards + layout.partitions)
+            status["reduce"] = {
+                "total": reduce.total,
+                "pending": reduce.pending,
+                "running": reduce.running,
+                "succeeded": reduce.succeeded,
+                "failed": reduce.failed,
+                "summary": f"{reduce.succeeded + reduce.failed}/{reduce.total}",
+            }
         if layout.commit is not None:
-            status["output"] = _output_status(
-                job["spec"]["output"]["uri"], state.ledger.state_of(layout.commit)
-            )
+            commit = state.ledger.state_of(layout.commit)
+            status["output"] = _output_status(job["spec"]["output"]["uri"], commit)
         if state.phase in (Phase.SUCCEEDED, Phase.FAILED):
             status["completionTime"] = old.get("completionTime") or now
         status["conditions"] = _conditions(old.get("conditions") or [], state, decision, now)

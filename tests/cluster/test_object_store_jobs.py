@@ -199,3 +199,42 @@ def test_a_job_commit_interrupted_by_a_worker_kill_and_an_operator_restart_resum
         assert datajob(["run", str(tmp_path / "job.yaml")]) == 0
     assert data_digest(tmp_path / "out") == data_digest(tmp_path / "local-out")
     assert (tmp_path / "out" / "result").read_bytes() == (tmp_path / "local-out" / "result").read_bytes()
+
+
+def test_a_reduce_job_on_s3_with_worker_kills_equals_the_same_job_in_local_mode(
+    jobs: Jobs, tmp_path: Path, object_store: ObjectStore, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    total_lines = write_inputs(tmp_path / "in", files=6, lines=300)
+    upload(object_store, tmp_path / "in", f"{bucket}/in")
+    credentials_secret(jobs, "s3-credentials", object_store)
+    manifest = s3_job(
+        "s3-reduce",
+        bucket,
+        object_store,
+        workers=3,
+        reduce={"partitions": 4},
+        processor={"builtin": "wordcount", "options": {"delayPerRecord": "0.02"}},
+        checkpoint={"intervalSeconds": 1, "intervalRecords": 20},
+        retryPolicy={"maxShardAttempts": 10, "backoff": {"initialSeconds": 1, "maxSeconds": 2}},
+    )
+    jobs.create(manifest)
+    jobs.wait("s3-reduce", a_shard_checkpointed, 90, "a shard checkpointed")
+    kill_a_running_worker(jobs, "s3-reduce")
+    status = jobs.wait_phase("s3-reduce", "Succeeded", timeout=240)
+    assert status["restarts"] >= 1
+    assert status["reduce"]["summary"] == "4/4"
+    assert status["processed"]["records"] == total_lines
+
+    names = download(object_store, f"{bucket}/out", tmp_path / "out")
+    reduced = [f"part-r-{p:05d}" for p in range(4)]
+    assert names == sorted([*reduced, "result", "_SUCCESS", "_datajob/owner.json"])
+
+    for key, value in object_store.credentials.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    local = json.loads(json.dumps(manifest))
+    local["spec"]["output"] = {"uri": str(tmp_path / "local-out")}
+    (tmp_path / "job.yaml").write_text(yaml.safe_dump(local))
+    assert datajob(["run", str(tmp_path / "job.yaml")]) == 0
+    for name in [*reduced, "result"]:
+        assert (tmp_path / "out" / name).read_bytes() == (tmp_path / "local-out" / name).read_bytes(), name

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from datajob_core.ledger import Ledger, ShardState
+from datajob_core.ledger import Assignment, Ledger, ShardState
 from datajob_core.protocol import ReportMessage, ShardOutcome
 from datajob_core.reconciler import JobState, ObservedReport, ObservedWorker, Phase, Policy, reconcile
 from datajob_core.stages import Layout, is_commit
@@ -31,16 +31,36 @@ def test_a_stage_after_a_barrier_waits_until_every_earlier_shard_finished() -> N
     assert Layout.of(ledger) == Layout(map_shards=3, commit=3)
 
 
-def test_barriers_survive_the_status_round_trip_and_a_broken_one_is_refused() -> None:
-    ledger = Layout.new(5).ledger()
+def test_barriers_survive_the_status_round_trip() -> None:
+    ledger = Layout.new(5, partitions=3).ledger()
     again = Ledger.from_dict(json.loads(json.dumps(ledger.to_dict())))
-    assert again.barriers == (5,) and Layout.of(again).commit == 5
+    assert again.barriers == (5, 8)
+    assert Layout.of(again) == Layout(map_shards=5, commit=8, partitions=3)
+    assert [Layout.of(again).name(s) for s in (4, 5, 7, 8)] == [
+        "shard 4",
+        "reduce partition 0",
+        "reduce partition 2",
+        "the job commit",
+    ]
     # A ledger written before stages existed has no commit task.
     assert Layout.of(Ledger.new(5)) == Layout(map_shards=5, commit=None)
-    broken = ledger.to_dict() | {"next": 6, "running": {"2": {"w": "w1", "a": 1, "t": 0.0, "u": 0.0}}}
-    broken["succeeded"] = [0, 2, 3, 6]
-    with pytest.raises(ValueError, match="unfinished behind barrier 5"):
-        Ledger.from_dict(broken)
+
+
+def test_a_reopened_map_shard_runs_again_before_any_further_reduce_task_starts() -> None:
+    layout = Layout.new(2, partitions=2)
+    ledger = layout.ledger()
+    for shard in (0, 1):
+        assert ledger.assign("m", 0.0) is not None
+        ledger.complete(shard, "m", 1, 1.0)
+    reducer = ledger.assign("r1", 2.0)
+    assert reducer is not None and layout.is_reduce(reducer.shard)
+    # The reducer found map shard 1's output deleted: the shard runs again, with a new attempt number.
+    assert ledger.reopen(1, attempts=1, reason="output lost", now=3.0)
+    assert ledger.assign("r2", 3.0) == Assignment(shard=1, attempt=2, checkpoint=None)
+    assert ledger.assign("r3", 3.0) is None, "no reducer may start while a map shard is unfinished"
+    ledger.complete(1, "r2", 2, 4.0)
+    assert ledger.assign("r3", 4.0) is not None
+    assert not ledger.reopen(3, attempts=1, reason="not succeeded", now=5.0)
 
 
 def pass_(

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 import structlog
 
 from datajob_core import plan_store, stages
+from datajob_core.committer import MissingOutputError
 from datajob_core.protocol import (
     ENV_BAD_RECORDS,
     ENV_CHANNEL_DIR,
@@ -34,9 +35,11 @@ from datajob_core.protocol import (
     ENV_PLAN_FILE,
     ENV_POD,
     ENV_PROCESSOR,
+    ENV_REDUCE_PARTITIONS,
     ENV_STORAGE,
     AssignmentMessage,
     CurrentShard,
+    LostInput,
     ReportMessage,
     ShardOutcome,
     ShardProgress,
@@ -92,6 +95,7 @@ class Reporter:
         reason: str = "",
         permanent: bool = False,
         skipped: int = 0,
+        lost: LostInput | None = None,
     ) -> None:
         self.seq += 1
         entry = ShardOutcome(
@@ -103,6 +107,7 @@ class Reporter:
             skipped=skipped,
             reason=reason,
             permanent=permanent,
+            lost=lost,
         )
         (self.failed if reason else self.done).append(entry)
         self.progress.pop(str(task.shard), None)
@@ -140,9 +145,11 @@ class Worker:
         bad_records: str = "Fail",
         job: str = "",
         storage: StorageConfig | None = None,
+        partitions: int = 0,
     ) -> None:
         self.client = client
         self.job = job
+        self.partitions = partitions  # spec.reduce.partitions: map output is split for the reducers
         self.encoding = encoding
         self.bad_records = bad_records
         self.reporter = Reporter(pod)
@@ -157,7 +164,7 @@ class Worker:
         options = {str(k): str(v) for k, v in (spec.get("options") or {}).items()}
         # A demo/test knob: slows processing down so kills land mid-shard.
         self.delay = float(options.get("delayPerRecord", "0"))
-        # The same for the job commit, per shard published, so tests can interrupt it.
+        # The same for the job commit (per shard published) and reducers (per map output read).
         self.commit_delay = float(options.get("delayPerCommittedShard", "0"))
         self.stopping = False
         self.finished: set[tuple[int, int]] = set()
@@ -292,11 +299,14 @@ class Worker:
             marker = None if stages.is_commit(task.input) else self.output.committed(task.shard)
             if stages.is_commit(task.input):
                 self.commit_job(task)
-            elif marker is not None:
+            elif marker is not None and not self.output.committer.lost(marker):
+                # (A record whose objects were deleted is not a commit: the shard runs again.)
                 # Counted from the marker, so status.processed does not depend on who committed it.
                 records, bytes_read = int(marker.get("records", 0)), int(marker.get("bytes", 0))
                 skipped = int(marker.get("skipped", 0))
                 log.info("shard already committed by another attempt", shard=task.shard)
+            elif stages.is_reduce(task.input):
+                self.run_reduce(task)
             elif self.exec_argv:
                 self.run_exec(task)
             else:
@@ -308,6 +318,7 @@ class Worker:
                     self.notice,
                     encoding=self.encoding,
                     bad_records=self.bad_records,
+                    partitions=self.partitions,
                 )
                 progress = runtime.run_shard(task, context)
                 records, bytes_read, skipped = progress.records, progress.bytes, progress.skipped
@@ -320,9 +331,16 @@ class Worker:
             log.warning("shard failed", shard=task.shard, error=str(error))
             self.finished.add((task.shard, task.attempt))
             permanent = isinstance(error, runtime.PermanentShardError)
+            lost = None
+            if isinstance(error, MissingOutputError) and stages.is_reduce(task.input):
+                lost = LostInput(shard=error.shard, attempt=error.attempt)  # that map shard must run again
             with self.lock:
                 self.reporter.outcome(
-                    task, records=0, reason=f"{type(error).__name__}: {error}"[:400], permanent=permanent
+                    task,
+                    records=0,
+                    reason=f"{type(error).__name__}: {error}"[:400],
+                    permanent=permanent,
+                    lost=lost,
                 )
             return
         self.finished.add((task.shard, task.attempt))
@@ -330,6 +348,22 @@ class Worker:
             self.reporter.outcome(task, records=records, bytes_read=bytes_read, skipped=skipped)
         # The outcome goes out with the next shard's "current" (one write), or alone when idle.
         log.info("shard committed", shard=task.shard, attempt=task.attempt, records=records)
+
+    def run_reduce(self, task: ShardTask) -> None:
+        """Reduce task: merge partition p of every map shard's output into this task's part."""
+        partition, shards = int(task.input["partition"]), int(task.input["shards"])
+        committer = self.output.committer
+        texts = []
+        for shard in range(shards):
+            if self.commit_delay:
+                time.sleep(self.commit_delay)
+            texts.append(committer.read_partition(shard, partition).decode())
+            if self.stopping:
+                raise runtime.ShardInterruptedError
+        merged = self.processor.merge(texts).encode()
+        meta = {"partition": partition, "records": 0, "keys": merged.count(b"\n")}
+        committer.commit_shard(task.shard, task.attempt, merged, meta)
+        log.info("reduce partition committed", partition=partition, keys=meta["keys"])
 
     def commit_job(self, task: ShardTask) -> None:
         """The job commit: publish every shard's winning attempt, the merged result and _SUCCESS."""
@@ -349,7 +383,11 @@ class Worker:
                     raise runtime.ShardInterruptedError
 
         done = self.output.committer.commit_job(
-            int(task.input["shards"]), merge, {"job": self.job}, on_shard=on_shard
+            int(task.input["shards"]),
+            merge,
+            {"job": self.job},
+            on_shard=on_shard,
+            partitions=int(task.input.get("partitions", 0)),
         )
         log.info("job committed", result=done.result, manifest=done.manifest, missing=done.missing)
 
@@ -415,6 +453,7 @@ def main() -> int:
             bad_records=env.get(ENV_BAD_RECORDS, "Fail"),
             job=env.get(ENV_JOB, ""),
             storage=StorageConfig.from_spec(json.loads(env.get(ENV_STORAGE) or "null")),
+            partitions=int(env.get(ENV_REDUCE_PARTITIONS) or 0),
         )
 
         def on_term(signum: int, _frame: object) -> None:

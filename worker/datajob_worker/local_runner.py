@@ -198,6 +198,7 @@ class LocalRun:
             protocol.ENV_JOB: self.name,
             protocol.ENV_OUTPUT: self.output_url,
             protocol.ENV_STORAGE: json.dumps(self.storage.to_dict()),
+            protocol.ENV_REDUCE_PARTITIONS: str((spec.get("reduce") or {}).get("partitions", 0)),
             protocol.ENV_OUTPUT_OWNER: self.owner,
             protocol.ENV_CHECKPOINT_SECONDS: str(checkpoint.get("intervalSeconds", 30)),
             protocol.ENV_PROCESSOR: json.dumps(spec.get("processor"), sort_keys=True),
@@ -260,7 +261,7 @@ class LocalRun:
         self.owner = output_identity.fingerprint(plan, self.spec)
         # Raises OutputInUseError if the output is another job's (or this job's before its input changed).
         output_identity.claim(self.store, {"job": self.name, "id": self.owner}, overwrite=self.overwrite)
-        layout = Layout.new(len(plan))
+        layout = Layout.new(len(plan), int((self.spec.get("reduce") or {}).get("partitions", 0)))
         state = JobState(layout.ledger())
         # Channels of an earlier run into the same output would look like reports of this run's workers
         # (pod names repeat); committed parts are kept and skipped by the workers.

@@ -39,6 +39,9 @@ class Processor:
     # The reduce step: the job's result from its shards' rendered outputs, in shard order. Per-record
     # processors (grep, transform, functions) concatenate; wordcount and aggregate combine partial results.
     merge: Callable[[list[str]], str] = concatenate
+    # The shuffle key of one rendered line, for the reduce stage (datajob_core.shuffle); None: the
+    # processor has no keys (grep, transform, functions), so it cannot have a reduce stage.
+    key: Callable[[str], str] | None = None
 
     def batch(self) -> Callable[[list[Record], State], None]:
         if self.process_batch is not None:
@@ -77,7 +80,14 @@ def _wordcount() -> Processor:
         return render({"counts": total})
 
     return Processor(
-        "wordcount", lambda: {"counts": Counter()}, process, render, restore, process_batch, merge
+        "wordcount",
+        lambda: {"counts": Counter()},
+        process,
+        render,
+        restore,
+        process_batch,
+        merge,
+        key=lambda line: line.rpartition("\t")[0],
     )
 
 
@@ -156,6 +166,7 @@ def _aggregate(options: dict[str, str]) -> Processor:
         render,
         process_batch=process_batch,
         merge=merge,
+        key=lambda line: "\t".join(str(json.loads(line).get(k, "")) for k in keys),
     )
 
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from datajob_core import shuffle
 from datajob_core.checkpoint_store import CheckpointStore, CheckpointUnreadableError, Saved
 from datajob_core.committer import Committer, ForeignOutputError
 from datajob_core.protocol import ShardTask
@@ -100,15 +101,23 @@ class OutputDir:
             raise PermanentShardError(str(error)) from None
 
     def commit(
-        self, shard: int, attempt: int, data: str, meta: dict[str, Any], *, dead_letters: str | None = None
+        self,
+        shard: int,
+        attempt: int,
+        data: str | None,
+        meta: dict[str, Any],
+        *,
+        dead_letters: str | None = None,
+        partitions: list[str] | None = None,
     ) -> bool:
         """Commits this attempt's output for the shard; False if another attempt committed it first."""
         return self.committer.commit_shard(
             shard,
             attempt,
-            data.encode(),
+            None if data is None else data.encode(),
             meta,
             dead_letters=None if dead_letters is None else dead_letters.encode(),
+            partitions=None if partitions is None else [p.encode() for p in partitions],
         )
 
 
@@ -128,6 +137,7 @@ class ShardContext:
     on_notice: Callable[[str, str], None] = _no_notice
     encoding: str = "utf-8"
     bad_records: str = "Fail"  # spec.input.badRecordPolicy
+    partitions: int = 0  # spec.reduce.partitions: split the output by key for the reducers
 
 
 def resume_point(
@@ -275,7 +285,12 @@ def run_shard(task: ShardTask, context: ShardContext) -> Progress:
     dead = (
         "".join(json.dumps(entry, sort_keys=True) + "\n" for entry in progress.bad) if progress.bad else None
     )
-    context.output.commit(task.shard, task.attempt, context.processor.render(state), meta, dead_letters=dead)
+    rendered = context.processor.render(state)
+    if context.partitions and context.processor.key is not None:
+        split = shuffle.split(rendered, context.partitions, context.processor.key)
+        context.output.commit(task.shard, task.attempt, None, meta, dead_letters=dead, partitions=split)
+    else:
+        context.output.commit(task.shard, task.attempt, rendered, meta, dead_letters=dead)
     return progress
 
 
