@@ -30,7 +30,16 @@ from datajob_worker.agent import Reporter
 
 SHARDS = 5
 RECORDS = 3  # per shard
-POLICY = Policy(workers=2, max_shard_attempts=50, backoff_initial=1.0, backoff_max=2.0, max_failed_shards=0)
+# Budgets are high: what is under test is fencing and charging, and the teardown expects every failure the
+# machine injected to be survivable (hypothesis found runs of >10 crashes of one slot).
+POLICY = Policy(
+    workers=2,
+    max_shard_attempts=50,
+    max_worker_restarts=1000,
+    backoff_initial=1.0,
+    backoff_max=2.0,
+    max_failed_shards=0,
+)
 PLAN: list[dict[str, Any]] = [
     {"pieces": [{"path": f"/in/{n}", "start": 0, "end": 10}]} for n in range(SHARDS)
 ]
