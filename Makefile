@@ -32,9 +32,12 @@ demo: install examples/wordcount/data/corpus-000.txt ## The main job: word count
 	rm -rf examples/wordcount/out
 	$(BIN)/datajob run examples/wordcount/datajob.yaml --kill-every 2 --seed 1
 
+EXAMPLE ?= wordcount
 .PHONY: demo-s3
-demo-s3: install tools examples/wordcount/data/corpus-000.txt ## The same word count with input and output on S3 (a local MinIO)
-	$(BIN)/python examples/wordcount/s3_demo.py
+demo-s3: install tools ## An example (EXAMPLE=wordcount|sales) with its input and output on S3 (a local MinIO)
+	@if [ "$(EXAMPLE)" = sales ]; then [ -e examples/sales/data/orders-00.csv ] || $(BIN)/python examples/sales/generate.py; \
+	else [ -e examples/wordcount/data/corpus-000.txt ] || $(BIN)/python examples/wordcount/generate.py; fi
+	$(BIN)/python examples/s3_demo.py $(EXAMPLE)
 
 .PHONY: tools
 tools: ## Build (or reuse) the pinned Kubernetes binaries: etcd, apiserver, scheduler, ...
@@ -58,6 +61,12 @@ lint: install ## ruff, ruff format --check, mypy
 bench: install ## Run the benchmarks (they print figures; see docs/benchmarks.md)
 	$(BIN)/python benchmarks/ledger_scale.py
 	$(BIN)/python benchmarks/processor_throughput.py
+
+.PHONY: bench-reduce
+bench-reduce: install tools ## Word count: map-only vs reduce vs a plain loop vs PySpark local[2] (installs pyspark; needs Java)
+	$(BIN)/pip install -q pyspark
+	$(BIN)/python benchmarks/wordcount_reduce.py --cluster
+	$(BIN)/python benchmarks/wordcount_reduce.py --mb 120 --vocabulary 2000000
 
 .PHONY: crds
 crds: install ## Regenerate crds/ and docs/api-reference.md from the pydantic models

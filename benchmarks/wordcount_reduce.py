@@ -7,7 +7,12 @@ Per run it prints wall seconds, records/s, bytes read per record (input), bytes 
 the processes wrote to the filesystem: intermediate map output, parts, result, checkpoints) and the peak RSS
 of the largest process (a worker, the driver or Spark's Python workers).
 
+``--vocabulary N`` writes a corpus of N distinct words drawn uniformly instead of the example's Zipf-like
+text (whose few thousand words fit any process): then the single-process merge must hold all N keys, which
+is what the reduce stage is for, and the peak RSS column shows it.
+
 Run: .venv/bin/python benchmarks/wordcount_reduce.py [--mb 360] [--workers 2] [--cluster] [--no-spark]
+     [--vocabulary 2000000]
 (PySpark: .venv/bin/pip install pyspark; it needs a Java runtime, e.g. Debian's default-jre-headless.)
 """
 
@@ -16,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import resource
 import shutil
 import subprocess
@@ -96,6 +102,20 @@ pairs = sc.textFile(sys.argv[1]).flatMap(lambda line: line.split()).map(lambda w
 json.dump(dict(pairs.reduceByKey(operator.add).collect()), open(sys.argv[2], "w"))
 sc.stop()
 """
+
+
+def uniform_corpus(directory: Path, files: int, mb: float, vocabulary: int) -> None:
+    """``files`` files of ``mb`` MB in total, 10 words per line drawn uniformly from ``vocabulary`` words."""
+    rng = random.Random(7)
+    directory.mkdir(parents=True)
+    per_file = int(mb * 1e6 / files)
+    for index in range(files):
+        with (directory / f"corpus-{index:03d}.txt").open("w") as handle:
+            written = 0
+            while written < per_file:
+                line = " ".join(f"k{rng.randrange(vocabulary)}" for _ in range(10)) + "\n"
+                handle.write(line)
+                written += len(line)
 
 
 def job(data: Path, output: Path, workers: int, partitions: int) -> dict[str, Any]:
@@ -187,11 +207,14 @@ def main() -> int:
     parser.add_argument("--partitions", default="1,4,16", help="reduce partitions to try")
     parser.add_argument("--cluster", action="store_true", help="also run through the operator")
     parser.add_argument("--no-spark", action="store_true")
+    parser.add_argument("--vocabulary", type=int, default=0, help="N distinct uniform words instead")
     parser.add_argument("--work", type=Path, default=None)
     args = parser.parse_args()
     work = Path(args.work or tempfile.mkdtemp(prefix="datajob-bench-reduce-"))
     data = work / "data"
     files = 24
+    if not data.exists() and args.vocabulary:
+        uniform_corpus(data, files, args.mb, args.vocabulary)
     if not data.exists():
         subprocess.run(
             [

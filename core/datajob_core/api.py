@@ -526,7 +526,10 @@ class PodTemplate(_Model):
 
 
 REDUCIBLE = ("wordcount", "aggregate")
-REDUCE_MESSAGE = "spec.reduce needs a keyed processor: builtin wordcount (the default) or aggregate"
+REDUCE_MESSAGE = (
+    "spec.reduce needs a keyed processor: builtin wordcount (the default) or aggregate, or "
+    "spec.reduce.function with a spec.processor.function mapper"
+)
 
 
 class Reduce(_Model):
@@ -541,6 +544,17 @@ class Reduce(_Model):
             "each sorted by key."
         ),
     )
+    function: str | None = Field(
+        default=None,
+        pattern=FUNCTION_PATTERN,
+        max_length=512,
+        description=(
+            "A user reducer, module:function, called as function(key, values) for every key; its return "
+            "value (JSON-able) is the key's result. Requires spec.processor.function as the mapper, "
+            "returning an iterable of (key, value) pairs per record. Output lines: <key as JSON> TAB <result "
+            "as JSON>."
+        ),
+    )
 
 
 class DataJobSpec(_Model):
@@ -549,8 +563,10 @@ class DataJobSpec(_Model):
     model_config = ConfigDict(
         json_schema_extra=_rules(
             _rule(
-                "!has(self.reduce) || !has(self.processor) || "
-                "(has(self.processor.builtin) && self.processor.builtin in ['wordcount', 'aggregate'])",
+                "!has(self.reduce) || (has(self.reduce.function) ? "
+                "(has(self.processor) && has(self.processor.function)) : "
+                "(!has(self.processor) || "
+                "(has(self.processor.builtin) && self.processor.builtin in ['wordcount', 'aggregate'])))",
                 REDUCE_MESSAGE,
                 ".reduce",
             ),
@@ -646,7 +662,13 @@ class DataJobSpec(_Model):
 
     @model_validator(mode="after")
     def _reducible(self) -> DataJobSpec:
-        if self.reduce is not None and self.processor is not None and self.processor.builtin not in REDUCIBLE:
+        if self.reduce is None:
+            return self
+        if self.reduce.function is not None:
+            ok = self.processor is not None and self.processor.function is not None
+        else:
+            ok = self.processor is None or self.processor.builtin in REDUCIBLE
+        if not ok:
             raise ValueError(REDUCE_MESSAGE)
         return self
 

@@ -157,6 +157,8 @@ def worker_pod(
     env += storage_env(spec.get("storage") or {})
     if spec.get("reduce"):
         env.append({"name": protocol.ENV_REDUCE_PARTITIONS, "value": str(spec["reduce"]["partitions"])})
+        if spec["reduce"].get("function"):
+            env.append({"name": protocol.ENV_REDUCER, "value": spec["reduce"]["function"]})
     env += [{"name": e["name"], "value": e.get("value", "")} for e in spec.get("env") or []]
     container: dict[str, Any] = {
         "name": WORKER_CONTAINER,

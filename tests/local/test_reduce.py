@@ -75,3 +75,35 @@ def test_a_lost_map_output_reruns_only_that_map_shard(tmp_path: Path) -> None:
     attempts = {m["shard"]: m["attempt"] for m in markers(out)}
     assert attempts[expected - 1] == 2, "the shard whose output was lost did not run again"
     assert set(attempts.values()) == {1, 2} and list(attempts.values()).count(2) == 1, "others re-ran too"
+
+
+MAPREDUCE = """
+def by_letter(line):
+    return [(word[0], word) for word in line.split()]
+
+
+def distinct(letter, words):
+    return len(set(words))
+"""
+
+
+def test_a_user_mapper_and_reducer_run_as_a_reduce_stage(tmp_path: Path) -> None:
+    corpus(tmp_path / "data")
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "letters.py").write_text(MAPREDUCE)
+    job = manifest(
+        tmp_path,
+        "letters",
+        processor={"function": "letters:by_letter", "options": {"delayPerRecord": "0.0005"}},
+        reduce={"partitions": 3, "function": "letters:distinct"},
+        env=[{"name": "PYTHONPATH", "value": str(tmp_path / "code")}],
+    )
+    assert datajob(["run", str(job), "--kill-every", "2", "--seed", "2"]) == 0
+    expected: dict[str, set[str]] = {}
+    for path in (tmp_path / "data").glob("*.txt"):
+        for word in path.read_text().split():
+            expected.setdefault(word[0], set()).add(word)
+    lines = (tmp_path / "letters" / "result").read_text().splitlines()
+    got = {json.loads(key): json.loads(value) for key, _, value in (line.partition("\t") for line in lines)}
+    assert got == {letter: len(words) for letter, words in expected.items()}
+    assert len(list((tmp_path / "letters").glob("part-r-*"))) == 3

@@ -36,6 +36,7 @@ from datajob_core.protocol import (
     ENV_POD,
     ENV_PROCESSOR,
     ENV_REDUCE_PARTITIONS,
+    ENV_REDUCER,
     ENV_STORAGE,
     AssignmentMessage,
     CurrentShard,
@@ -146,6 +147,7 @@ class Worker:
         job: str = "",
         storage: StorageConfig | None = None,
         partitions: int = 0,
+        reducer: str | None = None,
     ) -> None:
         self.client = client
         self.job = job
@@ -158,7 +160,7 @@ class Worker:
         self.fmt = fmt
         spec = processor or {}
         self.exec_argv: list[str] = list(spec.get("exec") or [])
-        self.processor = processors.build(None if self.exec_argv else spec)
+        self.processor = processors.build(None if self.exec_argv else spec, reducer)
         self.checkpoint_seconds = checkpoint_seconds
         self.checkpoint_records = checkpoint_records
         options = {str(k): str(v) for k, v in (spec.get("options") or {}).items()}
@@ -454,6 +456,7 @@ def main() -> int:
             job=env.get(ENV_JOB, ""),
             storage=StorageConfig.from_spec(json.loads(env.get(ENV_STORAGE) or "null")),
             partitions=int(env.get(ENV_REDUCE_PARTITIONS) or 0),
+            reducer=env.get(ENV_REDUCER) or None,
         )
 
         def on_term(signum: int, _frame: object) -> None:

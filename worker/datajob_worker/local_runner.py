@@ -76,10 +76,17 @@ def check_local(job: DataJob) -> None:
     Raises ValueError naming the field. (In a cluster the module lives in the worker image, which the
     operator cannot import from; there a missing module is the worker's termination message.)
     """
-    processor = job.spec.processor
-    if processor is None or processor.function is None:
-        return
-    module = processor.function.partition(":")[0]
+    functions = (
+        ("spec.processor.function", job.spec.processor.function if job.spec.processor else None),
+        ("spec.reduce.function", job.spec.reduce.function if job.spec.reduce else None),
+    )
+    for where, function in functions:
+        if function:
+            _check_importable(job, where, function)
+
+
+def _check_importable(job: DataJob, field: str, function: str) -> None:
+    module = function.partition(":")[0]
     # The workers get spec.env, so a PYTHONPATH there counts; the top-level package is what must be found.
     extra = [
         part
@@ -94,9 +101,7 @@ def check_local(job: DataJob) -> None:
     except (ImportError, ValueError):
         found = None
     if found is None and top not in sys.builtin_module_names:
-        raise ValueError(
-            f"spec.processor.function: module {module!r} cannot be imported here (is it on PYTHONPATH?)"
-        )
+        raise ValueError(f"{field}: module {module!r} cannot be imported here (is it on PYTHONPATH?)")
 
 
 @dataclass
@@ -199,6 +204,7 @@ class LocalRun:
             protocol.ENV_OUTPUT: self.output_url,
             protocol.ENV_STORAGE: json.dumps(self.storage.to_dict()),
             protocol.ENV_REDUCE_PARTITIONS: str((spec.get("reduce") or {}).get("partitions", 0)),
+            protocol.ENV_REDUCER: (spec.get("reduce") or {}).get("function") or "",
             protocol.ENV_OUTPUT_OWNER: self.owner,
             protocol.ENV_CHECKPOINT_SECONDS: str(checkpoint.get("intervalSeconds", 30)),
             protocol.ENV_PROCESSOR: json.dumps(spec.get("processor"), sort_keys=True),

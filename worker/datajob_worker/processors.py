@@ -186,10 +186,15 @@ def _transform(options: dict[str, str]) -> Processor:
     )
 
 
+def _load(spec: str) -> Callable[..., Any]:
+    module_name, _, attribute = spec.partition(":")
+    function: Callable[..., Any] = getattr(importlib.import_module(module_name), attribute)
+    return function
+
+
 def _function(spec: str) -> Processor:
     """User code, ``module:function``: called per record, returns a line (or None to drop the record)."""
-    module_name, _, attribute = spec.partition(":")
-    function = getattr(importlib.import_module(module_name), attribute)
+    function = _load(spec)
 
     def process(record: Record, state: State) -> None:
         result = function(record)
@@ -199,14 +204,55 @@ def _function(spec: str) -> Processor:
     return Processor(spec, lambda: {"lines": []}, process, lambda s: "".join(f"{x}\n" for x in s["lines"]))
 
 
+def _map_reduce(mapper_spec: str, reducer_spec: str) -> Processor:
+    """User MapReduce: ``mapper(record)`` returns (key, value) pairs; ``reducer(key, values)`` one result.
+
+    A map shard keeps each key's values (as lines ``<key JSON>\t<values JSON list>``, sorted by key) and the
+    shuffle splits them by key; a reducer concatenates the value lists of its keys in map-shard order and
+    calls ``reducer`` once per key: ``<key JSON>\t<result JSON>``.
+    """
+    mapper, reducer = _load(mapper_spec), _load(reducer_spec)
+
+    def process(record: Record, state: State) -> None:
+        pairs = state["pairs"]
+        for key, value in mapper(record) or ():
+            pairs.setdefault(json.dumps(key, sort_keys=True), []).append(value)
+
+    def render(state: State) -> str:
+        return "".join(f"{key}\t{json.dumps(values)}\n" for key, values in sorted(state["pairs"].items()))
+
+    def merge(parts: list[str]) -> str:
+        grouped: dict[str, list[Any]] = {}
+        for text in parts:
+            for line in text.splitlines():
+                key, _, values = line.partition("\t")
+                grouped.setdefault(key, []).extend(json.loads(values))
+        return "".join(
+            f"{key}\t{json.dumps(reducer(json.loads(key), values), sort_keys=True)}\n"
+            for key, values in sorted(grouped.items())
+        )
+
+    return Processor(
+        f"{mapper_spec} -> {reducer_spec}",
+        lambda: {"pairs": {}},
+        process,
+        render,
+        merge=merge,
+        key=lambda line: line.partition("\t")[0],
+    )
+
+
 def _line(record: Record) -> str:
     return record if isinstance(record, str) else json.dumps(record, sort_keys=True)
 
 
-def build(processor: dict[str, Any] | None) -> Processor:
-    """The processor a DataJob's ``spec.processor`` describes (wordcount when none is given)."""
+def build(processor: dict[str, Any] | None, reducer: str | None = None) -> Processor:
+    """The processor a DataJob's ``spec.processor`` describes (wordcount when none is given); with a user
+    reducer (``spec.reduce.function``) the processor's function is its mapper."""
     processor = processor or {"builtin": "wordcount"}
     options = {str(k): str(v) for k, v in (processor.get("options") or {}).items()}
+    if reducer and processor.get("function"):
+        return _map_reduce(processor["function"], reducer)
     if processor.get("function"):
         return _function(processor["function"])
     builtin = processor.get("builtin")
