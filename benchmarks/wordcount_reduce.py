@@ -165,7 +165,7 @@ def cluster_runs(work: Path, data: Path, workers: int, variants: list[int]) -> l
     try:
         kubectl = Kubectl(cluster.kubeconfig)
         kubectl("apply", "--server-side", "-f", str(REPO / "crds" / "datajob.dev_datajobs.yaml"))
-        kubectl("wait", "--for=condition=Established", "crd/datajobs.datajob.dev", "--timeout=60s")
+        kubectl.wait_established("datajobs.datajob.dev")
         operator.start()
         api = cluster.api_client()
         core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)

@@ -18,6 +18,7 @@ from datajob_worker.cli import main as datajob
 HERE = Path(__file__).resolve().parent
 INPUT = {"wordcount": "*.txt", "sales": "*.csv"}
 LOCAL_RESULT = {"wordcount": "out/wordcount/result", "sales": "out/sales-by-region/result"}
+KILL_EVERY = {"wordcount": "2", "sales": "5"}  # seconds; a sales shard (2 MiB of CSV) takes longer
 
 
 def main(argv: list[str]) -> int:
@@ -42,7 +43,7 @@ def main(argv: list[str]) -> int:
             os.environ.update(store.credentials)  # local mode: credentials from the environment
             os.environ["XDG_CACHE_HOME"] = str(Path(scratch) / "cache")
             manifest = HERE / example / "datajob-s3.yaml"
-            code = datajob(["run", str(manifest), "--kill-every", "2", "--seed", "1"])
+            code = datajob(["run", str(manifest), "--kill-every", KILL_EVERY[example], "--seed", "1"])
             if code != 0:
                 return code
             result = fs.cat_file(f"results/{example}/result")

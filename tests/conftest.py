@@ -93,7 +93,7 @@ def kubectl(cluster: TestCluster) -> Kubectl:
 @pytest.fixture(scope="session")
 def datajob_crd(cluster: TestCluster, kubectl: Kubectl) -> None:
     kubectl("apply", "--server-side", "-f", str(REPO_ROOT / "crds" / "datajob.dev_datajobs.yaml"))
-    kubectl("wait", "--for=condition=Established", "crd/datajobs.datajob.dev", "--timeout=60s")
+    kubectl.wait_established("datajobs.datajob.dev")
 
 
 @pytest.fixture(scope="session")

@@ -67,7 +67,7 @@ def _wait_phase(
 
 def test_crd_is_served_and_explained(kubectl: Kubectl, api_client: client.ApiClient, namespace: str) -> None:
     kubectl("apply", "-f", "-", input=json.dumps(WIDGET_CRD))
-    kubectl("wait", "--for=condition=Established", "crd/widgets.testing.datajob.dev", "--timeout=60s")
+    kubectl.wait_established("widgets.testing.datajob.dev")
     custom = client.CustomObjectsApi(api_client)
     body = {
         "apiVersion": "testing.datajob.dev/v1",

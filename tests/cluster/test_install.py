@@ -48,7 +48,7 @@ def objects(text: str) -> dict[tuple[str, str, str], dict[str, Any]]:
 def peering_crds(kubectl: Kubectl, datajob_crd: None) -> None:
     kubectl("apply", "--server-side", "-f", str(REPO_ROOT / "crds" / "kopf.dev_peerings.yaml"))
     for name in ("kopfpeerings.kopf.dev", "clusterkopfpeerings.kopf.dev"):
-        kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
+        kubectl.wait_established(name)
 
 
 @pytest.fixture(scope="module")

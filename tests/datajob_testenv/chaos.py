@@ -210,9 +210,7 @@ def run_chaos(config: ChaosConfig, work: Path | None = None, log: Any = print) -
         Kubectl(cluster.kubeconfig)(
             "apply", "--server-side", "-f", str(REPO_ROOT / "crds" / "datajob.dev_datajobs.yaml")
         )
-        Kubectl(cluster.kubeconfig)(
-            "wait", "--for=condition=Established", "crd/datajobs.datajob.dev", "--timeout=60s"
-        )
+        Kubectl(cluster.kubeconfig).wait_established("datajobs.datajob.dev")
         operator = OperatorProcess(cluster.kubeconfig, cluster.directory / "logs")
         operator.start()
         api = cluster.api_client()

@@ -6,6 +6,7 @@ import os
 import subprocess
 from typing import Any
 
+from .processes import wait_for
 from .tools import tool
 
 
@@ -30,6 +31,16 @@ class Kubectl:
         if check and result.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed ({result.returncode}): {result.stderr}")
         return result
+
+    def wait_established(self, crd: str, timeout: float = 60) -> None:
+        """Waits for a CRD's Established condition by polling. (``kubectl wait --for=condition=Established``
+        fails at once, instead of waiting, while a just-created CRD has no conditions yet.)"""
+        path = '{.status.conditions[?(@.type=="Established")].status}'
+
+        def established() -> bool:
+            return self("get", f"crd/{crd}", "-o", f"jsonpath={path}", check=False).stdout.strip() == "True"
+
+        wait_for(established, timeout, f"CRD {crd} Established")
 
 
 def pod_manifest(name: str, command: list[str], **spec: Any) -> dict[str, Any]:
