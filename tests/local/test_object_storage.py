@@ -156,3 +156,53 @@ def test_a_job_commit_interrupted_at_any_shard_and_rerun_gives_the_same_output(
         committer.commit_job(4, concatenate, {"job": "j"})
         committer.commit_job(4, concatenate, {"job": "j"})  # and once more: nothing changes
         assert {name: target.read_bytes(name) for name in objects(target)} == expected
+
+
+def test_csv_and_parquet_read_from_s3_aggregate_like_the_same_files_on_disk(
+    tmp_path: Path, object_store: ObjectStore, bucket: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pyarrow as pa  # noqa: PLC0415
+    import pyarrow.csv as pacsv  # noqa: PLC0415
+    import pyarrow.parquet as pq  # noqa: PLC0415
+
+    rows = 30000
+    table = pa.table(
+        {
+            "region": [["emea", "amer", "apac"][n % 3] for n in range(rows)],
+            "amount": [n % 101 for n in range(rows)],
+        }
+    )
+    (tmp_path / "data").mkdir()
+    pacsv.write_csv(table, tmp_path / "data" / "orders.csv")
+    pq.write_table(table, tmp_path / "data" / "orders.parquet", row_group_size=5000)
+    fs = object_store.filesystem()
+    for name in ("orders.csv", "orders.parquet"):
+        fs.put_file(str(tmp_path / "data" / name), f"{bucket.removeprefix('s3://')}/in/{name}")
+    for key, value in object_store.credentials.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    aggregate = {"builtin": "aggregate", "options": {"groupBy": "region", "value": "amount"}}
+    split = {"mode": "size", "targetShardSize": "64Ki"}
+    results = {}
+    for fmt in ("csv", "parquet"):
+        for where, uri in (("disk", f"{tmp_path}/data/orders.{fmt}"), ("s3", f"{bucket}/in/orders.{fmt}")):
+            out = f"out-{fmt}-{where}" if where == "disk" else f"{bucket}/out-{fmt}"
+            job = manifest(
+                tmp_path,
+                out,
+                input={
+                    "uris": [uri],
+                    "format": fmt,
+                    "partitioning": {"mode": "size", "targetShardSize": "64Ki"},
+                },
+                processor=aggregate,
+                storage=object_store.storage_spec(),
+            )
+            assert datajob(["run", str(job)]) == 0
+            results[fmt, where] = (
+                (tmp_path / out / "result").read_bytes()
+                if where == "disk"
+                else fs.cat_file(f"{bucket.removeprefix('s3://')}/out-{fmt}/result")
+            )
+    assert results["csv", "s3"] == results["csv", "disk"]
+    assert results["parquet", "s3"] == results["parquet", "disk"] == results["csv", "disk"]

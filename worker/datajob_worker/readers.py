@@ -31,8 +31,9 @@ def open_binary(path: str) -> IO[bytes]:
     """Opens a local path or an object URL for reading; remote reads are ranged GETs of what is read."""
     if is_remote(path):
         fs, inner = filesystem(path, _storage)
-        handle: IO[bytes] = fs.open(inner, "rb")
-        return handle
+        # fsspec's own readline is pure Python over its block cache: about 80x slower per line than
+        # BufferedReader's (measured: 60,000 CSV lines from MinIO in 2.5 s vs 0.03 s).
+        return io.BufferedReader(fs.open(inner, "rb"), buffer_size=1 << 20)
     return open(path.removeprefix("file://"), "rb")
 
 
