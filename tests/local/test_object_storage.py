@@ -193,7 +193,7 @@ def test_csv_and_parquet_read_from_s3_aggregate_like_the_same_files_on_disk(
                 input={
                     "uris": [uri],
                     "format": fmt,
-                    "partitioning": {"mode": "size", "targetShardSize": "64Ki"},
+                    "partitioning": split,
                 },
                 processor=aggregate,
                 storage=object_store.storage_spec(),
