@@ -1,6 +1,6 @@
-# The worker image: datajob_core + datajob_worker with the base dependencies (pydantic, pyarrow, fsspec);
-# no kopf, no Kubernetes client library. Add fsspec backends for remote input with
-#   --build-arg EXTRA_PACKAGES="s3fs gcsfs"
+# The worker image: datajob_core + datajob_worker with the base dependencies (pydantic, pyarrow, fsspec,
+# s3fs); no kopf, no Kubernetes client library. Add other fsspec backends (gs://, az://) with
+#   --build-arg EXTRA_PACKAGES="gcsfs adlfs"
 # Build from the repository root: docker build -f images/worker.Dockerfile -t datajob-worker:dev .
 ARG PYTHON_IMAGE=python:3.12.8-slim-bookworm
 
