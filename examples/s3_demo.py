@@ -48,9 +48,7 @@ def main(argv: list[str]) -> int:
                 return code
             result = fs.cat_file(f"results/{example}/result")
             objects = sorted(fs.find(f"results/{example}"))
-            print(
-                f"s3://results/{example} holds {len(objects)} objects (part-*, result, _SUCCESS, _datajob/)"
-            )
+            print(f"s3://results/{example} holds {len(objects)} objects: part-*, result, _SUCCESS, _datajob/")
             reference = HERE / example / LOCAL_RESULT[example]
             if reference.exists():
                 same = reference.read_bytes() == result
