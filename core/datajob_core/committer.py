@@ -26,11 +26,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from datajob_core import shuffle
+from datajob_core.checkpoint_store import DIRECTORY as CHECKPOINTS
 from datajob_core.storage import Store
 
 ATTEMPTS = "_attempts"
 COMMITS = "_datajob/commits"
-CHECKPOINTS = "_checkpoints"
 TEMPORARY = "_temporary"
 BAD_RECORDS = "_bad_records"
 RESULT = "result"
@@ -255,12 +255,15 @@ class Committer:
         )
 
     def _publish(self, shard: int, record: dict[str, Any], target: str) -> bytes:
-        """Copies the winning attempt's ``part`` to ``target``; returns its bytes."""
+        """Copies the winning attempt's ``part`` to ``target`` (server-side on S3, a hard link on POSIX);
+        returns its bytes, which the merge needs anyway."""
         part = (record.get("objects") or {}).get("part") or {}
+        source: str | None = str(part.get("object"))
         try:
-            data = self.store.read_bytes(str(part.get("object")))
+            data = self.store.read_bytes(str(source))
         except FileNotFoundError:
             # A rerun after the scratch was already deleted publishes nothing new: take what is published.
+            source = None
             try:
                 data = self.store.read_bytes(target)
             except FileNotFoundError:
@@ -269,7 +272,11 @@ class Committer:
                 ) from None
         if part.get("checksum") and checksum(data) != part["checksum"]:
             raise MissingOutputError(shard, f"shard {shard}: {part.get('object')} does not match its record")
-        self.store.write(target, data)
+        if source is not None:
+            try:
+                self.store.copy(source, target)
+            except FileNotFoundError:  # deleted since it was read (a concurrent commit's cleanup)
+                self.store.write(target, data)
         return data
 
     def _publish_bad_records(self, shard: int, record: dict[str, Any]) -> None:

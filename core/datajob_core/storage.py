@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import fsspec
 
@@ -123,20 +123,12 @@ class Store:
         """The object's bytes; FileNotFoundError if there is none."""
         if not self.remote:
             return Path(self.path(name)).read_bytes()
-        try:
+        with _storage_errors(f"reading {self.url_of(name)}"):
             data: bytes = self.fs.cat_file(self.path(name))
-        except FileNotFoundError:
-            raise
-        except OSError as error:
-            raise StorageError(f"reading {self.url_of(name)}: {error}") from error
         return data
 
     def read_text(self, name: str) -> str:
         return self.read_bytes(name).decode()
-
-    def open_read(self, name: str) -> IO[bytes]:
-        handle: IO[bytes] = self.fs.open(self.path(name), "rb")
-        return handle
 
     def exists(self, name: str) -> bool:
         if not self.remote:
@@ -156,11 +148,10 @@ class Store:
             except (FileNotFoundError, NotADirectoryError):
                 return []
         try:
-            entries = self.fs.ls(self.path(name), detail=False, refresh=True)
+            with _storage_errors(f"listing {self.url_of(name)}"):
+                entries = self.fs.ls(self.path(name), detail=False, refresh=True)
         except FileNotFoundError:
             return []
-        except OSError as error:
-            raise StorageError(f"listing {self.url_of(name)}: {error}") from error
         prefix = self.path(name).rstrip("/") + "/"
         return sorted({str(e).removeprefix(prefix).rstrip("/") for e in entries if str(e).startswith(prefix)})
 
@@ -187,10 +178,8 @@ class Store:
             Path(scratch).write_bytes(payload)
             os.replace(scratch, target)
             return
-        try:
+        with _storage_errors(f"writing {self.url_of(name)}"):
             self.fs.pipe_file(target, payload)  # one PUT: atomic on every S3-compatible store
-        except OSError as error:
-            raise StorageError(f"writing {self.url_of(name)}: {error}") from error
 
     def create(self, name: str, data: bytes | str) -> bool:
         """Writes the object only if no object has that name; True if this call created it.
@@ -238,13 +227,12 @@ class Store:
             except OSError:
                 shutil.copyfile(self.path(source), scratch)
             os.replace(scratch, destination)
+            # rename(2) does nothing when both names are links to one file (a copy made before): drop ours.
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(scratch)
             return
-        try:
+        with _storage_errors(f"copying {self.url_of(source)} to {self.url_of(target)}"):
             self.fs.copy(self.path(source), self.path(target))
-        except FileNotFoundError:
-            raise
-        except OSError as error:
-            raise StorageError(f"copying {self.url_of(source)} to {self.url_of(target)}: {error}") from error
 
     def delete(self, name: str) -> None:
         """Deletes one object; nothing if it is not there (S3 cannot tell the two apart)."""
@@ -252,12 +240,8 @@ class Store:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(self.path(name))
             return
-        try:
+        with contextlib.suppress(FileNotFoundError), _storage_errors(f"deleting {self.url_of(name)}"):
             self.fs.rm_file(self.path(name))
-        except FileNotFoundError:
-            pass
-        except OSError as error:
-            raise StorageError(f"deleting {self.url_of(name)}: {error}") from error
 
     def delete_tree(self, name: str) -> None:
         """Deletes everything below ``name`` (nothing if absent)."""
@@ -271,17 +255,20 @@ class Store:
             return
         paths = list(self.fs.find(self.path(name)))
         if paths:
-            try:
+            with contextlib.suppress(FileNotFoundError), _storage_errors(f"deleting {self.url_of(name)}"):
                 self.fs.rm(paths)
-            except FileNotFoundError:
-                pass
-            except OSError as error:
-                raise StorageError(f"deleting {self.url_of(name)}: {error}") from error
 
-    def ensure_root(self) -> None:
-        """Creates the directory (POSIX); object stores have no directories to create."""
-        if not self.remote:
-            Path(self.root).mkdir(parents=True, exist_ok=True)
+
+@contextlib.contextmanager
+def _storage_errors(what: str) -> Iterator[None]:
+    """A store's failure as a StorageError saying what was being done; FileNotFoundError passes through,
+    because each caller gives "not there" its own meaning."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise
+    except OSError as error:
+        raise StorageError(f"{what}: {error}") from error
 
 
 def _s3_error_code(error: BaseException) -> str | None:

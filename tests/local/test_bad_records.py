@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
+from datajob_core.committer import BAD_RECORDS
 from datajob_core.protocol import ShardTask
 from datajob_core.reconciler import Phase
 from datajob_testenv.localjobs import manifest, markers
@@ -17,7 +18,6 @@ from datajob_worker import processors
 from datajob_worker.cli import main as datajob
 from datajob_worker.local_runner import LocalRun
 from datajob_worker.runtime import (
-    BAD_RECORDS_DIR,
     OutputDir,
     PermanentShardError,
     Progress,
@@ -61,11 +61,9 @@ def test_skip_drops_and_counts_malformed_rows_and_dead_letter_keeps_them(tmp_pat
     assert (skipped.records, skipped.skipped) == (2, 2)
     assert (tmp_path / "skip" / "part-000000").read_text().count("\n") == 2
     assert markers(tmp_path / "skip")[0]["skipped"] == 2
-    assert not (tmp_path / "skip" / BAD_RECORDS_DIR).exists()
+    assert not (tmp_path / "skip" / BAD_RECORDS).exists()
     run(path, "csv", tmp_path / "dead", policy="DeadLetter")
-    letters = [
-        json.loads(line) for line in (tmp_path / "dead" / BAD_RECORDS_DIR / "part-000000.jsonl").open()
-    ]
+    letters = [json.loads(line) for line in (tmp_path / "dead" / BAD_RECORDS / "part-000000.jsonl").open()]
     assert [(d["offset"], d["record"]) for d in letters] == [(19, "Paris,3,extra"), (33, "Lima")]
     assert all(d["file"] == str(path) and "field(s)" in d["error"] for d in letters)
 
@@ -139,7 +137,7 @@ def test_dead_letters_survive_a_resume_from_checkpoint(tmp_path: Path) -> None:
         ),
     )
     assert progress.skipped == reference.skipped == 39
-    bad = Path(BAD_RECORDS_DIR) / "part-000000.jsonl"
+    bad = Path(BAD_RECORDS) / "part-000000.jsonl"
     output.committer.commit_job(1, processors.concatenate, {"job": "t"})
     assert (tmp_path / "out" / bad).read_text() == (tmp_path / "ref" / bad).read_text()
 

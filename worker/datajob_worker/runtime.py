@@ -36,7 +36,6 @@ from .processors import Processor, State
 
 CALLBACK_EVERY = 64
 MAX_DEAD_LETTER_CHARS = 4096
-BAD_RECORDS_DIR = "_bad_records"
 
 
 class ShardInterruptedError(Exception):
