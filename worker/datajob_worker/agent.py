@@ -12,6 +12,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -371,18 +372,12 @@ class Worker:
         """The job commit: publish every shard's winning attempt, the merged result and _SUCCESS."""
         # Command-mode output is concatenated (user functions' merge already is).
         merge = processors.concatenate if self.exec_argv else self.processor.merge
-        checked = time.monotonic()
+        check = self.interruption_check(task)
 
         def on_shard(shard: int) -> None:
-            nonlocal checked
             if self.commit_delay:
                 time.sleep(self.commit_delay)
-            if self.stopping:
-                raise runtime.ShardInterruptedError
-            if time.monotonic() - checked >= HEARTBEAT_SECONDS:
-                checked = time.monotonic()
-                if not self.still_assigned(task):
-                    raise runtime.ShardInterruptedError
+            check()
 
         done = self.output.committer.commit_job(
             int(task.input["shards"]),
@@ -396,9 +391,22 @@ class Worker:
     def run_exec(self, task: ShardTask) -> None:
         progress, resume_state = runtime.resume_point(task, self.output, self.notice)
 
+        def checkpoint(value: Any) -> None:
+            self.checkpoint(task, progress, value)
+            self.send()
+
+        # The heartbeat thread renews the report; the tick checks the shard is still ours.
+        hooks = runtime.ExecHooks(tick=self.interruption_check(task), checkpoint=checkpoint)
+        runtime.run_exec(
+            task, self.exec_argv, self.output, dict(os.environ), hooks=hooks, resume_state=resume_state
+        )
+
+    def interruption_check(self, task: ShardTask) -> Callable[[], None]:
+        """For work that is not a record loop (a command, the job commit): a check to call often that raises
+        ShardInterruptedError on SIGTERM, or when the task was taken away (asked once per heartbeat)."""
         checked = time.monotonic()
 
-        def tick() -> None:  # the heartbeat thread renews the report; this checks the shard is still ours
+        def check() -> None:
             nonlocal checked
             if self.stopping:
                 raise runtime.ShardInterruptedError
@@ -407,14 +415,7 @@ class Worker:
                 if not self.still_assigned(task):
                     raise runtime.ShardInterruptedError
 
-        def checkpoint(value: Any) -> None:
-            self.checkpoint(task, progress, value)
-            self.send()
-
-        hooks = runtime.ExecHooks(tick=tick, checkpoint=checkpoint)
-        runtime.run_exec(
-            task, self.exec_argv, self.output, dict(os.environ), hooks=hooks, resume_state=resume_state
-        )
+        return check
 
     def still_assigned(self, task: ShardTask) -> bool:
         message = self.fetch()
