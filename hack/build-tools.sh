@@ -36,14 +36,15 @@ build_in_module() { # name package [ldflags]
   log "built $name in $(( $(date +%s) - t0 ))s"
   built=1
 }
-install_module() { # name module@version [ldflags]
-  local name="$1" mod="$2" ldflags="${3:-}"
-  [ -x "$bin_dir/$name" ] && return 0
+install_module() { # name module@version [ldflags] [directory, default: the tools directory]
+  local name="$1" mod="$2" ldflags="${3:-}" dest="${4:-$bin_dir}"
+  [ -x "$dest/$name" ] && return 0
   log "installing $name from $mod ..."
   local t0=$(date +%s) tmp
+  mkdir -p "$dest"
   tmp="$(mktemp -d)"
   GOBIN="$tmp" CGO_ENABLED=0 go install -trimpath -ldflags="-s -w $ldflags" "$mod"
-  mv "$tmp/$name" "$bin_dir/$name"
+  mv "$tmp/$name" "$dest/$name"
   rm -rf "$tmp"
   log "installed $name in $(( $(date +%s) - t0 ))s"
   built=1
@@ -69,17 +70,7 @@ install_module kubeconform "github.com/yannh/kubeconform/cmd/kubeconform@$KUBECO
   "-X main.version=$KUBECONFORM_VERSION"
 
 minio_dir="$cache_root/minio-$MINIO_VERSION"
-if [ ! -x "$minio_dir/minio" ]; then
-  log "installing minio from github.com/minio/minio@$MINIO_VERSION ..."
-  t0=$(date +%s)
-  mkdir -p "$minio_dir"
-  tmp="$(mktemp -d)"
-  GOBIN="$tmp" CGO_ENABLED=0 go install -trimpath -ldflags="-s -w" "github.com/minio/minio@$MINIO_VERSION"
-  mv "$tmp/minio" "$minio_dir/minio"
-  rm -rf "$tmp"
-  log "installed minio in $(( $(date +%s) - t0 ))s"
-  built=1
-fi
+install_module minio "github.com/minio/minio@$MINIO_VERSION" "" "$minio_dir"
 ln -sfn "$minio_dir/minio" "$bin_dir/minio"
 
 if [ "$built" = 1 ]; then
