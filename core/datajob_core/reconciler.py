@@ -629,24 +629,13 @@ def _finish(
     if state.phase in (Phase.SUCCEEDED, Phase.FAILED):
         return True
     layout = Layout.of(ledger)
-    if layout.commit is not None and layout.commit in ledger.failed:
-        _fail(
-            state,
-            decision,
-            "JobCommitFailed",
-            f"the job commit failed {ledger.failed[layout.commit].attempts} time(s): "
-            f"{ledger.failed[layout.commit].reason}",
-        )
-        return True
-    reduce_failed = sorted(s for s in ledger.failed if layout.is_reduce(s))
-    if reduce_failed:
-        entry = ledger.failed[reduce_failed[0]]
-        _fail(
-            state,
-            decision,
-            "ReduceFailed",
-            f"{layout.name(reduce_failed[0])} failed {entry.attempts} time(s): {entry.reason}",
-        )
+    # A reduce task or the job commit out of attempts fails the job (maxFailedShards is for map shards).
+    after_map = sorted(shard for shard in ledger.failed if shard >= layout.map_shards)
+    if after_map:
+        shard, entry = after_map[0], ledger.failed[after_map[0]]
+        reason = "JobCommitFailed" if shard == layout.commit else "ReduceFailed"
+        message = f"{layout.name(shard)} failed {entry.attempts} time(s): {entry.reason}"
+        _fail(state, decision, reason, message)
         return True
     failed = ledger.failed_count(0, layout.map_shards)
     if failed > policy.max_failed_shards:

@@ -33,6 +33,11 @@ class Layout:
         return cls(map_shards=map_shards, commit=map_shards + partitions, partitions=partitions)
 
     @classmethod
+    def for_spec(cls, map_shards: int, spec: dict[str, Any]) -> Layout:
+        """A new job's layout: its planned map shards and ``spec.reduce.partitions`` reduce tasks."""
+        return cls.new(map_shards, int((spec.get("reduce") or {}).get("partitions", 0)))
+
+    @classmethod
     def of(cls, ledger: Ledger) -> Layout:
         """Read back from a ledger: its barriers are where the reduce stage and the commit task start."""
         barriers = ledger.barriers

@@ -23,7 +23,7 @@ from datajob_core.api import DataJobSpec, format_validation_error
 from datajob_core.checkpoint_store import CheckpointCollector, CheckpointStore
 from datajob_core.failure_policy import DISRUPTION_POD_REASONS
 from datajob_core.inputs import list_inputs
-from datajob_core.ledger import ShardState
+from datajob_core.ledger import Counts, ShardState
 from datajob_core.output_identity import OutputInUseError
 from datajob_core.planning import PlanError, plan_shards
 from datajob_core.protocol import ReportMessage, lease_name
@@ -217,9 +217,7 @@ class JobController:
         state = (
             JobState.from_dict(status["ledger"])
             if status.get("ledger")
-            else JobState(
-                Layout.new(len(plan), int((spec.get("reduce") or {}).get("partitions", 0))).ledger()
-            )
+            else JobState(Layout.for_spec(len(plan), spec).ledger())
         )
         policy = policy_from_spec(spec)
         now = time.time()
@@ -398,14 +396,7 @@ class JobController:
             "observedGeneration": job["metadata"].get("generation"),
             "phase": state.phase.value,
             "message": state.message,
-            "shards": {
-                "total": counts.total,
-                "pending": counts.pending,
-                "running": counts.running,
-                "succeeded": counts.succeeded,
-                "failed": counts.failed,
-                "summary": f"{counts.succeeded + counts.failed}/{counts.total}",
-            },
+            "shards": _counts_status(counts),
             "workers": {
                 "desired": desired,
                 "active": len(live),
@@ -421,14 +412,7 @@ class JobController:
         }
         if layout.partitions:
             reduce = state.ledger.counts(layout.map_shards, layout.map_shards + layout.partitions)
-            status["reduce"] = {
-                "total": reduce.total,
-                "pending": reduce.pending,
-                "running": reduce.running,
-                "succeeded": reduce.succeeded,
-                "failed": reduce.failed,
-                "summary": f"{reduce.succeeded + reduce.failed}/{reduce.total}",
-            }
+            status["reduce"] = _counts_status(reduce)
         if layout.commit is not None:
             commit = state.ledger.state_of(layout.commit)
             status["output"] = _output_status(job["spec"]["output"]["uri"], commit)
@@ -578,6 +562,18 @@ def _conditions(
     else:
         c = _set(c, "WorkersBlocked", "False", "WorkersCreated", "", now=now)
     return c
+
+
+def _counts_status(counts: Counts) -> dict[str, Any]:
+    """status.shards / status.reduce: tasks by state, and done/total for kubectl get."""
+    return {
+        "total": counts.total,
+        "pending": counts.pending,
+        "running": counts.running,
+        "succeeded": counts.succeeded,
+        "failed": counts.failed,
+        "summary": f"{counts.succeeded + counts.failed}/{counts.total}",
+    }
 
 
 COMMIT_STATES = {

@@ -267,7 +267,7 @@ class LocalRun:
         self.owner = output_identity.fingerprint(plan, self.spec)
         # Raises OutputInUseError if the output is another job's (or this job's before its input changed).
         output_identity.claim(self.store, {"job": self.name, "id": self.owner}, overwrite=self.overwrite)
-        layout = Layout.new(len(plan), int((self.spec.get("reduce") or {}).get("partitions", 0)))
+        layout = Layout.for_spec(len(plan), self.spec)
         state = JobState(layout.ledger())
         # Channels of an earlier run into the same output would look like reports of this run's workers
         # (pod names repeat); committed parts are kept and skipped by the workers.
