@@ -57,13 +57,32 @@ def s3_job(name: str, bucket: str, store: ObjectStore, **spec: object) -> dict[s
     return manifest
 
 
+def kill(jobs: Jobs, pod: str) -> None:
+    """SIGKILL the pod's worker process (the node agent acts on the annotation)."""
+    jobs.core.patch_namespaced_pod(
+        pod, jobs.namespace, {"metadata": {"annotations": {SIGNAL_ANNOTATION: "KILL"}}}
+    )
+
+
 def kill_a_running_worker(jobs: Jobs, name: str) -> None:
     victim = next(
         p for p in jobs.pods(name) if p.status.phase == "Running" and not p.metadata.deletion_timestamp
     )
-    jobs.core.patch_namespaced_pod(
-        victim.metadata.name, jobs.namespace, {"metadata": {"annotations": {SIGNAL_ANNOTATION: "KILL"}}}
-    )
+    kill(jobs, victim.metadata.name)
+
+
+def run_locally(manifest: dict[str, Any], store: ObjectStore, tmp_path: Path) -> Path:
+    """The same manifest in local mode, with the user's credentials from the environment and a POSIX
+    output (``tmp_path/local-out``, returned)."""
+    local = json.loads(json.dumps(manifest))
+    local["spec"]["output"] = {"uri": str(tmp_path / "local-out")}
+    (tmp_path / "job.yaml").write_text(yaml.safe_dump(local))
+    with pytest.MonkeyPatch.context() as env:
+        for key, value in store.credentials.items():
+            env.setenv(key, value)
+        env.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+        assert datajob(["run", str(tmp_path / "job.yaml")]) == 0
+    return tmp_path / "local-out"
 
 
 def restarted(times: int) -> Callable[[dict[str, Any]], bool]:
@@ -71,7 +90,7 @@ def restarted(times: int) -> Callable[[dict[str, Any]], bool]:
 
 
 def test_a_job_on_s3_survives_worker_kills_and_publishes_result_and_manifest_identical_to_local_mode(
-    jobs: Jobs, tmp_path: Path, object_store: ObjectStore, bucket: str, monkeypatch: pytest.MonkeyPatch
+    jobs: Jobs, tmp_path: Path, object_store: ObjectStore, bucket: str
 ) -> None:
     total_lines = write_inputs(tmp_path / "in", files=6, lines=300)
     upload(object_store, tmp_path / "in", f"{bucket}/in")
@@ -109,14 +128,7 @@ def test_a_job_on_s3_survives_worker_kills_and_publishes_result_and_manifest_ide
     assert any(r["attempt"] > 1 for r in records), "no kill landed mid-shard"
     assert sum(r["records"] for r in records) == total_lines
 
-    # The same manifest in local mode (the user's credentials from the environment, POSIX output).
-    for key, value in object_store.credentials.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    local = json.loads(json.dumps(manifest))
-    local["spec"]["output"] = {"uri": str(tmp_path / "local-out")}
-    (tmp_path / "job.yaml").write_text(yaml.safe_dump(local))
-    assert datajob(["run", str(tmp_path / "job.yaml")]) == 0
+    run_locally(manifest, object_store, tmp_path)
     assert data_digest(tmp_path / "out") == data_digest(tmp_path / "local-out")
     assert (tmp_path / "out" / "result").read_bytes() == (tmp_path / "local-out" / "result").read_bytes()
 
@@ -172,9 +184,8 @@ def test_a_job_commit_interrupted_by_a_worker_kill_and_an_operator_restart_resum
     status = jobs.wait("slow-commit", lambda s: commit_holder(s) is not None, 120, "the job commit running")
     assert status["output"]["commit"] == "Running"
     first = commit_holder(status)
-    jobs.core.patch_namespaced_pod(
-        first, jobs.namespace, {"metadata": {"annotations": {SIGNAL_ANNOTATION: "KILL"}}}
-    )
+    assert first is not None
+    kill(jobs, first)
     status = jobs.wait(
         "slow-commit", lambda s: commit_holder(s) not in (None, first), 90, "the job commit reassigned"
     )
@@ -189,20 +200,13 @@ def test_a_job_commit_interrupted_by_a_worker_kill_and_an_operator_restart_resum
     parts = [n for n in names if n.startswith("part-")]
     assert parts and names == sorted([*parts, "result", "_SUCCESS", "_datajob/owner.json"])
     # The same job, never interrupted, in local mode (POSIX output): identical parts and result.
-    local = s3_job("slow-commit", bucket, object_store)
-    local["spec"]["output"] = {"uri": str(tmp_path / "local-out")}
-    (tmp_path / "job.yaml").write_text(yaml.safe_dump(local))
-    with pytest.MonkeyPatch.context() as env:
-        for key, value in object_store.credentials.items():
-            env.setenv(key, value)
-        env.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-        assert datajob(["run", str(tmp_path / "job.yaml")]) == 0
+    run_locally(s3_job("slow-commit", bucket, object_store), object_store, tmp_path)
     assert data_digest(tmp_path / "out") == data_digest(tmp_path / "local-out")
     assert (tmp_path / "out" / "result").read_bytes() == (tmp_path / "local-out" / "result").read_bytes()
 
 
 def test_a_reduce_job_on_s3_with_worker_kills_equals_the_same_job_in_local_mode(
-    jobs: Jobs, tmp_path: Path, object_store: ObjectStore, bucket: str, monkeypatch: pytest.MonkeyPatch
+    jobs: Jobs, tmp_path: Path, object_store: ObjectStore, bucket: str
 ) -> None:
     total_lines = write_inputs(tmp_path / "in", files=6, lines=300)
     upload(object_store, tmp_path / "in", f"{bucket}/in")
@@ -229,12 +233,6 @@ def test_a_reduce_job_on_s3_with_worker_kills_equals_the_same_job_in_local_mode(
     reduced = [f"part-r-{p:05d}" for p in range(4)]
     assert names == sorted([*reduced, "result", "_SUCCESS", "_datajob/owner.json"])
 
-    for key, value in object_store.credentials.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-    local = json.loads(json.dumps(manifest))
-    local["spec"]["output"] = {"uri": str(tmp_path / "local-out")}
-    (tmp_path / "job.yaml").write_text(yaml.safe_dump(local))
-    assert datajob(["run", str(tmp_path / "job.yaml")]) == 0
+    run_locally(manifest, object_store, tmp_path)
     for name in [*reduced, "result"]:
         assert (tmp_path / "out" / name).read_bytes() == (tmp_path / "local-out" / name).read_bytes(), name
