@@ -87,9 +87,13 @@ HELM ?= helm
 KIND_CLUSTER ?= datajob
 
 .PHONY: image
-image: ## Build the operator and worker images (needs Docker)
-	docker build -f images/operator.Dockerfile -t $(OPERATOR_IMAGE) .
-	docker build -f images/worker.Dockerfile -t $(WORKER_IMAGE) .
+image: ## Build the operator and worker images (needs Docker and a registry; BASE_IMAGE=... to change the base)
+	docker build -f images/operator.Dockerfile -t $(OPERATOR_IMAGE) $(if $(BASE_IMAGE),--build-arg BASE_IMAGE=$(BASE_IMAGE)) .
+	docker build -f images/worker.Dockerfile -t $(WORKER_IMAGE) $(if $(BASE_IMAGE),--build-arg BASE_IMAGE=$(BASE_IMAGE)) .
+
+.PHONY: image-offline
+image-offline: install ## The same images without any registry or index: debootstrap base + host wheelhouse (root)
+	bash hack/build-images.sh $(OPERATOR_IMAGE) $(WORKER_IMAGE)
 
 .PHONY: kind-up
 kind-up: ## Create a kind cluster from hack/kind-config.yaml (host /tmp/datajob is /data on the nodes)

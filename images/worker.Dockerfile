@@ -2,23 +2,26 @@
 # s3fs); no kopf, no Kubernetes client library. Add other fsspec backends (gs://, az://) with
 #   --build-arg EXTRA_PACKAGES="gcsfs adlfs"
 # Build from the repository root: docker build -f images/worker.Dockerfile -t datajob-worker:dev .
-ARG PYTHON_IMAGE=python:3.12.8-slim-bookworm
+# BASE_IMAGE and PIP_INSTALL_OPTIONS: as in operator.Dockerfile.
+ARG BASE_IMAGE=python:3.12.8-slim-bookworm
 
-FROM ${PYTHON_IMAGE} AS build
+FROM ${BASE_IMAGE} AS build
 ARG EXTRA_PACKAGES=""
+ARG PIP_INSTALL_OPTIONS=""
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/datajob
+COPY images/wheelhouse /wheelhouse
 COPY pyproject.toml README.md LICENSE* /src/
 COPY core /src/core
 COPY operator /src/operator
 COPY worker /src/worker
-RUN /opt/datajob/bin/pip install /src ${EXTRA_PACKAGES} \
+RUN /opt/datajob/bin/pip install ${PIP_INSTALL_OPTIONS} /src ${EXTRA_PACKAGES} \
     && /opt/datajob/bin/pip uninstall --yes pip setuptools wheel
 
-FROM ${PYTHON_IMAGE}
+FROM ${BASE_IMAGE}
 RUN python -m pip uninstall --yes pip setuptools wheel 2>/dev/null || true
 COPY --from=build /opt/datajob /opt/datajob
-ENV PATH=/opt/datajob/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
+ENV PATH=/opt/datajob/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 HOME=/tmp
 USER 65532:65532
 WORKDIR /tmp
 ENTRYPOINT ["python", "-m", "datajob_worker"]

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import random
+import socket
 import sys
 
 import kopf
 import structlog
+from kopf._core.engines.peering import Identity  # kopf.run takes it but does not re-export the type
 
 from . import handlers, metrics
 
@@ -37,6 +40,19 @@ def configure_logging(level: str, fmt: str) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
+
+
+def peering_identity() -> Identity:
+    """Who this replica is in kopf's peering records: the pod's name when the chart passes it.
+
+    kopf's own default asks the passwd database for the user name (``getpass.getuser()``), which
+    raises in an image run as a numeric uid with no passwd entry (the chart runs uid 65532), so the
+    operator crash-looped on any cluster. Host name and pid identify a replica as well, without it.
+    """
+    for variable in ("POD_ID", "POD_NAME"):
+        if os.environ.get(variable):
+            return Identity(os.environ[variable])
+    return Identity(f"{socket.gethostname()}-{os.getpid()}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         namespaces=list(args.namespace),
         clusterwide=not args.namespace,
         liveness_endpoint=args.liveness,
+        identity=peering_identity(),
     )
     return 0
 
