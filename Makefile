@@ -44,8 +44,15 @@ tools: ## Build (or reuse) the pinned Kubernetes binaries: etcd, apiserver, sche
 	bash hack/build-tools.sh
 
 .PHONY: test
-test: install tools ## Run the whole test suite (unit + real control plane)
-	$(BIN)/pytest $(PYTEST_ARGS)
+test: install tools ## Run the whole test suite (unit + real control plane; CONTAINERS=1 adds the real-container tests)
+	$(if $(filter 1,$(CONTAINERS)),bash hack/container-host.sh up)
+	$(BIN)/pytest $(if $(filter 1,$(CONTAINERS)),--containers) $(PYTEST_ARGS)
+
+.PHONY: test-containers
+test-containers: install ## Only the real-container tests: images built here, a real kubelet node (root; installs Docker etc.)
+	bash hack/container-host.sh up
+	DATAJOB_NODE_TOOLS=1 bash hack/build-tools.sh >/dev/null
+	$(BIN)/pytest --containers -m containers $(PYTEST_ARGS)
 
 .PHONY: test-unit
 test-unit: install ## Run the fast unit tests only

@@ -26,13 +26,14 @@ log() { echo "build-tools: $*" >&2; }
 
 start=$(date +%s)
 built=0
-build_in_module() { # name package [ldflags]
-  local name="$1" pkg="$2" ldflags="${3:-}"
-  [ -x "$bin_dir/$name" ] && return 0
+build_in_module() { # name package [ldflags] [module directory, default tools] [target directory]
+  local name="$1" pkg="$2" ldflags="${3:-}" module="${4:-tools}" dest="${5:-$bin_dir}"
+  [ -x "$dest/$name" ] && return 0
   log "building $name from $pkg ..."
   local t0=$(date +%s)
-  (cd "$here/tools" && CGO_ENABLED=0 go build -trimpath -ldflags="-s -w $ldflags" -o "$bin_dir/$name.tmp" "$pkg")
-  mv "$bin_dir/$name.tmp" "$bin_dir/$name"
+  mkdir -p "$dest"
+  (cd "$here/$module" && CGO_ENABLED=0 go build -trimpath -ldflags="-s -w $ldflags" -o "$dest/$name.tmp" "$pkg")
+  mv "$dest/$name.tmp" "$dest/$name"
   log "built $name in $(( $(date +%s) - t0 ))s"
   built=1
 }
@@ -72,6 +73,16 @@ install_module kubeconform "github.com/yannh/kubeconform/cmd/kubeconform@$KUBECO
 minio_dir="$cache_root/minio-$MINIO_VERSION"
 install_module minio "github.com/minio/minio@$MINIO_VERSION" "" "$minio_dir"
 ln -sfn "$minio_dir/minio" "$bin_dir/minio"
+
+# The kubelet and kube-proxy of the real-container node (tests/datajob_testenv/realnode.py), only when asked:
+# the fast suite does not need them. Their own module (hack/node-tools), so they have their own cache key.
+if [ "${DATAJOB_NODE_TOOLS:-0}" = 1 ]; then
+  node_dir="$cache_root/node-k8s-$K8S_VERSION-$(sha256sum "$here/node-tools/go.sum" | cut -c1-12)"
+  build_in_module kubelet k8s.io/kubernetes/cmd/kubelet "$k8s_ldflags" node-tools "$node_dir"
+  build_in_module kube-proxy k8s.io/kubernetes/cmd/kube-proxy "$k8s_ldflags" node-tools "$node_dir"
+  ln -sfn "$node_dir/kubelet" "$bin_dir/kubelet"
+  ln -sfn "$node_dir/kube-proxy" "$bin_dir/kube-proxy"
+fi
 
 if [ "$built" = 1 ]; then
   log "tool build took $(( $(date +%s) - start ))s (cold)"

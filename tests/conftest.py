@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import uuid
 from collections.abc import Iterator
@@ -19,11 +20,28 @@ from datajob_testenv.processes import wait_for
 from datajob_testenv.tools import REPO_ROOT
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--containers",
+        action="store_true",
+        default=os.environ.get("DATAJOB_CONTAINER_TESTS") == "1",
+        help="also run tests/containers: images built here on a real kubelet node (root, Docker)",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     # Directory decides the marker, so nobody has to remember it.
+    run_containers = bool(config.getoption("--containers"))
+    skip_containers = pytest.mark.skip(
+        reason="real-container tests run with --containers (make test-containers)"
+    )
     for item in items:
         parts = Path(str(item.fspath)).parts
-        if "cluster" in parts:
+        if "containers" in parts:
+            item.add_marker(pytest.mark.containers)
+            if not run_containers:
+                item.add_marker(skip_containers)
+        elif "cluster" in parts:
             item.add_marker(pytest.mark.cluster)
         elif "unit" in parts:
             item.add_marker(pytest.mark.unit)

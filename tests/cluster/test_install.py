@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -18,25 +17,14 @@ from kubernetes import client
 
 from datajob_testenv.cluster import TestCluster
 from datajob_testenv.datajobs import Jobs, committed, job_manifest, write_inputs
-from datajob_testenv.kube import Kubectl
+from datajob_testenv.kube import CHART, Kubectl, helm
 from datajob_testenv.operator_process import OperatorProcess
 from datajob_testenv.processes import free_port, wait_for
 from datajob_testenv.schemas import LOCATION, write_builtin_schemas, write_crd_schemas
 from datajob_testenv.tools import REPO_ROOT, tool
 
-CHART = REPO_ROOT / "charts" / "datajob-operator"
 # Operator pods of these installs go to kwok nodes: nothing runs them, which is all these tests need.
 ON_KWOK = ["--set", "nodeSelector.type=kwok"]
-
-
-def helm(kubeconfig: str, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "KUBECONFIG": kubeconfig, "HELM_CACHE_HOME": "/tmp/helm-cache"}
-    result = subprocess.run(
-        [tool("helm"), *args], env=env, text=True, capture_output=True, timeout=180, check=False
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(f"helm {' '.join(args)} failed ({result.returncode}): {result.stderr}")
-    return result
 
 
 def objects(text: str) -> dict[tuple[str, str, str], dict[str, Any]]:

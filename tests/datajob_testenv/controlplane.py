@@ -66,8 +66,11 @@ class ClusterState:
 class ControlPlane:
     """Starts the four control-plane processes in ``directory`` and stops them again."""
 
-    def __init__(self, directory: Path, *, die_with_parent: bool = True) -> None:
+    def __init__(self, directory: Path, *, die_with_parent: bool = True, address: str = "127.0.0.1") -> None:
         self.directory = directory.resolve()
+        # Where kube-apiserver listens and what it advertises (the `kubernetes` Service's endpoint): loopback,
+        # or the host end of a real node's veth pair, which pods on that node can reach (realnode.py).
+        self.address = address
         self.die_with_parent = die_with_parent
         self.logs = self.directory / "logs"
         self.pki = self.directory / "pki"
@@ -81,7 +84,7 @@ class ControlPlane:
         ca = certs.CertificateAuthority(self.pki)
         self._ca = ca
         api_port = free_port()
-        server = f"https://127.0.0.1:{api_port}"
+        server = f"https://{self.address}:{api_port}"
         admin = write_kubeconfig(
             self.directory / "admin.kubeconfig",
             server,
@@ -173,6 +176,7 @@ class ControlPlane:
             "kube-apiserver",
             server_hosts=(
                 "127.0.0.1",
+                *((self.address,) if self.address != "127.0.0.1" else ()),
                 "localhost",
                 "10.0.0.1",
                 "kubernetes",
@@ -183,13 +187,21 @@ class ControlPlane:
         )
         sa = certs.service_account_key(self.pki)
         self._sa = sa
+        # How the API server authenticates to kubelets (logs, exec, port-forward) on a real node.
+        kubelet_client = ca.issue(
+            "apiserver-kubelet-client", "kube-apiserver-kubelet-client", ("system:masters",)
+        )
         self.spawn_component(
             "kube-apiserver",
             [
                 tool("kube-apiserver"),
                 f"--etcd-servers={self._etcd_url}",
-                "--bind-address=127.0.0.1",
-                "--advertise-address=127.0.0.1",
+                f"--bind-address={self.address}",
+                f"--advertise-address={self.address}",
+                f"--kubelet-client-certificate={kubelet_client.cert}",
+                f"--kubelet-client-key={kubelet_client.key}",
+                # Node names are not in any DNS here; the node's InternalIP is.
+                "--kubelet-preferred-address-types=InternalIP,Hostname",
                 f"--secure-port={port}",
                 f"--tls-cert-file={serving.cert}",
                 f"--tls-private-key-file={serving.key}",

@@ -7,7 +7,21 @@ import subprocess
 from typing import Any
 
 from .processes import wait_for
-from .tools import tool
+from .tools import REPO_ROOT, tool
+
+CHART = REPO_ROOT / "charts" / "datajob-operator"
+
+
+def helm(
+    kubeconfig: str, *args: str, check: bool = True, timeout: float = 180
+) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "KUBECONFIG": kubeconfig, "HELM_CACHE_HOME": "/tmp/helm-cache"}
+    result = subprocess.run(
+        [tool("helm"), *args], env=env, text=True, capture_output=True, timeout=timeout, check=False
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"helm {' '.join(args)} failed ({result.returncode}): {result.stderr}")
+    return result
 
 
 class Kubectl:

@@ -1,0 +1,75 @@
+"""Fixtures for the real-container tests: the images built here and a control plane with a real node.
+
+Prerequisites (root, Docker running, Debian's containerd/runc/CNI plugins/nftables):
+`hack/container-host.sh up`, which `make test-containers` and `.ci/run` call. Missing ones fail the
+session with what to run, never skip: these tests only run when asked for (--containers).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from datajob_testenv.kube import Kubectl
+from datajob_testenv.realnode import ContainerCluster
+from datajob_testenv.tools import REPO_ROOT
+
+OPERATOR_IMAGE = "datajob-operator:dev"
+WORKER_IMAGE = "datajob-worker:dev"
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        pytest.fail(
+            f"real-container tests: {message} (run `bash hack/container-host.sh up` as root)", pytrace=False
+        )
+
+
+@pytest.fixture(scope="session")
+def images() -> list[str]:
+    """The operator and worker images, built from images/*.Dockerfile with no registry (idempotent)."""
+    _require(os.geteuid() == 0, "need root")
+    _require(
+        subprocess.run(["docker", "info"], check=False, capture_output=True).returncode == 0,
+        "Docker is not running",
+    )
+    for binary in ("containerd", "runc", "ctr", "nft", "nsenter"):
+        _require(shutil.which(binary) is not None, f"{binary} is not installed")
+    _require(Path("/usr/lib/cni/bridge").exists(), "Debian's containernetworking-plugins are not installed")
+    # The node's kubelet and kube-proxy (built once, cached; linked into the tools directory).
+    subprocess.run(
+        ["bash", str(REPO_ROOT / "hack" / "build-tools.sh")],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        env={**os.environ, "DATAJOB_NODE_TOOLS": "1"},
+    )
+    subprocess.run(
+        ["bash", str(REPO_ROOT / "hack" / "build-images.sh"), OPERATOR_IMAGE, WORKER_IMAGE],
+        check=True,
+        env={**os.environ, "PYTHON": str(REPO_ROOT / ".venv" / "bin" / "python")}
+        if (REPO_ROOT / ".venv" / "bin" / "python").exists()
+        else None,
+    )
+    return [OPERATOR_IMAGE, WORKER_IMAGE]
+
+
+@pytest.fixture(scope="session")
+def container_cluster(
+    images: list[str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ContainerCluster]:
+    cluster = ContainerCluster(tmp_path_factory.mktemp("containers"))
+    cluster.start(images)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def real_kubectl(container_cluster: ContainerCluster) -> Kubectl:
+    return Kubectl(container_cluster.kubeconfig)
