@@ -122,6 +122,7 @@ deploy: ## Install the operator into the current cluster with Helm (the kind ima
 e2e-kind: install examples/wordcount/data/corpus-000.txt ## Run the word count on kind and wait for it to succeed
 	mkdir -p /tmp/datajob/corpus && cp examples/wordcount/data/*.txt /tmp/datajob/corpus/
 	$(KUBECTL) delete datajob wordcount --ignore-not-found
+	$(KUBECTL) apply -f examples/kind/data-volume.yaml
 	$(KUBECTL) apply -f examples/kind/wordcount.yaml
 	$(KUBECTL) wait datajob/wordcount --for=jsonpath='{.status.phase}'=Succeeded --timeout=10m
 	$(KUBECTL) get datajob wordcount
