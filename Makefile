@@ -84,14 +84,30 @@ crds: install ## Regenerate crds/ and docs/api-reference.md from the pydantic mo
 manifests: install ## Regenerate manifests/ (kustomize base) from the Helm chart's defaults
 	$(BIN)/python hack/render_manifests.py "$$(bash hack/build-tools.sh | tail -1)/helm"
 
-# ---- images and kind: for machines with Docker (https://kind.sigs.k8s.io); not run by the tests ----
+# ---- images and kind (https://kind.sigs.k8s.io) ----
+# With Docker and a registry: `make kind-up kind-load deploy e2e-kind`. With no registry at all (as on the
+# project's CI machines; root): add OFFLINE=1, which builds the images (image-offline) and a kind node image
+# here (hack/kind-node-image.sh), and uses kind, kubectl and helm from hack/build-tools.sh.
+# KIND_DOCKER_SHIM=1 additionally routes kind's docker calls through hack/kind/docker, for a dockerd that
+# cannot run --privileged containers (see docs/testing.md).
 IMAGE_TAG ?= dev
 OPERATOR_IMAGE ?= datajob-operator:$(IMAGE_TAG)
 WORKER_IMAGE ?= datajob-worker:$(IMAGE_TAG)
+KIND_CLUSTER ?= datajob
+ifeq ($(OFFLINE),1)
+TOOLS_BIN = $(shell DATAJOB_NODE_TOOLS=1 DATAJOB_KIND_TOOLS=1 bash hack/build-tools.sh | tail -1)
+KIND ?= $(TOOLS_BIN)/kind
+KUBECTL ?= $(TOOLS_BIN)/kubectl
+HELM ?= $(TOOLS_BIN)/helm
+KIND_NODE_IMAGE ?= $(shell bash hack/kind-node-image.sh | tail -1)
+IMAGE_TARGET = image-offline
+else
 KIND ?= kind
 KUBECTL ?= kubectl
 HELM ?= helm
-KIND_CLUSTER ?= datajob
+IMAGE_TARGET = image
+endif
+KIND_ENV = $(if $(filter 1,$(KIND_DOCKER_SHIM)),PATH=$(CURDIR)/hack/kind:$$PATH)
 
 .PHONY: image
 image: ## Build the operator and worker images (needs Docker and a registry; BASE_IMAGE=... to change the base)
@@ -103,13 +119,14 @@ image-offline: install ## The same images without any registry or index: deboots
 	bash hack/build-images.sh $(OPERATOR_IMAGE) $(WORKER_IMAGE)
 
 .PHONY: kind-up
-kind-up: ## Create a kind cluster from hack/kind-config.yaml (host /tmp/datajob is /data on the nodes)
+kind-up: ## Create a kind cluster from hack/kind/config.yaml (host /tmp/datajob is /data on the nodes)
 	mkdir -p /tmp/datajob && chmod 0777 /tmp/datajob  # workers run as a non-root user
-	$(KIND) create cluster --name $(KIND_CLUSTER) --config hack/kind-config.yaml --wait 120s
+	$(KIND_ENV) $(KIND) create cluster --name $(KIND_CLUSTER) --config hack/kind/config.yaml \
+	  $(if $(KIND_NODE_IMAGE),--image $(KIND_NODE_IMAGE)) --wait 180s
 
 .PHONY: kind-load
-kind-load: image ## Build the images and load them into the kind cluster
-	$(KIND) load docker-image --name $(KIND_CLUSTER) $(OPERATOR_IMAGE) $(WORKER_IMAGE)
+kind-load: $(IMAGE_TARGET) ## Build the images and load them into the kind cluster
+	$(KIND_ENV) $(KIND) load docker-image --name $(KIND_CLUSTER) $(OPERATOR_IMAGE) $(WORKER_IMAGE)
 
 .PHONY: deploy
 deploy: ## Install the operator into the current cluster with Helm (the kind images, /data mounted)
@@ -129,7 +146,7 @@ e2e-kind: install examples/wordcount/data/corpus-000.txt ## Run the word count o
 
 .PHONY: kind-down
 kind-down: ## Delete the kind cluster
-	$(KIND) delete cluster --name $(KIND_CLUSTER)
+	$(KIND_ENV) $(KIND) delete cluster --name $(KIND_CLUSTER)
 
 .PHONY: cluster-up
 cluster-up: install tools ## Start a local control plane (etcd, apiserver, scheduler, controller-manager, kwok, node agent) and MinIO (S3)

@@ -13,6 +13,10 @@ KUBECONFORM_VERSION="v0.8.0"
 # MinIO, the S3 server the object-store tests run against, has no tagged Go module versions: a pseudo-version
 # pins one commit. Cached in its own directory (keyed by that version) and linked into the tools directory.
 MINIO_VERSION="v0.0.0-20260212201848-7aac2a2c5b7c"
+# kind and what its node image needs beyond the Kubernetes binaries (DATAJOB_KIND_TOOLS=1; hack/kind-node-image.sh).
+KIND_VERSION="v0.33.0"
+CRICTL_VERSION="v1.36.0"   # sigs.k8s.io/cri-tools, the release matching Kubernetes 1.36
+COREDNS_VERSION="v1.14.2"  # the CoreDNS kubeadm v1.36 deploys
 # Bump when the way the binaries are built changes, so caches built the old way are not reused.
 RECIPE="2"
 
@@ -82,6 +86,19 @@ if [ "${DATAJOB_NODE_TOOLS:-0}" = 1 ]; then
   build_in_module kube-proxy k8s.io/kubernetes/cmd/kube-proxy "$k8s_ldflags" node-tools "$node_dir"
   ln -sfn "$node_dir/kubelet" "$bin_dir/kubelet"
   ln -sfn "$node_dir/kube-proxy" "$bin_dir/kube-proxy"
+fi
+
+# kind, kubeadm, crictl and CoreDNS for the kind node image built offline, only when asked.
+if [ "${DATAJOB_KIND_TOOLS:-0}" = 1 ]; then
+  node_dir="$cache_root/node-k8s-$K8S_VERSION-$(sha256sum "$here/node-tools/go.sum" | cut -c1-12)"
+  build_in_module kubeadm k8s.io/kubernetes/cmd/kubeadm "$k8s_ldflags" node-tools "$node_dir"
+  kind_dir="$cache_root/kind-$KIND_VERSION-crictl-$CRICTL_VERSION-coredns-$COREDNS_VERSION"
+  install_module kind "sigs.k8s.io/kind@$KIND_VERSION" "" "$kind_dir"
+  install_module crictl "sigs.k8s.io/cri-tools/cmd/crictl@$CRICTL_VERSION" \
+    "-X sigs.k8s.io/cri-tools/pkg/version.Version=$CRICTL_VERSION" "$kind_dir"
+  install_module coredns "github.com/coredns/coredns@$COREDNS_VERSION" "" "$kind_dir"
+  for name in kind crictl coredns; do ln -sfn "$kind_dir/$name" "$bin_dir/$name"; done
+  ln -sfn "$node_dir/kubeadm" "$bin_dir/kubeadm"
 fi
 
 if [ "$built" = 1 ]; then
