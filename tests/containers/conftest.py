@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -73,3 +74,39 @@ def container_cluster(
 @pytest.fixture(scope="session")
 def real_kubectl(container_cluster: ContainerCluster) -> Kubectl:
     return Kubectl(container_cluster.kubeconfig)
+
+
+def _privileged_containers_work() -> bool:
+    """Whether this dockerd can run --privileged containers (kind's nodes are); see hack/kind/docker."""
+    probe = subprocess.run(
+        ["docker", "run", "--rm", "--privileged", "--network", "none", "datajob-local/pause:3.10.2", "-v"],
+        check=False,
+        capture_output=True,
+    )
+    return probe.returncode == 0
+
+
+@pytest.fixture(scope="session")
+def kind_cluster(images: list[str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A kind cluster made by the README's commands, `make kind-up kind-load deploy e2e-kind`, with
+    OFFLINE=1 (kind, its node image and the images built here; no registry). Yields its kubeconfig."""
+    kubeconfig = tmp_path_factory.mktemp("kind") / "kubeconfig"
+    env = {**os.environ, "OFFLINE": "1", "KUBECONFIG": str(kubeconfig)}
+    if not _privileged_containers_work():
+        env["KIND_DOCKER_SHIM"] = "1"
+
+    def make(*targets: str, check: bool = True) -> None:
+        started = time.monotonic()
+        subprocess.run(
+            ["make", "-C", str(REPO_ROOT), *targets], env=env, check=check, stdout=subprocess.DEVNULL
+        )
+        print(f"make {' '.join(targets)}: {time.monotonic() - started:.0f}s")
+
+    make("kind-down", check=False)
+    try:
+        make("kind-up")
+        make("kind-load", "deploy")
+        make("e2e-kind")
+        yield str(kubeconfig)
+    finally:
+        make("kind-down", check=False)

@@ -1,6 +1,7 @@
 """The word count as a user runs it: the chart's operator image and the worker image, built here, in real
-containers on a real kubelet node, with a worker pod deleted, a worker process killed inside its
-container, and the operator's own pod restarted mid-job. The output must equal local mode's."""
+containers, with a worker pod deleted, a worker process killed inside its container, and the operator's
+own pod restarted mid-job. The output must equal local mode's. Run on two clusters: a real kubelet node
+joined to the test control plane, and kind brought up by the README's make targets."""
 
 from __future__ import annotations
 
@@ -10,20 +11,23 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 from kubernetes import client, config
 
 from datajob_testenv.datajobs import Jobs
 from datajob_testenv.kube import CHART, Kubectl, helm
 from datajob_testenv.processes import wait_for
-from datajob_testenv.realnode import REAL_NODE_LABEL, REAL_NODE_TAINT, ContainerCluster
+from datajob_testenv.realnode import REAL_NODE_LABEL, REAL_NODE_TAINT, ContainerCluster, pod_processes
 from datajob_testenv.tools import REPO_ROOT
 from datajob_worker.cli import main as datajob
 
 OPERATOR_NAMESPACE = "datajob-system"
+KIND_HOST_DATA = Path("/tmp/datajob")  # hack/kind/config.yaml mounts it into the nodes at /data
 JOB_NAMESPACE = "wordcount"
 ON_REAL_NODE: dict[str, Any] = {
     "nodeSelector": {REAL_NODE_LABEL: "true"},
@@ -31,7 +35,19 @@ ON_REAL_NODE: dict[str, Any] = {
 }
 
 
-def shared_data_volume(kubectl: Kubectl, namespace: str, path: Path) -> None:
+@dataclass
+class Target:
+    """A cluster with real containers, and how the test's files reach its pods."""
+
+    kubeconfig: str
+    host_data: Path  # a directory on this machine ...
+    node_data: str  # ... as the nodes see it; mounted into the pods at /data
+    subdirectory: str  # the test's files, below /data in the pods
+    placement: dict[str, Any] = field(default_factory=dict)  # nodeSelector/tolerations for the pods
+    operator_installed: bool = False  # by `make deploy` (the operator mounts the nodes' /data itself)
+
+
+def shared_data_volume(kubectl: Kubectl, namespace: str, path: str) -> None:
     """A PersistentVolume over ``path`` on the node, bound to the claim ``data`` in ``namespace``: what a
     user's shared file system (NFS, CephFS, a CSI driver) is, and a volume kind restricted Pod Security
     allows (hostPath is not, and the operator's pod policy refuses it too)."""
@@ -44,7 +60,7 @@ def shared_data_volume(kubectl: Kubectl, namespace: str, path: Path) -> None:
             "accessModes": ["ReadWriteMany"],
             "storageClassName": "",
             "persistentVolumeReclaimPolicy": "Retain",
-            "hostPath": {"path": str(path), "type": "Directory"},
+            "hostPath": {"path": path, "type": "Directory"},
             "claimRef": {"namespace": namespace, "name": "data"},
         },
     }
@@ -62,7 +78,8 @@ def shared_data_volume(kubectl: Kubectl, namespace: str, path: Path) -> None:
     kubectl("apply", "-f", "-", input=yaml.safe_dump_all([volume, claim]))
 
 
-def wordcount_job(workers: int) -> dict[str, Any]:
+def wordcount_job(workers: int, subdirectory: str, placement: dict[str, Any]) -> dict[str, Any]:
+    data = f"/data/{subdirectory}".rstrip("/")
     return {
         "apiVersion": "datajob.dev/v1alpha1",
         "kind": "DataJob",
@@ -71,10 +88,10 @@ def wordcount_job(workers: int) -> dict[str, Any]:
             "image": "datajob-worker:dev",
             "imagePullPolicy": "Never",
             "input": {
-                "uris": ["/data/corpus/*.txt"],
+                "uris": [f"{data}/corpus/*.txt"],
                 "partitioning": {"mode": "size", "targetShardSize": "256Ki"},
             },
-            "output": {"uri": "/data/out/wordcount"},
+            "output": {"uri": f"{data}/out/wordcount"},
             # Slow enough that the failures below land while shards are being processed.
             "processor": {"builtin": "wordcount", "options": {"delayPerRecord": "0.0004"}},
             "workers": workers,
@@ -83,7 +100,7 @@ def wordcount_job(workers: int) -> dict[str, Any]:
             "retryPolicy": {"maxShardAttempts": 6, "backoff": {"initialSeconds": 1, "maxSeconds": 4}},
             "podTemplate": {
                 "spec": {
-                    **ON_REAL_NODE,
+                    **placement,
                     "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": "data"}}],
                     "containers": [
                         {"name": "worker", "volumeMounts": [{"name": "data", "mountPath": "/data"}]}
@@ -103,16 +120,15 @@ def shards_done(status: dict[str, Any]) -> int:
     return int((status.get("shards") or {}).get("succeeded", 0))
 
 
-def test_word_count_in_real_containers_survives_pod_deletion_process_kill_and_operator_restart(
-    container_cluster: ContainerCluster, real_kubectl: Kubectl, tmp_path: Path
-) -> None:
-    kubectl = real_kubectl
-    api = config.new_client_from_config(container_cluster.kubeconfig)
+def word_count_through_failures(target: Target, tmp_path: Path) -> float:
+    """The scenario; returns its wall time (install to Succeeded)."""
+    kubectl = Kubectl(target.kubeconfig)
+    api = config.new_client_from_config(target.kubeconfig)
     core = client.CoreV1Api(api)
     jobs = Jobs(api, JOB_NAMESPACE)
 
     # Input on a directory the node shares with the pods; uid 65532 (the images' user) writes the output.
-    data = tmp_path / "data"
+    data = target.host_data / target.subdirectory
     subprocess.run(
         [
             sys.executable,
@@ -127,10 +143,11 @@ def test_word_count_in_real_containers_survives_pod_deletion_process_kill_and_op
         check=True,
         capture_output=True,
     )
-    os.chmod(tmp_path, 0o755)
-    os.chmod(data, 0o777)
+    for directory in (target.host_data, data):
+        os.chmod(directory, 0o777)
 
-    kubectl("create", "namespace", OPERATOR_NAMESPACE)
+    if not target.operator_installed:
+        kubectl("create", "namespace", OPERATOR_NAMESPACE)
     # Workers run where restricted Pod Security is enforced: the pods the operator makes must pass it.
     kubectl("create", "namespace", JOB_NAMESPACE)
     kubectl(
@@ -140,40 +157,15 @@ def test_word_count_in_real_containers_survives_pod_deletion_process_kill_and_op
         "pod-security.kubernetes.io/enforce=restricted",
         "pod-security.kubernetes.io/warn=restricted",
     )
-    for namespace in (OPERATOR_NAMESPACE, JOB_NAMESPACE):
-        shared_data_volume(kubectl, namespace, data)
+    for namespace in (JOB_NAMESPACE,) if target.operator_installed else (OPERATOR_NAMESPACE, JOB_NAMESPACE):
+        shared_data_volume(kubectl, namespace, target.node_data)
 
     started = time.monotonic()
-    helm(
-        container_cluster.kubeconfig,
-        "install",
-        "datajob-operator",
-        str(CHART),
-        "--namespace",
-        OPERATOR_NAMESPACE,
-        "--wait",
-        "--timeout",
-        "3m",
-        "--set",
-        "image.repository=datajob-operator",
-        "--set",
-        "image.tag=dev",
-        "--set",
-        "image.pullPolicy=Never",
-        "--set-json",
-        f"nodeSelector={json.dumps(ON_REAL_NODE['nodeSelector'])}",
-        "--set-json",
-        f"tolerations={json.dumps(ON_REAL_NODE['tolerations'])}",
-        # The operator lists the input to plan shards: the same shared volume, mounted at the same path.
-        "--set-json",
-        'extraVolumes=[{"name":"data","persistentVolumeClaim":{"claimName":"data"}}]',
-        "--set-json",
-        'extraVolumeMounts=[{"name":"data","mountPath":"/data"}]',
-        timeout=240,
-    )
+    if not target.operator_installed:
+        install_operator(target)
     operator_pod = kubectl("get", "pods", "-n", OPERATOR_NAMESPACE, "-o", "name").stdout.split()[0]
 
-    manifest = wordcount_job(workers=3)
+    manifest = wordcount_job(3, target.subdirectory, target.placement)
     kubectl("apply", "-f", "-", input=yaml.safe_dump(manifest))
     wait_for(lambda: len(running_workers(core)) == 3, 120, "three worker pods Running in containers")
     jobs.wait("wordcount", lambda s: shards_done(s) >= 1, 120, "a shard done")
@@ -188,7 +180,7 @@ def test_word_count_in_real_containers_survives_pod_deletion_process_kill_and_op
     kubectl("delete", "pod", "-n", JOB_NAMESPACE, deleted, "--wait=false")
     # 2. A worker's process killed inside its container, as the OOM killer would (a failure).
     victim = next(p for p in running_workers(core) if p.metadata.name != deleted)
-    pids = container_cluster.node.container_pids(victim.metadata.uid)
+    pids = pod_processes(victim.metadata.uid)
     assert pids, f"no container process found for {victim.metadata.name}"
     for pid in pids:
         os.kill(pid, signal.SIGKILL)
@@ -219,4 +211,69 @@ def test_word_count_in_real_containers_survives_pod_deletion_process_kill_and_op
     assert cluster_result == (tmp_path / "local-out" / "result").read_bytes()
     assert len(cluster_result) > 1000
 
-    print(f"\nreal containers: word count through 3 failures in {elapsed:.0f}s")
+    return elapsed
+
+
+def install_operator(target: Target) -> None:
+    """The chart with the images built here; the operator lists the input to plan shards, so it mounts
+    the same shared volume at the same path."""
+    helm(
+        target.kubeconfig,
+        "install",
+        "datajob-operator",
+        str(CHART),
+        "--namespace",
+        OPERATOR_NAMESPACE,
+        "--wait",
+        "--timeout",
+        "3m",
+        "--set",
+        "image.repository=datajob-operator",
+        "--set",
+        "image.tag=dev",
+        "--set",
+        "image.pullPolicy=Never",
+        "--set-json",
+        f"nodeSelector={json.dumps(target.placement.get('nodeSelector', {}))}",
+        "--set-json",
+        f"tolerations={json.dumps(target.placement.get('tolerations', []))}",
+        "--set-json",
+        'extraVolumes=[{"name":"data","persistentVolumeClaim":{"claimName":"data"}}]',
+        "--set-json",
+        'extraVolumeMounts=[{"name":"data","mountPath":"/data"}]',
+        timeout=240,
+    )
+
+
+# Includes the session's image builds and cluster bring-up (fixtures), minutes on a cold machine.
+@pytest.mark.timeout(1800)
+def test_word_count_in_real_containers_survives_pod_deletion_process_kill_and_operator_restart(
+    container_cluster: ContainerCluster, tmp_path: Path
+) -> None:
+    target = Target(
+        kubeconfig=container_cluster.kubeconfig,
+        host_data=tmp_path / "data",
+        node_data=str(tmp_path / "data"),  # the real node shares this machine's file system
+        subdirectory="",
+        placement=ON_REAL_NODE,
+    )
+    target.host_data.mkdir()
+    elapsed = word_count_through_failures(target, tmp_path)
+    print(f"\nreal node: word count through 3 failures in {elapsed:.0f}s")
+
+
+@pytest.mark.timeout(1800)
+def test_word_count_on_kind_survives_pod_deletion_process_kill_and_operator_restart(
+    kind_cluster: str, tmp_path: Path
+) -> None:
+    """On the cluster `make kind-up kind-load deploy e2e-kind` made (kind_cluster), whose nodes see the
+    host's /tmp/datajob as /data (hack/kind/config.yaml) and whose operator `make deploy` installed."""
+    target = Target(
+        kubeconfig=kind_cluster,
+        host_data=KIND_HOST_DATA,
+        node_data="/data",
+        subdirectory=f"test-{tmp_path.name}",
+        operator_installed=True,
+    )
+    elapsed = word_count_through_failures(target, tmp_path)
+    print(f"\nkind: word count through 3 failures in {elapsed:.0f}s")

@@ -96,6 +96,25 @@ class NodeNetwork:
         run(["ip", "link", "delete", self.host_interface], check=False)
 
 
+def pod_processes(pod_uid: str, within: str = "") -> list[int]:
+    """Host pids of a pod's container processes (pause excluded), found by the pod's cgroup: cgroupfs
+    names it ``pod<uid>``, the systemd driver (kind's nodes) ``pod<uid with underscores>``. Containers are
+    processes of this machine's kernel however deeply nested (kind: a pod in a node container)."""
+    markers = ("pod" + pod_uid, "pod" + pod_uid.replace("-", "_"))
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cgroup = (entry / "cgroup").read_text()
+            command = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if any(m in cgroup for m in markers) and within in cgroup and not command.startswith(b"/pause"):
+            pids.append(int(entry.name))
+    return pids
+
+
 def node_network(name: str = "real-0") -> NodeNetwork:
     """Names unique to this process (a second test session on the machine gets its own)."""
     # Interface names are limited to 15 characters.
@@ -193,22 +212,8 @@ class RealNode:
                 raise RuntimeError(f"importing {image} failed: {loaded.stderr.decode().strip()}")
             log.info("image imported", image=image, seconds=round(time.monotonic() - t0, 1))
 
-    # -- the container processes of a pod, as seen from the host --------------------------------------
     def container_pids(self, pod_uid: str) -> list[int]:
-        """Host pids of a pod's container processes (pause excluded): the cgroup path names the pod."""
-        marker = "pod" + pod_uid
-        pids = []
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                cgroup = (entry / "cgroup").read_text()
-                command = (entry / "cmdline").read_bytes()
-            except OSError:
-                continue
-            if marker in cgroup and self.cgroup_root in cgroup and b"/pause" not in command:
-                pids.append(int(entry.name))
-        return pids
+        return pod_processes(pod_uid, within=self.cgroup_root)
 
     # -- daemons ---------------------------------------------------------------------------------
     def _spawn(self, name: str, argv: list[str]) -> None:
