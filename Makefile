@@ -46,12 +46,13 @@ tools: ## Build (or reuse) the pinned Kubernetes binaries: etcd, apiserver, sche
 .PHONY: test
 test: install tools ## Run the whole test suite (unit + real control plane; CONTAINERS=1 adds the real-container tests)
 	$(if $(filter 1,$(CONTAINERS)),bash hack/container-host.sh up)
+	$(if $(filter 1,$(CONTAINERS)),DATAJOB_NODE_TOOLS=1 DATAJOB_KIND_TOOLS=1 bash hack/build-tools.sh >/dev/null)
 	$(BIN)/pytest $(if $(filter 1,$(CONTAINERS)),--containers) $(PYTEST_ARGS)
 
 .PHONY: test-containers
 test-containers: install ## Only the real-container tests: images built here, a real kubelet node (root; installs Docker etc.)
 	bash hack/container-host.sh up
-	DATAJOB_NODE_TOOLS=1 bash hack/build-tools.sh >/dev/null
+	DATAJOB_NODE_TOOLS=1 DATAJOB_KIND_TOOLS=1 bash hack/build-tools.sh >/dev/null
 	$(BIN)/pytest --containers -m containers $(PYTEST_ARGS)
 
 .PHONY: test-unit
@@ -95,11 +96,10 @@ OPERATOR_IMAGE ?= datajob-operator:$(IMAGE_TAG)
 WORKER_IMAGE ?= datajob-worker:$(IMAGE_TAG)
 KIND_CLUSTER ?= datajob
 ifeq ($(OFFLINE),1)
-TOOLS_BIN = $(shell DATAJOB_NODE_TOOLS=1 DATAJOB_KIND_TOOLS=1 bash hack/build-tools.sh | tail -1)
+TOOLS_BIN := $(shell DATAJOB_NODE_TOOLS=1 DATAJOB_KIND_TOOLS=1 bash hack/build-tools.sh | tail -1)
 KIND ?= $(TOOLS_BIN)/kind
 KUBECTL ?= $(TOOLS_BIN)/kubectl
 HELM ?= $(TOOLS_BIN)/helm
-KIND_NODE_IMAGE ?= $(shell bash hack/kind-node-image.sh | tail -1)
 IMAGE_TARGET = image-offline
 else
 KIND ?= kind
@@ -122,7 +122,8 @@ image-offline: install ## The same images without any registry or index: deboots
 kind-up: ## Create a kind cluster from hack/kind/config.yaml (host /tmp/datajob is /data on the nodes)
 	mkdir -p /tmp/datajob && chmod 0777 /tmp/datajob  # workers run as a non-root user
 	$(KIND_ENV) $(KIND) create cluster --name $(KIND_CLUSTER) --config hack/kind/config.yaml \
-	  $(if $(KIND_NODE_IMAGE),--image $(KIND_NODE_IMAGE)) --wait 180s
+	  $(if $(filter 1,$(OFFLINE)),--image "$$(bash hack/kind-node-image.sh | tail -1)",$(if $(KIND_NODE_IMAGE),--image $(KIND_NODE_IMAGE))) \
+	  --wait 180s
 
 .PHONY: kind-load
 kind-load: $(IMAGE_TARGET) ## Build the images and load them into the kind cluster
@@ -138,11 +139,16 @@ deploy: ## Install the operator into the current cluster with Helm (the kind ima
 .PHONY: e2e-kind
 e2e-kind: install examples/wordcount/data/corpus-000.txt ## Run the word count on kind and wait for it to succeed
 	mkdir -p /tmp/datajob/corpus && cp examples/wordcount/data/*.txt /tmp/datajob/corpus/
-	$(KUBECTL) delete datajob wordcount --ignore-not-found
+	$(KUBECTL) delete datajob wordcount --ignore-not-found --wait
+	# A previous run's output (another job, maybe on another cluster) would fail this one with OutputInUse.
+	rm -rf /tmp/datajob/out/wordcount
 	$(KUBECTL) apply -f examples/kind/data-volume.yaml
 	$(KUBECTL) apply -f examples/kind/wordcount.yaml
-	$(KUBECTL) wait datajob/wordcount --for=jsonpath='{.status.phase}'=Succeeded --timeout=10m
-	$(KUBECTL) get datajob wordcount
+	@for _ in $$(seq 1 300); do \
+	  phase="$$($(KUBECTL) get datajob wordcount -o jsonpath='{.status.phase}')"; \
+	  case "$$phase" in Succeeded|Failed) break ;; esac; sleep 2; \
+	done; $(KUBECTL) get datajob wordcount; \
+	if [ "$$phase" != Succeeded ]; then $(KUBECTL) describe datajob wordcount; exit 1; fi
 
 .PHONY: kind-down
 kind-down: ## Delete the kind cluster
