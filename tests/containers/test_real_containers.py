@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -268,12 +270,17 @@ def test_word_count_on_kind_survives_pod_deletion_process_kill_and_operator_rest
 ) -> None:
     """On the cluster `make kind-up kind-load deploy e2e-kind` made (kind_cluster), whose nodes see the
     host's /tmp/datajob as /data (hack/kind/config.yaml) and whose operator `make deploy` installed."""
+    # Unique, and removed afterwards: /tmp/datajob outlives the session, and a second run writing to the
+    # same output would (rightly) fail with OutputInUse.
     target = Target(
         kubeconfig=kind_cluster,
         host_data=KIND_HOST_DATA,
         node_data="/data",
-        subdirectory=f"test-{tmp_path.name}",
+        subdirectory=f"test-{uuid.uuid4().hex[:8]}",
         operator_installed=True,
     )
-    elapsed = word_count_through_failures(target, tmp_path)
+    try:
+        elapsed = word_count_through_failures(target, tmp_path)
+    finally:
+        shutil.rmtree(KIND_HOST_DATA / target.subdirectory, ignore_errors=True)
     print(f"\nkind: word count through 3 failures in {elapsed:.0f}s")
