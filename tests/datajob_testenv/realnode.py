@@ -26,6 +26,7 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,18 +102,21 @@ def pod_processes(pod_uid: str, within: str = "") -> list[int]:
     names it ``pod<uid>``, the systemd driver (kind's nodes) ``pod<uid with underscores>``. Containers are
     processes of this machine's kernel however deeply nested (kind: a pod in a node container)."""
     markers = ("pod" + pod_uid, "pod" + pod_uid.replace("-", "_"))
-    pids = []
+    return [
+        pid
+        for pid, cgroup, command in host_processes()
+        if any(m in cgroup for m in markers) and within in cgroup and not command.startswith(b"/pause")
+    ]
+
+
+def host_processes() -> Iterator[tuple[int, str, bytes]]:
+    """(pid, /proc/<pid>/cgroup, command line) of every process on this machine still there to read."""
     for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            cgroup = (entry / "cgroup").read_text()
-            command = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if any(m in cgroup for m in markers) and within in cgroup and not command.startswith(b"/pause"):
-            pids.append(int(entry.name))
-    return pids
+        if entry.name.isdigit():
+            try:
+                yield int(entry.name), (entry / "cgroup").read_text(), (entry / "cmdline").read_bytes()
+            except OSError:
+                continue
 
 
 def node_network(name: str = "real-0") -> NodeNetwork:
@@ -394,52 +398,39 @@ state = "{root / "state"}"
         self._spawn("kube-proxy", [tool("kube-proxy"), f"--config={path}", "--v=1"])
 
     def _ready(self) -> bool:
-        result = (
-            run(
-                [
-                    tool("kubectl"),
-                    f"--kubeconfig={self.control_plane.state.kubeconfig}",
-                    "get",
-                    "node",
-                    self.name,
-                    "-o",
-                    "jsonpath={.status.conditions[?(@.type=='Ready')].status}",
-                ],
-                check=False,
-            )
-            if self.control_plane.state
-            else None
-        )
         for name, pid in self.pids.items():
             if not pid_alive(pid):
-                raise RuntimeError(
-                    f"{name} exited; see {self.control_plane.logs / ('realnode-' + name + '.log')}"
-                )
-        return result is not None and result.stdout.decode() == "True"
+                raise RuntimeError(f"{name} exited; see {self.control_plane.logs / f'realnode-{name}.log'}")
+        assert self.control_plane.state is not None
+        ready = run(
+            [
+                tool("kubectl"),
+                f"--kubeconfig={self.control_plane.state.kubeconfig}",
+                "get",
+                "node",
+                self.name,
+                "-o",
+                "jsonpath={.status.conditions[?(@.type=='Ready')].status}",
+            ],
+            check=False,
+        )
+        return ready.stdout.decode() == "True"
 
     # -- teardown --------------------------------------------------------------------------------
     def _kill_containers(self) -> None:
         """SIGKILL every process in the node's cgroups and the containerd shims serving them."""
         address = str(self.containerd_socket).encode()
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
-            try:
-                cgroup = (entry / "cgroup").read_text()
-                command = (entry / "cmdline").read_bytes()
-            except OSError:
-                continue
+        for pid, cgroup, command in host_processes():
             if self.cgroup_root in cgroup or (b"containerd-shim" in command and address in command):
                 with contextlib.suppress(ProcessLookupError):
-                    os.kill(int(entry.name), signal.SIGKILL)
+                    os.kill(pid, signal.SIGKILL)
         time.sleep(0.5)
 
     def _unmount_all(self) -> None:
         # Container root filesystems, volumes (service-account tokens are tmpfs) and sandbox /dev/shm.
-        prefixes = (str(self.directory), "/run/containerd/io.containerd.grpc.v1.cri", "/run/netns/cni-")
         for _ in range(3):
             mounts = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()]
-            ours = [m for m in mounts if m.startswith(prefixes[0])]
+            ours = [m for m in mounts if m.startswith(str(self.directory))]
             if not ours:
                 break
             for mount in sorted(ours, key=len, reverse=True):
