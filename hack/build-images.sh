@@ -23,12 +23,7 @@ export DOCKER_BUILDKIT=0
 
 log() { echo "build-images: $*" >&2; }
 
-mirror() { # the Debian mirror this machine's apt uses
-  local uri
-  uri="$(grep -hs '^URIs:' /etc/apt/sources.list.d/*.sources | head -1 | awk '{print $2}')"
-  [ -n "$uri" ] || uri="$(grep -hs '^deb ' /etc/apt/sources.list | head -1 | awk '{print $2}')"
-  echo "${uri:-http://deb.debian.org/debian}"
-}
+mirror() { bash "$here/hack/debian-mirror.sh"; }
 
 t0=$(date +%s)
 if ! $DOCKER image inspect "$base_image" >/dev/null 2>&1; then

@@ -29,11 +29,7 @@ DOCKER="${DOCKER:-/usr/bin/docker}"
 export DOCKER_BUILDKIT=0
 
 log() { echo "kind-node-image: $*" >&2; }
-mirror() {
-  local uri
-  uri="$(grep -hs '^URIs:' /etc/apt/sources.list.d/*.sources | head -1 | awk '{print $2}')"
-  echo "${uri:-http://deb.debian.org/debian}"
-}
+mirror() { bash "$here/hack/debian-mirror.sh"; }
 
 if $DOCKER image inspect "$NODE_IMAGE" >/dev/null 2>&1; then
   log "$NODE_IMAGE is cached"
