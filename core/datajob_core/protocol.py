@@ -32,8 +32,6 @@ ENV_ENCODING = "DATAJOB_ENCODING"  # spec.input.encoding
 ENV_BAD_RECORDS = "DATAJOB_BAD_RECORD_POLICY"  # spec.input.badRecordPolicy
 # Where the worker writes its last error, for the pod's termination message (kubelet reads it).
 ENV_TERMINATION_LOG = "DATAJOB_TERMINATION_LOG"
-# Local mode: the directory standing in for the slot's Lease (see datajob_worker.channel).
-ENV_CHANNEL_DIR = "DATAJOB_CHANNEL_DIR"
 # Local mode: the stored plan (datajob_core.plan_store), for shards too large to send inline.
 ENV_PLAN_FILE = "DATAJOB_PLAN_FILE"
 # Local mode: the driver's pid; a worker exits when its driver is gone.

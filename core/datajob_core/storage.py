@@ -95,6 +95,20 @@ def _scratch(path: str) -> str:
     return f"{head}/.{name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp"
 
 
+def _write_scratch(target: str, payload: bytes) -> str:
+    """Writes ``payload`` to a scratch name beside ``target``, making the directory only when it is missing
+    (a shard costs a few file-system calls, and on some hosts each one is slow)."""
+    scratch = _scratch(target)
+    try:
+        handle = open(scratch, "xb")  # noqa: SIM115 - closed below; the directory may have to be made first
+    except FileNotFoundError:
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        handle = open(scratch, "xb")  # noqa: SIM115
+    with handle:
+        handle.write(payload)
+    return scratch
+
+
 class Store:
     """One root (a directory or an object prefix); every name is relative to it, ``/``-separated."""
 
@@ -173,10 +187,7 @@ class Store:
         payload = data.encode() if isinstance(data, str) else data
         target = self.path(name)
         if not self.remote:
-            Path(target).parent.mkdir(parents=True, exist_ok=True)
-            scratch = _scratch(target)
-            Path(scratch).write_bytes(payload)
-            os.replace(scratch, target)
+            os.replace(_write_scratch(target, payload), target)
             return
         with _storage_errors(f"writing {self.url_of(name)}"):
             self.fs.pipe_file(target, payload)  # one PUT: atomic on every S3-compatible store
@@ -189,9 +200,7 @@ class Store:
         payload = data.encode() if isinstance(data, str) else data
         target = self.path(name)
         if not self.remote:
-            Path(target).parent.mkdir(parents=True, exist_ok=True)
-            scratch = _scratch(target)
-            Path(scratch).write_bytes(payload)
+            scratch = _write_scratch(target, payload)
             try:
                 os.link(scratch, target)
                 return True

@@ -15,7 +15,6 @@ from datajob_core.checkpoint_store import CheckpointStore
 from datajob_core.protocol import AssignmentMessage, ReportMessage, ShardTask
 from datajob_testenv.localjobs import DATAJOB, committed_text, corpus, manifest
 from datajob_worker import agent
-from datajob_worker.channel import FileChannel
 from datajob_worker.cli import main as datajob
 from datajob_worker.runtime import ExecHooks, OutputDir, run_exec
 
@@ -129,12 +128,24 @@ def test_an_exec_child_dies_with_its_worker(tmp_path: Path) -> None:
         worker.kill()
 
 
-class CountingChannel(FileChannel):
-    reports = 0
+class CountingChannel:
+    """A channel in memory: the assignment it holds, and how many reports it was sent."""
+
+    def __init__(self) -> None:
+        self.message: AssignmentMessage | None = None
+        self.reports = 0
+
+    def assignment(self) -> AssignmentMessage | None:
+        return self.message
 
     def report(self, message: ReportMessage) -> None:
-        CountingChannel.reports += 1
-        super().report(message)
+        self.reports += 1
+
+    def plan(self) -> bytes:
+        raise FileNotFoundError("no stored plan in this test")
+
+    def wait(self, timeout: float) -> None:
+        time.sleep(timeout)
 
 
 def test_exec_heartbeats_while_its_child_runs_and_hands_its_checkpoint_to_the_next_attempt(
@@ -142,7 +153,7 @@ def test_exec_heartbeats_while_its_child_runs_and_hands_its_checkpoint_to_the_ne
 ) -> None:
     monkeypatch.setattr(agent, "HEARTBEAT_SECONDS", 0.4)
     child = script(tmp_path, "child.py", CHECKPOINTING_CHILD)
-    channel = CountingChannel(tmp_path / "slot")
+    channel = CountingChannel()
     worker = agent.Worker(
         channel,
         pod="p",
@@ -152,13 +163,13 @@ def test_exec_heartbeats_while_its_child_runs_and_hands_its_checkpoint_to_the_ne
         processor={"exec": [sys.executable, child]},
     )
     task = ShardTask(shard=0, attempt=1)
-    channel.write_assignment(AssignmentMessage(pod="p", shards=[task]))
+    channel.message = AssignmentMessage(pod="p", shards=[task])
     stop = threading.Event()
     threading.Thread(target=worker.heartbeat, args=(stop,), daemon=True).start()
-    started = CountingChannel.reports
+    started = channel.reports
     worker.process(task)
     stop.set()
-    assert CountingChannel.reports - started >= 5, "no heartbeat while the child ran"
+    assert channel.reports - started >= 5, "no heartbeat while the child ran"
     assert [o.shard for o in worker.reporter.message().done] == [0]
     assert committed_text(worker.output, 0) == "resumed at 0\n"
     # The child's checkpoints were stored like any other, so a later attempt can resume from them.

@@ -147,11 +147,12 @@ def test_sigterm_checkpoints_and_the_shard_resumes_without_counting_a_failure(tm
     while time.monotonic() < deadline and not (logs / "wc-0-1.log").exists():
         time.sleep(0.1)
     time.sleep(2.5)  # mid-shard, after a checkpoint or two
-    worker_pid = int(
-        subprocess.run(
-            ["pgrep", "-f", "-n", "datajob_worker$"], capture_output=True, text=True, check=True
-        ).stdout.split()[0]
+    started = next(
+        json.loads(line)
+        for line in (logs / "wc-0-1.log").read_text().splitlines()
+        if '"worker started"' in line
     )
+    worker_pid = int(started["pid"])
     os.kill(worker_pid, signal.SIGTERM)
     _, stderr = process.communicate(timeout=120)
     assert process.returncode == 0, stderr

@@ -22,7 +22,6 @@ from datajob_core import plan_store, stages
 from datajob_core.committer import MissingOutputError
 from datajob_core.protocol import (
     ENV_BAD_RECORDS,
-    ENV_CHANNEL_DIR,
     ENV_CHECKPOINT_RECORDS,
     ENV_CHECKPOINT_SECONDS,
     ENV_DRIVER_PID,
@@ -51,7 +50,7 @@ from datajob_core.protocol import (
 from datajob_core.storage import StorageConfig
 
 from . import lifeline, processors, readers, runtime
-from .channel import FileChannel
+from .channel import ENV_ASSIGNMENT_FD, PipeChannel
 from .lease_client import LeaseClient, LeaseError
 from .processors import State
 
@@ -69,6 +68,10 @@ class Channel(Protocol):
     def report(self, message: ReportMessage) -> None: ...
 
     def plan(self) -> bytes: ...
+
+    def wait(self, timeout: float) -> None:
+        """Returns when the assignment may have changed, or after ``timeout`` seconds at most."""
+        ...
 
 
 @dataclass
@@ -201,6 +204,7 @@ class Worker:
 
     # -- main loop ----------------------------------------------------------------------------------
     def run(self) -> int:
+        log.info("worker started", pod=self.reporter.pod, pid=os.getpid())
         stop = threading.Event()
         beat = threading.Thread(target=self.heartbeat, args=(stop,), name="heartbeat", daemon=True)
         beat.start()
@@ -214,7 +218,7 @@ class Worker:
         while not self.stopping:
             message = self.fetch()
             if message is None or not message.pod:
-                time.sleep(POLL_SECONDS)
+                self.client.wait(POLL_SECONDS)
                 continue
             if message.pod != self.reporter.pod:
                 log.info("this slot now belongs to another pod; exiting", owner=message.pod)
@@ -230,7 +234,7 @@ class Worker:
                 unsent = self.reporter.done or self.reporter.failed or self.reporter.notices
                 if time.monotonic() - self.last_report > HEARTBEAT_SECONDS or unsent:
                     self.send()
-                time.sleep(POLL_SECONDS)
+                self.client.wait(POLL_SECONDS)
                 continue
             task = todo[0]
             with self.lock:
@@ -439,8 +443,8 @@ def main() -> int:
     try:
         records = env.get(ENV_CHECKPOINT_RECORDS)
         channel: Channel = (
-            FileChannel(env[ENV_CHANNEL_DIR], env.get(ENV_PLAN_FILE))
-            if env.get(ENV_CHANNEL_DIR)
+            PipeChannel.from_env(env.get(ENV_PLAN_FILE))
+            if env.get(ENV_ASSIGNMENT_FD)
             else LeaseClient(env[ENV_NAMESPACE], env[ENV_LEASE], job=env[ENV_JOB])
         )
         worker = Worker(

@@ -9,12 +9,7 @@ from typing import Any
 
 import yaml
 
-from datajob_core.api import DataJob
-from datajob_core.output_identity import OutputInUseError
-from datajob_core.planning import PlanError
-from datajob_core.reconciler import Phase
-
-from .local_runner import LocalRun, check_local
+from . import worker_process
 
 
 def _load(path: Path) -> dict[str, Any]:
@@ -56,6 +51,16 @@ def main(argv: list[str] | None = None) -> int:
     validate = commands.add_parser("validate", help="check a manifest with the API's rules")
     validate.add_argument("manifest", type=Path)
     args = parser.parse_args(argv)
+    if args.command == "run":
+        # The workers' fork server imports the worker while this process imports the rest and plans.
+        worker_process.warm_up()
+    # Imported after the fork server started, so that the two imports run side by side.
+    from datajob_core.api import DataJob  # noqa: PLC0415
+    from datajob_core.output_identity import OutputInUseError  # noqa: PLC0415
+    from datajob_core.planning import PlanError  # noqa: PLC0415
+    from datajob_core.reconciler import Phase  # noqa: PLC0415
+
+    from .local_runner import LocalRun, check_local  # noqa: PLC0415
 
     try:
         manifest = _load(args.manifest)

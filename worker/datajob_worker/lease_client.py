@@ -10,6 +10,7 @@ import datetime
 import json
 import os
 import ssl
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -85,6 +86,9 @@ class LeaseClient:
                 "spec": {"renewTime": now},
             },
         )
+
+    def wait(self, timeout: float) -> None:
+        time.sleep(timeout)
 
     def plan(self) -> bytes:
         """The job's stored shard plan (datajob_core.plan_store), from its ConfigMaps."""

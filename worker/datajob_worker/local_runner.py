@@ -1,17 +1,20 @@
 """Local mode: run a DataJob manifest on this machine, like Spark's ``local[*]``.
 
-Worker subprocesses take the place of pods and a directory per slot takes the place of its Lease; the
-decisions (ledger, assignment, retries, backoff) are made by the same ``datajob_core.reconciler.reconcile``
-the operator calls. So a local run fails and recovers exactly as the cluster would.
+Worker subprocesses take the place of pods and two pipes per worker take the place of its Lease
+(datajob_worker.channel); the decisions (ledger, assignment, retries, backoff) are made by the same
+``datajob_core.reconciler.reconcile`` the operator calls. So a local run fails and recovers exactly as the
+cluster would.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.machinery
 import json
 import os
 import random
+import selectors
 import shutil
 import signal
 import subprocess
@@ -40,10 +43,13 @@ from datajob_core.reconciler import (
 from datajob_core.stages import Layout
 from datajob_core.storage import StorageConfig, Store
 
-from .channel import FileChannel
+from . import worker_process
+from .channel import WorkerLink
 
 log = structlog.get_logger("datajob.local")
 
+# A pass runs when a worker reports or exits, and at least this often, for timers (retry backoff,
+# heartbeats, injected failures).
 PASS_SECONDS = 0.2
 
 
@@ -108,8 +114,9 @@ def _check_importable(job: DataJob, field: str, function: str) -> None:
 class LocalWorker:
     name: str
     slot: int
-    process: subprocess.Popen[bytes]
+    process: worker_process.WorkerProcess
     started_at: float
+    link: WorkerLink
     terminating: bool = False
 
     termination_log: Path | None = None
@@ -186,19 +193,26 @@ class LocalRun:
         self.stats = Stats()
         self.result: str | None = None
         self.collector = CheckpointCollector(CheckpointStore(self.store))
+        self.selector = selectors.DefaultSelector()
+        # Per slot: the newest report received (kept after its worker exits, as a Lease keeps it) with when,
+        # and the newest assignment decided (sent to the slot's worker when it starts).
+        self.reports: dict[int, tuple[protocol.ReportMessage, float]] = {}
+        self.assignments: dict[int, protocol.AssignmentMessage] = {}
+        self.next_kill: float | None = None
+        self.drawn, self.frame = 0.0, ""  # when the progress bar was last drawn, and what
 
     # -- processes ---------------------------------------------------------------------------------
-    def _channel(self, slot: int) -> FileChannel:
-        return FileChannel(self.run_dir / "slots" / str(slot))
+    def _slot_dir(self, slot: int) -> Path:
+        return self.run_dir / "slots" / str(slot)
 
     def _start(self, slot: int, name: str) -> None:
         spec = self.spec
-        termination_log = self._channel(slot).directory / f"{name}.termination-log"
+        termination_log = self._slot_dir(slot) / f"{name}.termination-log"
         checkpoint = spec.get("checkpoint") or {}
+        link = WorkerLink()
         env = {
             **os.environ,
             **{e["name"]: e.get("value", "") for e in spec.get("env") or []},
-            protocol.ENV_CHANNEL_DIR: str(self._channel(slot).directory),
             protocol.ENV_POD: name,
             protocol.ENV_JOB: self.name,
             protocol.ENV_OUTPUT: self.output_url,
@@ -219,23 +233,27 @@ class LocalRun:
             env[protocol.ENV_CHECKPOINT_RECORDS] = str(checkpoint["intervalRecords"])
         logs = self.run_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        with (logs / f"{name}.log").open("ab") as log_file:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "datajob_worker"],
-                env=env,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        self.workers[slot] = LocalWorker(name, slot, process, time.time(), termination_log=termination_log)
+        termination_log.parent.mkdir(parents=True, exist_ok=True)
+        if slot in self.workers:  # the slot's previous process has ended; its pipes go with it
+            self._forget(slot)
+        try:
+            process = worker_process.start(env, str(logs / f"{name}.log"), link.child_fds_by_name())
+        except BaseException:
+            link.close()
+            raise
+        link.started()
+        worker = LocalWorker(name, slot, process, time.time(), link, termination_log=termination_log)
+        self.workers[slot] = worker
+        self.selector.register(link.reports_fd, selectors.EVENT_READ, worker)
+        if slot in self.assignments:
+            link.send(self.assignments[slot])
 
     def _stop(self, name: str, graceful: bool) -> None:
         for slot, worker in list(self.workers.items()):
             if worker.name != name:
                 continue
             if worker.process.poll() is not None:
-                del self.workers[slot]
+                self._forget(slot)
             elif graceful:
                 if not worker.terminating:
                     worker.process.send_signal(signal.SIGTERM)
@@ -243,12 +261,41 @@ class LocalRun:
             else:
                 worker.process.kill()
                 worker.process.wait()
-                del self.workers[slot]
+                self._forget(slot)
+
+    def _forget(self, slot: int) -> None:
+        worker = self.workers.pop(slot)
+        self._receive(worker)  # its last words, if any are still in the pipe
+        if not worker.link.gone:
+            self.selector.unregister(worker.link.reports_fd)
+        worker.link.close()
+
+    def _receive(self, worker: LocalWorker) -> None:
+        """Takes the worker's newest report; at end of file (it exited) reaps it, so this pass sees it."""
+        if worker.link.gone:
+            return
+        report = worker.link.receive()
+        if report is not None:
+            self.reports[worker.slot] = (report, time.time())
+        if worker.link.gone:
+            self.selector.unregister(worker.link.reports_fd)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                worker.process.wait(timeout=1.0)
+
+    def _wait(self, timeout: float) -> None:
+        """Until a worker reports or exits, or ``timeout`` passes (timers: backoff, heartbeats, chaos)."""
+        for key, _ in self.selector.select(timeout):
+            self._receive(key.data)
 
     def _chaos(self, now: float) -> None:
-        """--kill-every: SIGKILL a random busy worker now and then, to show recovery."""
-        if not self.kill_every or self.random.random() > PASS_SECONDS / self.kill_every:
+        """--kill-every: SIGKILL a random busy worker now and then (a Poisson process), to show recovery."""
+        if not self.kill_every:
             return
+        if self.next_kill is None:
+            self.next_kill = now + self.random.expovariate(1 / self.kill_every)
+        if now < self.next_kill:
+            return
+        self.next_kill = now + self.random.expovariate(1 / self.kill_every)
         busy = [w for w in self.workers.values() if w.process.poll() is None and not w.terminating]
         if busy:
             victim = self.random.choice(busy)
@@ -258,6 +305,7 @@ class LocalRun:
 
     # -- the loop ------------------------------------------------------------------------------------
     def run(self) -> JobState:
+        worker_process.warm_up()  # imports the worker while the input is listed and planned
         files = list_inputs(self.spec["input"]["uris"], self.storage)
         here = None if self.store.remote else Path(self.store.root).resolve()
         inside = [f.path for f in files if here and Path(f.path).resolve().is_relative_to(here)]
@@ -285,7 +333,7 @@ class LocalRun:
                 observed = [w.observe() for w in self.workers.values()]
                 reports = {}
                 for slot in state.slots:
-                    report, renewed = self._channel(slot).read_report()
+                    report, renewed = self.reports.get(slot, (None, None))
                     reports[slot] = ObservedReport(slot, report, renewed)
                     self._count(report)
                 decision = reconcile(
@@ -296,7 +344,12 @@ class LocalRun:
                 if problem:
                     log.warning(problem)
                 for slot, message in decision.assignments.items():
-                    self._channel(slot).write_assignment(message)
+                    if self.assignments.get(slot) != message:
+                        self.assignments[slot] = message
+                        if slot in self.workers:
+                            self.workers[slot].link.send(message)
+                for worker in self.workers.values():
+                    worker.link.flush()  # what a busy worker could not take before
                 for name, graceful in decision.delete:
                     self._stop(name, graceful)
                 for slot, name in decision.create:
@@ -308,12 +361,14 @@ class LocalRun:
                 if decision.finished and all(w.process.poll() is not None for w in self.workers.values()):
                     break
                 self._chaos(now)
-                time.sleep(PASS_SECONDS)
+                self._wait(PASS_SECONDS)
         finally:
-            for worker in self.workers.values():
+            for slot, worker in list(self.workers.items()):
                 if worker.process.poll() is None:
                     worker.process.kill()
                     worker.process.wait()
+                self._forget(slot)
+            self.selector.close()
         if state.phase is Phase.SUCCEEDED:
             self.result = self.store.url_of(committer.RESULT)
         self._summary(state)
@@ -349,7 +404,10 @@ class LocalRun:
             f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{counts.total} shards  "
             f"{rate:,.0f} rec/s  ETA {eta}  workers {live}/{self.policy.workers}  restarts {state.restarts} "
         )
-        if self.out.isatty():
+        # Passes can run hundreds of times a second: draw ten frames a second, and the last one.
+        due = time.monotonic() - self.drawn >= 0.1 or done == counts.total
+        if self.out.isatty() and due and line != self.frame:
+            self.drawn, self.frame = time.monotonic(), line
             self.out.write(line)
             self.out.flush()
 
