@@ -280,7 +280,7 @@ def worker_rbac(
                 "apiGroups": ["coordination.k8s.io"],
                 "resources": ["leases"],
                 "resourceNames": sorted(lease_names),
-                "verbs": ["get", "patch", "update"],
+                "verbs": ["get", "list", "watch", "patch", "update"],
             },
             *(
                 [

@@ -86,6 +86,12 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="YAML/JSON file merged into every job's worker ServiceAccount (annotations, imagePullSecrets)",
     )
+    parser.add_argument(
+        "--reconcile-threads",
+        type=int,
+        default=4,
+        help="threads running reconcile passes, shared by all jobs (passes of one job never overlap)",
+    )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     parser.add_argument("--log-format", default="text", choices=["text", "json"])
     parser.add_argument("--verbose", action="store_true", help="same as --log-level debug")
@@ -94,6 +100,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.worker_account_template:
         handlers.OPTIONS.worker_account = handlers.load_account_template(args.worker_account_template)
     handlers.OPTIONS.peering_lifetime = args.peering_lifetime
+    handlers.OPTIONS.namespaces = list(args.namespace)
+    handlers.OPTIONS.reconcile_threads = args.reconcile_threads
     if args.metrics_port:
         metrics.serve(args.metrics_port)
     kopf.run(

@@ -41,7 +41,16 @@ from datajob_core.reconciler import (
 from datajob_core.stages import Layout
 from datajob_core.storage import ACCESS_KEY, CREDENTIAL_KEYS, SECRET_KEY, StorageConfig, Store, is_remote
 
-from .kube import AccountConflictError, ConflictError, JobClient, NodeDirectory, RejectedError, api_message
+from .informer import Informers
+from .kube import (
+    AccountConflictError,
+    ConflictError,
+    JobClient,
+    LeaseView,
+    NodeDirectory,
+    RejectedError,
+    api_message,
+)
 
 log = structlog.get_logger("datajob.operator")
 
@@ -139,13 +148,25 @@ class JobController:
         nodes: NodeDirectory | None = None,
         *,
         worker_account: dict[str, Any] | None = None,
+        observed: Informers | None = None,
     ) -> None:
         self.jobs = jobs
+        self.observed = observed
         self.worker_account = worker_account or {}
         self.nodes = nodes
         self.runtime = runtime
         self.log = log.bind(namespace=jobs.namespace, job=jobs.name)
         self.last_status: dict[str, Any] | None = None  # the last status written, for metrics
+        self.status_writes = 0
+
+    def _pods(self) -> list[dict[str, Any]]:
+        """The job's pods: from the shared informer's cache, or listed when there is none (yet)."""
+        cached = self.observed.pods_of(self.jobs.namespace, self.jobs.name) if self.observed else None
+        return self.jobs.list_pods() if cached is None else cached
+
+    def _leases(self) -> list[dict[str, Any]]:
+        cached = self.observed.leases_of(self.jobs.namespace, self.jobs.name) if self.observed else None
+        return self.jobs.list_leases() if cached is None else cached
 
     # -- plan ----------------------------------------------------------------------------------------
     def load_plan(self, job: dict[str, Any]) -> list[dict[str, Any]]:
@@ -188,8 +209,9 @@ class JobController:
         return self.runtime.plan
 
     # -- one pass ------------------------------------------------------------------------------------
-    def reconcile_once(self) -> float:
-        """Runs one pass; returns how long to wait before the next."""
+    def reconcile_once(self) -> float | None:
+        """Runs one pass; returns the seconds until a time-based decision is due (None: none is), after
+        which the next pass must run even if nothing happens (see pacing)."""
         job = self.jobs.read_job()
         if job is None or job["metadata"].get("deletionTimestamp"):
             return 5.0
@@ -222,8 +244,8 @@ class JobController:
         policy = policy_from_spec(spec)
         now = time.time()
         nodes = self.nodes.names() if self.nodes else None
-        pods = [w for w in (observe_pod(p, nodes) for p in self.jobs.list_pods()) if w is not None]
-        leases = self.jobs.list_leases()
+        pods = [w for w in (observe_pod(p, nodes) for p in self._pods()) if w is not None]
+        leases = {view.name: view for view in map(LeaseView.of, self._leases())}
         reports: dict[int, ObservedReport] = {}
         for slot in state.slots:
             view = leases.get(lease_name(self.jobs.name, slot))
@@ -248,17 +270,19 @@ class JobController:
             create_failures=self.runtime.create_failures,
         )
         new_status = self._status(job, state, policy, pods, decision)
-        try:
-            self.jobs.replace_status(job, new_status)
-        except ConflictError:
-            return 0.2  # someone else changed the job; observe again
+        if new_status != status:  # a pass that changed nothing writes nothing
+            try:
+                self.jobs.replace_status(job, new_status)
+            except ConflictError:
+                return 0.0  # someone else changed the job; observe again
+            self.status_writes += 1
         self.last_status = new_status
         self.runtime.create_failures = {}
         self._collect(job, state)
         self._act(job, state, decision)
         if decision.finished and not pods:
             return self._after_finish(job)
-        return 1.0
+        return next_timer(state, policy, reports, now)
 
     # -- acting ----------------------------------------------------------------------------------------
     def _act(self, job: dict[str, Any], state: JobState, decision: Decision) -> None:
@@ -505,6 +529,21 @@ class JobController:
             self.jobs.delete_job()
             return 30.0
         return min(remaining, 30.0)
+
+
+def next_timer(
+    state: JobState, policy: Policy, reports: dict[int, ObservedReport], now: float
+) -> float | None:
+    """Seconds until the earliest decision that depends on time alone (no event will announce it): a
+    retry backoff or a crash-loop backoff ending, a heartbeat or start-up deadline. None if there is none."""
+    times = [state.ledger.next_retry_time() or 0.0]
+    for slot in state.slots.values():
+        times.append(slot.not_before)
+        if slot.pod and slot.created_at:
+            times.append(slot.created_at + policy.startup_timeout)
+    times += [r.renewed_at + policy.heartbeat_timeout for r in reports.values() if r.renewed_at]
+    future = [t for t in times if t > now]
+    return min(future) - now + 0.01 if future else None
 
 
 def _set(

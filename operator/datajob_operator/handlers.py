@@ -1,7 +1,11 @@
-"""kopf wiring: one long-lived reconcile loop (a kopf daemon) per DataJob. No decisions are made here."""
+"""kopf wiring: one event-driven reconcile loop (an async kopf daemon) per DataJob, woken by shared
+informers (pods, Leases) and DataJob events. No decisions are made here."""
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import contextlib
 import threading
 import time
 from dataclasses import dataclass, field
@@ -12,9 +16,13 @@ import structlog
 import yaml
 from kubernetes import client, config
 
-from . import metrics
+from datajob_core.protocol import REPORT_ANNOTATION
+
+from . import informer, metrics
 from .controller import JobController, JobRuntime
+from .informer import Informers
 from .kube import GROUP, PLURAL, VERSION, JobClient, NodeDirectory
+from .pacing import Pacer
 
 log = structlog.get_logger("datajob.operator")
 
@@ -27,6 +35,8 @@ class OperatorOptions:
 
     peering_lifetime: int = 30
     worker_account: dict[str, Any] = field(default_factory=dict)
+    namespaces: list[str] = field(default_factory=list)  # empty: cluster-wide
+    reconcile_threads: int = 4
 
 
 OPTIONS = OperatorOptions()
@@ -66,7 +76,8 @@ def node_directory() -> NodeDirectory:
     global _nodes  # noqa: PLW0603 - one node listing shared by all job threads
     with _api_lock:
         if _nodes is None:
-            _nodes = NodeDirectory(_api or api_client())
+            watched = _informers.node_names if _informers is not None else None
+            _nodes = NodeDirectory(_api or api_client(), watched=watched)
         return _nodes
 
 
@@ -83,34 +94,171 @@ def configure(settings: kopf.OperatorSettings, **_: Any) -> None:
     settings.posting.level = 30  # kopf's own events: warnings and errors only; the controller posts the rest
 
 
+class JobSignal:
+    """One job's wake-up: the informer threads and kopf's DataJob events mark news on it, its loop waits
+    on it. All methods run on the event loop (threads go through ``call_soon_threadsafe``)."""
+
+    def __init__(self) -> None:
+        self.pacer = Pacer()
+        self.event = asyncio.Event()
+        self.generation: int | None = None
+
+    def news(self, urgent: bool) -> None:
+        self.pacer.news(urgent=urgent)
+        self.event.set()
+
+    async def wait(self, stopped: kopf.DaemonStopped) -> None:
+        """Until the pacer says the next pass is due (or the daemon is stopped)."""
+        while not stopped:
+            delay = self.pacer.due(time.monotonic()) - time.monotonic()
+            if delay <= 0:
+                return
+            self.event.clear()
+            # Capped, so that a stop request is noticed within a second.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.event.wait(), min(delay, 1.0))
+
+
+_signals: dict[tuple[str, str], JobSignal] = {}
+_loop: asyncio.AbstractEventLoop | None = None
+
+
+def _from_informer(kind: str) -> informer.OnChange:
+    """A change seen by a pod or Lease informer (in its thread): wakes that job's loop.
+
+    Pod changes are urgent (a worker failed or was deleted); a Lease change counts only if a worker wrote
+    it (its report or heartbeat), not the operator's own assignment, and is coalesced.
+    """
+
+    def on_change(
+        namespace: str, job: str, event: str, obj: dict[str, Any], old: dict[str, Any] | None
+    ) -> None:
+        if kind == "leases" and event == "MODIFIED" and old is not None and not _worker_wrote(old, obj):
+            return
+        loop = _loop
+        signal = _signals.get((namespace, job))
+        if loop is not None and signal is not None:
+            loop.call_soon_threadsafe(signal.news, kind == "pods")
+
+    return on_change
+
+
+def _node_changed(
+    namespace: str, job: str, event: str, obj: dict[str, Any], old: dict[str, Any] | None
+) -> None:
+    """A node was deleted: the jobs with a worker on it look now (their pods are lost, though the pod
+    objects stay until the pod garbage collector removes them, about a minute later)."""
+    if event != "DELETED" or _informers is None or _loop is None:
+        return
+    for key in _informers.jobs_on_node(obj["metadata"]["name"]):
+        signal = _signals.get(key)
+        if signal is not None:
+            _loop.call_soon_threadsafe(signal.news, True)
+
+
+def _worker_wrote(old: dict[str, Any], new: dict[str, Any]) -> bool:
+    def written(lease: dict[str, Any]) -> tuple[Any, Any]:
+        annotations = (lease.get("metadata") or {}).get("annotations") or {}
+        return annotations.get(REPORT_ANNOTATION), (lease.get("spec") or {}).get("renewTime")
+
+    return written(old) != written(new)
+
+
+_informers: Informers | None = None
+_pool: concurrent.futures.ThreadPoolExecutor | None = None
+
+
+@kopf.on.startup()
+def start_informers(**_: Any) -> None:
+    """One watch per kind for all jobs (see informer); reconcile passes run on a bounded thread pool."""
+    global _informers, _pool  # noqa: PLW0603 - process-wide, like the API client
+    api = api_client()
+    _informers = Informers(
+        informer.pod_informers(api, OPTIONS.namespaces, _from_informer("pods")),
+        informer.lease_informers(api, OPTIONS.namespaces, _from_informer("leases")),
+        informer.node_informer(api, _node_changed),
+    )
+    _informers.start()
+    _pool = concurrent.futures.ThreadPoolExecutor(OPTIONS.reconcile_threads, thread_name_prefix="reconcile")
+
+
+@kopf.on.cleanup()
+def stop_informers(**_: Any) -> None:
+    if _informers is not None:
+        _informers.stop()
+    if _pool is not None:
+        _pool.shutdown(wait=False, cancel_futures=True)
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL)
+def job_changed(name: str, namespace: str | None, body: kopf.Body, **_: Any) -> None:
+    """A new generation of the spec (scale, suspend, ...) or a deletion is urgent; the operator's own
+    status writes are not news."""
+    signal = _signals.get((namespace or "", name))
+    if signal is None:
+        return
+    generation = body.get("metadata", {}).get("generation")
+    if generation != signal.generation or body.get("metadata", {}).get("deletionTimestamp"):
+        signal.generation = generation
+        signal.news(urgent=True)
+
+
 @kopf.daemon(GROUP, VERSION, PLURAL, cancellation_timeout=10.0)
-def run_job(*, name: str, namespace: str | None, stopped: kopf.DaemonStopped, **_: Any) -> None:
-    """Reconciles the job about once a second until it is deleted or the operator stops.
+async def run_job(*, name: str, namespace: str | None, stopped: kopf.DaemonStopped, **_: Any) -> None:
+    """Reconciles the job whenever there is news for it (see pacing), until it is deleted or the
+    operator stops. A coroutine, not a thread: 1,000 jobs are 1,000 cheap waits, and passes share a
+    bounded pool of threads.
 
     Level-triggered: each pass observes everything afresh, so a missed event or an operator restart costs
     at most one pass.
     """
+    global _loop  # noqa: PLW0603 - the informer threads wake jobs through it
     assert namespace is not None  # DataJob is namespaced
-    api = api_client()
+    _loop = asyncio.get_running_loop()
+    key = (namespace, name)
+    signal = _signals[key] = JobSignal()
     controller = JobController(
-        JobClient(api, namespace, name), JobRuntime(), node_directory(), worker_account=OPTIONS.worker_account
+        JobClient(api_client(), namespace, name),
+        JobRuntime(),
+        node_directory(),
+        worker_account=OPTIONS.worker_account,
+        observed=_informers,
     )
-    while not stopped:
-        started = time.monotonic()
-        try:
-            delay = controller.reconcile_once()
-            metrics.PASSES.labels("ok").inc()
-        except Exception as error:  # one job's trouble must not stop its loop or the others
-            log.exception("reconcile failed; retrying", namespace=namespace, job=name, error=str(error))
-            metrics.PASSES.labels("error").inc()
-            delay = ERROR_BACKOFF_SECONDS
-            try:
-                controller.record_error(error)
-            except Exception as report_error:  # noqa: BLE001 - the API may be what is failing
-                log.warning("cannot record the error in the status", error=str(report_error))
-        metrics.PASS_SECONDS.observe(time.monotonic() - started)
-        if controller.last_status is not None:
-            metrics.observe(namespace, name, controller.last_status)
-        stopped.wait(delay)
+    try:
+        while not stopped:
+            await signal.wait(stopped)
+            if stopped:
+                break
+            started = time.monotonic()
+            signal.pacer.taken()
+            next_in = await _loop.run_in_executor(_pool, _pass, controller, namespace, name)
+            signal.pacer.passed(started, next_in=next_in, workers=_workers(controller))
+    finally:
+        if _signals.get(key) is signal:
+            del _signals[key]
     if stopped.reason and stopped.reason & kopf.DaemonStoppingReason.RESOURCE_DELETED:
         metrics.forget(namespace, name)
+
+
+def _pass(controller: JobController, namespace: str, name: str) -> float | None:
+    started = time.monotonic()
+    try:
+        next_in = controller.reconcile_once()
+        metrics.PASSES.labels("ok").inc()
+    except Exception as error:  # one job's trouble must not stop its loop or the others
+        log.exception("reconcile failed; retrying", namespace=namespace, job=name, error=str(error))
+        metrics.PASSES.labels("error").inc()
+        next_in = ERROR_BACKOFF_SECONDS
+        try:
+            controller.record_error(error)
+        except Exception as report_error:  # noqa: BLE001 - the API may be what is failing
+            log.warning("cannot record the error in the status", error=str(report_error))
+    metrics.PASS_SECONDS.observe(time.monotonic() - started)
+    if controller.last_status is not None:
+        metrics.observe(namespace, name, controller.last_status)
+    return next_in
+
+
+def _workers(controller: JobController) -> int:
+    status = controller.last_status or {}
+    return int((status.get("workers") or {}).get("desired") or 1)

@@ -11,6 +11,7 @@ import datetime
 import json
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -36,14 +37,24 @@ class NodeDirectory:
     for the pod garbage collector. Without RBAC to list nodes it answers None and that shortcut is off.
     """
 
-    def __init__(self, api: client.ApiClient, ttl: float = 5.0) -> None:
+    def __init__(
+        self,
+        api: client.ApiClient,
+        ttl: float = 5.0,
+        watched: Callable[[], frozenset[str] | None] | None = None,
+    ) -> None:
         self.core = client.CoreV1Api(api)
         self.ttl = ttl
+        self.watched = watched  # the node informer's answer, when there is one (no listing then)
         self._lock = threading.Lock()
         self._names: frozenset[str] | None = None
         self._listed_at = -ttl
 
     def names(self) -> frozenset[str] | None:
+        if self.watched is not None:
+            names = self.watched()
+            if names is not None:
+                return names
         with self._lock:
             if time.monotonic() - self._listed_at >= self.ttl:
                 self._listed_at = time.monotonic()
@@ -85,6 +96,18 @@ class LeaseView:
     assignment: str | None
     report: str | None
     renew_time: str | None
+
+    @classmethod
+    def of(cls, lease: dict[str, Any]) -> LeaseView:
+        """From the API server's JSON of a worker Lease."""
+        meta = lease.get("metadata") or {}
+        annotations = meta.get("annotations") or {}
+        return cls(
+            meta.get("name", ""),
+            annotations.get(ASSIGNMENT_ANNOTATION),
+            annotations.get(REPORT_ANNOTATION),
+            (lease.get("spec") or {}).get("renewTime"),
+        )
 
 
 class JobClient:
@@ -141,11 +164,12 @@ class JobClient:
 
     # -- pods -------------------------------------------------------------------------------------------
     def list_pods(self) -> list[dict[str, Any]]:
-        pods = self.core.list_namespaced_pod(self.namespace, label_selector=self.selector)
-        result: list[dict[str, Any]] = [
-            self.core.api_client.sanitize_for_serialization(p) for p in pods.items
-        ]
-        return result
+        """The job's pods as the API server's JSON (what the informer cache holds, too)."""
+        response = self.core.list_namespaced_pod(
+            self.namespace, label_selector=self.selector, _preload_content=False
+        )
+        items: list[dict[str, Any]] = json.loads(response.data).get("items") or []
+        return items
 
     def create_pod(self, manifest: dict[str, Any]) -> None:
         """Creates the pod (one that exists is fine); RejectedError with the API server's message."""
@@ -169,19 +193,12 @@ class JobClient:
         )
 
     # -- leases -----------------------------------------------------------------------------------------
-    def list_leases(self) -> dict[str, LeaseView]:
-        leases = self.coordination.list_namespaced_lease(self.namespace, label_selector=self.selector)
-        views: dict[str, LeaseView] = {}
-        for lease in leases.items:
-            annotations = lease.metadata.annotations or {}
-            renew = lease.spec.renew_time.isoformat() if lease.spec and lease.spec.renew_time else None
-            views[lease.metadata.name] = LeaseView(
-                lease.metadata.name,
-                annotations.get(ASSIGNMENT_ANNOTATION),
-                annotations.get(REPORT_ANNOTATION),
-                renew,
-            )
-        return views
+    def list_leases(self) -> list[dict[str, Any]]:
+        response = self.coordination.list_namespaced_lease(
+            self.namespace, label_selector=self.selector, _preload_content=False
+        )
+        items: list[dict[str, Any]] = json.loads(response.data).get("items") or []
+        return items
 
     def create_lease(self, manifest: dict[str, Any]) -> None:
         self._ignore_exists(lambda: self.coordination.create_namespaced_lease(self.namespace, manifest))

@@ -229,6 +229,9 @@ def test_workers_get_least_privilege(jobs: Jobs, tmp_path: Path, kubectl: Kubect
     assert can("patch", "leases/rbac-w1")
     assert not can("get", "leases/other-w0")
     assert not can("list", "leases")
+    # Its own Lease only, by name: what a watch with a metadata.name field selector needs.
+    assert can("watch", "leases/rbac-w0")
+    assert not can("watch", "leases")
     assert not can("delete", "leases/rbac-w0")
     assert not can("get", "pods")
     assert not can("get", "secrets")

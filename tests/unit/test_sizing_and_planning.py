@@ -66,7 +66,7 @@ def test_worker_role_names_only_the_jobs_leases_and_the_template_cannot_widen_it
         "apiGroups": ["coordination.k8s.io"],
         "resources": ["leases"],
         "resourceNames": ["wc-w0", "wc-w1"],
-        "verbs": ["get", "patch", "update"],
+        "verbs": ["get", "list", "watch", "patch", "update"],
     }
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "wc-worker", "namespace": "team"}]
 

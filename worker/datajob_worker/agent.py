@@ -57,7 +57,10 @@ from .processors import State
 log = structlog.get_logger("datajob.worker")
 
 HEARTBEAT_SECONDS = 5.0
-POLL_SECONDS = 1.0
+# The longest an idle worker waits before reading its assignment again; news wakes it at once (a watch on
+# its Lease, or the local driver's pipe).
+IDLE_SECONDS = 5.0
+RETRY_SECONDS = 1.0  # after a failed read of the stored plan
 # Reading or writing the channel can fail transiently (API outage, file being replaced): retry later.
 CHANNEL_ERRORS = (LeaseError, OSError, ValueError)
 
@@ -218,7 +221,7 @@ class Worker:
         while not self.stopping:
             message = self.fetch()
             if message is None or not message.pod:
-                self.client.wait(POLL_SECONDS)
+                self.client.wait(IDLE_SECONDS)
                 continue
             if message.pod != self.reporter.pod:
                 log.info("this slot now belongs to another pod; exiting", owner=message.pod)
@@ -234,7 +237,7 @@ class Worker:
                 unsent = self.reporter.done or self.reporter.failed or self.reporter.notices
                 if time.monotonic() - self.last_report > HEARTBEAT_SECONDS or unsent:
                     self.send()
-                self.client.wait(POLL_SECONDS)
+                self.client.wait(IDLE_SECONDS)
                 continue
             task = todo[0]
             with self.lock:
@@ -299,7 +302,7 @@ class Worker:
             task = self.resolve(task)
         except CHANNEL_ERRORS as error:  # the API is away: not the shard's fault, try again shortly
             log.warning("cannot read the stored plan; will retry", error=str(error))
-            time.sleep(POLL_SECONDS)
+            time.sleep(RETRY_SECONDS)
             return
         records = bytes_read = skipped = 0
         try:
