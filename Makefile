@@ -69,6 +69,15 @@ lint: install ## ruff, ruff format --check, mypy
 bench: install ## Run the benchmarks (they print figures; see docs/benchmarks.md)
 	$(BIN)/python benchmarks/ledger_scale.py
 	$(BIN)/python benchmarks/processor_throughput.py
+	$(BIN)/python benchmarks/dispatch_local.py --failures
+
+.PHONY: bench-dispatch
+bench-dispatch: install ## Local dispatch: word count vs multiprocessing.Pool and PySpark (if installed), 1,000 tiny shards, failure overhead
+	$(BIN)/python benchmarks/dispatch_local.py --failures
+
+.PHONY: bench-cluster
+bench-cluster: install tools ## Cluster dispatch at scale on the test control plane (kwok + a fake worker fleet) vs an Indexed Job
+	$(BIN)/python benchmarks/cluster_dispatch.py $(BENCH_ARGS)
 
 .PHONY: bench-reduce
 bench-reduce: install tools ## Word count: map-only vs reduce vs a plain loop vs PySpark local[2] (installs pyspark; needs Java)

@@ -239,32 +239,41 @@ class PodClock:
         self.thread.start()
 
     def _run(self) -> None:
-        version = json.loads(
-            self.core.list_namespaced_pod(
-                NAMESPACE, label_selector=self.selector, _preload_content=False
-            ).data
-        )["metadata"]["resourceVersion"]
         while not self.stopping.is_set():
-            stream = self.core.list_namespaced_pod(
-                NAMESPACE,
-                label_selector=self.selector,
-                watch=True,
-                resource_version=version,
-                timeout_seconds=60,
-                _preload_content=False,
-            )
-            for line in stream:
-                now = time.time()
-                event = json.loads(line)
-                obj = event["object"]
-                name = obj["metadata"]["name"]
-                version = obj["metadata"]["resourceVersion"]
-                self.added.setdefault(name, now)
-                self.labels[name] = obj["metadata"].get("labels") or {}
-                if event["type"] == "DELETED":
-                    self.gone.add(name)
-                elif (obj.get("status") or {}).get("phase") == "Running":
-                    self.running.setdefault(name, now)
+            try:
+                listing = self.core.list_namespaced_pod(
+                    NAMESPACE, label_selector=self.selector, _preload_content=False
+                )
+                version = json.loads(listing.data)["metadata"]["resourceVersion"]
+                while not self.stopping.is_set():
+                    version = self._follow(version)
+            except Exception:  # noqa: BLE001 - the stream ended badly: start again from a list
+                time.sleep(0.2)
+
+    def _follow(self, version: str) -> str:
+        stream = self.core.list_namespaced_pod(
+            NAMESPACE,
+            label_selector=self.selector,
+            watch=True,
+            resource_version=version,
+            timeout_seconds=60,
+            _preload_content=False,
+        )
+        for line in stream:
+            now = time.time()
+            event = json.loads(line)
+            obj = event["object"]
+            if event["type"] == "ERROR":
+                raise RuntimeError(obj.get("message"))
+            name = obj["metadata"]["name"]
+            version = obj["metadata"]["resourceVersion"]
+            self.added.setdefault(name, now)
+            self.labels[name] = obj["metadata"].get("labels") or {}
+            if event["type"] == "DELETED":
+                self.gone.add(name)
+            elif (obj.get("status") or {}).get("phase") == "Running":
+                self.running.setdefault(name, now)
+        return version
 
     def stop(self) -> None:
         self.stopping.set()
@@ -297,7 +306,7 @@ def request_counts(api: client.ApiClient) -> Counter[tuple[str, str]]:
     """apiserver_request_total summed by (verb, resource[/subresource])."""
     response = api.call_api("/metrics", "GET", _preload_content=False, auth_settings=["BearerToken"])
     counts: Counter[tuple[str, str]] = Counter()
-    for line in response[0].data.decode().splitlines():
+    for line in response.data.decode().splitlines():
         if not line.startswith("apiserver_request_total{"):
             continue
         labels_text, value = line[len("apiserver_request_total{") :].rsplit("} ", 1)
@@ -317,6 +326,7 @@ class Bench:
         self.rest_seconds = rest_seconds
         self.cluster = TestCluster(work / "cluster")
         self.cluster.start()
+        (work / "logs").mkdir()
         self.operator = OperatorProcess(self.cluster.kubeconfig, work / "logs")
         self.api = self.cluster.api_client()
         self.core = client.CoreV1Api(self.api)
@@ -381,7 +391,7 @@ class Bench:
             "workers": workers,
             "nodeSelector": {BENCH_LABEL: "true"},
             "resources": {"cpu": "10m", "memory": "16Mi"},
-            "retryPolicy": {"maxWorkerRestarts": 100000, "maxShardAttempts": 1000},
+            "retryPolicy": {"maxWorkerRestarts": 10000, "maxShardAttempts": 100},
             "checkpoint": {"intervalSeconds": 30},
         }
         body = {

@@ -8,9 +8,12 @@ and never lets two live workers hold the same shard.
 from __future__ import annotations
 
 import base64
+import concurrent.futures
 import datetime
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -306,37 +309,45 @@ class JobController:
                 decision = replace(decision, create=[])
             else:
                 self.runtime.rbac_leases |= frozenset(leases)
+        writes = []
         for slot, message in decision.assignments.items():
             lease = lease_name(name, slot)
-            if lease not in self.runtime.leases_created:
-                self.jobs.create_lease(sizing.slot_lease(job, slot))
-                self.runtime.leases_created.add(lease)
             encoded = message.model_dump_json()
             if self.runtime.last_assignment.get(lease) != encoded:
-                self.jobs.write_assignment(lease, encoded, message.pod)
-                self.runtime.last_assignment[lease] = encoded
-        for pod, graceful in decision.delete:
-            self.jobs.delete_pod(pod, None if graceful else 0)
+                writes.append(partial(self._assign, job, slot, lease, encoded, message.pod))
+        in_parallel(writes)
+        in_parallel(
+            [partial(self.jobs.delete_pod, pod, None if graceful else 0) for pod, graceful in decision.delete]
+        )
         grace = 30
         problems = pod_policy.violations((job["spec"].get("podTemplate") or {}).get("spec"))
         if problems and decision.create:
             for _, pod in decision.create:
                 self.runtime.create_failures[pod] = ("PodTemplateRejected", "; ".join(problems))
             decision = replace(decision, create=[])
-        for slot, pod in decision.create:
-            try:
-                self.jobs.create_pod(
-                    sizing.worker_pod(job, slot, pod, lease_name(name, slot), grace_seconds=grace)
-                )
-            except RejectedError as error:
-                # Quota, Pod Security, a webhook, a LimitRange: the next pass backs off and tells the user.
-                self.runtime.create_failures[pod] = ("PodCreateRejected", str(error))
-                self.log.warning("worker pod rejected by the API server", pod=pod, error=str(error))
-                continue
-            self.log.info("created worker", pod=pod, slot=slot)
-            self.jobs.post_event(job, "Normal", "WorkerCreated", f"created worker pod {pod} (slot {slot})")
+        in_parallel([partial(self._create_pod, job, slot, pod, grace) for slot, pod in decision.create])
         for event in decision.events:
             self.jobs.post_event(job, event.type, event.reason, event.message)
+
+    def _assign(self, job: dict[str, Any], slot: int, lease: str, encoded: str, pod: str) -> None:
+        if lease not in self.runtime.leases_created:
+            self.jobs.create_lease(sizing.slot_lease(job, slot))
+            self.runtime.leases_created.add(lease)
+        self.jobs.write_assignment(lease, encoded, pod)
+        self.runtime.last_assignment[lease] = encoded
+
+    def _create_pod(self, job: dict[str, Any], slot: int, pod: str, grace: int) -> None:
+        try:
+            self.jobs.create_pod(
+                sizing.worker_pod(job, slot, pod, lease_name(self.jobs.name, slot), grace_seconds=grace)
+            )
+        except RejectedError as error:
+            # Quota, Pod Security, a webhook, a LimitRange: the next pass backs off and tells the user.
+            self.runtime.create_failures[pod] = ("PodCreateRejected", str(error))
+            self.log.warning("worker pod rejected by the API server", pod=pod, error=str(error))
+            return
+        self.log.info("created worker", pod=pod, slot=slot)
+        self.jobs.post_event(job, "Normal", "WorkerCreated", f"created worker pod {pod} (slot {slot})")
 
     def storage(self, job: dict[str, Any]) -> tuple[StorageConfig, dict[str, str] | None]:
         """spec.storage, and the credentials from its Secret (None: the operator's own, e.g. IRSA)."""
@@ -529,6 +540,25 @@ class JobController:
             self.jobs.delete_job()
             return 30.0
         return min(remaining, 30.0)
+
+
+# The writes of one pass (assignments, pod creations) go out side by side: a pass that replaces or
+# tops up hundreds of workers must not take hundreds of round trips end to end.
+_WRITES = concurrent.futures.ThreadPoolExecutor(16, thread_name_prefix="api-write")
+
+
+def in_parallel(calls: Sequence[Callable[[], object]]) -> None:
+    """Runs the calls concurrently and waits for all; then raises the first error, if any (the pass
+    fails and is retried, like a sequential pass that stopped at that call)."""
+    if len(calls) <= 1:
+        for call in calls:
+            call()
+        return
+    futures = [_WRITES.submit(call) for call in calls]
+    errors = [f.exception() for f in futures]
+    first = next((e for e in errors if e is not None), None)
+    if first is not None:
+        raise first
 
 
 def next_timer(

@@ -126,8 +126,8 @@ _loop: asyncio.AbstractEventLoop | None = None
 def _from_informer(kind: str) -> informer.OnChange:
     """A change seen by a pod or Lease informer (in its thread): wakes that job's loop.
 
-    Pod changes are urgent (a worker failed or was deleted); a Lease change counts only if a worker wrote
-    it (its report or heartbeat), not the operator's own assignment, and is coalesced.
+    Pod changes are urgent (a worker failed or was deleted); a Lease change counts only if a worker's
+    report changed (not a bare heartbeat, nor the operator's own assignment), and is coalesced.
     """
 
     def on_change(
@@ -157,11 +157,13 @@ def _node_changed(
 
 
 def _worker_wrote(old: dict[str, Any], new: dict[str, Any]) -> bool:
-    def written(lease: dict[str, Any]) -> tuple[Any, Any]:
-        annotations = (lease.get("metadata") or {}).get("annotations") or {}
-        return annotations.get(REPORT_ANNOTATION), (lease.get("spec") or {}).get("renewTime")
+    """Whether the worker's report changed. A heartbeat alone (a new renewTime, the same report) is not
+    news: the cache keeps it for the next pass, and the heartbeat deadline is a timer of its own."""
 
-    return written(old) != written(new)
+    def report(lease: dict[str, Any]) -> Any:
+        return ((lease.get("metadata") or {}).get("annotations") or {}).get(REPORT_ANNOTATION)
+
+    return bool(report(old) != report(new))
 
 
 _informers: Informers | None = None
