@@ -49,7 +49,7 @@ from datajob_core.protocol import (
 )
 from datajob_core.storage import StorageConfig
 
-from . import lifeline, processors, readers, runtime
+from . import lifeline, processors, read_counter, readers, runtime
 from .channel import ENV_ASSIGNMENT_FD, PipeChannel
 from .lease_client import LeaseClient, LeaseError
 from .processors import State
@@ -180,6 +180,7 @@ class Worker:
         self.last_report = 0.0
         self.saves = 0  # checkpoint files written by this process; names are <attempt>.<saves>
         self.plan: list[dict[str, Any]] | None = None
+        self.reads = read_counter.ReadCounter.from_env()  # local mode: records read, redone work included
         # The heartbeat thread and the processing loop both report; one report is built and sent at a time.
         self.lock = threading.Lock()
 
@@ -284,6 +285,7 @@ class Worker:
         def on_record(progress: runtime.Progress, state: State, count: int) -> None:
             nonlocal last_checkpoint, records_since
             records_since += count
+            self.reads.add(count)
             if self.delay:
                 time.sleep(self.delay * count)
             now = time.monotonic()

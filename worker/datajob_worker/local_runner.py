@@ -43,7 +43,7 @@ from datajob_core.reconciler import (
 from datajob_core.stages import Layout
 from datajob_core.storage import StorageConfig, Store
 
-from . import worker_process
+from . import read_counter, worker_process
 from .channel import WorkerLink
 
 log = structlog.get_logger("datajob.local")
@@ -228,6 +228,7 @@ class LocalRun:
             protocol.ENV_DRIVER_PID: str(os.getpid()),
             protocol.ENV_PLAN_FILE: str(self.run_dir / plan_store.PLAN_KEY),
             protocol.ENV_TERMINATION_LOG: str(termination_log),
+            read_counter.ENV_READ_COUNTER: str(self._slot_dir(slot) / f"{name}.reads"),
         }
         if checkpoint.get("intervalRecords"):
             env[protocol.ENV_CHECKPOINT_RECORDS] = str(checkpoint["intervalRecords"])
@@ -426,6 +427,12 @@ class LocalRun:
             f"shards committed, {counts.failed} failed, {state.records:,} records, "
             f"{state.restarts} worker restart(s){injected}"
         )
+        read = read_counter.total(self.run_dir / "slots")
+        if state.records and read > state.records:
+            # Records read again after failures: the work lost to each kill since its last checkpoint.
+            self._line(
+                f"{read:,} records read by all attempts ({read / state.records:.3f}x the committed records)"
+            )
         if state.skipped:
             self._line(f"{state.skipped:,} malformed record(s) skipped (spec.input.badRecordPolicy)")
         if state.message and state.phase is Phase.FAILED:
