@@ -21,7 +21,7 @@ import structlog
 from kubernetes.client.rest import ApiException
 from pydantic import ValidationError
 
-from datajob_core import committer, output_identity, plan_store, pod_policy, sizing
+from datajob_core import committer, output_identity, plan_store, pod_policy, sizing, state_codec
 from datajob_core.api import DataJobSpec, format_validation_error
 from datajob_core.checkpoint_store import CheckpointCollector, CheckpointStore
 from datajob_core.failure_policy import DISRUPTION_POD_REASONS
@@ -29,7 +29,7 @@ from datajob_core.inputs import list_inputs
 from datajob_core.ledger import Counts, ShardState
 from datajob_core.output_identity import OutputInUseError
 from datajob_core.planning import PlanError, plan_shards
-from datajob_core.protocol import ReportMessage, lease_name
+from datajob_core.protocol import ASSIGNMENT_ANNOTATION, ReportMessage, lease_name
 from datajob_core.reconciler import (
     START_ERRORS,
     Decision,
@@ -240,7 +240,7 @@ class JobController:
                 return self._fail_before_start(job, "OutputInUse", str(error))
 
         state = (
-            JobState.from_dict(status["ledger"])
+            state_codec.decode(status["ledger"])
             if status.get("ledger")
             else JobState(Layout.for_spec(len(plan), spec).ledger())
         )
@@ -330,10 +330,16 @@ class JobController:
             self.jobs.post_event(job, event.type, event.reason, event.message)
 
     def _assign(self, job: dict[str, Any], slot: int, lease: str, encoded: str, pod: str) -> None:
+        created = False
         if lease not in self.runtime.leases_created:
-            self.jobs.create_lease(sizing.slot_lease(job, slot))
+            # A new Lease is created with its first assignment: one request, not two.
+            manifest = sizing.slot_lease(job, slot)
+            manifest["metadata"]["annotations"] = {ASSIGNMENT_ANNOTATION: encoded}
+            manifest["spec"]["holderIdentity"] = pod
+            created = self.jobs.create_lease(manifest)
             self.runtime.leases_created.add(lease)
-        self.jobs.write_assignment(lease, encoded, pod)
+        if not created:
+            self.jobs.write_assignment(lease, encoded, pod)
         self.runtime.last_assignment[lease] = encoded
 
     def _create_pod(self, job: dict[str, Any], slot: int, pod: str, grace: int) -> None:
@@ -443,7 +449,7 @@ class JobController:
             "disruptions": state.disruptions,
             "processed": {"records": state.records, "bytes": state.bytes, "skippedRecords": state.skipped},
             "startTime": old.get("startTime") or now,
-            "ledger": state.to_dict(),
+            "ledger": state_codec.encode(state),
         }
         if layout.partitions:
             reduce = state.ledger.counts(layout.map_shards, layout.map_shards + layout.partitions)

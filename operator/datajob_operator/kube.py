@@ -200,8 +200,15 @@ class JobClient:
         items: list[dict[str, Any]] = json.loads(response.data).get("items") or []
         return items
 
-    def create_lease(self, manifest: dict[str, Any]) -> None:
-        self._ignore_exists(lambda: self.coordination.create_namespaced_lease(self.namespace, manifest))
+    def create_lease(self, manifest: dict[str, Any]) -> bool:
+        """Creates the Lease; False if it exists already (untouched)."""
+        try:
+            self.coordination.create_namespaced_lease(self.namespace, manifest)
+        except ApiException as error:
+            if error.status != 409:
+                raise
+            return False
+        return True
 
     def write_assignment(self, lease: str, message_json: str, holder: str) -> None:
         body = {

@@ -12,6 +12,7 @@ from datajob_testenv.datajobs import (
     committed,
     condition,
     job_manifest,
+    shards_ledger,
     write_inputs,
 )
 from datajob_testenv.nodeagent import UNPULLABLE_PREFIX
@@ -60,7 +61,7 @@ def test_a_worker_that_crashes_at_start_fails_the_job_with_its_own_error_and_cha
     assert "No module named 'no_such_module_here'" in failed["message"]
     events = jobs.events("nomodule", wait_for_reason="WorkerFailed")
     assert any("no_such_module_here" in e.message and "no shard charged" in e.message for e in events)
-    ledger = status["ledger"]["shards"]
+    ledger = shards_ledger(status)
     assert all(entry.get("f", 0) == 0 for entry in (ledger.get("retry") or {}).values())
     assert status["shards"]["failed"] == 0
 

@@ -18,6 +18,7 @@ from datajob_testenv.datajobs import (
     condition,
     data_digest,
     job_manifest,
+    shards_ledger,
     write_inputs,
 )
 from datajob_testenv.localjobs import markers
@@ -159,7 +160,7 @@ def test_a_job_waits_for_its_credentials_secret_and_says_so(
 
 def commit_holder(status: dict[str, Any]) -> str | None:
     """The worker running the job commit (the ledger's last task), or None."""
-    shards = (status.get("ledger") or {}).get("shards") or {}
+    shards = shards_ledger(status)
     entry = (shards.get("running") or {}).get(str(shards.get("total", 0) - 1))
     return str(entry["w"]) if isinstance(entry, dict) else None
 

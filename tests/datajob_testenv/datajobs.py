@@ -10,6 +10,8 @@ from typing import Any
 
 from kubernetes import client
 
+from datajob_core import state_codec
+
 from .localjobs import shard_records
 from .nodes import AGENT_NODE
 from .processes import wait_for
@@ -109,9 +111,18 @@ def condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
     return next((c for c in status.get("conditions") or [] if c["type"] == kind), {})
 
 
+def shards_ledger(status: dict[str, Any]) -> dict[str, Any]:
+    """The shard ledger in the job's status, decoded (datajob_core.state_codec): running, retry, ..."""
+    stored = status.get("ledger")
+    if not stored:
+        return {}
+    shards: dict[str, Any] = state_codec.decode(stored).to_dict()["shards"]
+    return shards
+
+
 def a_shard_checkpointed(status: dict[str, Any]) -> bool:
     """Whether some in-flight shard has a checkpoint with progress in the ledger (a kill now resumes)."""
-    running = ((status.get("ledger") or {}).get("shards") or {}).get("running") or {}
+    running = shards_ledger(status).get("running") or {}
     return any(isinstance(e, dict) and (e.get("c") or {}).get("records") for e in running.values())
 
 
