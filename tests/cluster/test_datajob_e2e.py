@@ -13,6 +13,7 @@ from datajob_testenv.datajobs import (
     committed,
     data_digest,
     job_manifest,
+    shards_ledger,
     write_inputs,
 )
 from datajob_testenv.nodeagent import SIGNAL_ANNOTATION
@@ -58,7 +59,10 @@ def test_killed_worker_is_replaced_and_resumes_from_checkpoint(jobs: Jobs, tmp_p
     jobs.create(manifest)
 
     jobs.wait(manifest["metadata"]["name"], a_shard_checkpointed, 60, "a shard checkpointed")
-    victim = next(p for p in jobs.pods("resume") if p.status.phase == "Running")
+    # The victim is a worker whose shard has checkpointed (the other may not have yet: dispatch is fast).
+    running = shards_ledger(jobs.get("resume")["status"]).get("running") or {}
+    checkpointed = {e["w"] for e in running.values() if (e.get("c") or {}).get("records")}
+    victim = next(p for p in jobs.pods("resume") if p.metadata.name in checkpointed)
     killed_at = time.monotonic()
     jobs.core.patch_namespaced_pod(
         victim.metadata.name, jobs.namespace, {"metadata": {"annotations": {SIGNAL_ANNOTATION: "KILL"}}}
