@@ -30,7 +30,7 @@ examples/wordcount/data/corpus-000.txt: | $(BIN)/python
 .PHONY: demo
 demo: install examples/wordcount/data/corpus-000.txt ## The main job: word count over a 36 MB corpus in local mode, with failures injected
 	rm -rf examples/wordcount/out
-	$(BIN)/datajob run examples/wordcount/datajob.yaml --kill-every 2 --seed 1
+	$(BIN)/datajob run examples/wordcount/datajob.yaml --kill-every 0.5 --seed 1
 
 EXAMPLE ?= wordcount
 .PHONY: demo-s3

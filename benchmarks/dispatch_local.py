@@ -191,6 +191,7 @@ def failures(work: Path, workers: int) -> bool:
     print(f"{'checkpoint interval':28} {'seconds':>8} {'kills':>6} {'read/input':>11}")
     ok = True
     intervals: list[tuple[str, dict[str, Any]]] = [
+        ("intervalRecords: 2000", {"intervalRecords": 2000, "intervalSeconds": 30}),
         ("intervalRecords: 5000", {"intervalRecords": 5000, "intervalSeconds": 30}),
         ("intervalRecords: 20000", {"intervalRecords": 20000, "intervalSeconds": 30}),
         ("intervalSeconds: 1", {"intervalSeconds": 1}),
