@@ -33,7 +33,6 @@ import sys
 import tempfile
 import threading
 import time
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,7 +51,7 @@ from datajob_core.protocol import (
 )
 from datajob_testenv.cluster import TestCluster
 from datajob_testenv.datajobs import GROUP, PLURAL, VERSION
-from datajob_testenv.kube import Kubectl
+from datajob_testenv.kube import Kubectl, request_counts
 from datajob_testenv.nodes import KWOK_ANNOTATION
 from datajob_testenv.operator_process import OperatorProcess
 from datajob_testenv.processes import wait_for
@@ -301,23 +300,6 @@ def process_usage(pid: int) -> tuple[float, int]:
         if line.startswith("VmRSS:")
     )
     return cpu, rss
-
-
-def request_counts(api: client.ApiClient) -> Counter[tuple[str, str]]:
-    """apiserver_request_total summed by (verb, resource[/subresource])."""
-    response = api.call_api("/metrics", "GET", _preload_content=False, auth_settings=["BearerToken"])
-    counts: Counter[tuple[str, str]] = Counter()
-    for line in response.data.decode().splitlines():
-        if not line.startswith("apiserver_request_total{"):
-            continue
-        labels_text, value = line[len("apiserver_request_total{") :].rsplit("} ", 1)
-        labels = dict(part.split("=", 1) for part in labels_text.split('",') if "=" in part)
-        labels = {k: v.strip('"') for k, v in labels.items()}
-        resource = labels.get("resource", "")
-        if labels.get("subresource"):
-            resource += "/" + labels["subresource"]
-        counts[(labels.get("verb", ""), resource)] += int(float(value))
-    return counts
 
 
 # -- the benchmark --------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -16,6 +17,7 @@ from datajob_testenv.datajobs import (
     shards_ledger,
     write_inputs,
 )
+from datajob_testenv.kube import request_counts
 from datajob_testenv.nodeagent import SIGNAL_ANNOTATION
 from datajob_testenv.processes import wait_for
 from datajob_worker.cli import main as datajob
@@ -90,3 +92,30 @@ def test_killed_worker_is_replaced_and_resumes_from_checkpoint(jobs: Jobs, tmp_p
     failures = [e.message for e in events if e.reason == "WorkerFailed"]
     assert any(victim.metadata.name in m and "exit code 137" in m for m in failures), failures
     print(f"replacement pod running {replacement_seconds:.1f}s after the kill")
+
+
+def test_a_job_at_rest_does_not_rewrite_its_status(jobs: Jobs, tmp_path: Path) -> None:
+    """Event-driven: workers that only heartbeat (no new report) wake no pass, and a pass that would
+    change nothing writes nothing; the DataJob object stays as it is."""
+    write_inputs(tmp_path / "in", files=2, lines=400)
+    slow = {"builtin": "wordcount", "options": {"delayPerRecord": "0.1"}}  # 40 s per shard
+    jobs.create(
+        job_manifest(
+            "rest", tmp_path / "in", tmp_path / "out", processor=slow, checkpoint={"intervalSeconds": 30}
+        )
+    )
+
+    def both_working(status: dict[str, Any]) -> bool:
+        return (status.get("shards") or {}).get("running") == 2 and status["workers"]["ready"] == 2
+
+    jobs.wait("rest", both_working, 60, "both workers processing a shard")
+    time.sleep(1)  # the reports saying so are folded
+    before = jobs.get("rest")["metadata"]["resourceVersion"]
+    requests = request_counts(jobs.core.api_client)
+    time.sleep(12)  # two heartbeats of each worker; the polling operator made a pass a second
+    after = request_counts(jobs.core.api_client)
+    assert jobs.get("rest")["metadata"]["resourceVersion"] == before
+    assert after[("PUT", "datajobs/status")] == requests[("PUT", "datajobs/status")], "a status write at rest"
+    # The test's own two reads of the job, and no pass of the operator's (its resync is 30 s away).
+    assert after[("GET", "datajobs")] - requests[("GET", "datajobs")] <= 2
+    assert after[("LIST", "pods")] == requests[("LIST", "pods")], "the operator listed pods at rest"

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections import Counter
 from typing import Any
+
+from kubernetes import client
 
 from .processes import wait_for
 from .tools import REPO_ROOT, tool
@@ -66,3 +69,20 @@ def pod_manifest(name: str, command: list[str], **spec: Any) -> dict[str, Any]:
         "metadata": {"name": name},
         "spec": {"restartPolicy": "Never", "containers": [container], **spec},
     }
+
+
+def request_counts(api: client.ApiClient) -> Counter[tuple[str, str]]:
+    """apiserver_request_total summed by (verb, resource[/subresource])."""
+    response = api.call_api("/metrics", "GET", _preload_content=False, auth_settings=["BearerToken"])
+    counts: Counter[tuple[str, str]] = Counter()
+    for line in response.data.decode().splitlines():
+        if not line.startswith("apiserver_request_total{"):
+            continue
+        labels_text, value = line[len("apiserver_request_total{") :].rsplit("} ", 1)
+        labels = dict(part.split("=", 1) for part in labels_text.split('",') if "=" in part)
+        labels = {k: v.strip('"') for k, v in labels.items()}
+        resource = labels.get("resource", "")
+        if labels.get("subresource"):
+            resource += "/" + labels["subresource"]
+        counts[(labels.get("verb", ""), resource)] += int(float(value))
+    return counts
