@@ -113,6 +113,10 @@ class JobSignal:
         self.pacer.news(urgent=urgent)
         self.event.set()
 
+    def terminating(self) -> None:
+        self.pacer.terminating(time.monotonic())
+        self.event.set()
+
     async def wait(self, stopped: kopf.DaemonStopped) -> None:
         """Until the pacer says the next pass is due (or the daemon is stopped)."""
         while not stopped:
@@ -132,7 +136,8 @@ _loop: asyncio.AbstractEventLoop | None = None
 def _from_informer(kind: str) -> informer.OnChange:
     """A change seen by a pod or Lease informer (in its thread): wakes that job's loop.
 
-    Pod changes are urgent (a worker failed or was deleted); a Lease change counts only if a worker's
+    Pod changes are urgent (a worker failed or was deleted), except a pod that is terminating, which is news
+    soon (see pacing); a Lease change counts only if a worker's
     report changed (not a bare heartbeat, nor the operator's own assignment), and is coalesced.
     """
 
@@ -143,7 +148,11 @@ def _from_informer(kind: str) -> informer.OnChange:
             return
         loop = _loop
         signal = _signals.get((namespace, job))
-        if loop is not None and signal is not None:
+        if loop is None or signal is None:
+            return
+        if kind == "pods" and event == "MODIFIED" and obj.get("metadata", {}).get("deletionTimestamp"):
+            loop.call_soon_threadsafe(signal.terminating)
+        else:
             loop.call_soon_threadsafe(signal.news, kind == "pods")
 
     return on_change

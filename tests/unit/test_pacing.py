@@ -58,3 +58,16 @@ def test_the_next_timer_is_the_earliest_backoff_or_deadline() -> None:
     state.slots[0].not_before = 0.0
     assert next_timer(state, policy, reports, now=100.0) == pytest.approx(29.01)  # its heartbeat deadline
     assert next_timer(JobState(Ledger(total=1)), policy, {}, now=100.0) is None
+
+
+def test_a_terminating_pod_waits_a_moment_for_its_deletion_so_one_pass_handles_both() -> None:
+    pacer = Pacer()
+    pacer.taken()
+    pacer.passed(100.0, next_in=None, workers=200)
+    pacer.terminating(100.5)
+    assert pacer.due(100.5) == pytest.approx(100.55)
+    pacer.news(urgent=True)  # the pod is gone: at once
+    assert pacer.due(100.51) == 100.51
+    pacer.taken()
+    pacer.passed(100.51, next_in=None, workers=200)
+    assert pacer.due(100.6) == 100.51 + RESYNC_SECONDS  # the pending "soon" was handled by that pass
