@@ -241,10 +241,14 @@ class PodClock:
     def _run(self) -> None:
         while not self.stopping.is_set():
             try:
-                listing = self.core.list_namespaced_pod(
-                    NAMESPACE, label_selector=self.selector, _preload_content=False
+                listing = json.loads(
+                    self.core.list_namespaced_pod(
+                        NAMESPACE, label_selector=self.selector, _preload_content=False
+                    ).data
                 )
-                version = json.loads(listing.data)["metadata"]["resourceVersion"]
+                listed = {item["metadata"]["name"] for item in listing["items"]}
+                self.gone |= set(self.added) - listed  # deleted while the watch was down
+                version = listing["metadata"]["resourceVersion"]
                 while not self.stopping.is_set():
                     version = self._follow(version)
             except Exception:  # noqa: BLE001 - the stream ended badly: start again from a list

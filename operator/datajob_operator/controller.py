@@ -58,6 +58,7 @@ from .kube import (
 log = structlog.get_logger("datajob.operator")
 
 MAX_LAST_WORDS = 300  # of a worker's termination message, in reasons and events
+EXPECTATION_SECONDS = 30.0  # after this long, a created pod the cache never showed is not waited for
 
 
 def _now_iso() -> str:
@@ -137,6 +138,8 @@ class JobRuntime:
     # Pods the API server refused in the last pass, with its message: the next pass backs those slots off.
     create_failures: dict[str, tuple[str, str]] = field(default_factory=dict)
     collector: CheckpointCollector | None = None
+    # Pods created by this process that the informer cache has not shown yet, with when (see _pods).
+    expected_pods: dict[str, float] = field(default_factory=dict)
 
 
 class StorageCredentialsError(Exception):
@@ -163,8 +166,21 @@ class JobController:
         self.status_writes = 0
 
     def _pods(self) -> list[dict[str, Any]]:
-        """The job's pods: from the shared informer's cache, or listed when there is none (yet)."""
+        """The job's pods: from the shared informer's cache, or listed when there is none (yet).
+
+        Expectations, as client-go controllers keep them: a pod this operator created but the cache has
+        not shown yet would look "disappeared" to the reconciler, which would replace it. Until the cache
+        has caught up with our own creations (or they are EXPECTATION_SECONDS old), the pass lists.
+        """
         cached = self.observed.pods_of(self.jobs.namespace, self.jobs.name) if self.observed else None
+        expected = self.runtime.expected_pods
+        if cached is not None and expected:
+            seen = {p["metadata"]["name"] for p in cached}
+            now = time.monotonic()
+            for name in [n for n, at in expected.items() if n in seen or now - at > EXPECTATION_SECONDS]:
+                del expected[name]
+            if expected:
+                cached = None
         return self.jobs.list_pods() if cached is None else cached
 
     def _leases(self) -> list[dict[str, Any]]:
@@ -352,6 +368,7 @@ class JobController:
             self.runtime.create_failures[pod] = ("PodCreateRejected", str(error))
             self.log.warning("worker pod rejected by the API server", pod=pod, error=str(error))
             return
+        self.runtime.expected_pods[pod] = time.monotonic()
         self.log.info("created worker", pod=pod, slot=slot)
         self.jobs.post_event(job, "Normal", "WorkerCreated", f"created worker pod {pod} (slot {slot})")
 
