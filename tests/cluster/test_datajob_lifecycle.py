@@ -237,3 +237,23 @@ def test_workers_get_least_privilege(jobs: Jobs, tmp_path: Path, kubectl: Kubect
     assert not can("get", "secrets")
     assert not can("get", "datajobs")
     assert not can("get", "leases/rbac-w0", "--namespace", "default")
+
+
+def test_starting_many_workers_creates_each_worker_pod_once(jobs: Jobs, tmp_path: Path) -> None:
+    """The operator reads pods from its informer's cache; a pod it has just created and the cache has not
+    shown yet must not look "disappeared" and be replaced (informer expectations)."""
+    workers = 200
+    write_inputs(tmp_path / "in", files=workers, lines=2)
+    manifest = job_manifest("many-pods", tmp_path / "in", tmp_path / "out", workers=workers)
+    spec = manifest["spec"]
+    spec["nodeSelector"] = {"type": "kwok"}  # kwok pods: Running at once, and cheap
+    spec["resources"] = {"cpu": "10m", "memory": "16Mi"}
+    jobs.create(manifest)
+    jobs.wait("many-pods", lambda s: (s.get("workers") or {}).get("ready") == workers, 120, "all Running")
+    time.sleep(2)  # a few more passes, as events keep arriving
+    created = [e for e in jobs.events("many-pods") if e.reason == "WorkerCreated"]
+    assert len(created) == workers, f"{len(created)} pods created for {workers} workers"
+    assert jobs.status("many-pods")["restarts"] == 0
+    assert sorted(p.metadata.name for p in jobs.pods("many-pods")) == sorted(
+        f"many-pods-{slot}-1" for slot in range(workers)
+    )
