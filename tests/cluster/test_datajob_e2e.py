@@ -9,6 +9,9 @@ from typing import Any
 import yaml
 
 from datajob_testenv.datajobs import (
+    GROUP,
+    PLURAL,
+    VERSION,
     Jobs,
     a_shard_checkpointed,
     committed,
@@ -109,7 +112,18 @@ def test_a_job_at_rest_does_not_rewrite_its_status(jobs: Jobs, tmp_path: Path) -
         return (status.get("shards") or {}).get("running") == 2 and status["workers"]["ready"] == 2
 
     jobs.wait("rest", both_working, 60, "both workers processing a shard")
-    time.sleep(1)  # the reports saying so are folded
+
+    def settled() -> bool:
+        # The counters are the API server's, for all jobs: earlier tests' jobs must be gone (their
+        # namespaces are deleted in the background), and this job's first reports folded.
+        others = jobs.custom.list_cluster_custom_object(GROUP, VERSION, PLURAL)["items"]
+        if [j["metadata"]["name"] for j in others] != ["rest"]:
+            return False
+        version = jobs.get("rest")["metadata"]["resourceVersion"]
+        time.sleep(3)
+        return bool(jobs.get("rest")["metadata"]["resourceVersion"] == version)
+
+    wait_for(settled, 120, "the other jobs to go and this job's status to settle")
     before = jobs.get("rest")["metadata"]["resourceVersion"]
     requests = request_counts(jobs.core.api_client)
     time.sleep(12)  # two heartbeats of each worker; the polling operator made a pass a second
