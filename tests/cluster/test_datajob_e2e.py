@@ -128,8 +128,10 @@ def test_a_job_at_rest_does_not_rewrite_its_status(jobs: Jobs, tmp_path: Path) -
     requests = request_counts(jobs.core.api_client)
     time.sleep(12)  # two heartbeats of each worker; the polling operator made a pass a second
     after = request_counts(jobs.core.api_client)
-    assert jobs.get("rest")["metadata"]["resourceVersion"] == before
-    assert after[("PUT", "datajobs/status")] == requests[("PUT", "datajobs/status")], "a status write at rest"
-    # The test's own two reads of the job, and no pass of the operator's (its resync is 30 s away).
-    assert after[("GET", "datajobs")] - requests[("GET", "datajobs")] <= 2
-    assert after[("LIST", "pods")] == requests[("LIST", "pods")], "the operator listed pods at rest"
+    changed = {k: after[k] - requests[k] for k in after if after[k] != requests[k]}
+    assert jobs.get("rest")["metadata"]["resourceVersion"] == before, changed
+    # This is the only DataJob now, so these counters are its operator's: no status write, and at most a
+    # pass or two (its resync is 30 s away), where polling made a GET and two LISTs a second. (LISTs are
+    # not checked: other components' relists, e.g. the node agent's every 5 minutes, count there too.)
+    assert after[("PUT", "datajobs/status")] == requests[("PUT", "datajobs/status")], changed
+    assert after[("GET", "datajobs")] - requests[("GET", "datajobs")] <= 2, changed
