@@ -28,6 +28,7 @@ import datetime
 import functools
 import json
 import operator
+import os
 import random
 import sys
 import tempfile
@@ -293,8 +294,6 @@ def percentile(values: list[float], q: float) -> float:
 
 def process_usage(pid: int) -> tuple[float, int]:
     """(CPU seconds, RSS bytes) of a process."""
-    import os  # noqa: PLC0415
-
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     ticks = os.sysconf("SC_CLK_TCK")
     cpu = (int(fields[11]) + int(fields[12])) / ticks

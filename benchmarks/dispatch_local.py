@@ -93,38 +93,18 @@ def wordcount(work: Path, workers: int, repeat: int, spark: bool) -> bool:
         subprocess.run([sys.executable, str(REPO / "examples" / "wordcount" / "generate.py")], check=True)
     size = sum(p.stat().st_size for p in CORPUS.glob("*.txt"))
     print(f"word count: {size / 1e6:.0f} MB in {len(list(CORPUS.glob('*.txt')))} files, {workers} processes")
-    plain = best(
-        repeat,
-        lambda: measured(
-            "plain loop, 1 process",
-            [sys.executable, "-c", PLAIN, str(CORPUS), str(work / "plain.json")],
-            lambda: json.loads((work / "plain.json").read_text()),
-        ),
-    )
-    runs = [plain]
-    runs.append(
-        best(
-            repeat,
-            lambda: measured(
-                f"multiprocessing.Pool({workers})",
-                [sys.executable, "-c", POOL, str(CORPUS), str(work / "pool.json"), str(workers)],
-                lambda: json.loads((work / "pool.json").read_text()),
-            ),
-        )
-    )
+
+    def script(name: str, code: str, *args: str, env: dict[str, str] | None = None) -> Run:
+        """A baseline: a Python script that writes its counts as JSON to ``work/<name>.json``."""
+        out = work / f"{name}.json"
+        argv = [sys.executable, "-c", code, str(CORPUS), str(out), *args]
+        return measured(name, argv, lambda: json.loads(out.read_text()), env=env)
+
+    plain = best(repeat, lambda: script("plain loop, 1 process", PLAIN))
+    runs = [plain, best(repeat, lambda: script(f"multiprocessing.Pool({workers})", POOL, str(workers)))]
     if spark and importlib.util.find_spec("pyspark") and shutil.which("java"):
         env = {**os.environ, "PYSPARK_PYTHON": sys.executable}
-        runs.append(
-            best(
-                repeat,
-                lambda: measured(
-                    f"PySpark local[{workers}]",
-                    [sys.executable, "-c", SPARK, str(CORPUS), str(work / "spark.json"), str(workers)],
-                    lambda: json.loads((work / "spark.json").read_text()),
-                    env=env,
-                ),
-            )
-        )
+        runs.append(best(repeat, lambda: script(f"PySpark local[{workers}]", SPARK, str(workers), env=env)))
     else:
         print("  (PySpark or java not installed: skipped)")
     output = work / "out-wordcount"

@@ -24,8 +24,9 @@ import sys
 from typing import Protocol
 
 PRELOAD = ["datajob_worker.agent"]
-# Read by the interpreter only when it starts: a worker that needs one gets a fresh interpreter.
-STARTUP_ONLY = ("PYTHONPATH", "PYTHONUNBUFFERED")
+# PYTHON* variables are read by the interpreter only when it starts, so a worker whose spec.env sets one
+# gets a fresh interpreter; these two a forked worker applies itself (sys.path; its output is a file).
+APPLIED_AFTER_FORK = ("PYTHONPATH", "PYTHONUNBUFFERED")
 
 
 class WorkerProcess(Protocol):
@@ -51,7 +52,7 @@ def warm_up() -> None:
 
 def needs_fresh_interpreter(env: dict[str, str]) -> bool:
     return any(
-        name.startswith("PYTHON") and name not in STARTUP_ONLY and os.environ.get(name) != value
+        name.startswith("PYTHON") and name not in APPLIED_AFTER_FORK and os.environ.get(name) != value
         for name, value in env.items()
     )
 
