@@ -85,6 +85,9 @@ class ObservedWorker:
     disruption: str = ""  # set when it was taken away (evicted, preempted, node lost): not its fault
     waiting: str = ""  # "Reason: message" while its container cannot start (ImagePullBackOff, ...)
     waiting_reason: str = ""
+    # set while it is about to be taken away (its node is drained, cordoned or reclaimed, or it has the
+    # DisruptionTarget condition): it is moved first, so it checkpoints instead of being killed mid-shard
+    evacuate: str = ""
 
 
 @dataclass(frozen=True)
@@ -297,6 +300,8 @@ def reconcile(
                 # give it nothing new, and charge nothing when it is gone.
                 slot.disrupted = f"pod {worker.name} was deleted (eviction, drain or a user)"
                 decision.events.append(Event("Normal", "WorkerDisrupted", slot.disrupted))
+            elif _should_move(worker, slot):
+                _move(ctx, slot_number, slot, worker)
         report = reports.get(slot_number)
         death = _death(worker, slot, report, policy=policy, now=now, running=running)
         if death is None:
@@ -417,6 +422,20 @@ def _watch_start(slot: Slot, slot_number: int, worker: ObservedWorker, decision:
             worker.waiting_reason or "ContainerCannotStart",
             f"worker {worker.name}: {worker.waiting}",
         )
+
+
+def _should_move(worker: ObservedWorker, slot: Slot) -> bool:
+    live = worker.phase in ("Pending", "Running") and not worker.deleting
+    return bool(worker.evacuate) and live and not slot.draining and not slot.disrupted
+
+
+def _move(ctx: _Pass, slot_number: int, slot: Slot, worker: ObservedWorker) -> None:
+    """Its node is going away: stop it gracefully now (it checkpoints on SIGTERM and is told to stop), so
+    the drain finds nothing to kill; once it is gone its shards go back uncharged and a replacement starts
+    on another node (the scheduler keeps new pods off cordoned and tainted nodes)."""
+    slot.disrupted = f"{worker.evacuate}; worker {worker.name} (slot {slot_number}) moved"
+    ctx.decision.delete.append((worker.name, True))
+    ctx.decision.events.append(Event("Normal", "WorkerDisrupted", slot.disrupted))
 
 
 def _blocked(ctx: _Pass, slot_number: int, slot: Slot, reason: str, message: str) -> None:

@@ -71,8 +71,11 @@ def _epoch(iso: str | None) -> float | None:
     return datetime.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
 
 
-def observe_pod(pod: dict[str, Any], nodes: frozenset[str] | None = None) -> ObservedWorker | None:
-    """What the reconciler needs of a worker pod; ``nodes``, if known, are the nodes that still exist."""
+def observe_pod(
+    pod: dict[str, Any], nodes: frozenset[str] | None = None, draining: dict[str, str] | None = None
+) -> ObservedWorker | None:
+    """What the reconciler needs of a worker pod; ``nodes``, if known, are the nodes that still exist, and
+    ``draining`` those going away (node_drain), with why."""
     meta, status = pod["metadata"], pod.get("status") or {}
     slot = (meta.get("labels") or {}).get(sizing.SLOT_LABEL)
     if slot is None or not slot.isdigit():
@@ -98,12 +101,13 @@ def observe_pod(pod: dict[str, Any], nodes: frozenset[str] | None = None) -> Obs
     if status.get("message"):
         reason = f"{reason}: {status['message']}" if reason else status["message"]
     unschedulable = ""
-    disruption = ""
+    disruption = evacuate = ""
     for condition in status.get("conditions") or []:
         if condition.get("type") == "PodScheduled" and condition.get("reason") == "Unschedulable":
             unschedulable = condition.get("message") or "unschedulable"
         if condition.get("type") == "DisruptionTarget" and condition.get("status") == "True":
             disruption = f"{condition.get('reason') or 'DisruptionTarget'}: {condition.get('message') or ''}"
+            evacuate = disruption.rstrip(": ")
     if status.get("reason") in DISRUPTION_POD_REASONS:
         disruption = disruption or reason
     phase = status.get("phase") or "Pending"
@@ -111,6 +115,8 @@ def observe_pod(pod: dict[str, Any], nodes: frozenset[str] | None = None) -> Obs
     if node and nodes is not None and node not in nodes and phase not in ("Succeeded", "Failed"):
         phase, reason = "Failed", f"NodeLost: node {node} no longer exists"
         disruption = reason
+    elif node and draining and node in draining:
+        evacuate = draining[node]
     return ObservedWorker(
         name=meta["name"],
         slot=int(slot),
@@ -123,6 +129,7 @@ def observe_pod(pod: dict[str, Any], nodes: frozenset[str] | None = None) -> Obs
         disruption=disruption.rstrip(": "),
         waiting=waiting,
         waiting_reason=waiting_reason,
+        evacuate=evacuate,
     )
 
 
@@ -263,7 +270,8 @@ class JobController:
         policy = policy_from_spec(spec)
         now = time.time()
         nodes = self.nodes.names() if self.nodes else None
-        pods = [w for w in (observe_pod(p, nodes) for p in self._pods()) if w is not None]
+        draining = self.nodes.draining() if self.nodes else None
+        pods = [w for w in (observe_pod(p, nodes, draining) for p in self._pods()) if w is not None]
         leases = {view.name: view for view in map(LeaseView.of, self._leases())}
         reports: dict[int, ObservedReport] = {}
         for slot in state.slots:

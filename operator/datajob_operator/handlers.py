@@ -17,6 +17,7 @@ import structlog
 import yaml
 from kubernetes import client, config
 
+from datajob_core.node_drain import draining_reason
 from datajob_core.protocol import REPORT_ANNOTATION
 
 from . import informer, metrics
@@ -82,7 +83,7 @@ def node_directory() -> NodeDirectory:
     global _nodes  # noqa: PLW0603 - one node listing shared by all job threads
     with _api_lock:
         if _nodes is None:
-            watched = _informers.node_names if _informers is not None else None
+            watched = _informers.node_objects if _informers is not None else None
             _nodes = NodeDirectory(_api or api_client(), watched=watched)
         return _nodes
 
@@ -161,9 +162,15 @@ def _from_informer(kind: str) -> informer.OnChange:
 def _node_changed(
     namespace: str, job: str, event: str, obj: dict[str, Any], old: dict[str, Any] | None
 ) -> None:
-    """A node was deleted: the jobs with a worker on it look now (their pods are lost, though the pod
-    objects stay until the pod garbage collector removes them, about a minute later)."""
-    if event != "DELETED" or _informers is None or _loop is None:
+    """A node was deleted, or started (or stopped) being drained: the jobs with a worker on it look now.
+
+    A deleted node's pods are lost, though the pod objects stay until the pod garbage collector removes
+    them about a minute later; a draining node's workers are moved before the drain kills them.
+    """
+    gone = event == "DELETED"
+    if not gone and draining_reason(obj) == draining_reason(old or {}):
+        return
+    if _informers is None or _loop is None:
         return
     for key in _informers.jobs_on_node(obj["metadata"]["name"]):
         signal = _signals.get(key)

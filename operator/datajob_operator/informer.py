@@ -203,7 +203,8 @@ ALL_NODES: Key = ("", "")
 
 
 def node_informer(api: client.ApiClient, on_change: OnChange) -> Informer:
-    """Every node, in one bucket: which nodes exist (a worker on a deleted node is replaced at once)."""
+    """Every node, in one bucket: which nodes exist (a worker on a deleted node is replaced at once) and
+    which are going away (node_drain: its workers are moved first)."""
     return Informer(
         "nodes", client.CoreV1Api(api).list_node, on_change, selector=None, key=lambda _: ALL_NODES
     )
@@ -230,12 +231,11 @@ class Informers:
         deadline = time.monotonic() + timeout
         return all(i.synced.wait(max(0.0, deadline - time.monotonic())) for i in self.all())
 
-    def node_names(self) -> frozenset[str] | None:
+    def node_objects(self) -> list[dict[str, Any]] | None:
         """The nodes that exist; None when nodes cannot be watched (no RBAC) or are not listed yet."""
         if self.nodes is None:
             return None
-        found = self.nodes.objects(*ALL_NODES)
-        return None if found is None else frozenset(n["metadata"]["name"] for n in found)
+        return self.nodes.objects(*ALL_NODES)
 
     def jobs_on_node(self, node: str) -> list[Key]:
         """The jobs with a pod on ``node`` (from the pod cache)."""

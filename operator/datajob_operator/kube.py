@@ -18,6 +18,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from datajob_core.node_drain import draining_nodes
 from datajob_core.protocol import ASSIGNMENT_ANNOTATION, REPORT_ANNOTATION
 
 GROUP = "datajob.dev"
@@ -31,42 +32,50 @@ MANAGED_BY = "datajob-operator"
 
 
 class NodeDirectory:
-    """Names of the cluster's nodes, listed at most every ``ttl`` seconds and shared by all jobs.
+    """The cluster's nodes, listed at most every ``ttl`` seconds and shared by all jobs.
 
     Lets the operator replace a worker whose node was deleted at once, instead of waiting about a minute
-    for the pod garbage collector. Without RBAC to list nodes it answers None and that shortcut is off.
+    for the pod garbage collector, and move workers off nodes that are being drained or reclaimed
+    (node_drain). Without RBAC to list nodes it answers None and those shortcuts are off.
     """
 
     def __init__(
         self,
         api: client.ApiClient,
         ttl: float = 5.0,
-        watched: Callable[[], frozenset[str] | None] | None = None,
+        watched: Callable[[], list[dict[str, Any]] | None] | None = None,
     ) -> None:
         self.core = client.CoreV1Api(api)
         self.ttl = ttl
         self.watched = watched  # the node informer's answer, when there is one (no listing then)
         self._lock = threading.Lock()
-        self._names: frozenset[str] | None = None
+        self._nodes: list[dict[str, Any]] | None = None
         self._listed_at = -ttl
 
-    def names(self) -> frozenset[str] | None:
+    def nodes(self) -> list[dict[str, Any]] | None:
         if self.watched is not None:
-            names = self.watched()
-            if names is not None:
-                return names
+            nodes = self.watched()
+            if nodes is not None:
+                return nodes
         with self._lock:
             if time.monotonic() - self._listed_at >= self.ttl:
                 self._listed_at = time.monotonic()
                 try:
-                    nodes = self.core.list_node(_preload_content=False)
-                    items = json.loads(nodes.data)["items"]
-                    self._names = frozenset(n["metadata"]["name"] for n in items)
+                    listing = self.core.list_node(_preload_content=False)
+                    self._nodes = json.loads(listing.data)["items"]
                 except ApiException as error:
                     if error.status != 403:
                         raise
-                    self._names = None
-            return self._names
+                    self._nodes = None
+            return self._nodes
+
+    def names(self) -> frozenset[str] | None:
+        nodes = self.nodes()
+        return None if nodes is None else frozenset(n["metadata"]["name"] for n in nodes)
+
+    def draining(self) -> dict[str, str]:
+        """Nodes being drained, cordoned or reclaimed, with why (node_drain)."""
+        return draining_nodes(self.nodes() or [])
 
 
 class ConflictError(Exception):

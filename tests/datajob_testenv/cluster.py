@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from pathlib import Path
@@ -47,7 +48,7 @@ class TestCluster:
         try:
             api = client.CoreV1Api(self.api_client())
             self._start_kwok(api)
-            self._start_node_agent(api)
+            self.start_node_agent(AGENT_NODE)
         except BaseException:
             self.stop()
             raise
@@ -82,22 +83,35 @@ class TestCluster:
                     raise
         wait_for(lambda: all(_node_ready(api, s.name) for s in FAKE_NODES), 60, "kwok nodes Ready")
 
-    def _start_node_agent(self, api: client.CoreV1Api) -> None:
+    def start_node_agent(self, node: str) -> None:
+        """Starts a node agent registering ``node`` (one more node that runs real processes), and waits
+        until the node is Ready."""
         kubeconfig = self.control_plane.client_kubeconfig(
-            "node-agent", f"system:node:{AGENT_NODE}", ("system:nodes",)
+            f"node-agent-{node}", f"system:node:{node}", ("system:nodes",)
         )
         self.control_plane.spawn_component(
-            "node-agent",
+            _agent_component(node),
             [
                 sys.executable,
                 "-m",
                 "datajob_testenv.nodeagent",
                 f"--kubeconfig={kubeconfig}",
-                f"--node-name={AGENT_NODE}",
-                f"--work-dir={self.directory / 'node-agent'}",
+                f"--node-name={node}",
+                f"--work-dir={self.directory / _agent_component(node)}",
             ],
         )
-        wait_for(lambda: _node_ready(api, AGENT_NODE), 60, "node agent's node Ready")
+        api = client.CoreV1Api(self.api_client())
+        wait_for(lambda: _node_ready(api, node), 60, f"node agent's node {node} Ready")
+
+    def stop_node_agent(self, node: str) -> None:
+        """Stops the agent of ``node`` (its processes die with it) and deletes the Node."""
+        self.control_plane.stop_component(_agent_component(node))
+        with contextlib.suppress(ApiException):
+            client.CoreV1Api(self.api_client()).delete_node(node)
+
+
+def _agent_component(node: str) -> str:
+    return "node-agent" if node == AGENT_NODE else f"node-agent-{node}"
 
 
 def _node_ready(api: client.CoreV1Api, name: str) -> bool:

@@ -117,6 +117,14 @@ class ControlPlane:
         self.state.pids.clear()
         self.state.save()
 
+    def stop_component(self, name: str) -> None:
+        """Stops one component started with spawn_component (and its process group)."""
+        assert self.state is not None
+        pid = self.state.pids.pop(name, None)
+        if pid is not None:
+            stop_group(pid)
+            self.state.save()
+
     def restart_apiserver(self, down_seconds: float = 2.0) -> None:
         """Kills kube-apiserver (SIGKILL) and starts it again on the same port, as a crash and a restart by
         its supervisor would; clients see connection errors meanwhile. Returns once it is ready again."""

@@ -129,6 +129,33 @@ def test_a_pod_deleted_by_someone_else_gets_no_new_shards_and_is_not_charged() -
     assert state.slots[0].restarts == 0 and state.disruptions == 1
 
 
+def test_a_worker_on_a_draining_node_is_moved_gracefully_and_charged_nothing() -> None:
+    state, policy, pods = start()
+    why = "node n1 is cordoned (kubectl cordon/drain) (taint node.kubernetes.io/unschedulable)"
+    decision = step(state, policy, running(pods, **{pods[0]: {"evacuate": why}}), processing(pods[0], 0, 0))
+    assert decision.delete == [(pods[0], True)]  # graceful: it checkpoints on SIGTERM
+    assert decision.assignments[0].stop and not decision.assignments[1].stop
+    assert state.ledger.in_flight_for(pods[0]) == [0, 2]  # kept until its final report is folded
+    moved = next(e for e in decision.events if e.reason == "WorkerDisrupted")
+    assert "cordoned" in moved.message and pods[0] in moved.message
+    # The next pass does not ask again while it stops.
+    again = step(state, policy, running(pods, **{pods[0]: {"evacuate": why, "deleting": True}}), now=2.5)
+    assert again.delete == [] and "WorkerDisrupted" not in reasons(again)
+    # Gone: its shards go back uncharged, no restart budget used, and a replacement is created at once.
+    gone = step(state, policy, running(pods)[1:], processing(pods[0], 0, 0), now=3.0)
+    assert all(entry.failures == 0 for entry in state.ledger.retry.values())
+    assert state.slots[0].restarts == 0 and state.disruptions == 1
+    assert [slot for slot, _ in gone.create] == [0]
+
+
+def test_a_worker_marked_as_a_disruption_target_is_moved_before_it_is_killed() -> None:
+    state, policy, pods = start()
+    target = {"evacuate": "PreemptionByScheduler: preempted"}
+    decision = step(state, policy, running(pods, **{pods[1]: target}))
+    assert decision.delete == [(pods[1], True)]
+    assert state.slots[1].restarts == 0
+
+
 def test_exit_code_rules_ignore_fail_the_shard_or_fail_the_job() -> None:
     def rule(action: Action, *codes: int) -> tuple[ExitCodeRule, ...]:
         return (ExitCodeRule(action, "In", frozenset(codes)),)
