@@ -557,6 +557,12 @@ class Reduce(_Model):
     )
 
 
+PROGRESS_DEADLINE_MESSAGE = (
+    "spec.progressDeadlineSeconds must be 0 (off) or greater than spec.checkpoint.intervalSeconds: a healthy "
+    "worker checkpoints only that often"
+)
+
+
 class DataJobSpec(_Model):
     """What to process, how to split it, and the hardware and policies of the workers."""
 
@@ -575,6 +581,13 @@ class DataJobSpec(_Model):
                 "|| self.workers <= self.input.partitioning.shards",
                 "spec.workers must not exceed spec.input.partitioning.shards",
                 ".workers",
+            ),
+            _rule(
+                "!has(self.progressDeadlineSeconds) || self.progressDeadlineSeconds == 0 "
+                "|| !has(self.checkpoint) || !has(self.checkpoint.intervalSeconds) "
+                "|| self.progressDeadlineSeconds > self.checkpoint.intervalSeconds",
+                PROGRESS_DEADLINE_MESSAGE,
+                ".progressDeadlineSeconds",
             ),
         )
     )
@@ -649,6 +662,30 @@ class DataJobSpec(_Model):
             "does. Pods waiting for a node (Unschedulable) are not timed out."
         ),
     )
+    progress_deadline_seconds: int = Field(
+        default=600,
+        ge=0,
+        le=31536000,
+        description=(
+            "Like a Deployment's: if no shard completes and no checkpoint advances for this long while the "
+            "job runs, the job is Stalled (a condition naming the likely cause, and an event). Must exceed "
+            "checkpoint.intervalSeconds. 0 turns stall detection off."
+        ),
+    )
+    progress_deadline_action: Literal["Report", "Fail"] = Field(
+        default="Report",
+        description=(
+            "What a stall does: Report (condition and event; the job keeps going) or Fail (the job fails "
+            "with reason ProgressDeadlineExceeded)."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _deadline_exceeds_checkpoints(self) -> DataJobSpec:
+        deadline = self.progress_deadline_seconds
+        if deadline and deadline <= self.checkpoint.interval_seconds:
+            raise ValueError(PROGRESS_DEADLINE_MESSAGE)
+        return self
 
     @model_validator(mode="after")
     def _output_outside_input(self) -> DataJobSpec:
@@ -686,7 +723,8 @@ class Condition(_Model):
     """A standard Kubernetes condition."""
 
     type: str = Field(
-        max_length=316, description="Progressing, Succeeded, Failed, Suspended, WorkersUnschedulable."
+        max_length=316,
+        description="Progressing, Stalled, Succeeded, Failed, Suspended, WorkersUnschedulable, ...",
     )
     status: Literal["True", "False", "Unknown"] = Field(description="True, False or Unknown.")
     reason: str | None = Field(default=None, max_length=1024, description="Machine-readable reason.")
@@ -742,6 +780,28 @@ class OutputStatus(_Model):
     )
 
 
+class ProgressStatus(_Model):
+    """How far the job is and how fast it goes, as of the last change in the durable ledger."""
+
+    records: int | None = Field(
+        default=None, description="Input records consumed (committed + checkpointed)."
+    )
+    bytes: int | None = Field(default=None, description="Input bytes consumed (committed + checkpointed).")
+    total_bytes: int | None = Field(default=None, description="The input's size in bytes.")
+    percent: int | None = Field(
+        default=None, description="Input consumed, in percent; 100 only once the job has succeeded."
+    )
+    summary: str | None = Field(default=None, description="percent, for kubectl get.")
+    records_per_second: int | None = Field(default=None, description="Throughput over about the last minute.")
+    bytes_per_second: int | None = Field(default=None, description="Throughput over about the last minute.")
+    eta: str | None = Field(default=None, description="Time left at that rate (e.g. 3m20s), for kubectl get.")
+    estimated_completion_time: str | None = Field(
+        default=None,
+        description="When the input will be consumed at that rate.",
+        json_schema_extra={"format": "date-time"},
+    )
+
+
 class DataJobStatus(_Model):
     """Observed state, written by the operator."""
 
@@ -754,7 +814,10 @@ class DataJobStatus(_Model):
     message: str | None = Field(default=None, description="Why the job is in its phase.")
     conditions: list[Condition] | None = Field(
         default=None,
-        description="Progressing, Succeeded, Failed, Suspended and WorkersUnschedulable.",
+        description=(
+            "Progressing, Stalled, Succeeded, Failed, Suspended, WorkersUnschedulable, WorkersBlocked and "
+            "ReconcileFailing."
+        ),
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["type"]},
     )
     shards: ShardCounts | None = Field(default=None, description="Shards by state.")
@@ -768,6 +831,7 @@ class DataJobStatus(_Model):
         description="Of those, pods taken away (eviction, preemption, drain, node loss): charged to nobody.",
     )
     processed: ProcessedCounts | None = Field(default=None, description="Input consumed by committed shards.")
+    progress: ProgressStatus | None = Field(default=None, description="Percent done, throughput and ETA.")
     output: OutputStatus | None = Field(default=None, description="The job commit and what it published.")
     start_time: str | None = Field(
         default=None, description="When the job started.", json_schema_extra={"format": "date-time"}

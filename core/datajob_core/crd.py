@@ -152,6 +152,18 @@ def crd() -> dict[str, Any]:
                             "jsonPath": ".status.workers.summary",
                             "description": "ready/desired",
                         },
+                        {
+                            "name": "Progress",
+                            "type": "string",
+                            "jsonPath": ".status.progress.summary",
+                            "description": "input consumed",
+                        },
+                        {
+                            "name": "ETA",
+                            "type": "string",
+                            "jsonPath": ".status.progress.eta",
+                            "description": "time left at the recent rate",
+                        },
                         {"name": "Restarts", "type": "integer", "jsonPath": ".status.restarts"},
                         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
                     ],

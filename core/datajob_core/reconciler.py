@@ -16,6 +16,7 @@ from datajob_core import plan_store
 from datajob_core.assignment import plan_assignments
 from datajob_core.failure_policy import Action, ExitCodeRule, Verdict, disruption, judge_exit, rules_from_spec
 from datajob_core.ledger import Ledger
+from datajob_core.progress import Picture, Stall, stall_cause
 from datajob_core.protocol import AssignmentMessage, ReportMessage, ShardTask
 from datajob_core.retry import backoff_seconds
 from datajob_core.stages import Layout
@@ -46,6 +47,8 @@ class Policy:
     heartbeat_timeout: float = 90.0
     startup_timeout: float = 300.0
     failure_rules: tuple[ExitCodeRule, ...] = ()
+    progress_deadline: float = 0.0  # seconds without progress before the job is Stalled; 0: off
+    fail_on_stall: bool = False
 
 
 def policy_from_spec(spec: dict[str, Any]) -> Policy:
@@ -65,6 +68,8 @@ def policy_from_spec(spec: dict[str, Any]) -> Policy:
         heartbeat_timeout=max(30.0, 3 * min(interval, 30.0)),
         startup_timeout=float(spec.get("startupTimeoutSeconds", 300)),
         failure_rules=rules_from_spec(retry.get("podFailurePolicy")),
+        progress_deadline=float(spec.get("progressDeadlineSeconds", 600) or 0),
+        fail_on_stall=spec.get("progressDeadlineAction") == "Fail",
     )
 
 
@@ -169,6 +174,8 @@ class JobState:
     bytes: int = 0
     skipped: int = 0  # malformed records dropped in committed shards
     workers: int = 0  # spec.workers as last acted on, to tell a rescale
+    progressed_at: float = 0.0  # last time a shard completed or a checkpoint advanced (or the clock reset)
+    stalled: str = ""  # the reason of the current stall, "" if progressing
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -184,6 +191,8 @@ class JobState:
             "bytes": self.bytes,
             "skipped": self.skipped,
             "workers": self.workers,
+            "progressAt": self.progressed_at,
+            "stalled": self.stalled,
         }
 
     @classmethod
@@ -202,6 +211,8 @@ class JobState:
             bytes=int(data.get("bytes", 0)),
             skipped=int(data.get("skipped", 0)),
             workers=int(data.get("workers", 0)),
+            progressed_at=float(data.get("progressAt", 0.0)),
+            stalled=str(data.get("stalled", "")),
         )
 
 
@@ -220,6 +231,7 @@ class Decision:
     events: list[Event] = field(default_factory=list)
     unschedulable: str = ""
     blocked: tuple[str, str] | None = None  # (reason, message) while workers cannot be created or start
+    stall: Stall | None = None  # set while no progress was made within spec.progressDeadlineSeconds
     finished: bool = False
 
 
@@ -321,6 +333,8 @@ def reconcile(
             f"({policy.max_worker_restarts}) times; last failure: {slot.last_failure}",
         )
         finished = True
+    if not finished:
+        finished = _check_progress(ctx, workers)
     decision.finished = finished
 
     # 4. Scale: which slots should have a live worker.
@@ -384,6 +398,8 @@ def reconcile(
             state.phase = Phase.RUNNING
         elif state.phase is not Phase.RUNNING:
             state.phase = Phase.PENDING
+        if state.phase is Phase.RUNNING and previous is Phase.PENDING:
+            decision.events.append(Event("Normal", "Started", "the first worker is running"))
         if state.phase is Phase.SUSPENDED and previous is not Phase.SUSPENDED:
             decision.events.append(
                 Event("Normal", "Suspended", "spec.suspend is true: workers stopped, progress kept")
@@ -532,6 +548,46 @@ def _bury(
     slot.acked = 0
 
 
+def _check_progress(ctx: _Pass, workers: list[ObservedWorker]) -> bool:
+    """Stall detection (spec.progressDeadlineSeconds, like a Deployment's): sets decision.stall, tells the
+    user once per stall, and fails the job if progressDeadlineAction is Fail. True if it failed the job.
+
+    The clock runs only while the job may run: it starts with the job and restarts on resume.
+    """
+    state, policy, now, decision = ctx.state, ctx.policy, ctx.now, ctx.decision
+    if policy.suspend:
+        state.stalled = ""
+        return False
+    if not state.progressed_at or state.phase is Phase.SUSPENDED:
+        state.progressed_at = now
+    if not policy.progress_deadline or now - state.progressed_at <= policy.progress_deadline:
+        if state.stalled:
+            state.stalled = ""
+            decision.events.append(Event("Normal", "Progressing", "the job is making progress again"))
+        return False
+    live = [w for w in workers if not w.deleting and w.phase in ("Pending", "Running")]
+    running = sum(1 for w in live if w.phase == "Running")
+    failing = [s.last_failure for s in state.slots.values() if s.restarts and s.last_failure]
+    blocked = [s.blocked for s in state.slots.values() if s.blocked]
+    picture = Picture(
+        running=running,
+        pending=len(live) - running,
+        unschedulable=decision.unschedulable,
+        blocked=blocked[0] if blocked else (decision.blocked[1] if decision.blocked else ""),
+        crash_looping=failing[0] if failing else "",
+        in_flight=len(state.ledger.in_flight),
+        waiting_retry=len(state.ledger.retry),
+    )
+    decision.stall = stall_cause(picture, policy.progress_deadline, state.progressed_at)
+    if state.stalled != decision.stall.reason:
+        state.stalled = decision.stall.reason
+        decision.events.append(Event("Warning", "Stalled", decision.stall.message))
+    if policy.fail_on_stall:
+        _fail(state, decision, "ProgressDeadlineExceeded", decision.stall.message)
+        return True
+    return False
+
+
 def _fail(state: JobState, decision: Decision, reason: str, message: str) -> None:
     state.phase = Phase.FAILED
     state.reason = reason
@@ -547,6 +603,11 @@ def _fold(
     worker = report.pod
     for outcome in report.done:
         if outcome.seq > slot.acked and ledger.complete(outcome.shard, worker, outcome.attempt, now).accepted:
+            state.progressed_at = now
+            if outcome.shard == Layout.of(ledger).commit:
+                decision.events.append(
+                    Event("Normal", "Committed", "the job commit published the output's result and manifest")
+                )
             state.records += outcome.records
             state.bytes += outcome.bytes
             state.skipped += outcome.skipped
@@ -595,7 +656,13 @@ def _fold(
     for shard, progress in report.progress.items():
         # Oversized or malformed checkpoints are refused by the ledger; the previous one stands.
         if progress.checkpoint is not None and shard.isdigit():
-            ledger.record_checkpoint(int(shard), worker, progress.attempt, progress.checkpoint, now)
+            entry = ledger.in_flight.get(int(shard))
+            before = entry.checkpoint if entry else None
+            accepted = ledger.record_checkpoint(
+                int(shard), worker, progress.attempt, progress.checkpoint, now
+            )
+            if accepted and ledger.in_flight[int(shard)].checkpoint != before:
+                state.progressed_at = now
     slot.acked = max(slot.acked, report.seq)
 
 

@@ -21,7 +21,7 @@ import structlog
 from kubernetes.client.rest import ApiException
 from pydantic import ValidationError
 
-from datajob_core import committer, output_identity, plan_store, pod_policy, sizing, state_codec
+from datajob_core import committer, output_identity, plan_store, pod_policy, progress, sizing, state_codec
 from datajob_core.api import DataJobSpec, format_validation_error
 from datajob_core.checkpoint_store import CheckpointCollector, CheckpointStore
 from datajob_core.failure_policy import DISRUPTION_POD_REASONS
@@ -147,6 +147,7 @@ class JobRuntime:
     collector: CheckpointCollector | None = None
     # Pods created by this process that the informer cache has not shown yet, with when (see _pods).
     expected_pods: dict[str, float] = field(default_factory=dict)
+    rates: progress.RateWindow = field(default_factory=progress.RateWindow)  # rebuilt after a restart
 
 
 class StorageCredentialsError(Exception):
@@ -476,6 +477,20 @@ class JobController:
             "startTime": old.get("startTime") or now,
             "ledger": state_codec.encode(state),
         }
+        position = progress.position(
+            state.ledger,
+            layout.map_shards,
+            committed_records=state.records,
+            committed_bytes=state.bytes,
+            total_bytes=progress.input_bytes(self.runtime.plan or []),
+        )
+        self.runtime.rates.add(time.time(), position)
+        status["progress"] = progress.progress_status(
+            position,
+            self.runtime.rates.rates(),
+            finished=state.phase is Phase.SUCCEEDED,
+            stalled=decision.stall is not None,
+        )
         if layout.partitions:
             reduce = state.ledger.counts(layout.map_shards, layout.map_shards + layout.partitions)
             status["reduce"] = _counts_status(reduce)
@@ -603,6 +618,8 @@ def next_timer(
         if slot.pod and slot.created_at:
             times.append(slot.created_at + policy.startup_timeout)
     times += [r.renewed_at + policy.heartbeat_timeout for r in reports.values() if r.renewed_at]
+    if policy.progress_deadline and state.progressed_at and not state.stalled and not policy.suspend:
+        times.append(state.progressed_at + policy.progress_deadline)
     future = [t for t in times if t > now]
     return min(future) - now + 0.01 if future else None
 
@@ -624,14 +641,22 @@ def _conditions(
     old: list[dict[str, Any]], state: JobState, decision: Decision, now: str
 ) -> list[dict[str, Any]]:
     phase = state.phase
-    c = _set(
-        old,
-        "Progressing",
-        "True" if phase in (Phase.PENDING, Phase.RUNNING) else "False",
-        phase.value,
-        state.message or f"job is {phase.value.lower()}",
-        now=now,
-    )
+    stall = decision.stall
+    if stall is not None and phase in (Phase.PENDING, Phase.RUNNING):
+        c = _set(old, "Progressing", "False", "ProgressDeadlineExceeded", stall.message, now=now)
+        c = _set(c, "Stalled", "True", stall.reason, stall.message, now=now)
+    else:
+        c = _set(
+            old,
+            "Progressing",
+            "True" if phase in (Phase.PENDING, Phase.RUNNING) else "False",
+            phase.value,
+            state.message or f"job is {phase.value.lower()}",
+            now=now,
+        )
+        c = _set(
+            c, "Stalled", "False", "Progressing" if phase is not Phase.FAILED else phase.value, "", now=now
+        )
     c = _set(
         c, "Succeeded", "True" if phase is Phase.SUCCEEDED else "False", phase.value, state.message, now=now
     )

@@ -57,6 +57,8 @@ def test_identity_columns_and_subresources() -> None:
         "Phase",
         "Shards",
         "Workers",
+        "Progress",
+        "ETA",
         "Restarts",
         "Age",
     ]

@@ -285,3 +285,41 @@ def test_pod_names_are_bounded_and_distinct_for_long_job_names() -> None:
     assert len(names) == 8
     assert all(len(name) <= MAX_POD_NAME for name in names)
     assert pod_name("short", 3, 2) == "short-3-2"
+
+
+def test_no_progress_past_the_deadline_stalls_the_job_once_and_progress_clears_it() -> None:
+    state, policy, pods = start(progress_deadline=60.0)
+    assert state.progressed_at == 0.0  # the clock starts with the job
+    step(state, policy, running(pods), now=1.0)
+    assert step(state, policy, running(pods), now=60.0).stall is None
+    stalled = step(state, policy, running(pods), now=62.0)
+    assert stalled.stall is not None and stalled.stall.reason == "NoProgress"
+    assert reasons(stalled) == ["Stalled"]
+    again = step(state, policy, running(pods), now=70.0)
+    assert again.stall is not None and "Stalled" not in reasons(again)  # told once per stall
+    assert phase(state) is Phase.RUNNING  # Report: the job keeps going
+    # A checkpoint that advances is progress.
+    report = ReportMessage.model_validate(
+        {"pod": pods[0], "seq": 2, "progress": {"0": {"attempt": 1, "checkpoint": {"records": 5}}}}
+    )
+    resumed = step(state, policy, running(pods), {0: ObservedReport(0, report, 71.0)}, now=71.0)
+    assert resumed.stall is None and "Progressing" in reasons(resumed)
+
+
+def test_a_stall_with_action_fail_fails_the_job_naming_the_cause() -> None:
+    state, policy, _ = start(progress_deadline=60.0, fail_on_stall=True)
+    step(state, policy, [], now=1.0)  # no worker ever ran
+    decision = step(state, policy, [], now=100.0)
+    assert phase(state) is Phase.FAILED and state.reason == "ProgressDeadlineExceeded"
+    assert decision.stall is not None and decision.stall.reason == "WorkersPending"
+    assert decision.finished
+
+
+def test_the_progress_clock_does_not_run_while_suspended() -> None:
+    state, policy, pods = start(progress_deadline=60.0)
+    step(state, policy, running(pods), now=1.0)
+    suspended = Policy(**{**policy.__dict__, "suspend": True})
+    step(state, suspended, running(pods), now=10.0)
+    assert step(state, suspended, [], now=500.0).stall is None
+    assert step(state, policy, [], now=501.0).stall is None  # resumed: the clock restarts
+    assert step(state, policy, running(pods), now=555.0).stall is None
