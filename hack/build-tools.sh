@@ -17,6 +17,10 @@ MINIO_VERSION="v0.0.0-20260212201848-7aac2a2c5b7c"
 KIND_VERSION="v0.33.0"
 CRICTL_VERSION="v1.36.0"   # sigs.k8s.io/cri-tools, the release matching Kubernetes 1.36
 COREDNS_VERSION="v1.14.2"  # the CoreDNS kubeadm v1.36 deploys
+# Kueue (https://kueue.sigs.k8s.io), the queueing tests' real queue manager: its controller manager, and its
+# CRDs and webhook manifests copied from the module. promtool checks the chart's PrometheusRule alerts.
+KUEUE_VERSION="v0.17.0"
+PROMETHEUS_VERSION="v0.316.0"  # the Go module version of Prometheus v3.x's promtool
 # Bump when the way the binaries are built changes, so caches built the old way are not reused.
 RECIPE="2"
 
@@ -73,6 +77,25 @@ install_module kwok "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
 install_module helm "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
 install_module kubeconform "github.com/yannh/kubeconform/cmd/kubeconform@$KUBECONFORM_VERSION" \
   "-X main.version=$KUBECONFORM_VERSION"
+
+kueue_dir="$cache_root/kueue-$KUEUE_VERSION"
+install_module kueue "sigs.k8s.io/kueue/cmd/kueue@$KUEUE_VERSION" \
+  "-X sigs.k8s.io/kueue/pkg/version.GitVersion=$KUEUE_VERSION" "$kueue_dir"
+if [ ! -d "$kueue_dir/config" ]; then
+  module="$(cd "$here/tools" && go env GOMODCACHE)/sigs.k8s.io/kueue@$KUEUE_VERSION"
+  [ -d "$module" ] || (cd "$(mktemp -d)" && go mod download -x "sigs.k8s.io/kueue@$KUEUE_VERSION" >/dev/null 2>&1) || true
+  [ -d "$module" ] || { log "kueue module source not found in $module"; exit 1; }
+  mkdir -p "$kueue_dir/config.tmp"
+  cp -r "$module/config/components/crd/bases" "$kueue_dir/config.tmp/crd"
+  cp "$module/config/components/webhook/manifests.yaml" "$kueue_dir/config.tmp/webhooks.yaml"
+  chmod -R u+w "$kueue_dir/config.tmp"
+  mv "$kueue_dir/config.tmp" "$kueue_dir/config"
+fi
+ln -sfn "$kueue_dir/kueue" "$bin_dir/kueue"
+ln -sfn "$kueue_dir/config" "$bin_dir/kueue-config"
+install_module promtool "github.com/prometheus/prometheus/cmd/promtool@$PROMETHEUS_VERSION" "" \
+  "$cache_root/promtool-$PROMETHEUS_VERSION"
+ln -sfn "$cache_root/promtool-$PROMETHEUS_VERSION/promtool" "$bin_dir/promtool"
 
 minio_dir="$cache_root/minio-$MINIO_VERSION"
 install_module minio "github.com/minio/minio@$MINIO_VERSION" "" "$minio_dir"

@@ -14,6 +14,7 @@ from kubernetes import client
 from datajob_testenv.cluster import TestCluster
 from datajob_testenv.datajobs import Jobs
 from datajob_testenv.kube import Kubectl
+from datajob_testenv.kueue import Kueue
 from datajob_testenv.objectstore import ObjectStore
 from datajob_testenv.operator_process import OperatorProcess
 from datajob_testenv.processes import wait_for
@@ -123,6 +124,14 @@ def operator(cluster: TestCluster, datajob_crd: None) -> Iterator[OperatorProces
         yield process
     finally:
         process.stop()
+
+
+@pytest.fixture(scope="session")
+def kueue(cluster: TestCluster) -> Kueue:
+    """The real Kueue controller manager on the test cluster (started by the first test that needs it)."""
+    manager = Kueue(cluster.control_plane, cluster.directory / "kueue")
+    manager.start()
+    return manager
 
 
 @pytest.fixture

@@ -583,6 +583,11 @@ class DataJobSpec(_Model):
                 ".workers",
             ),
             _rule(
+                "!has(self.minWorkers) || self.minWorkers <= self.workers",
+                "spec.minWorkers must not exceed spec.workers",
+                ".minWorkers",
+            ),
+            _rule(
                 "!has(self.progressDeadlineSeconds) || self.progressDeadlineSeconds == 0 "
                 "|| !has(self.checkpoint) || !has(self.checkpoint.intervalSeconds) "
                 "|| self.progressDeadlineSeconds > self.checkpoint.intervalSeconds",
@@ -624,6 +629,15 @@ class DataJobSpec(_Model):
     )
     workers: int = Field(
         default=1, ge=1, le=10000, description="Parallelism: worker pods. Can be changed while the job runs."
+    )
+    min_workers: int | None = Field(
+        default=None,
+        ge=1,
+        le=10000,
+        description=(
+            "Under Kueue (label kueue.x-k8s.io/queue-name): the fewest workers the job may be admitted with "
+            "when the queue has no room for spec.workers (Kueue's partial admission). Unset: all or none."
+        ),
     )
     resources: Resources = Field(default_factory=Resources, description="Hardware per worker.")
     node_selector: dict[str, str] | None = Field(default=None, description="Node labels worker pods require.")
@@ -679,6 +693,12 @@ class DataJobSpec(_Model):
             "with reason ProgressDeadlineExceeded)."
         ),
     )
+
+    @model_validator(mode="after")
+    def _min_workers_fit(self) -> DataJobSpec:
+        if self.min_workers is not None and self.min_workers > self.workers:
+            raise ValueError("spec.minWorkers must not exceed spec.workers")
+        return self
 
     @model_validator(mode="after")
     def _deadline_exceeds_checkpoints(self) -> DataJobSpec:
@@ -802,6 +822,24 @@ class ProgressStatus(_Model):
     )
 
 
+class QueueStatus(_Model):
+    """Where a job labelled kueue.x-k8s.io/queue-name stands in Kueue."""
+
+    name: str | None = Field(default=None, description="The LocalQueue (the label's value).")
+    workload: str | None = Field(default=None, description="The Kueue Workload that represents the job.")
+    cluster_queue: str | None = Field(default=None, description="The ClusterQueue that admitted it.")
+    position: int | None = Field(
+        default=None,
+        description=(
+            "While waiting: its place among the waiting Workloads of its LocalQueue, by priority then age "
+            "(StrictFIFO order; 1 is next)."
+        ),
+    )
+    admitted_workers: int | None = Field(
+        default=None, description="Workers Kueue admitted (fewer than spec.workers after partial admission)."
+    )
+
+
 class DataJobStatus(_Model):
     """Observed state, written by the operator."""
 
@@ -832,6 +870,7 @@ class DataJobStatus(_Model):
     )
     processed: ProcessedCounts | None = Field(default=None, description="Input consumed by committed shards.")
     progress: ProgressStatus | None = Field(default=None, description="Percent done, throughput and ETA.")
+    queue: QueueStatus | None = Field(default=None, description="Kueue: the queue, Workload and position.")
     output: OutputStatus | None = Field(default=None, description="The job commit and what it published.")
     start_time: str | None = Field(
         default=None, description="When the job started.", json_schema_extra={"format": "date-time"}

@@ -18,6 +18,7 @@ from datajob_core.failure_policy import Action, ExitCodeRule, Verdict, disruptio
 from datajob_core.ledger import Ledger
 from datajob_core.progress import Picture, Stall, stall_cause
 from datajob_core.protocol import AssignmentMessage, ReportMessage, ShardTask
+from datajob_core.queueing import Admission
 from datajob_core.retry import backoff_seconds
 from datajob_core.stages import Layout
 
@@ -176,6 +177,7 @@ class JobState:
     workers: int = 0  # spec.workers as last acted on, to tell a rescale
     progressed_at: float = 0.0  # last time a shard completed or a checkpoint advanced (or the clock reset)
     stalled: str = ""  # the reason of the current stall, "" if progressing
+    queue: str = ""  # under Kueue: "Queued" or "Admitted" as last acted on; "" when not queued
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -193,6 +195,7 @@ class JobState:
             "workers": self.workers,
             "progressAt": self.progressed_at,
             "stalled": self.stalled,
+            "queue": self.queue,
         }
 
     @classmethod
@@ -213,6 +216,7 @@ class JobState:
             workers=int(data.get("workers", 0)),
             progressed_at=float(data.get("progressAt", 0.0)),
             stalled=str(data.get("stalled", "")),
+            queue=str(data.get("queue", "")),
         )
 
 
@@ -275,6 +279,7 @@ def reconcile(
     plan: list[dict[str, Any]],
     now: float,
     create_failures: dict[str, tuple[str, str]] | None = None,
+    queue: Admission | None = None,
 ) -> Decision:
     """Advances ``state`` (mutated in place) and says what to do. Safe to repeat: every step is idempotent.
 
@@ -333,12 +338,14 @@ def reconcile(
             f"({policy.max_worker_restarts}) times; last failure: {slot.last_failure}",
         )
         finished = True
+    admitted = _follow_queue(ctx, queue) if not finished else True
     if not finished:
-        finished = _check_progress(ctx, workers)
+        finished = _check_progress(ctx, workers, admitted)
     decision.finished = finished
 
     # 4. Scale: which slots should have a live worker.
-    wanted = 0 if finished or policy.suspend else policy.workers
+    allowed = policy.workers if queue is None else min(policy.workers, queue.workers)
+    wanted = 0 if finished or policy.suspend or not admitted else allowed
     if not finished and state.workers and state.workers != policy.workers:
         decision.events.append(
             Event("Normal", "Scaled", f"spec.workers changed from {state.workers} to {policy.workers}")
@@ -366,7 +373,7 @@ def reconcile(
 
     # 5. Hand out shards to live workers and describe every slot's assignment.
     live = [s.pod for _, s in sorted(state.slots.items()) if s.pod and not s.draining and not s.disrupted]
-    if not finished and not policy.suspend:
+    if not finished and not policy.suspend and admitted:
         plan_assignments(ledger, [p for p in live if p], policy.prefetch, now)
     for slot_number, slot in state.slots.items():
         if slot.pod is None:
@@ -396,8 +403,8 @@ def reconcile(
             by_name.get(s.pod or "") and by_name[s.pod or ""].phase == "Running" for s in state.slots.values()
         ):
             state.phase = Phase.RUNNING
-        elif state.phase is not Phase.RUNNING:
-            state.phase = Phase.PENDING
+        elif state.phase is not Phase.RUNNING or not admitted:
+            state.phase = Phase.PENDING  # not started yet, or queued again once its workers are gone
         if state.phase is Phase.RUNNING and previous is Phase.PENDING:
             decision.events.append(Event("Normal", "Started", "the first worker is running"))
         if state.phase is Phase.SUSPENDED and previous is not Phase.SUSPENDED:
@@ -548,14 +555,37 @@ def _bury(
     slot.acked = 0
 
 
-def _check_progress(ctx: _Pass, workers: list[ObservedWorker]) -> bool:
+def _follow_queue(ctx: _Pass, queue: Admission | None) -> bool:
+    """Whether workers may run; tells the user when Kueue queues, admits or evicts the job."""
+    state, decision = ctx.state, ctx.decision
+    if queue is None:
+        state.queue = ""
+        return True
+    now_state = "Admitted" if queue.admitted else "Queued"
+    if now_state != state.queue:
+        if queue.admitted:
+            decision.events.append(Event("Normal", "Admitted", queue.message))
+            state.progressed_at = ctx.now  # the stall clock starts with the admission
+        elif state.queue == "Admitted":
+            decision.events.append(
+                Event(
+                    "Normal", "Evicted", f"{queue.message}; workers checkpoint and stop, nothing is charged"
+                )
+            )
+        else:
+            decision.events.append(Event("Normal", "Queued", queue.message))
+        state.queue = now_state
+    return queue.admitted
+
+
+def _check_progress(ctx: _Pass, workers: list[ObservedWorker], admitted: bool = True) -> bool:
     """Stall detection (spec.progressDeadlineSeconds, like a Deployment's): sets decision.stall, tells the
     user once per stall, and fails the job if progressDeadlineAction is Fail. True if it failed the job.
 
     The clock runs only while the job may run: it starts with the job and restarts on resume.
     """
     state, policy, now, decision = ctx.state, ctx.policy, ctx.now, ctx.decision
-    if policy.suspend:
+    if policy.suspend or not admitted:  # waiting for the user or for Kueue is not a stall
         state.stalled = ""
         return False
     if not state.progressed_at or state.phase is Phase.SUSPENDED:

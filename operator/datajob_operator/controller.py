@@ -21,7 +21,16 @@ import structlog
 from kubernetes.client.rest import ApiException
 from pydantic import ValidationError
 
-from datajob_core import committer, output_identity, plan_store, pod_policy, progress, sizing, state_codec
+from datajob_core import (
+    committer,
+    output_identity,
+    plan_store,
+    pod_policy,
+    progress,
+    queueing,
+    sizing,
+    state_codec,
+)
 from datajob_core.api import DataJobSpec, format_validation_error
 from datajob_core.checkpoint_store import CheckpointCollector, CheckpointStore
 from datajob_core.failure_policy import DISRUPTION_POD_REASONS
@@ -30,6 +39,7 @@ from datajob_core.ledger import Counts, ShardState
 from datajob_core.output_identity import OutputInUseError
 from datajob_core.planning import PlanError, plan_shards
 from datajob_core.protocol import ASSIGNMENT_ANNOTATION, ReportMessage, lease_name
+from datajob_core.queueing import Admission
 from datajob_core.reconciler import (
     START_ERRORS,
     Decision,
@@ -54,6 +64,7 @@ from .kube import (
     RejectedError,
     api_message,
 )
+from .kueue_client import KueueClient
 
 log = structlog.get_logger("datajob.operator")
 
@@ -148,6 +159,9 @@ class JobRuntime:
     # Pods created by this process that the informer cache has not shown yet, with when (see _pods).
     expected_pods: dict[str, float] = field(default_factory=dict)
     rates: progress.RateWindow = field(default_factory=progress.RateWindow)  # rebuilt after a restart
+    # Under Kueue: the admitted flavors' node selector and tolerations, added to new worker pods.
+    placement: tuple[dict[str, str], list[dict[str, Any]]] = ({}, [])
+    queue_status: dict[str, Any] = field(default_factory=dict)  # status.queue as of this pass
 
 
 class StorageCredentialsError(Exception):
@@ -172,6 +186,7 @@ class JobController:
         self.log = log.bind(namespace=jobs.namespace, job=jobs.name)
         self.last_status: dict[str, Any] | None = None  # the last status written, for metrics
         self.status_writes = 0
+        self.kueue = KueueClient(jobs.custom.api_client, jobs.namespace)
 
     def _pods(self) -> list[dict[str, Any]]:
         """The job's pods: from the shared informer's cache, or listed when there is none (yet).
@@ -287,6 +302,7 @@ class JobController:
                     self.log.warning("ignoring malformed worker report", lease=view.name)
             reports[slot] = ObservedReport(slot, report, _epoch(view.renew_time))
 
+        queue = self._follow_kueue(job, state)
         decision = reconcile(
             self.jobs.name,
             policy,
@@ -296,8 +312,9 @@ class JobController:
             plan=plan,
             now=now,
             create_failures=self.runtime.create_failures,
+            queue=queue,
         )
-        new_status = self._status(job, state, policy, pods, decision)
+        new_status = self._status(job, state, policy, pods, decision, queue=queue)
         if new_status != status:  # a pass that changed nothing writes nothing
             try:
                 self.jobs.replace_status(job, new_status)
@@ -308,6 +325,10 @@ class JobController:
         self.runtime.create_failures = {}
         self._collect(job, state)
         self._act(job, state, decision)
+        if queue is not None:
+            self._settle_workload(
+                job, state, queue, gone=not pods and not any(s.pod for s in state.slots.values())
+            )
         if decision.finished and not pods:
             return self._after_finish(job)
         return next_timer(state, policy, reports, now)
@@ -368,10 +389,14 @@ class JobController:
         self.runtime.last_assignment[lease] = encoded
 
     def _create_pod(self, job: dict[str, Any], slot: int, pod: str, grace: int) -> None:
+        manifest = sizing.worker_pod(job, slot, pod, lease_name(self.jobs.name, slot), grace_seconds=grace)
+        selector, tolerations = self.runtime.placement
+        if selector or tolerations:  # the flavor Kueue admitted the job with
+            spec = manifest["spec"]
+            spec["nodeSelector"] = {**(spec.get("nodeSelector") or {}), **selector}
+            spec["tolerations"] = [*(spec.get("tolerations") or []), *tolerations]
         try:
-            self.jobs.create_pod(
-                sizing.worker_pod(job, slot, pod, lease_name(self.jobs.name, slot), grace_seconds=grace)
-            )
+            self.jobs.create_pod(manifest)
         except RejectedError as error:
             # Quota, Pod Security, a webhook, a LimitRange: the next pass backs off and tells the user.
             self.runtime.create_failures[pod] = ("PodCreateRejected", str(error))
@@ -380,6 +405,92 @@ class JobController:
         self.runtime.expected_pods[pod] = time.monotonic()
         self.log.info("created worker", pod=pod, slot=slot)
         self.jobs.post_event(job, "Normal", "WorkerCreated", f"created worker pod {pod} (slot {slot})")
+
+    # -- queueing under Kueue (datajob_core.queueing) --------------------------------------------------
+    def _workload(self) -> dict[str, Any] | None:
+        name = queueing.workload_name(self.jobs.name)
+        cached = self.observed.workloads_of(self.jobs.namespace, self.jobs.name) if self.observed else None
+        if cached is not None:
+            found = [w for w in cached if w["metadata"]["name"] == name]
+            if found:
+                return found[0]
+        return self.kueue.read_workload(name)
+
+    def _wanted_workload(self, job: dict[str, Any]) -> dict[str, Any]:
+        name = self.jobs.name
+        shape = sizing.worker_pod(job, 0, f"{name}-template", lease_name(name, 0))
+        return queueing.workload_manifest(
+            job,
+            shape,
+            labels=sizing.worker_labels(name),
+            owner=sizing.owner_reference(job),
+            priority=self.kueue.priority(job),
+        )
+
+    def _follow_kueue(self, job: dict[str, Any], state: JobState) -> Admission | None:
+        """For a job in a Kueue queue: makes sure its Workload exists and says what Kueue decided."""
+        queue = queueing.queue_name(job)
+        if queue is None:
+            return None
+        workers = int(job["spec"].get("workers", 1))
+        workload = self._workload()
+        name = queueing.workload_name(self.jobs.name)
+        self.runtime.queue_status = {"name": queue, "workload": name}
+        if state.phase in (Phase.SUCCEEDED, Phase.FAILED):
+            return queueing.admission_of(workload, workers)
+        wanted = self._wanted_workload(job)
+        if workload is None:
+            self.kueue.create_workload(wanted)
+            self.log.info("created workload", workload=name, queue=queue)
+            return queueing.admission_of(None, workers)
+        if queueing.needs_new_workload(workload, wanted):
+            # Kueue keeps an admitted Workload's pod sets fixed: stop the workers, then queue a new one.
+            return Admission(
+                False,
+                0,
+                evicted=True,
+                reason="Resized",
+                message="spec.workers or the queue changed: the job is queued again with its new size",
+            )
+        admission = queueing.admission_of(workload, workers)
+        if admission.cluster_queue:
+            self.runtime.queue_status["clusterQueue"] = admission.cluster_queue
+        if admission.admitted:
+            self.runtime.placement = queueing.flavor_placement(self.kueue.flavors(admission.flavors))
+            self.runtime.queue_status["admittedWorkers"] = admission.workers
+            return admission
+        position = None if admission.evicted else queueing.queue_position(workload, self.kueue.workloads())
+        if position is not None:
+            self.runtime.queue_status["position"] = position[0]
+            message = f"{admission.message} (position {position[0]} of {position[1]} in LocalQueue {queue})"
+            return replace(admission, message=message)
+        return admission
+
+    def _settle_workload(self, job: dict[str, Any], state: JobState, queue: Admission, *, gone: bool) -> None:
+        """What an integration tells Kueue: the job finished (quota freed), or its evicted workers are gone
+        (admission cleared, so Kueue queues it again)."""
+        workload = self._workload()
+        if workload is None:
+            return
+        now = _now_iso()
+        try:
+            if state.phase in (Phase.SUCCEEDED, Phase.FAILED):
+                finished = any(
+                    c.get("type") == "Finished" and c.get("status") == "True"
+                    for c in (workload.get("status") or {}).get("conditions") or []
+                )
+                if not finished:
+                    succeeded = state.phase is Phase.SUCCEEDED
+                    self.kueue.replace_workload_status(
+                        workload, queueing.finished_status(workload, succeeded, state.message, now)
+                    )
+            elif queue.reason == "Resized" and gone:
+                self.kueue.delete_workload(workload["metadata"]["name"])
+            elif queue.evicted and gone and (workload.get("status") or {}).get("admission"):
+                self.kueue.replace_workload_status(workload, queueing.released_status(workload, now))
+                self.log.info("released evicted workload", workload=workload["metadata"]["name"])
+        except ConflictError:
+            return  # Kueue changed it meanwhile; the change wakes the next pass
 
     def storage(self, job: dict[str, Any]) -> tuple[StorageConfig, dict[str, str] | None]:
         """spec.storage, and the credentials from its Secret (None: the operator's own, e.g. IRSA)."""
@@ -451,6 +562,8 @@ class JobController:
         policy: Policy,
         pods: list[ObservedWorker],
         decision: Decision,
+        *,
+        queue: Admission | None = None,
     ) -> dict[str, Any]:
         old = job.get("status") or {}
         layout = Layout.of(state.ledger)
@@ -499,7 +612,19 @@ class JobController:
             status["output"] = _output_status(job["spec"]["output"]["uri"], commit)
         if state.phase in (Phase.SUCCEEDED, Phase.FAILED):
             status["completionTime"] = old.get("completionTime") or now
-        status["conditions"] = _conditions(old.get("conditions") or [], state, decision, now)
+        conditions = _conditions(old.get("conditions") or [], state, decision, now)
+        if queue is not None:
+            status["queue"] = self.runtime.queue_status
+            waiting = not queue.admitted and state.phase not in (Phase.SUCCEEDED, Phase.FAILED)
+            conditions = _set(
+                conditions,
+                "Queued",
+                "True" if waiting else "False",
+                queue.reason or ("Admitted" if queue.admitted else "Pending"),
+                queue.message,
+                now=now,
+            )
+        status["conditions"] = conditions
         return status
 
     def _refuse(self, job: dict[str, Any]) -> tuple[str, str] | None:

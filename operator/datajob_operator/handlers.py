@@ -154,7 +154,7 @@ def _from_informer(kind: str) -> informer.OnChange:
         if kind == "pods" and event == "MODIFIED" and obj.get("metadata", {}).get("deletionTimestamp"):
             loop.call_soon_threadsafe(signal.terminating)
         else:
-            loop.call_soon_threadsafe(signal.news, kind == "pods")
+            loop.call_soon_threadsafe(signal.news, kind in ("pods", "workloads"))
 
     return on_change
 
@@ -201,6 +201,7 @@ def start_informers(**_: Any) -> None:
         informer.pod_informers(api, OPTIONS.namespaces, _from_informer("pods")),
         informer.lease_informers(api, OPTIONS.namespaces, _from_informer("leases")),
         informer.node_informer(api, _node_changed),
+        informer.workload_informers(api, OPTIONS.namespaces, _from_informer("workloads")),
     )
     _informers.start()
     _pool = concurrent.futures.ThreadPoolExecutor(OPTIONS.reconcile_threads, thread_name_prefix="reconcile")

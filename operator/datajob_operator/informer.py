@@ -14,11 +14,14 @@ import json
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import structlog
 from kubernetes import client
 from kubernetes.client.rest import ApiException
+
+from datajob_core import queueing
 
 from .kube import JOB_LABEL
 
@@ -26,6 +29,7 @@ log = structlog.get_logger("datajob.operator")
 
 WATCH_SECONDS = 300  # server-side timeout of one watch request; it is then resumed from where it was
 ERROR_BACKOFF = (0.2, 0.5, 1.0, 2.0, 5.0)
+NOT_SERVED_RETRY = 10.0
 
 Key = tuple[str, str]  # (namespace, job)
 # namespace, job, event type, the object, and the object as it was before (None if it was not cached)
@@ -84,6 +88,15 @@ class Informer:
                 if error.status == 403:  # not granted (e.g. nodes): the callers fall back to listing
                     log.warning("informer not allowed to list; off", kind=self.kind, error=str(error.reason))
                     return
+                if error.status == 404:  # a CRD not installed (Kueue's Workloads): empty, look again later
+                    with self.lock:
+                        self.by_job = {}
+                    self.synced.set()
+                    if failures == 0:
+                        log.info("kind not served; looking again every 10 s", kind=self.kind)
+                    failures = 1
+                    self.stopping.wait(NOT_SERVED_RETRY)
+                    continue
                 failures += 1
                 log.warning("informer list/watch failed; retrying", kind=self.kind, error=str(error))
                 self.stopping.wait(ERROR_BACKOFF[min(failures - 1, len(ERROR_BACKOFF) - 1)])
@@ -192,6 +205,27 @@ def lease_informers(api: client.ApiClient, namespaces: list[str], on_change: OnC
     ]
 
 
+def workload_informers(api: client.ApiClient, namespaces: list[str], on_change: OnChange) -> list[Informer]:
+    """Kueue Workloads of DataJobs (queueing): Kueue admitting or evicting a job wakes it at once."""
+    custom = client.CustomObjectsApi(api)
+    group, version, plural = queueing.GROUP, queueing.VERSION, queueing.PLURAL
+    if not namespaces:
+        return [
+            Informer(
+                "workloads", partial(custom.list_cluster_custom_object, group, version, plural), on_change
+            )
+        ]
+    return [
+        Informer(
+            "workloads",
+            partial(custom.list_namespaced_custom_object, group, version, ns, plural),
+            on_change,
+            ns,
+        )
+        for ns in sorted(namespaces)
+    ]
+
+
 def _bound(call: Callable[..., Any], namespace: str) -> Callable[..., Any]:
     def bound(**kwargs: Any) -> Any:
         return call(namespace, **kwargs)
@@ -213,11 +247,18 @@ def node_informer(api: client.ApiClient, on_change: OnChange) -> Informer:
 class Informers:
     """The operator's informers together; one lookup for a job's observed objects."""
 
-    def __init__(self, pods: list[Informer], leases: list[Informer], nodes: Informer | None = None) -> None:
+    def __init__(
+        self,
+        pods: list[Informer],
+        leases: list[Informer],
+        nodes: Informer | None = None,
+        workloads: list[Informer] | None = None,
+    ) -> None:
         self.pods, self.leases, self.nodes = pods, leases, nodes
+        self.workloads = workloads or []
 
     def all(self) -> list[Informer]:
-        return [*self.pods, *self.leases, *([self.nodes] if self.nodes else [])]
+        return [*self.pods, *self.leases, *([self.nodes] if self.nodes else []), *self.workloads]
 
     def start(self) -> None:
         for informer in self.all():
@@ -252,6 +293,9 @@ class Informers:
 
     def leases_of(self, namespace: str, job: str) -> list[dict[str, Any]] | None:
         return _first(self.leases, namespace, job)
+
+    def workloads_of(self, namespace: str, job: str) -> list[dict[str, Any]] | None:
+        return _first(self.workloads, namespace, job)
 
 
 def _first(informers: list[Informer], namespace: str, job: str) -> list[dict[str, Any]] | None:

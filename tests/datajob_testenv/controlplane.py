@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import functools
 import json
@@ -15,6 +16,7 @@ from pathlib import Path
 
 import structlog
 import yaml
+from kubernetes import client, config
 
 from . import certs
 from .processes import free_port, pid_alive, spawn, stop_group, wait_for
@@ -134,6 +136,18 @@ class ControlPlane:
             os.killpg(pid, signal.SIGKILL)
         time.sleep(down_seconds)
         self._start_apiserver(int(self.state.server.rsplit(":", 1)[1]))
+
+    def serving_cert(self, name: str, hosts: tuple[str, ...]) -> certs.KeyPair:
+        """A serving certificate for ``hosts``, signed by this cluster's CA (see ca_bundle)."""
+        return self._ca.issue(name, name, server_hosts=hosts)
+
+    def ca_bundle(self) -> str:
+        """The CA certificate, base64-encoded, as webhook configurations' caBundle wants it."""
+        return base64.b64encode(self._ca.cert_path.read_bytes()).decode()
+
+    def api_client(self) -> client.ApiClient:
+        assert self.state is not None
+        return config.new_client_from_config(self.state.kubeconfig)
 
     def client_kubeconfig(self, name: str, common_name: str, organizations: tuple[str, ...] = ()) -> Path:
         """A kubeconfig for a new identity signed by this cluster's CA."""

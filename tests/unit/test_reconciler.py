@@ -7,6 +7,7 @@ from typing import Any
 from datajob_core.failure_policy import Action, ExitCodeRule
 from datajob_core.ledger import Ledger, ShardState
 from datajob_core.protocol import CurrentShard, ReportMessage
+from datajob_core.queueing import Admission
 from datajob_core.reconciler import (
     MAX_POD_NAME,
     Decision,
@@ -323,3 +324,35 @@ def test_the_progress_clock_does_not_run_while_suspended() -> None:
     assert step(state, suspended, [], now=500.0).stall is None
     assert step(state, policy, [], now=501.0).stall is None  # resumed: the clock restarts
     assert step(state, policy, running(pods), now=555.0).stall is None
+
+
+def test_a_queued_job_starts_no_worker_until_kueue_admits_it_and_then_only_as_many_as_admitted() -> None:
+    state = JobState(Ledger.new(len(PLAN)))
+    policy = Policy(workers=3)
+    waiting = Admission(False, 0, reason="Pending", message="insufficient quota")
+    decision = step(state, policy, [], queue=waiting, now=1.0)
+    assert decision.create == [] and reasons(decision) == ["Queued"]
+    assert phase(state) is Phase.PENDING
+    assert state.ledger.in_flight == {}
+    partial = Admission(True, 2, reason="Admitted", message="admitted with 2 worker(s)")
+    decision = step(state, policy, [], queue=partial, now=2.0)
+    assert [slot for slot, _ in decision.create] == [0, 1] and "Admitted" in reasons(decision)
+
+
+def test_an_evicted_job_stops_its_workers_gracefully_charges_nothing_and_keeps_its_ledger() -> None:
+    state, policy, pods = start()
+    admitted = Admission(True, 2, reason="Admitted", message="admitted")
+    step(state, policy, running(pods), queue=admitted, now=1.0)
+    held = {s: e.checkpoint for s, e in state.ledger.in_flight.items()}
+    evicted = Admission(False, 0, evicted=True, reason="Evicted", message="evicted by Kueue (Preempted)")
+    decision = step(state, policy, running(pods), queue=evicted, now=2.0)
+    assert sorted(decision.delete) == sorted((p, True) for p in pods)  # graceful: they checkpoint
+    assert all(decision.assignments[s].stop for s in (0, 1))
+    assert "Evicted" in reasons(decision)
+    gone = step(state, policy, [], queue=evicted, now=3.0)
+    assert gone.create == [] and phase(state) is Phase.PENDING
+    assert set(held) <= set(state.ledger.retry)  # back to pending, with their checkpoints
+    assert all(entry.failures == 0 for entry in state.ledger.retry.values())
+    assert state.restarts == 0 and all(slot.restarts == 0 for slot in state.slots.values())
+    readmitted = step(state, policy, [], queue=admitted, now=4.0)
+    assert [slot for slot, _ in readmitted.create] == [0, 1] and "Admitted" in reasons(readmitted)

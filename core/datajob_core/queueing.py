@@ -1,0 +1,295 @@
+"""Queueing under Kueue (https://kueue.sigs.k8s.io): what a DataJob's Workload says, as pure functions.
+
+A DataJob labelled ``kueue.x-k8s.io/queue-name`` is represented to Kueue by a ``Workload`` it owns, with one
+pod set, ``workers``, of ``spec.workers`` pods shaped like its worker pods (``spec.minWorkers`` allows a
+partial admission). This is the route Kueue's own job integrations take (jobframework) and that works with
+an unmodified Kueue: Kueue's scheduler, quota and preemption act on the Workload and never look at its
+owner's kind. The operator then does what an integration does: creates workers only once the Workload is
+admitted (with the admitted flavor's node labels and tolerations), stops them gracefully when it is evicted
+(preemption, a stopped queue) and then clears the admission so Kueue can queue it again, and marks it
+Finished when the job ends, which frees the quota.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+PRIORITY_LABEL = "kueue.x-k8s.io/priority-class"  # a Kueue WorkloadPriorityClass
+GROUP, VERSION, PLURAL = "kueue.x-k8s.io", "v1beta2", "workloads"
+POD_SET = "workers"
+MAX_NAME = 253
+
+
+def queue_name(job: Mapping[str, Any]) -> str | None:
+    """The LocalQueue the job was submitted to, or None if it is not queued."""
+    return ((job.get("metadata") or {}).get("labels") or {}).get(QUEUE_LABEL) or None
+
+
+def workload_name(job_name: str) -> str:
+    """``datajob-<job>``, cut with a hash if too long for an object name."""
+    name = f"datajob-{job_name}"
+    if len(name) <= MAX_NAME:
+        return name
+    digest = hashlib.sha256(job_name.encode()).hexdigest()[:8]
+    return f"{name[: MAX_NAME - 9]}-{digest}"
+
+
+@dataclass(frozen=True)
+class PriorityRef:
+    group: str  # scheduling.k8s.io (a PriorityClass) or kueue.x-k8s.io (a WorkloadPriorityClass)
+    kind: str
+    name: str
+    value: int
+
+
+def workload_manifest(
+    job: Mapping[str, Any],
+    pod: Mapping[str, Any],
+    *,
+    labels: Mapping[str, str],
+    owner: Mapping[str, Any],
+    priority: PriorityRef | None,
+) -> dict[str, Any]:
+    """The Workload for ``job``; ``pod`` is one of its worker pods as it would be created (its shape)."""
+    spec = job["spec"]
+    workers = int(spec.get("workers", 1))
+    template_spec = copy.deepcopy(dict(pod.get("spec") or {}))
+    template_spec.pop("nodeName", None)
+    pod_set: dict[str, Any] = {
+        "name": POD_SET,
+        "count": workers,
+        "template": {"metadata": {"labels": dict(labels)}, "spec": template_spec},
+    }
+    minimum = spec.get("minWorkers")
+    if minimum is not None and 0 < int(minimum) < workers:
+        pod_set["minCount"] = int(minimum)
+    workload_spec: dict[str, Any] = {"queueName": queue_name(job), "podSets": [pod_set]}
+    if priority is not None:
+        workload_spec["priority"] = priority.value
+        workload_spec["priorityClassRef"] = {
+            "group": priority.group,
+            "kind": priority.kind,
+            "name": priority.name,
+        }
+    return {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "Workload",
+        "metadata": {
+            "name": workload_name(job["metadata"]["name"]),
+            "labels": dict(labels),
+            "ownerReferences": [dict(owner)],
+        },
+        "spec": workload_spec,
+    }
+
+
+def needs_new_workload(workload: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
+    """Whether the existing Workload no longer describes the job (its size or queue changed). Kueue keeps
+    pod sets immutable while quota is reserved, so the Workload is replaced and the job queued again."""
+    have, want = workload.get("spec") or {}, wanted["spec"]
+    counts = [(p.get("count"), p.get("minCount")) for p in have.get("podSets") or []]
+    wanted_counts = [(p.get("count"), p.get("minCount")) for p in want["podSets"]]
+    return bool(counts != wanted_counts or have.get("queueName") != want.get("queueName"))
+
+
+def _condition(workload: Mapping[str, Any], kind: str) -> dict[str, Any]:
+    for condition in (workload.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == kind:
+            return dict(condition)
+    return {}
+
+
+def _true(workload: Mapping[str, Any], kind: str) -> bool:
+    return _condition(workload, kind).get("status") == "True"
+
+
+@dataclass(frozen=True)
+class Admission:
+    """What Kueue decided about the job's Workload, for the reconciler and the user."""
+
+    admitted: bool  # workers may run
+    workers: int  # how many (fewer than spec.workers after a partial admission)
+    evicted: bool = False  # Kueue wants the workers gone (preempted, queue stopped, ...)
+    reason: str = ""  # machine-readable, for the Queued condition
+    message: str = ""
+    cluster_queue: str = ""
+    flavors: tuple[str, ...] = ()
+    finished: bool = False
+    admission: Mapping[str, Any] = field(default_factory=dict)
+
+
+def admission_of(workload: Mapping[str, Any] | None, workers: int) -> Admission:
+    """Reads the Workload's conditions and admission the way Kueue's job integrations do."""
+    if workload is None:
+        return Admission(False, 0, reason="WorkloadCreating", message="creating the Workload for Kueue")
+    status = workload.get("status") or {}
+    admission = status.get("admission") or {}
+    evicted = _condition(workload, "Evicted")
+    if evicted.get("status") == "True":
+        return Admission(
+            False,
+            0,
+            evicted=True,
+            reason="Evicted",
+            message=f"evicted by Kueue ({evicted.get('reason')}): {evicted.get('message') or ''}".rstrip(
+                ": "
+            ),
+            cluster_queue=str(admission.get("clusterQueue") or ""),
+            admission=admission,
+        )
+    if _true(workload, "Admitted") and admission:
+        assignment: Mapping[str, Any] = next(
+            (a for a in admission.get("podSetAssignments") or [] if a.get("name") == POD_SET), {}
+        )
+        count = int(assignment.get("count") or workers)
+        flavors = tuple(sorted(set((assignment.get("flavors") or {}).values())))
+        return Admission(
+            True,
+            count,
+            reason="Admitted",
+            message=f"admitted by ClusterQueue {admission.get('clusterQueue')} with {count} worker(s)"
+            + (f", flavor(s) {', '.join(flavors)}" if flavors else ""),
+            cluster_queue=str(admission.get("clusterQueue") or ""),
+            flavors=flavors,
+            finished=_true(workload, "Finished"),
+            admission=admission,
+        )
+    reserved = _condition(workload, "QuotaReserved")
+    message = reserved.get("message") or "waiting for Kueue to admit the Workload"
+    return Admission(
+        False,
+        0,
+        reason=str(reserved.get("reason") or "Pending"),
+        message=str(message),
+        finished=_true(workload, "Finished"),
+    )
+
+
+def flavor_placement(flavors: Iterable[Mapping[str, Any]]) -> tuple[dict[str, str], list[dict[str, Any]]]:
+    """The node selector and tolerations the admitted ResourceFlavors add to worker pods."""
+    selector: dict[str, str] = {}
+    tolerations: list[dict[str, Any]] = []
+    for flavor in flavors:
+        spec = flavor.get("spec") or {}
+        selector.update(spec.get("nodeLabels") or {})
+        for toleration in spec.get("tolerations") or []:
+            if toleration not in tolerations:
+                tolerations.append(dict(toleration))
+    return selector, tolerations
+
+
+def _set_condition(
+    conditions: list[dict[str, Any]],
+    kind: str,
+    status: str,
+    reason: str,
+    message: str,
+    *,
+    now: str,
+    generation: int,
+) -> list[dict[str, Any]]:
+    out = [c for c in conditions if c.get("type") != kind]
+    old = next((c for c in conditions if c.get("type") == kind), None)
+    since = old["lastTransitionTime"] if old and old.get("status") == status else now
+    out.append(
+        {
+            "type": kind,
+            "status": status,
+            "reason": reason,
+            "message": message[:32768],
+            "lastTransitionTime": since,
+            "observedGeneration": generation,
+        }
+    )
+    return out
+
+
+def released_status(workload: Mapping[str, Any], now: str) -> dict[str, Any]:
+    """The Workload status once an evicted job's workers are gone: quota released, admission cleared, and
+    (for a preemption or node failure) Requeued, as Kueue's job integrations write it."""
+    status = copy.deepcopy(dict(workload.get("status") or {}))
+    generation = int((workload.get("metadata") or {}).get("generation") or 0)
+    evicted = _condition(workload, "Evicted")
+    conditions = list(status.get("conditions") or [])
+    requeue = evicted.get("reason") in ("Preempted", "NodeFailures")
+    conditions = _set_condition(
+        conditions,
+        "Requeued",
+        "True" if requeue else "False",
+        str(evicted.get("reason") or "Evicted"),
+        str(evicted.get("message") or ""),
+        now=now,
+        generation=generation,
+    )
+    conditions = _set_condition(
+        conditions,
+        "QuotaReserved",
+        "False",
+        "Pending",
+        str(evicted.get("message") or ""),
+        now=now,
+        generation=generation,
+    )
+    conditions = _set_condition(
+        conditions,
+        "Admitted",
+        "False",
+        "NoReservation",
+        "The workload has no reservation",
+        now=now,
+        generation=generation,
+    )
+    status["conditions"] = conditions
+    status.pop("admission", None)
+    return status
+
+
+def finished_status(workload: Mapping[str, Any], succeeded: bool, message: str, now: str) -> dict[str, Any]:
+    """The Workload status once the job has ended: Finished, which frees its quota."""
+    status = copy.deepcopy(dict(workload.get("status") or {}))
+    generation = int((workload.get("metadata") or {}).get("generation") or 0)
+    status["conditions"] = _set_condition(
+        list(status.get("conditions") or []),
+        "Finished",
+        "True",
+        "Succeeded" if succeeded else "Failed",
+        message or ("the job succeeded" if succeeded else "the job failed"),
+        now=now,
+        generation=generation,
+    )
+    return status
+
+
+def queue_position(
+    workload: Mapping[str, Any], queued: Iterable[Mapping[str, Any]]
+) -> tuple[int, int] | None:
+    """(position, of how many) among the not-yet-admitted Workloads of the same LocalQueue, in the order a
+    StrictFIFO ClusterQueue admits them (priority, then age); None if this one is not waiting."""
+    if _true(workload, "QuotaReserved") or _true(workload, "Finished"):
+        return None
+    name = (workload.get("spec") or {}).get("queueName")
+    waiting = [
+        w
+        for w in queued
+        if (w.get("spec") or {}).get("queueName") == name
+        and not _true(w, "QuotaReserved")
+        and not _true(w, "Finished")
+    ]
+
+    def order(w: Mapping[str, Any]) -> tuple[int, str, str]:
+        meta = w.get("metadata") or {}
+        return (
+            -int((w.get("spec") or {}).get("priority") or 0),
+            meta.get("creationTimestamp", ""),
+            meta["name"],
+        )
+
+    ranked = sorted(waiting, key=order)
+    names = [w["metadata"]["name"] for w in ranked]
+    me = workload["metadata"]["name"]
+    return (names.index(me) + 1, len(names)) if me in names else None
