@@ -164,8 +164,8 @@ kind-down: ## Delete the kind cluster
 	$(KIND_ENV) $(KIND) delete cluster --name $(KIND_CLUSTER)
 
 .PHONY: cluster-up
-cluster-up: install tools ## Start a local control plane (etcd, apiserver, scheduler, controller-manager, kwok, node agent) and MinIO (S3)
-	$(BIN)/python -m datajob_testenv up --dir $(CLUSTER_DIR)
+cluster-up: install tools ## Start a local control plane (etcd, apiserver, scheduler, controller-manager, kwok, node agent) and MinIO (S3); KUEUE=1 adds Kueue
+	$(BIN)/python -m datajob_testenv up --dir $(CLUSTER_DIR) $(if $(filter 1,$(KUEUE)),--kueue)
 
 .PHONY: cluster-down
 cluster-down: ## Stop the local control plane started by cluster-up

@@ -236,6 +236,7 @@ class Decision:
     unschedulable: str = ""
     blocked: tuple[str, str] | None = None  # (reason, message) while workers cannot be created or start
     stall: Stall | None = None  # set while no progress was made within spec.progressDeadlineSeconds
+    shard_seconds: list[float] = field(default_factory=list)  # how long each attempt committed now took
     finished: bool = False
 
 
@@ -632,7 +633,12 @@ def _fold(
     ledger = state.ledger
     worker = report.pod
     for outcome in report.done:
-        if outcome.seq > slot.acked and ledger.complete(outcome.shard, worker, outcome.attempt, now).accepted:
+        if outcome.seq <= slot.acked:
+            continue
+        attempt = ledger.in_flight.get(outcome.shard)
+        if ledger.complete(outcome.shard, worker, outcome.attempt, now).accepted:
+            if attempt is not None and attempt.attempt == outcome.attempt:
+                decision.shard_seconds.append(max(0.0, now - attempt.assigned_at))
             state.progressed_at = now
             if outcome.shard == Layout.of(ledger).commit:
                 decision.events.append(

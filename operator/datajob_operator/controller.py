@@ -162,6 +162,7 @@ class JobRuntime:
     # Under Kueue: the admitted flavors' node selector and tolerations, added to new worker pods.
     placement: tuple[dict[str, str], list[dict[str, Any]]] = ({}, [])
     queue_status: dict[str, Any] = field(default_factory=dict)  # status.queue as of this pass
+    replacing: dict[int, float] = field(default_factory=dict)  # slot -> when its worker's death was seen
 
 
 class StorageCredentialsError(Exception):
@@ -187,6 +188,8 @@ class JobController:
         self.last_status: dict[str, Any] | None = None  # the last status written, for metrics
         self.status_writes = 0
         self.kueue = KueueClient(jobs.custom.api_client, jobs.namespace)
+        # Durations measured by the last pass, for metrics: shard attempts, worker replacements, queue waits.
+        self.timings: dict[str, list[float]] = {"shard": [], "replacement": [], "queue_wait": []}
 
     def _pods(self) -> list[dict[str, Any]]:
         """The job's pods: from the shared informer's cache, or listed when there is none (yet).
@@ -314,6 +317,7 @@ class JobController:
             create_failures=self.runtime.create_failures,
             queue=queue,
         )
+        self._time(status, state, pods, decision, now)
         new_status = self._status(job, state, policy, pods, decision, queue=queue)
         if new_status != status:  # a pass that changed nothing writes nothing
             try:
@@ -332,6 +336,29 @@ class JobController:
         if decision.finished and not pods:
             return self._after_finish(job)
         return next_timer(state, policy, reports, now)
+
+    def _time(
+        self, old: dict[str, Any], state: JobState, pods: list[ObservedWorker], decision: Decision, now: float
+    ) -> None:
+        """Durations for metrics: committed shard attempts, worker replacements (death seen to replacement
+        running), and the wait for Kueue's admission."""
+        replacing = self.runtime.replacing
+        self.timings = {"shard": list(decision.shard_seconds), "replacement": [], "queue_wait": []}
+        running = {w.slot for w in pods if w.phase == "Running" and not w.deleting}
+        for slot in [s for s in replacing if s in running]:
+            self.timings["replacement"].append(time.monotonic() - replacing.pop(slot))
+        for slot, _ in decision.create:
+            if state.slots[slot].incarnation > 1:
+                replacing.setdefault(slot, time.monotonic())
+        if any(e.reason == "Admitted" for e in decision.events):
+            queued = next((c for c in old.get("conditions") or [] if c.get("type") == "Queued"), None)
+            since = (
+                _epoch(queued.get("lastTransitionTime"))
+                if queued and queued.get("status") == "True"
+                else None
+            )
+            if since is not None:
+                self.timings["queue_wait"].append(max(0.0, now - since))
 
     # -- acting ----------------------------------------------------------------------------------------
     def _act(self, job: dict[str, Any], state: JobState, decision: Decision) -> None:

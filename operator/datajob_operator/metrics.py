@@ -1,29 +1,61 @@
-"""Prometheus metrics of the jobs this operator instance reconciles (served on --metrics-port)."""
+"""Prometheus metrics of the jobs this operator instance reconciles (served on --metrics-port).
+
+Conventions: the ``datajob_`` prefix, base units (seconds, bytes, ratios), ``_total`` for counters. Per-job
+series carry ``namespace`` and ``job`` labels and are dropped when the job is deleted; histograms are
+operator-wide, so a cluster with thousands of jobs does not get thousands of bucket series.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import threading
+from collections.abc import Iterable
 from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 
 PHASES = ("Pending", "Running", "Suspended", "Succeeded", "Failed")
 SHARD_STATES = ("pending", "running", "succeeded", "failed")
+CAUSES = ("failure", "disruption")
+JOB = ["namespace", "job"]
 
-JOB_PHASE = Gauge(
-    "datajob_job_phase", "1 for the DataJob's current phase, 0 for the others", ["namespace", "job", "phase"]
+JOB_PHASE = Gauge("datajob_job_phase", "1 for the DataJob's current phase, 0 for the others", [*JOB, "phase"])
+SHARDS = Gauge("datajob_shards", "Shards of the DataJob by state", [*JOB, "state"])
+WORKERS_READY = Gauge("datajob_workers_ready", "Worker pods running", JOB)
+WORKERS_DESIRED = Gauge("datajob_workers_desired", "Worker pods wanted now", JOB)
+PROGRESS = Gauge("datajob_job_progress_ratio", "Input consumed, 0 to 1", JOB)
+STALLED = Gauge("datajob_job_stalled", "1 while the job is Stalled (progressDeadlineSeconds)", JOB)
+QUEUED = Gauge("datajob_job_queued", "1 while the job waits for Kueue to admit it", JOB)
+RECORDS = Counter("datajob_records_processed_total", "Input records in committed shards", JOB)
+BYTES = Counter("datajob_bytes_processed_total", "Input bytes in committed shards", JOB)
+SKIPPED = Counter(
+    "datajob_records_skipped_total", "Malformed records dropped (badRecordPolicy Skip or DeadLetter)", JOB
 )
-SHARDS = Gauge("datajob_shards", "Shards of the DataJob by state", ["namespace", "job", "state"])
-WORKERS_READY = Gauge("datajob_workers_ready", "Worker pods running", ["namespace", "job"])
-RESTARTS = Gauge("datajob_worker_restarts", "Worker restarts of the DataJob so far", ["namespace", "job"])
-RECORDS = Gauge("datajob_records_processed", "Input records in committed shards", ["namespace", "job"])
-SKIPPED = Gauge(
-    "datajob_records_skipped",
-    "Malformed records dropped (badRecordPolicy Skip or DeadLetter)",
-    ["namespace", "job"],
+FAILOVERS = Counter(
+    "datajob_worker_failovers_total",
+    "Worker pods replaced, by cause: failure (charged to the worker) or disruption (eviction, drain, ...)",
+    [*JOB, "cause"],
+)
+SHARD_SECONDS = Histogram(
+    "datajob_shard_duration_seconds",
+    "Duration of shard attempts that committed (assignment to commit)",
+    buckets=(0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800, 3600, 7200),
+)
+QUEUE_WAIT = Histogram(
+    "datajob_queue_wait_seconds",
+    "Time a queued DataJob waited for Kueue to admit it",
+    buckets=(0.5, 1, 5, 15, 30, 60, 300, 900, 1800, 3600, 14400),
+)
+REPLACEMENT_SECONDS = Histogram(
+    "datajob_worker_replacement_seconds",
+    "From a worker's death being noticed to its replacement running",
+    buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
 )
 PASSES = Counter("datajob_reconcile_passes_total", "Reconcile passes", ["outcome"])
 PASS_SECONDS = Histogram("datajob_reconcile_seconds", "Duration of one reconcile pass")
+
+_lock = threading.Lock()
+_last: dict[tuple[str, str], dict[str, int]] = {}  # counter sources as last seen, per job
 
 
 def serve(port: int) -> None:
@@ -31,28 +63,66 @@ def serve(port: int) -> None:
 
 
 def observe(namespace: str, job: str, status: dict[str, Any]) -> None:
+    """Sets the job's series from the status a pass wrote."""
     phase = status.get("phase")
     for candidate in PHASES:
         JOB_PHASE.labels(namespace, job, candidate).set(1 if candidate == phase else 0)
     shards = status.get("shards") or {}
     for state in SHARD_STATES:
         SHARDS.labels(namespace, job, state).set(int(shards.get(state, 0)))
-    WORKERS_READY.labels(namespace, job).set(int((status.get("workers") or {}).get("ready", 0)))
-    RESTARTS.labels(namespace, job).set(int(status.get("restarts", 0)))
+    workers = status.get("workers") or {}
+    WORKERS_READY.labels(namespace, job).set(int(workers.get("ready", 0)))
+    WORKERS_DESIRED.labels(namespace, job).set(int(workers.get("desired", 0)))
+    percent = (status.get("progress") or {}).get("percent")
+    if percent is not None:
+        PROGRESS.labels(namespace, job).set(int(percent) / 100)
+    conditions = {c.get("type"): c.get("status") for c in status.get("conditions") or []}
+    STALLED.labels(namespace, job).set(1 if conditions.get("Stalled") == "True" else 0)
+    QUEUED.labels(namespace, job).set(1 if conditions.get("Queued") == "True" else 0)
     processed = status.get("processed") or {}
-    RECORDS.labels(namespace, job).set(int(processed.get("records", 0)))
-    SKIPPED.labels(namespace, job).set(int(processed.get("skippedRecords", 0)))
+    restarts, disruptions = int(status.get("restarts", 0)), int(status.get("disruptions", 0))
+    sources = {
+        "records": int(processed.get("records", 0)),
+        "bytes": int(processed.get("bytes", 0)),
+        "skipped": int(processed.get("skippedRecords", 0)),
+        "failure": max(0, restarts - disruptions),
+        "disruption": disruptions,
+    }
+    with _lock:
+        last = _last.get((namespace, job), {})
+        _last[(namespace, job)] = sources
+    # A counter only goes up: a lower value (the job was recreated under the same name) counts from 0.
+    for key, counter in (("records", RECORDS), ("bytes", BYTES), ("skipped", SKIPPED)):
+        counter.labels(namespace, job).inc(_increase(sources[key], last.get(key)))
+    for cause in CAUSES:
+        FAILOVERS.labels(namespace, job, cause).inc(_increase(sources[cause], last.get(cause)))
+
+
+def _increase(value: int, last: int | None) -> int:
+    if last is None or value < last:
+        return value
+    return value - last
+
+
+def observe_timings(
+    shards: Iterable[float], replacements: Iterable[float], queue_waits: Iterable[float]
+) -> None:
+    for seconds in shards:
+        SHARD_SECONDS.observe(seconds)
+    for seconds in replacements:
+        REPLACEMENT_SECONDS.observe(seconds)
+    for seconds in queue_waits:
+        QUEUE_WAIT.observe(seconds)
 
 
 def forget(namespace: str, job: str) -> None:
     """Drops a deleted job's series, so dashboards do not show it forever."""
-    for gauge, values in (
-        (JOB_PHASE, PHASES),
-        (SHARDS, SHARD_STATES),
-    ):
+    for metric, values in ((JOB_PHASE, PHASES), (SHARDS, SHARD_STATES), (FAILOVERS, CAUSES)):
         for value in values:
             with contextlib.suppress(KeyError):
-                gauge.remove(namespace, job, value)
-    for gauge in (WORKERS_READY, RESTARTS, RECORDS, SKIPPED):
+                metric.remove(namespace, job, value)
+    for per_job in (WORKERS_READY, WORKERS_DESIRED, PROGRESS, STALLED, QUEUED, RECORDS, BYTES, SKIPPED):
         with contextlib.suppress(KeyError):
-            gauge.remove(namespace, job)
+            per_job.remove(namespace, job)
+    with _lock:
+        _last.pop((namespace, job), None)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from .cluster import TestCluster
 from .controlplane import ClusterState, stop_from_state
+from .kueue import Kueue
 from .objectstore import EXAMPLE_PORT, REGION, ObjectStore
 from .processes import pid_alive, port_free
 
@@ -19,6 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m datajob_testenv", description=__doc__)
     parser.add_argument("command", choices=["up", "down", "status"])
     parser.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="where state, logs and kubeconfigs go")
+    parser.add_argument("--kueue", action="store_true", help="also start Kueue (make cluster-up KUEUE=1)")
     args = parser.parse_args(argv)
     directory: Path = args.dir.resolve()
 
@@ -28,6 +30,9 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(directory)
         cluster = TestCluster(directory, die_with_parent=False)
         state = cluster.start()
+        if args.kueue:
+            Kueue(cluster.control_plane, directory / "kueue").start()
+            print("Kueue is up (its CRDs, its webhooks and the controller manager)")
         store = ObjectStore(directory / "objectstore", die_with_parent=False)
         store.start(EXAMPLE_PORT if port_free(EXAMPLE_PORT) else None)
         assert store.pid is not None
