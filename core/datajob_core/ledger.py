@@ -402,6 +402,19 @@ class Ledger:
         self.retry[shard] = Retry(issued, failures=0, checkpoint=None, reason=_reason(reason), not_before=now)
         return True
 
+    def requeue_failed(self, reason: str, now: float) -> list[int]:
+        """Gives every permanently failed shard a fresh attempt budget (a user's retry): each goes back to
+        PENDING from its start, with a new attempt number; shards that succeeded are not touched. Returns
+        the shards requeued."""
+        shards = sorted(self.failed)
+        for shard in shards:
+            entry = self.failed.pop(shard)
+            issued = max(int(entry.attempts), 1)
+            self.retry[shard] = Retry(
+                issued, failures=0, checkpoint=None, reason=_reason(reason), not_before=now
+            )
+        return shards
+
     def release_worker(
         self,
         worker: str,

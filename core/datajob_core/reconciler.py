@@ -23,6 +23,8 @@ from datajob_core.retry import backoff_seconds
 from datajob_core.stages import Layout
 
 STATE_VERSION = 1
+# A user's request to re-run the permanently failed shards (kubectl datajob retry --failed): any new value.
+RETRY_ANNOTATION = "datajob.dev/retry-failed"
 
 
 class Phase(StrEnum):
@@ -50,10 +52,12 @@ class Policy:
     failure_rules: tuple[ExitCodeRule, ...] = ()
     progress_deadline: float = 0.0  # seconds without progress before the job is Stalled; 0: off
     fail_on_stall: bool = False
+    retry_request: str = ""  # the RETRY_ANNOTATION's value
 
 
-def policy_from_spec(spec: dict[str, Any]) -> Policy:
-    """The policy of a spec as stored by the API server (camelCase, defaults applied)."""
+def policy_from_spec(spec: dict[str, Any], annotations: dict[str, str] | None = None) -> Policy:
+    """The policy of a spec as stored by the API server (camelCase, defaults applied), and of the job's
+    annotations (a retry request)."""
     retry = spec.get("retryPolicy") or {}
     backoff = retry.get("backoff") or {}
     interval = float((spec.get("checkpoint") or {}).get("intervalSeconds", 30))
@@ -71,6 +75,7 @@ def policy_from_spec(spec: dict[str, Any]) -> Policy:
         failure_rules=rules_from_spec(retry.get("podFailurePolicy")),
         progress_deadline=float(spec.get("progressDeadlineSeconds", 600) or 0),
         fail_on_stall=spec.get("progressDeadlineAction") == "Fail",
+        retry_request=str((annotations or {}).get(RETRY_ANNOTATION) or ""),
     )
 
 
@@ -178,6 +183,7 @@ class JobState:
     progressed_at: float = 0.0  # last time a shard completed or a checkpoint advanced (or the clock reset)
     stalled: str = ""  # the reason of the current stall, "" if progressing
     queue: str = ""  # under Kueue: "Queued" or "Admitted" as last acted on; "" when not queued
+    retried: str = ""  # the last retry request acted on
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -196,6 +202,7 @@ class JobState:
             "progressAt": self.progressed_at,
             "stalled": self.stalled,
             "queue": self.queue,
+            "retried": self.retried,
         }
 
     @classmethod
@@ -217,6 +224,7 @@ class JobState:
             progressed_at=float(data.get("progressAt", 0.0)),
             stalled=str(data.get("stalled", "")),
             queue=str(data.get("queue", "")),
+            retried=str(data.get("retried", "")),
         )
 
 
@@ -294,6 +302,9 @@ def reconcile(
     by_name = {w.name: w for w in workers}
     ledger = state.ledger
     refused = create_failures or {}
+
+    if policy.retry_request and policy.retry_request != state.retried:
+        _retry_failed(ctx)
 
     # 1. Fold what workers reported into the ledger, before judging anything else.
     for slot_number, slot in state.slots.items():
@@ -554,6 +565,28 @@ def _bury(
     slot.draining = False
     slot.disrupted = ""
     slot.acked = 0
+
+
+def _retry_failed(ctx: _Pass) -> None:
+    """A user asked to re-run the permanently failed shards: they get a fresh attempt budget, and a job that
+    failed runs again (its succeeded shards are kept). A succeeded job is left as it is."""
+    state, policy, decision = ctx.state, ctx.policy, ctx.decision
+    state.retried = policy.retry_request
+    if state.phase is Phase.SUCCEEDED:
+        decision.events.append(Event("Normal", "RetryIgnored", "the job has succeeded; nothing to retry"))
+        return
+    shards = state.ledger.requeue_failed("retried on request", ctx.now)
+    if state.phase is Phase.FAILED:
+        state.phase, state.reason, state.message = Phase.PENDING, "", ""
+        for slot in state.slots.values():  # a fresh crash-loop budget too
+            slot.restarts, slot.last_failure, slot.not_before = 0, "", 0.0
+        state.progressed_at = ctx.now
+    names = ", ".join(str(s) for s in shards[:20]) + (" ..." if len(shards) > 20 else "")
+    decision.events.append(
+        Event(
+            "Normal", "Retrying", f"re-queued {len(shards)} failed shard(s){': ' + names if shards else ''}"
+        )
+    )
 
 
 def _follow_queue(ctx: _Pass, queue: Admission | None) -> bool:

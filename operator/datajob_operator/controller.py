@@ -286,7 +286,7 @@ class JobController:
             if status.get("ledger")
             else JobState(Layout.for_spec(len(plan), spec).ledger())
         )
-        policy = policy_from_spec(spec)
+        policy = policy_from_spec(spec, job["metadata"].get("annotations"))
         now = time.time()
         nodes = self.nodes.names() if self.nodes else None
         draining = self.nodes.draining() if self.nodes else None
@@ -470,7 +470,7 @@ class JobController:
             self.kueue.create_workload(wanted)
             self.log.info("created workload", workload=name, queue=queue)
             return queueing.admission_of(None, workers)
-        if queueing.needs_new_workload(workload, wanted):
+        if queueing.needs_new_workload(workload, wanted) or queueing.admission_of(workload, workers).finished:
             # Kueue keeps an admitted Workload's pod sets fixed: stop the workers, then queue a new one.
             return Admission(
                 False,

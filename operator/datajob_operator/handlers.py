@@ -19,6 +19,7 @@ from kubernetes import client, config
 
 from datajob_core.node_drain import draining_reason
 from datajob_core.protocol import REPORT_ANNOTATION
+from datajob_core.reconciler import RETRY_ANNOTATION
 
 from . import informer, metrics
 from .controller import JobController, JobRuntime
@@ -109,6 +110,7 @@ class JobSignal:
         self.pacer = Pacer()
         self.event = asyncio.Event()
         self.generation: int | None = None
+        self.retry: str | None = None  # the retry-failed annotation as last seen
 
     def news(self, urgent: bool) -> None:
         self.pacer.news(urgent=urgent)
@@ -232,9 +234,11 @@ def job_changed(name: str, namespace: str | None, body: kopf.Body, **_: Any) -> 
     signal = _signals.get((namespace or "", name))
     if signal is None:
         return
-    generation = body.get("metadata", {}).get("generation")
-    if generation != signal.generation or body.get("metadata", {}).get("deletionTimestamp"):
-        signal.generation = generation
+    meta = body.get("metadata", {})
+    generation = meta.get("generation")
+    retry = (meta.get("annotations") or {}).get(RETRY_ANNOTATION)
+    if generation != signal.generation or retry != signal.retry or meta.get("deletionTimestamp"):
+        signal.generation, signal.retry = generation, retry
         signal.news(urgent=True)
 
 

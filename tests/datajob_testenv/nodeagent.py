@@ -9,6 +9,8 @@ API like kubelet does. Deleting a pod sends SIGTERM, then SIGKILL after the grac
 ``nodeagent.datajob.dev/signal: KILL`` (or TERM, INT, ...; any new value, e.g. ``KILL/2``, signals
 again) sends that signal to the pod's processes on demand.
 
+It also serves the kubelet's container-log endpoint (kubelet_logs), so `kubectl logs` works on its pods.
+
 What it does not do: images are ignored (the command runs on the host's PATH), there is no isolation and
 no resource limits; volume mount paths are rebased under ``$NODE_AGENT_ROOT`` (an env var the process
 gets), because processes share the host's filesystem. See docs/testing.md.
@@ -37,6 +39,7 @@ import structlog
 from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 
+from .kubelet_logs import LogServer
 from .nodes import AGENT_SHAPE
 
 log = structlog.get_logger("nodeagent")
@@ -202,6 +205,7 @@ class NodeAgent:
         self.pods: dict[str, PodRun] = {}
         self.events: queue.Queue[tuple[str, dict[str, Any]]] = queue.Queue()
         self.stopping = threading.Event()
+        self.logs = LogServer(work_dir / "pods", work_dir / "kubelet")
 
     # -- node registration and heartbeat --------------------------------------------------------
     def register(self) -> None:
@@ -233,6 +237,8 @@ class NodeAgent:
             {"type": "InternalIP", "address": "127.0.0.1"},
             {"type": "Hostname", "address": self.node_name},
         ]
+        # Where the API server fetches container logs (kubectl logs): the agent's log endpoint.
+        status["daemonEndpoints"] = {"kubeletEndpoint": {"Port": self.logs.port}}
         status["nodeInfo"] = {
             "architecture": "amd64",
             "operatingSystem": "linux",
@@ -644,6 +650,7 @@ class NodeAgent:
 
     # -- main loop ------------------------------------------------------------------------------------
     def run(self) -> None:
+        self.logs.start()
         self.register()
         threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True).start()
         threading.Thread(target=self._watch_loop, name="watch", daemon=True).start()

@@ -356,3 +356,19 @@ def test_an_evicted_job_stops_its_workers_gracefully_charges_nothing_and_keeps_i
     assert state.restarts == 0 and all(slot.restarts == 0 for slot in state.slots.values())
     readmitted = step(state, policy, [], queue=admitted, now=4.0)
     assert [slot for slot, _ in readmitted.create] == [0, 1] and "Admitted" in reasons(readmitted)
+
+
+def test_a_retry_request_requeues_only_failed_shards_and_reopens_a_failed_job() -> None:
+    state, policy, pods = start(max_shard_attempts=1)
+    step(state, policy, dies(pods, 0, exit_code=1, reason="Error"), processing(pods[0], 0, 0))
+    assert 0 in state.ledger.failed
+    step(state, policy, running(pods)[1:], now=3.0)
+    assert phase(state) is Phase.FAILED and state.reason == "ShardsFailed"
+    retry = Policy(**{**policy.__dict__, "retry_request": "1"})
+    decision = step(state, retry, running(pods)[1:], now=4.0)
+    assert phase(state) is not Phase.FAILED and "Retrying" in reasons(decision)
+    assert not state.ledger.failed and 0 in (set(state.ledger.retry) | set(state.ledger.in_flight))
+    assert state.slots[0].restarts == 0
+    # The same request is acted on once.
+    again = step(state, retry, running(pods)[1:], now=5.0)
+    assert "Retrying" not in reasons(again)
