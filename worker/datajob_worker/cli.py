@@ -44,6 +44,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     run.add_argument("--seed", type=int, help="seed for --kill-every, for repeatable demos")
     run.add_argument(
+        "--shard",
+        type=int,
+        metavar="N",
+        help="debug one shard: plan as the operator does, run shard N in this process into a scratch dir",
+    )
+    run.add_argument(
+        "--from-checkpoint",
+        action="store_true",
+        help="with --shard: start at the newest checkpoint of that shard in the job's output",
+    )
+    run.add_argument("--shard-output", type=Path, metavar="DIR", help="with --shard: where its output goes")
+    run.add_argument(
         "--overwrite",
         action="store_true",
         help="replace output of another job or of an earlier version of this one (spec.output.overwrite)",
@@ -51,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     validate = commands.add_parser("validate", help="check a manifest with the API's rules")
     validate.add_argument("manifest", type=Path)
     args = parser.parse_args(argv)
-    if args.command == "run":
+    if args.command == "run" and args.shard is None:
         # The workers' fork server imports the worker while this process imports the rest and plans.
         worker_process.warm_up()
     # Imported after the fork server started, so that the two imports run side by side.
@@ -68,6 +80,16 @@ def main(argv: list[str] | None = None) -> int:
             check_local(DataJob.load(manifest))
             print(f"{args.manifest}: valid")
             return 0
+        if args.shard is not None:
+            from .replay import replay_shard  # noqa: PLC0415
+
+            return replay_shard(
+                manifest,
+                args.manifest.resolve().parent,
+                args.shard,
+                output=args.shard_output,
+                from_checkpoint=args.from_checkpoint,
+            )
         job = LocalRun(
             manifest,
             args.manifest.resolve().parent,
