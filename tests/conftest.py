@@ -17,7 +17,7 @@ from datajob_testenv.kube import Kubectl
 from datajob_testenv.kueue import Kueue
 from datajob_testenv.objectstore import ObjectStore
 from datajob_testenv.operator_process import OperatorProcess
-from datajob_testenv.processes import wait_for
+from datajob_testenv.processes import free_port, wait_for
 from datajob_testenv.tools import REPO_ROOT
 
 
@@ -118,7 +118,9 @@ def datajob_crd(cluster: TestCluster, kubectl: Kubectl) -> None:
 @pytest.fixture(scope="session")
 def operator(cluster: TestCluster, datajob_crd: None) -> Iterator[OperatorProcess]:
     """The operator, watching all namespaces, for the whole session; tests may kill and restart it."""
-    process = OperatorProcess(cluster.kubeconfig, cluster.directory / "logs")
+    port = free_port()
+    process = OperatorProcess(cluster.kubeconfig, cluster.directory / "logs", "--metrics-port", str(port))
+    process.metrics_url = f"http://127.0.0.1:{port}/metrics"
     process.start()
     try:
         yield process

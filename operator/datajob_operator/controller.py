@@ -464,7 +464,7 @@ class JobController:
         name = queueing.workload_name(self.jobs.name)
         self.runtime.queue_status = {"name": queue, "workload": name}
         if state.phase in (Phase.SUCCEEDED, Phase.FAILED):
-            return queueing.admission_of(workload, workers)
+            return self._note_admission(queueing.admission_of(workload, workers))
         wanted = self._wanted_workload(job)
         if workload is None:
             self.kueue.create_workload(wanted)
@@ -479,18 +479,23 @@ class JobController:
                 reason="Resized",
                 message="spec.workers or the queue changed: the job is queued again with its new size",
             )
-        admission = queueing.admission_of(workload, workers)
-        if admission.cluster_queue:
-            self.runtime.queue_status["clusterQueue"] = admission.cluster_queue
+        admission = self._note_admission(queueing.admission_of(workload, workers))
         if admission.admitted:
             self.runtime.placement = queueing.flavor_placement(self.kueue.flavors(admission.flavors))
-            self.runtime.queue_status["admittedWorkers"] = admission.workers
             return admission
         position = None if admission.evicted else queueing.queue_position(workload, self.kueue.workloads())
         if position is not None:
             self.runtime.queue_status["position"] = position[0]
             message = f"{admission.message} (position {position[0]} of {position[1]} in LocalQueue {queue})"
             return replace(admission, message=message)
+        return admission
+
+    def _note_admission(self, admission: Admission) -> Admission:
+        """status.queue's clusterQueue and admittedWorkers, from Kueue's admission."""
+        if admission.cluster_queue:
+            self.runtime.queue_status["clusterQueue"] = admission.cluster_queue
+        if admission.admitted:
+            self.runtime.queue_status["admittedWorkers"] = admission.workers
         return admission
 
     def _settle_workload(self, job: dict[str, Any], state: JobState, queue: Admission, *, gone: bool) -> None:

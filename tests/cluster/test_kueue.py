@@ -22,6 +22,7 @@ from datajob_testenv.datajobs import (
     write_inputs,
 )
 from datajob_testenv.kueue import GROUP, VERSION, Kueue
+from datajob_testenv.nodes import AGENT_NODE_LABEL
 from datajob_testenv.processes import wait_for
 from datajob_worker.cli import main as datajob
 
@@ -49,7 +50,7 @@ def queue(kueue: Kueue, jobs: Jobs, request: pytest.FixtureRequest) -> Any:
     _create(custom, "resourceflavors", {"kind": "ResourceFlavor", "metadata": {"name": FLAVOR}})
     cluster_queue = f"cq-{jobs.namespace}"[:63]
 
-    def make(cpu: str, preemption: dict[str, Any] | None = None) -> str:
+    def make(cpu: str, preemption: dict[str, Any] | None = None, flavor: str = FLAVOR) -> str:
         spec: dict[str, Any] = {
             "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": jobs.namespace}},
             "queueingStrategy": "StrictFIFO",
@@ -58,7 +59,7 @@ def queue(kueue: Kueue, jobs: Jobs, request: pytest.FixtureRequest) -> Any:
                     "coveredResources": ["cpu", "memory"],
                     "flavors": [
                         {
-                            "name": FLAVOR,
+                            "name": flavor,
                             "resources": [
                                 {"name": "cpu", "nominalQuota": cpu},
                                 {"name": "memory", "nominalQuota": "8Gi"},
@@ -206,3 +207,27 @@ def test_a_higher_priority_job_preempts_a_lower_one_which_resumes_from_its_check
     (tmp_path / "undisturbed.yaml").write_text(yaml.safe_dump(undisturbed))
     assert datajob(["run", str(tmp_path / "undisturbed.yaml")]) == 0
     assert data_digest(tmp_path / "low-out") == data_digest(tmp_path / "undisturbed")
+
+
+def test_kueue_admits_fewer_workers_when_min_workers_allows_on_the_flavors_nodes(
+    jobs: Jobs, tmp_path: Path, queue: Any
+) -> None:
+    custom = client.CustomObjectsApi(jobs.core.api_client)
+    flavor = {"kind": "ResourceFlavor", "metadata": {"name": "datajob-agents"}}
+    flavor["spec"] = {"nodeLabels": {AGENT_NODE_LABEL: "true"}}
+    _create(custom, "resourceflavors", flavor)
+    lq = queue(cpu="100m", flavor="datajob-agents")  # room for one 100m worker of the two asked for
+    job = queued_job("partial", tmp_path, lq, workers=2, minWorkers=1)
+    jobs.create(job)
+    wait_for(lambda: bool(jobs.pods("partial")), 60, "a worker of the admitted job")
+    [pod] = jobs.pods("partial")
+    assert pod.spec.node_selector[AGENT_NODE_LABEL] == "true", "the admitted flavor's node labels"
+    status = jobs.wait_phase("partial", "Succeeded", timeout=120)
+    assert status["queue"]["admittedWorkers"] == 1
+    assert status["shards"]["failed"] == 0
+    admitted = next(
+        e.message for e in jobs.events("partial", wait_for_reason="Admitted") if e.reason == "Admitted"
+    )
+    assert "with 1 worker(s)" in admitted and "datajob-agents" in admitted, admitted
+    events = jobs.events("partial")
+    assert sum(1 for e in events if e.reason == "WorkerCreated") == 1, "one worker, as admitted"

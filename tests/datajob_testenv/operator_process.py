@@ -18,6 +18,7 @@ class OperatorProcess:
         self.extra_args = extra_args
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
+        self.metrics_url = ""  # set by whoever passes --metrics-port
 
     def start(self) -> None:
         self.starts += 1
