@@ -4,6 +4,7 @@ suspends one gracefully and it resumes from its checkpoints (docs/operations.md,
 from __future__ import annotations
 
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from datajob_testenv.datajobs import (
 )
 from datajob_testenv.kueue import GROUP, VERSION, Kueue
 from datajob_testenv.nodes import AGENT_NODE_LABEL
+from datajob_testenv.operator_process import OperatorProcess
 from datajob_testenv.processes import wait_for
 from datajob_worker.cli import main as datajob
 
@@ -114,7 +116,7 @@ def queued_job(name: str, tmp_path: Path, queue: str, **spec: Any) -> dict[str, 
 
 
 def test_kueue_admits_jobs_within_quota_and_the_next_waits_with_a_visible_reason_then_runs(
-    jobs: Jobs, tmp_path: Path, queue: Any
+    jobs: Jobs, tmp_path: Path, queue: Any, operator: OperatorProcess
 ) -> None:
     lq = queue(cpu="200m")  # two one-worker jobs of 100m each
     for name in ("q1", "q2", "q3"):
@@ -147,6 +149,11 @@ def test_kueue_admits_jobs_within_quota_and_the_next_waits_with_a_visible_reason
         assert jobs.wait_phase(name, "Succeeded", timeout=120)["shards"]["failed"] == 0
     events = {e.reason for e in jobs.events("q3", wait_for_reason="Completed")}
     assert {"Queued", "Admitted", "Completed"} <= events, events
+    # The wait is measured: the operator's queue-wait histogram has the third job's.
+    with urllib.request.urlopen(operator.metrics_url, timeout=5) as page:
+        scraped = page.read().decode()
+    waits = [line for line in scraped.splitlines() if line.startswith("datajob_queue_wait_seconds_count")]
+    assert waits and float(waits[0].split()[-1]) >= 1, waits
 
 
 def test_a_higher_priority_job_preempts_a_lower_one_which_resumes_from_its_checkpoints_with_nothing_charged(
