@@ -28,25 +28,44 @@ REMOVAL_TAINTS: Mapping[str, str] = {
 BLOCKING_EFFECTS = frozenset({"NoSchedule", "NoExecute"})
 
 
-def draining_reason(node: Mapping[str, Any]) -> str:
-    """Why new work should not stay on ``node`` (a Node as the API server returns it), or "" if it may."""
+def removal_taint(node: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(taint key, why) if ``node`` (a Node as the API server returns it) is going away, else None."""
     name = (node.get("metadata") or {}).get("name", "?")
     spec = node.get("spec") or {}
     for taint in spec.get("taints") or []:
         key = taint.get("key", "")
         if key in REMOVAL_TAINTS and taint.get("effect") in BLOCKING_EFFECTS:
-            return f"node {name} is {REMOVAL_TAINTS[key]} (taint {key})"
+            return key, f"node {name} is {REMOVAL_TAINTS[key]} (taint {key})"
     if spec.get("unschedulable"):
         # The taint above follows a cordon within a moment; the field itself is the first sign.
-        return f"node {name} is {REMOVAL_TAINTS['node.kubernetes.io/unschedulable']}"
-    return ""
+        key = "node.kubernetes.io/unschedulable"
+        return key, f"node {name} is {REMOVAL_TAINTS[key]}"
+    return None
 
 
-def draining_nodes(nodes: Iterable[Mapping[str, Any]]) -> dict[str, str]:
-    """The nodes that are going away, by name, with why."""
+def draining_reason(node: Mapping[str, Any]) -> str:
+    """Why new work should not stay on ``node``, or "" if it may."""
+    found = removal_taint(node)
+    return found[1] if found else ""
+
+
+def draining_nodes(nodes: Iterable[Mapping[str, Any]]) -> dict[str, tuple[str, str]]:
+    """The nodes that are going away, by name, with the taint key and why."""
     out = {}
     for node in nodes:
-        reason = draining_reason(node)
-        if reason:
-            out[node["metadata"]["name"]] = reason
+        found = removal_taint(node)
+        if found:
+            out[node["metadata"]["name"]] = found
     return out
+
+
+def tolerates(tolerations: Iterable[Mapping[str, Any]], key: str) -> bool:
+    """Whether a pod with ``tolerations`` may stay (and be scheduled again) despite taint ``key``: then
+    moving it would only bring its replacement back to the same node."""
+    for toleration in tolerations:
+        operator = toleration.get("operator", "Equal")
+        if toleration.get("effect") not in (None, "", "NoSchedule", "NoExecute"):
+            continue
+        if (not toleration.get("key") and operator == "Exists") or toleration.get("key") == key:
+            return True
+    return False

@@ -80,6 +80,8 @@ class RateWindow:
         """Records ``at`` if it differs from the newest sample (time alone is not a new sample)."""
         if self.samples and self.samples[-1][1:] == (at.records, at.bytes):
             return
+        if self.samples and now - self.samples[-1][0] > self.window:
+            self.samples.clear()  # after a pause (suspended, queued, stalled) the rate starts afresh
         self.samples.append((now, at.records, at.bytes))
         # Keep one sample at or before the window's start, as the base of the rate.
         while len(self.samples) > 2 and self.samples[1][0] <= now - self.window:
@@ -115,9 +117,14 @@ def human_duration(seconds: float) -> str:
     return f"{s // 86400}d{(s % 86400) // 3600}h"
 
 
-def progress_status(at: Position, rates: Rates | None, *, finished: bool, stalled: bool) -> dict[str, Any]:
-    """status.progress: percent done, throughput, and an ETA, all as of the newest position (so they do
-    not change, and the status is not rewritten, while nothing progresses)."""
+MAX_ETA_SECONDS = 10 * 365 * 86400  # beyond this an ETA means nothing (and dates overflow)
+
+
+def progress_status(
+    at: Position, rates: Rates | None, *, finished: bool, stalled: bool, running: bool = True
+) -> dict[str, Any]:
+    """status.progress: percent done, and while the job runs, throughput and an ETA, all as of the newest
+    position (so they do not change, and the status is not rewritten, while nothing progresses)."""
     fraction = 1.0 if finished else at.fraction
     out: dict[str, Any] = {"records": at.records, "bytes": at.bytes}
     if at.total_bytes:
@@ -127,7 +134,7 @@ def progress_status(at: Position, rates: Rates | None, *, finished: bool, stalle
         percent = 100 if finished else min(99, int(fraction * 100))
         out["percent"] = percent
         out["summary"] = f"{percent}%"
-    if finished:
+    if finished or not running:
         return out
     if stalled:
         out.update(recordsPerSecond=0, bytesPerSecond=0)
@@ -137,7 +144,7 @@ def progress_status(at: Position, rates: Rates | None, *, finished: bool, stalle
     out["recordsPerSecond"] = round(rates.records_per_second)
     out["bytesPerSecond"] = round(rates.bytes_per_second)
     eta = eta_seconds(at, rates)
-    if eta is not None:
+    if eta is not None and 0 < eta <= MAX_ETA_SECONDS:  # 0: the input is read; reduce or commit remain
         out["eta"] = human_duration(eta)
         done = datetime.datetime.fromtimestamp(rates.at + eta, datetime.UTC)
         out["estimatedCompletionTime"] = done.strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -129,6 +129,17 @@ def admission_of(workload: Mapping[str, Any] | None, workers: int) -> Admission:
         return Admission(False, 0, reason="WorkloadCreating", message="creating the Workload for Kueue")
     status = workload.get("status") or {}
     admission = status.get("admission") or {}
+    if _true(workload, "Finished"):
+        # Its run is over (quota freed); a job that runs again (a retry) needs a new Workload.
+        return Admission(
+            False,
+            _admitted_count(admission, workers),
+            reason="Finished",
+            message="the Workload of this job's run has finished",
+            cluster_queue=str(admission.get("clusterQueue") or ""),
+            finished=True,
+            admission=admission,
+        )
     evicted = _condition(workload, "Evicted")
     if evicted.get("status") == "True":
         return Admission(
@@ -143,11 +154,8 @@ def admission_of(workload: Mapping[str, Any] | None, workers: int) -> Admission:
             admission=admission,
         )
     if _true(workload, "Admitted") and admission:
-        assignment: Mapping[str, Any] = next(
-            (a for a in admission.get("podSetAssignments") or [] if a.get("name") == POD_SET), {}
-        )
-        count = int(assignment.get("count") or workers)
-        flavors = tuple(sorted(set((assignment.get("flavors") or {}).values())))
+        count = _admitted_count(admission, workers)
+        flavors = tuple(sorted(set((_assignment(admission).get("flavors") or {}).values())))
         return Admission(
             True,
             count,
@@ -156,18 +164,22 @@ def admission_of(workload: Mapping[str, Any] | None, workers: int) -> Admission:
             + (f", flavor(s) {', '.join(flavors)}" if flavors else ""),
             cluster_queue=str(admission.get("clusterQueue") or ""),
             flavors=flavors,
-            finished=_true(workload, "Finished"),
             admission=admission,
         )
     reserved = _condition(workload, "QuotaReserved")
     message = reserved.get("message") or "waiting for Kueue to admit the Workload"
-    return Admission(
-        False,
-        0,
-        reason=str(reserved.get("reason") or "Pending"),
-        message=str(message),
-        finished=_true(workload, "Finished"),
+    return Admission(False, 0, reason=str(reserved.get("reason") or "Pending"), message=str(message))
+
+
+def _assignment(admission: Mapping[str, Any]) -> Mapping[str, Any]:
+    found: Mapping[str, Any] = next(
+        (a for a in admission.get("podSetAssignments") or [] if a.get("name") == POD_SET), {}
     )
+    return found
+
+
+def _admitted_count(admission: Mapping[str, Any], workers: int) -> int:
+    return int(_assignment(admission).get("count") or workers) if admission else 0
 
 
 def flavor_placement(flavors: Iterable[Mapping[str, Any]]) -> tuple[dict[str, str], list[dict[str, Any]]]:

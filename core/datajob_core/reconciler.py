@@ -73,10 +73,16 @@ def policy_from_spec(spec: dict[str, Any], annotations: dict[str, str] | None = 
         heartbeat_timeout=max(30.0, 3 * min(interval, 30.0)),
         startup_timeout=float(spec.get("startupTimeoutSeconds", 300)),
         failure_rules=rules_from_spec(retry.get("podFailurePolicy")),
-        progress_deadline=float(spec.get("progressDeadlineSeconds", 600) or 0),
+        progress_deadline=_deadline(float(spec.get("progressDeadlineSeconds", 600) or 0), interval),
         fail_on_stall=spec.get("progressDeadlineAction") == "Fail",
         retry_request=str((annotations or {}).get(RETRY_ANNOTATION) or ""),
     )
+
+
+def _deadline(seconds: float, checkpoint_interval: float) -> float:
+    """The stall deadline in effect: 0 (off), or at least two checkpoint intervals, so that a job whose
+    checkpoints are rare (set before the deadline existed) is not called stalled between two of them."""
+    return 0.0 if seconds <= 0 else max(seconds, 2 * checkpoint_interval)
 
 
 @dataclass(frozen=True)
@@ -569,24 +575,41 @@ def _bury(
 
 def _retry_failed(ctx: _Pass) -> None:
     """A user asked to re-run the permanently failed shards: they get a fresh attempt budget, and a job that
-    failed runs again (its succeeded shards are kept). A succeeded job is left as it is."""
+    failed runs again (its succeeded shards are kept). A succeeded job is left as it is, and so is a job
+    whose reduce stage or job commit already ran without a failed map shard: their committed output would
+    not include it (rerun that job with spec.output.overwrite instead)."""
     state, policy, decision = ctx.state, ctx.policy, ctx.decision
     state.retried = policy.retry_request
+    ledger = state.ledger
     if state.phase is Phase.SUCCEEDED:
         decision.events.append(Event("Normal", "RetryIgnored", "the job has succeeded; nothing to retry"))
         return
-    shards = state.ledger.requeue_failed("retried on request", ctx.now)
+    map_shards = Layout.of(ledger).map_shards
+    failed_maps = [s for s in ledger.failed if s < map_shards]
+    top = ledger.succeeded.max()
+    later_started = (top is not None and top >= map_shards) or any(
+        shard >= map_shards for shard in (*ledger.in_flight, *ledger.retry, *ledger.failed)
+    )
+    if failed_maps and later_started:
+        decision.events.append(
+            Event(
+                "Warning",
+                "RetryRefused",
+                f"the reduce stage or the job commit already ran without failed map shard(s) "
+                f"{', '.join(map(str, sorted(failed_maps)[:20]))}; their output cannot be added now: "
+                "rerun the job with spec.output.overwrite",
+            )
+        )
+        return
+    shards = ledger.requeue_failed("retried on request", ctx.now)
     if state.phase is Phase.FAILED:
         state.phase, state.reason, state.message = Phase.PENDING, "", ""
         for slot in state.slots.values():  # a fresh crash-loop budget too
             slot.restarts, slot.last_failure, slot.not_before = 0, "", 0.0
         state.progressed_at = ctx.now
     names = ", ".join(str(s) for s in shards[:20]) + (" ..." if len(shards) > 20 else "")
-    decision.events.append(
-        Event(
-            "Normal", "Retrying", f"re-queued {len(shards)} failed shard(s){': ' + names if shards else ''}"
-        )
-    )
+    which = f": {names}" if shards else ""
+    decision.events.append(Event("Normal", "Retrying", f"re-queued {len(shards)} failed shard(s){which}"))
 
 
 def _follow_queue(ctx: _Pass, queue: Admission | None) -> bool:
@@ -600,12 +623,9 @@ def _follow_queue(ctx: _Pass, queue: Admission | None) -> bool:
         if queue.admitted:
             decision.events.append(Event("Normal", "Admitted", queue.message))
             state.progressed_at = ctx.now  # the stall clock starts with the admission
-        elif state.queue == "Admitted":
-            decision.events.append(
-                Event(
-                    "Normal", "Evicted", f"{queue.message}; workers checkpoint and stop, nothing is charged"
-                )
-            )
+        elif state.queue == "Admitted" and queue.evicted:
+            message = f"{queue.message}; workers checkpoint and stop, nothing is charged"
+            decision.events.append(Event("Normal", "Evicted", message))
         else:
             decision.events.append(Event("Normal", "Queued", queue.message))
         state.queue = now_state
@@ -624,6 +644,11 @@ def _check_progress(ctx: _Pass, workers: list[ObservedWorker], admitted: bool = 
         return False
     if not state.progressed_at or state.phase is Phase.SUSPENDED:
         state.progressed_at = now
+    map_shards = Layout.of(state.ledger).map_shards
+    if any(shard >= map_shards for shard in state.ledger.in_flight):
+        # Reduce tasks and the job commit do not checkpoint; their workers' heartbeats show they are alive
+        # (a silent one is replaced at the heartbeat deadline). Their completion is progress.
+        return False
     if not policy.progress_deadline or now - state.progressed_at <= policy.progress_deadline:
         if state.stalled:
             state.stalled = ""

@@ -23,6 +23,7 @@ from pydantic import ValidationError
 
 from datajob_core import (
     committer,
+    node_drain,
     output_identity,
     plan_store,
     pod_policy,
@@ -41,6 +42,7 @@ from datajob_core.planning import PlanError, plan_shards
 from datajob_core.protocol import ASSIGNMENT_ANNOTATION, ReportMessage, lease_name
 from datajob_core.queueing import Admission
 from datajob_core.reconciler import (
+    RETRY_ANNOTATION,
     START_ERRORS,
     Decision,
     JobState,
@@ -83,7 +85,9 @@ def _epoch(iso: str | None) -> float | None:
 
 
 def observe_pod(
-    pod: dict[str, Any], nodes: frozenset[str] | None = None, draining: dict[str, str] | None = None
+    pod: dict[str, Any],
+    nodes: frozenset[str] | None = None,
+    draining: dict[str, tuple[str, str]] | None = None,
 ) -> ObservedWorker | None:
     """What the reconciler needs of a worker pod; ``nodes``, if known, are the nodes that still exist, and
     ``draining`` those going away (node_drain), with why."""
@@ -127,7 +131,9 @@ def observe_pod(
         phase, reason = "Failed", f"NodeLost: node {node} no longer exists"
         disruption = reason
     elif node and draining and node in draining:
-        evacuate = draining[node]
+        key, why = draining[node]
+        if not node_drain.tolerates((pod.get("spec") or {}).get("tolerations") or [], key):
+            evacuate = why
     return ObservedWorker(
         name=meta["name"],
         slot=int(slot),
@@ -257,6 +263,7 @@ class JobController:
     def reconcile_once(self) -> float | None:
         """Runs one pass; returns the seconds until a time-based decision is due (None: none is), after
         which the next pass must run even if nothing happens (see pacing)."""
+        self.timings = {"shard": [], "replacement": [], "queue_wait": []}
         job = self.jobs.read_job()
         if job is None or job["metadata"].get("deletionTimestamp"):
             return 5.0
@@ -323,6 +330,7 @@ class JobController:
             try:
                 self.jobs.replace_status(job, new_status)
             except ConflictError:
+                self.timings = {"shard": [], "replacement": [], "queue_wait": []}  # the next pass redoes them
                 return 0.0  # someone else changed the job; observe again
             self.status_writes += 1
         self.last_status = new_status
@@ -350,6 +358,8 @@ class JobController:
         for slot, _ in decision.create:
             if state.slots[slot].incarnation > 1:
                 replacing.setdefault(slot, time.monotonic())
+        for slot in [s for s in replacing if not state.slots[s].pod]:  # stopped (suspend, queue): not a wait
+            del replacing[slot]
         if any(e.reason == "Admitted" for e in decision.events):
             queued = next((c for c in old.get("conditions") or [] if c.get("type") == "Queued"), None)
             since = (
@@ -443,7 +453,7 @@ class JobController:
                 return found[0]
         return self.kueue.read_workload(name)
 
-    def _wanted_workload(self, job: dict[str, Any]) -> dict[str, Any]:
+    def _wanted_workload(self, job: dict[str, Any], *, with_priority: bool = False) -> dict[str, Any]:
         name = self.jobs.name
         shape = sizing.worker_pod(job, 0, f"{name}-template", lease_name(name, 0))
         return queueing.workload_manifest(
@@ -451,35 +461,49 @@ class JobController:
             shape,
             labels=sizing.worker_labels(name),
             owner=sizing.owner_reference(job),
-            priority=self.kueue.priority(job),
+            priority=self._priority(job) if with_priority else None,
         )
+
+    def _priority(self, job: dict[str, Any]) -> queueing.PriorityRef | None:
+        """Resolved once, when the Workload is made; a class that does not exist means no priority (as for
+        a pod), said in the log rather than failing every pass."""
+        try:
+            return self.kueue.priority(job)
+        except ApiException as error:
+            if error.status != 404:
+                raise
+            self.log.warning("priority class not found; the Workload gets none", error=str(error.reason))
+            return None
 
     def _follow_kueue(self, job: dict[str, Any], state: JobState) -> Admission | None:
         """For a job in a Kueue queue: makes sure its Workload exists and says what Kueue decided."""
         queue = queueing.queue_name(job)
         if queue is None:
+            self._drop_stray_workload()
             return None
         workers = int(job["spec"].get("workers", 1))
         workload = self._workload()
         name = queueing.workload_name(self.jobs.name)
         self.runtime.queue_status = {"name": queue, "workload": name}
-        if state.phase in (Phase.SUCCEEDED, Phase.FAILED):
+        if state.phase in (Phase.SUCCEEDED, Phase.FAILED) and not _retry_pending(job, state):
             return self._note_admission(queueing.admission_of(workload, workers))
-        wanted = self._wanted_workload(job)
         if workload is None:
-            self.kueue.create_workload(wanted)
+            self.kueue.create_workload(self._wanted_workload(job, with_priority=True))
             self.log.info("created workload", workload=name, queue=queue)
             return queueing.admission_of(None, workers)
-        if queueing.needs_new_workload(workload, wanted) or queueing.admission_of(workload, workers).finished:
-            # Kueue keeps an admitted Workload's pod sets fixed: stop the workers, then queue a new one.
-            return Admission(
-                False,
-                0,
-                evicted=True,
-                reason="Resized",
-                message="spec.workers or the queue changed: the job is queued again with its new size",
-            )
         admission = self._note_admission(queueing.admission_of(workload, workers))
+        if queueing.needs_new_workload(workload, self._wanted_workload(job)) or admission.finished:
+            # Kueue keeps an admitted Workload's pod sets fixed, and a finished one is over: stop the
+            # workers, then queue a new Workload (see _settle_workload).
+            why = (
+                "the job runs again (a retry) after its Workload finished"
+                if admission.finished
+                else "spec.workers or the queue changed"
+            )
+            return Admission(
+                False, 0, evicted=True, reason="Requeued", message=f"{why}: the job is queued again"
+            )
+        self._set_active(workload, not job["spec"].get("suspend", False))
         if admission.admitted:
             self.runtime.placement = queueing.flavor_placement(self.kueue.flavors(admission.flavors))
             return admission
@@ -490,11 +514,26 @@ class JobController:
             return replace(admission, message=message)
         return admission
 
+    def _set_active(self, workload: dict[str, Any], active: bool) -> None:
+        """spec.suspend deactivates the Workload, as for Kueue's own jobs: Kueue evicts it (the workers stop
+        and the quota is released) and does not queue it until it is active again."""
+        if bool((workload.get("spec") or {}).get("active", True)) != active:
+            self.kueue.set_active(workload["metadata"]["name"], active)
+
+    def _drop_stray_workload(self) -> None:
+        """The queue label was removed: the job runs unqueued, and its Workload must not hold quota."""
+        cached = self.observed.workloads_of(self.jobs.namespace, self.jobs.name) if self.observed else None
+        for workload in cached or []:
+            self.kueue.delete_workload(workload["metadata"]["name"])
+            self.log.info(
+                "deleted the workload of a job no longer queued", workload=workload["metadata"]["name"]
+            )
+
     def _note_admission(self, admission: Admission) -> Admission:
         """status.queue's clusterQueue and admittedWorkers, from Kueue's admission."""
         if admission.cluster_queue:
             self.runtime.queue_status["clusterQueue"] = admission.cluster_queue
-        if admission.admitted:
+        if admission.admitted or admission.finished:
             self.runtime.queue_status["admittedWorkers"] = admission.workers
         return admission
 
@@ -516,7 +555,7 @@ class JobController:
                     self.kueue.replace_workload_status(
                         workload, queueing.finished_status(workload, succeeded, state.message, now)
                     )
-            elif queue.reason == "Resized" and gone:
+            elif queue.reason == "Requeued" and gone:
                 self.kueue.delete_workload(workload["metadata"]["name"])
             elif queue.evicted and gone and (workload.get("status") or {}).get("admission"):
                 self.kueue.replace_workload_status(workload, queueing.released_status(workload, now))
@@ -603,6 +642,8 @@ class JobController:
         live = [p for p in pods if not p.deleting and p.phase in ("Pending", "Running")]
         ready = [p for p in live if p.phase == "Running"]
         desired = 0 if state.phase in (Phase.SUCCEEDED, Phase.FAILED) or policy.suspend else policy.workers
+        if queue is not None:  # under Kueue: what it admitted, none while queued
+            desired = min(desired, queue.workers) if queue.admitted else 0
         now = _now_iso()
         status: dict[str, Any] = {
             "observedGeneration": job["metadata"].get("generation"),
@@ -635,6 +676,7 @@ class JobController:
             self.runtime.rates.rates(),
             finished=state.phase is Phase.SUCCEEDED,
             stalled=decision.stall is not None,
+            running=state.phase is Phase.RUNNING,
         )
         if layout.partitions:
             reduce = state.ledger.counts(layout.map_shards, layout.map_shards + layout.partitions)
@@ -748,6 +790,11 @@ class JobController:
 # The writes of one pass (assignments, pod creations) go out side by side: a pass that replaces or
 # tops up hundreds of workers must not take hundreds of round trips end to end.
 _WRITES = concurrent.futures.ThreadPoolExecutor(16, thread_name_prefix="api-write")
+
+
+def _retry_pending(job: dict[str, Any], state: JobState) -> bool:
+    request = (job["metadata"].get("annotations") or {}).get(RETRY_ANNOTATION)
+    return bool(request) and request != state.retried
 
 
 def in_parallel(calls: Sequence[Callable[[], object]]) -> None:

@@ -297,7 +297,7 @@ def _pass(controller: JobController, namespace: str, name: str) -> float | None:
     metrics.PASS_SECONDS.observe(time.monotonic() - started)
     if controller.last_status is not None:
         metrics.observe(namespace, name, controller.last_status)
-    timings = controller.timings
+    timings, controller.timings = controller.timings, {"shard": [], "replacement": [], "queue_wait": []}
     metrics.observe_timings(timings["shard"], timings["replacement"], timings["queue_wait"])
     return next_in
 

@@ -73,8 +73,8 @@ class NodeDirectory:
         nodes = self.nodes()
         return None if nodes is None else frozenset(n["metadata"]["name"] for n in nodes)
 
-    def draining(self) -> dict[str, str]:
-        """Nodes being drained, cordoned or reclaimed, with why (node_drain)."""
+    def draining(self) -> dict[str, tuple[str, str]]:
+        """Nodes being drained, cordoned or reclaimed, with the taint key and why (node_drain)."""
         return draining_nodes(self.nodes() or [])
 
 

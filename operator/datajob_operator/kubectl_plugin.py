@@ -254,6 +254,8 @@ def pick_pods(job: dict[str, Any], pods: Sequence[Any], slot: int | None, shard:
         if not ledger:
             raise PluginError("the job has no shard ledger yet")
         state = state_codec.decode(ledger).ledger
+        if not 0 <= shard < state.total:
+            raise PluginError(f"--shard {shard}: the job has shards 0 to {state.total - 1}")
         entry = state.in_flight.get(shard)
         if entry is None:
             raise PluginError(
@@ -269,18 +271,26 @@ def pick_pods(job: dict[str, Any], pods: Sequence[Any], slot: int | None, shard:
 
 
 # -- the command line --------------------------------------------------------------------------------
+def _common(parser: argparse.ArgumentParser, *, defaults: bool) -> None:
+    """kubectl's flags, accepted before and after the command; after wins. Only the top level has
+    defaults: a subcommand's own defaults would overwrite what was given before it."""
+
+    def default(value: str | None) -> str | None:
+        return value if defaults else argparse.SUPPRESS
+
+    parser.add_argument("-n", "--namespace", default=default(None))
+    parser.add_argument("--context", default=default(None))
+    parser.add_argument("--kubeconfig", default=default(None))
+    parser.add_argument("-o", "--output", choices=["text", "json", "yaml"], default=default("text"))
+
+
 def parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("-n", "--namespace")
-    common.add_argument("--context")
-    common.add_argument("--kubeconfig")
-    common.add_argument("-o", "--output", choices=["text", "json", "yaml"], default="text")
+    _common(common, defaults=False)
     top = argparse.ArgumentParser(
-        prog="kubectl datajob",
-        description=__doc__,
-        parents=[common],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="kubectl datajob", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
+    _common(top, defaults=True)
     commands = top.add_subparsers(dest="command", required=True)
     for name in ("status", "why", "suspend", "resume"):
         commands.add_parser(name, parents=[common]).add_argument("name")
@@ -331,9 +341,19 @@ def run(args: argparse.Namespace) -> int:
                 print(f"==> {pod.metadata.name} <==")
             _logs(cluster, pod.metadata.name, args.tail, args.follow and len(pods) == 1)
     elif args.command == "retry":
+        status = cluster.job(name).get("status") or {}
+        failed = int((status.get("shards") or {}).get("failed", 0)) + int(
+            (status.get("reduce") or {}).get("failed", 0)
+        )
+        if status.get("phase") == "Succeeded":
+            raise PluginError(f"datajob {name} has succeeded; there is nothing to retry")
+        if not failed and status.get("phase") != "Failed":
+            raise PluginError(f"datajob {name} has no failed shards")
         stamp = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         cluster.patch(name, {"metadata": {"annotations": {RETRY_ANNOTATION: stamp}}})
-        print(f"datajob.datajob.dev/{name} failed shards re-queued")
+        print(
+            f"datajob.datajob.dev/{name} retry requested ({failed} failed shard(s)); see its Retrying event"
+        )
     elif args.command in ("suspend", "resume"):
         cluster.patch(name, {"spec": {"suspend": args.command == "suspend"}})
         print(f"datajob.datajob.dev/{name} {args.command}d")

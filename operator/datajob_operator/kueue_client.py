@@ -44,6 +44,11 @@ class KueueClient:
             if error.status != 404:
                 raise
 
+    def set_active(self, name: str, active: bool) -> None:
+        self.custom.patch_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, PLURAL, name, {"spec": {"active": active}}
+        )
+
     def replace_workload_status(self, workload: dict[str, Any], status: dict[str, Any]) -> None:
         """Only if the Workload is unchanged since it was read (Kueue writes it too)."""
         body = {**workload, "status": status}

@@ -48,7 +48,7 @@ QUEUE_WAIT = Histogram(
 )
 REPLACEMENT_SECONDS = Histogram(
     "datajob_worker_replacement_seconds",
-    "From a worker's death being noticed to its replacement running",
+    "From creating a replacement worker pod (for a dead or moved one) to it running",
     buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
 )
 PASSES = Counter("datajob_reconcile_passes_total", "Reconcile passes", ["outcome"])

@@ -238,3 +238,27 @@ def test_kueue_admits_fewer_workers_when_min_workers_allows_on_the_flavors_nodes
     assert "with 1 worker(s)" in admitted and "datajob-agents" in admitted, admitted
     events = jobs.events("partial")
     assert sum(1 for e in events if e.reason == "WorkerCreated") == 1, "one worker, as admitted"
+
+
+def test_suspending_a_queued_job_gives_its_quota_to_the_next_one_and_resuming_queues_it_again(
+    jobs: Jobs, tmp_path: Path, queue: Any
+) -> None:
+    lq = queue(cpu="100m")  # room for one one-worker job
+    jobs.create(
+        queued_job(
+            "first", tmp_path, lq, processor={"builtin": "wordcount", "options": {"delayPerRecord": "0.05"}}
+        )
+    )
+    jobs.wait("first", a_shard_checkpointed, 60, "the first job checkpointed")
+    jobs.create(queued_job("second", tmp_path, lq))
+    jobs.wait("second", lambda s: condition(s, "Queued").get("status") == "True", 60, "the second job queued")
+
+    jobs.patch("first", {"suspend": True})
+    jobs.wait_phase("second", "Succeeded", timeout=120)  # it got the quota the suspended job released
+    first = jobs.status("first")
+    assert first["phase"] == "Suspended" and jobs.pods("first") == []
+    jobs.patch("first", {"suspend": False})
+    status = jobs.wait_phase("first", "Succeeded", timeout=180)
+    assert status["shards"]["failed"] == 0
+    ledger = shards_ledger(status)
+    assert all(entry.get("f", 0) == 0 for entry in (ledger.get("retry") or {}).values())

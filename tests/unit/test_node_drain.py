@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from datajob_core.node_drain import draining_nodes, draining_reason
+from datajob_core.node_drain import draining_nodes, draining_reason, removal_taint, tolerates
 
 
 def node(name: str, *taints: tuple[str, str], unschedulable: bool = False) -> dict[str, Any]:
@@ -30,3 +30,14 @@ def test_ordinary_taints_and_soft_hints_do_not_move_workers() -> None:
     assert draining_reason({"metadata": {"name": "bare"}}) == ""
     nodes = [node("a", unschedulable=True), node("b")]
     assert list(draining_nodes(nodes)) == ["a"]
+
+
+def test_a_worker_that_tolerates_the_taint_is_not_moved_back_and_forth() -> None:
+    found = removal_taint(node("a", ("karpenter.sh/disrupted", "NoSchedule")))
+    assert found is not None and found[0] == "karpenter.sh/disrupted"
+    assert tolerates([{"operator": "Exists"}], found[0])  # tolerates everything
+    assert tolerates(
+        [{"key": "karpenter.sh/disrupted", "operator": "Exists", "effect": "NoSchedule"}], found[0]
+    )
+    assert not tolerates([{"key": "nvidia.com/gpu", "operator": "Exists"}], found[0])
+    assert not tolerates([{"operator": "Exists", "effect": "PreferNoSchedule"}], found[0])

@@ -42,15 +42,26 @@ def test_rates_and_eta_change_only_when_the_position_does() -> None:
     status = progress_status(Position(50, 1_000, 10_000), rates, finished=False, stalled=False)
     assert status["eta"] == "1m30s" and status["bytesPerSecond"] == 100
     assert status["estimatedCompletionTime"] == "1970-01-01T00:03:20Z"  # 110 s + 90 s
-    # Old samples age out: the rate is over about the last minute.
-    window.add(300.0, Position(60, 2_000, 10_000))
-    window.add(310.0, Position(70, 3_000, 10_000))
+    # Samples older than the window age out: the rate is over about the last minute.
+    for t, b in ((130.0, 3_000), (150.0, 5_000), (170.0, 7_000), (190.0, 9_000)):
+        window.add(t, Position(b // 20, b, 10_000))
     recent = window.rates()
-    # The base is the newest sample at least a window old (110 s): 2,000 bytes in 200 s.
-    assert recent is not None and recent.bytes_per_second == 10.0
-    stalled = progress_status(Position(70, 3_000, 10_000), recent, finished=False, stalled=True)
+    assert recent is not None and recent.bytes_per_second == 100.0
+    assert window.samples[0][0] == 130.0  # the newest sample at least a window older than the last
+    # After a pause longer than the window, the rate starts afresh instead of averaging over the pause.
+    window.add(1_000.0, Position(460, 9_200, 10_000))
+    assert window.rates() is None
+    window.add(1_010.0, Position(470, 9_400, 10_000))
+    recent = window.rates()
+    assert recent is not None and recent.bytes_per_second == 20.0
+    assert "eta" not in progress_status(
+        Position(0, 9_400, 10_000), recent, finished=False, stalled=False, running=False
+    )
+    # The input read but the job not finished (reduce, commit): no ETA of 0s.
+    assert "eta" not in progress_status(Position(0, 10_000, 10_000), recent, finished=False, stalled=False)
+    stalled = progress_status(Position(70, 9_400, 10_000), recent, finished=False, stalled=True)
     assert stalled["bytesPerSecond"] == 0 and "eta" not in stalled
-    done = progress_status(Position(70, 3_000, 10_000), recent, finished=True, stalled=False)
+    done = progress_status(Position(70, 9_400, 10_000), recent, finished=True, stalled=False)
     assert done["percent"] == 100 and "eta" not in done
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from datajob_core.failure_policy import Action, ExitCodeRule
-from datajob_core.ledger import Ledger, ShardState
+from datajob_core.ledger import FailedShard, Ledger, ShardState
 from datajob_core.protocol import CurrentShard, ReportMessage
 from datajob_core.queueing import Admission
 from datajob_core.reconciler import (
@@ -19,6 +19,7 @@ from datajob_core.reconciler import (
     pod_name,
     reconcile,
 )
+from datajob_core.stages import Layout
 
 PLAN: list[dict[str, Any]] = [{"pieces": []} for _ in range(10)]
 
@@ -372,3 +373,18 @@ def test_a_retry_request_requeues_only_failed_shards_and_reopens_a_failed_job() 
     # The same request is acted on once.
     again = step(state, retry, running(pods)[1:], now=5.0)
     assert "Retrying" not in reasons(again)
+
+
+def test_a_retry_is_refused_when_the_job_commit_already_ran_without_a_failed_map_shard() -> None:
+    state = JobState(Layout.new(4).ledger())  # 4 map shards, then the job commit (shard 4)
+    for shard in range(4):
+        state.ledger.next_fresh = max(state.ledger.next_fresh, shard + 1)
+    state.ledger.succeeded.add_range(0, 3)
+    state.ledger.failed[3] = FailedShard(attempts=3, failures=3, reason="bad record")
+    state.ledger.next_fresh = 5
+    state.ledger.failed[4] = FailedShard(attempts=3, failures=3, reason="commit failed")
+    state.ledger.check_invariant()
+    state.phase, state.reason = Phase.FAILED, "JobCommitFailed"
+    decision = step(state, Policy(workers=1, retry_request="1", max_failed_shards=1), [], now=1.0)
+    assert "RetryRefused" in reasons(decision)
+    assert phase(state) is Phase.FAILED and 3 in state.ledger.failed

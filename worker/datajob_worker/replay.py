@@ -1,6 +1,7 @@
 """``datajob run MANIFEST --shard N``: replay one shard of a job on this machine, for debugging.
 
-The shard is planned exactly as the operator plans it (the same planner over the same input), then run in
+The shard is planned exactly as the operator plans it (the same planner over the input as it is listed now:
+if files were added or removed since the job started, shard numbers may differ), then run in
 this process, so a debugger, ``print`` and tracebacks work, with the job's processor, format, encoding and
 bad-record policy. Its output goes to a scratch directory, never into the job's output. ``--from-checkpoint``
 starts where the job's newest checkpoint of that shard is (read from the job's output, which must be
@@ -38,6 +39,8 @@ def replay_shard(
     out = out or sys.stderr  # looked up now: a default bound at import would keep an old stream
     job = LocalRun(manifest, base, out=out)  # validates and resolves the manifest as `datajob run` does
     spec = job.spec
+    if (spec.get("processor") or {}).get("exec"):
+        raise ValueError("--shard replays builtin and function processors; processor.exec is not supported")
     readers.use_storage(job.storage)
     plan = plan_shards(
         list_inputs(spec["input"]["uris"], job.storage), spec["input"].get("partitioning") or {}
