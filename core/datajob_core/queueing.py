@@ -18,6 +18,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from datajob_core.conditions import set_condition
+
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 PRIORITY_LABEL = "kueue.x-k8s.io/priority-class"  # a Kueue WorkloadPriorityClass
 GROUP, VERSION, PLURAL = "kueue.x-k8s.io", "v1beta2", "workloads"
@@ -195,32 +197,6 @@ def flavor_placement(flavors: Iterable[Mapping[str, Any]]) -> tuple[dict[str, st
     return selector, tolerations
 
 
-def _set_condition(
-    conditions: list[dict[str, Any]],
-    kind: str,
-    status: str,
-    reason: str,
-    message: str,
-    *,
-    now: str,
-    generation: int,
-) -> list[dict[str, Any]]:
-    out = [c for c in conditions if c.get("type") != kind]
-    old = next((c for c in conditions if c.get("type") == kind), None)
-    since = old["lastTransitionTime"] if old and old.get("status") == status else now
-    out.append(
-        {
-            "type": kind,
-            "status": status,
-            "reason": reason,
-            "message": message[:32768],
-            "lastTransitionTime": since,
-            "observedGeneration": generation,
-        }
-    )
-    return out
-
-
 def released_status(workload: Mapping[str, Any], now: str) -> dict[str, Any]:
     """The Workload status once an evicted job's workers are gone: quota released, admission cleared, and
     (for a preemption or node failure) Requeued, as Kueue's job integrations write it."""
@@ -229,33 +205,13 @@ def released_status(workload: Mapping[str, Any], now: str) -> dict[str, Any]:
     evicted = _condition(workload, "Evicted")
     conditions = list(status.get("conditions") or [])
     requeue = evicted.get("reason") in ("Preempted", "NodeFailures")
-    conditions = _set_condition(
-        conditions,
-        "Requeued",
-        "True" if requeue else "False",
-        str(evicted.get("reason") or "Evicted"),
-        str(evicted.get("message") or ""),
-        now=now,
-        generation=generation,
-    )
-    conditions = _set_condition(
-        conditions,
-        "QuotaReserved",
-        "False",
-        "Pending",
-        str(evicted.get("message") or ""),
-        now=now,
-        generation=generation,
-    )
-    conditions = _set_condition(
-        conditions,
-        "Admitted",
-        "False",
-        "NoReservation",
-        "The workload has no reservation",
-        now=now,
-        generation=generation,
-    )
+    message = str(evicted.get("message") or "")
+    for kind, value, reason, text in (
+        ("Requeued", "True" if requeue else "False", str(evicted.get("reason") or "Evicted"), message),
+        ("QuotaReserved", "False", "Pending", message),
+        ("Admitted", "False", "NoReservation", "The workload has no reservation"),
+    ):
+        conditions = set_condition(conditions, kind, value, reason, text, now=now, generation=generation)
     status["conditions"] = conditions
     status.pop("admission", None)
     return status
@@ -265,7 +221,7 @@ def finished_status(workload: Mapping[str, Any], succeeded: bool, message: str, 
     """The Workload status once the job has ended: Finished, which frees its quota."""
     status = copy.deepcopy(dict(workload.get("status") or {}))
     generation = int((workload.get("metadata") or {}).get("generation") or 0)
-    status["conditions"] = _set_condition(
+    status["conditions"] = set_condition(
         list(status.get("conditions") or []),
         "Finished",
         "True",

@@ -34,6 +34,7 @@ from datajob_core import (
 )
 from datajob_core.api import DataJobSpec, format_validation_error
 from datajob_core.checkpoint_store import CheckpointCollector, CheckpointStore
+from datajob_core.conditions import set_condition
 from datajob_core.failure_policy import DISRUPTION_POD_REASONS
 from datajob_core.inputs import list_inputs
 from datajob_core.ledger import Counts, ShardState
@@ -690,7 +691,7 @@ class JobController:
         if queue is not None:
             status["queue"] = self.runtime.queue_status
             waiting = not queue.admitted and state.phase not in (Phase.SUCCEEDED, Phase.FAILED)
-            conditions = _set(
+            conditions = set_condition(
                 conditions,
                 "Queued",
                 "True" if waiting else "False",
@@ -735,7 +736,7 @@ class JobController:
         if job is None:
             return
         status = dict(job.get("status") or {})
-        status["conditions"] = _set(
+        status["conditions"] = set_condition(
             status.get("conditions") or [],
             "ReconcileFailing",
             "True",
@@ -756,8 +757,8 @@ class JobController:
             return 30.0
         self.log.warning("job cannot start", reason=reason, error=message)
         now = _now_iso()
-        conditions = _set(status.get("conditions") or [], "Failed", "True", reason, message, now=now)
-        conditions = _set(conditions, "Progressing", "False", reason, message, now=now)
+        conditions = set_condition(status.get("conditions") or [], "Failed", "True", reason, message, now=now)
+        conditions = set_condition(conditions, "Progressing", "False", reason, message, now=now)
         try:
             self.jobs.replace_status(
                 job,
@@ -828,29 +829,16 @@ def next_timer(
     return min(future) - now + 0.01 if future else None
 
 
-def _set(
-    conditions: list[dict[str, Any]], kind: str, value: str, reason: str, message: str, *, now: str
-) -> list[dict[str, Any]]:
-    """Sets one condition, keeping lastTransitionTime when the status does not change."""
-    out = [c for c in conditions if c.get("type") != kind]
-    previous = next((c for c in conditions if c.get("type") == kind), None)
-    since = previous["lastTransitionTime"] if previous and previous.get("status") == value else now
-    out.append(
-        {"type": kind, "status": value, "reason": reason, "message": message, "lastTransitionTime": since}
-    )
-    return sorted(out, key=lambda c: str(c["type"]))
-
-
 def _conditions(
     old: list[dict[str, Any]], state: JobState, decision: Decision, now: str
 ) -> list[dict[str, Any]]:
     phase = state.phase
     stall = decision.stall
     if stall is not None and phase in (Phase.PENDING, Phase.RUNNING):
-        c = _set(old, "Progressing", "False", "ProgressDeadlineExceeded", stall.message, now=now)
-        c = _set(c, "Stalled", "True", stall.reason, stall.message, now=now)
+        c = set_condition(old, "Progressing", "False", "ProgressDeadlineExceeded", stall.message, now=now)
+        c = set_condition(c, "Stalled", "True", stall.reason, stall.message, now=now)
     else:
-        c = _set(
+        c = set_condition(
             old,
             "Progressing",
             "True" if phase in (Phase.PENDING, Phase.RUNNING) else "False",
@@ -858,14 +846,14 @@ def _conditions(
             state.message or f"job is {phase.value.lower()}",
             now=now,
         )
-        c = _set(
+        c = set_condition(
             c, "Stalled", "False", "Progressing" if phase is not Phase.FAILED else phase.value, "", now=now
         )
-    c = _set(
+    c = set_condition(
         c, "Succeeded", "True" if phase is Phase.SUCCEEDED else "False", phase.value, state.message, now=now
     )
     failed = phase is Phase.FAILED
-    c = _set(
+    c = set_condition(
         c,
         "Failed",
         "True" if failed else "False",
@@ -873,7 +861,7 @@ def _conditions(
         state.message if failed else "",
         now=now,
     )
-    c = _set(
+    c = set_condition(
         c,
         "Suspended",
         "True" if phase is Phase.SUSPENDED else "False",
@@ -882,14 +870,14 @@ def _conditions(
         now=now,
     )
     if decision.unschedulable:
-        c = _set(c, "WorkersUnschedulable", "True", "Unschedulable", decision.unschedulable, now=now)
+        c = set_condition(c, "WorkersUnschedulable", "True", "Unschedulable", decision.unschedulable, now=now)
     else:
-        c = _set(c, "WorkersUnschedulable", "False", "Scheduled", "", now=now)
-    c = _set(c, "ReconcileFailing", "False", "Reconciled", "", now=now)
+        c = set_condition(c, "WorkersUnschedulable", "False", "Scheduled", "", now=now)
+    c = set_condition(c, "ReconcileFailing", "False", "Reconciled", "", now=now)
     if decision.blocked and phase not in (Phase.SUCCEEDED, Phase.FAILED):
-        c = _set(c, "WorkersBlocked", "True", decision.blocked[0], decision.blocked[1], now=now)
+        c = set_condition(c, "WorkersBlocked", "True", decision.blocked[0], decision.blocked[1], now=now)
     else:
-        c = _set(c, "WorkersBlocked", "False", "WorkersCreated", "", now=now)
+        c = set_condition(c, "WorkersBlocked", "False", "WorkersCreated", "", now=now)
     return c
 
 
