@@ -58,18 +58,13 @@ def workload_manifest(
     priority: PriorityRef | None,
 ) -> dict[str, Any]:
     """The Workload for ``job``; ``pod`` is one of its worker pods as it would be created (its shape)."""
-    spec = job["spec"]
-    workers = int(spec.get("workers", 1))
     template_spec = copy.deepcopy(dict(pod.get("spec") or {}))
     template_spec.pop("nodeName", None)
     pod_set: dict[str, Any] = {
         "name": POD_SET,
-        "count": workers,
+        **_counts(job),
         "template": {"metadata": {"labels": dict(labels)}, "spec": template_spec},
     }
-    minimum = spec.get("minWorkers")
-    if minimum is not None and 0 < int(minimum) < workers:
-        pod_set["minCount"] = int(minimum)
     workload_spec: dict[str, Any] = {"queueName": queue_name(job), "podSets": [pod_set]}
     if priority is not None:
         workload_spec["priority"] = priority.value
@@ -90,13 +85,23 @@ def workload_manifest(
     }
 
 
-def needs_new_workload(workload: Mapping[str, Any], wanted: Mapping[str, Any]) -> bool:
+def _counts(job: Mapping[str, Any]) -> dict[str, int]:
+    """The pod set's count (spec.workers) and, for a partial admission, minCount (spec.minWorkers)."""
+    spec = job["spec"]
+    workers = int(spec.get("workers", 1))
+    counts = {"count": workers}
+    minimum = spec.get("minWorkers")
+    if minimum is not None and 0 < int(minimum) < workers:
+        counts["minCount"] = int(minimum)
+    return counts
+
+
+def needs_new_workload(workload: Mapping[str, Any], job: Mapping[str, Any]) -> bool:
     """Whether the existing Workload no longer describes the job (its size or queue changed). Kueue keeps
     pod sets immutable while quota is reserved, so the Workload is replaced and the job queued again."""
-    have, want = workload.get("spec") or {}, wanted["spec"]
-    counts = [(p.get("count"), p.get("minCount")) for p in have.get("podSets") or []]
-    wanted_counts = [(p.get("count"), p.get("minCount")) for p in want["podSets"]]
-    return bool(counts != wanted_counts or have.get("queueName") != want.get("queueName"))
+    have = workload.get("spec") or {}
+    counts = [{k: p[k] for k in ("count", "minCount") if k in p} for p in have.get("podSets") or []]
+    return bool(counts != [_counts(job)] or have.get("queueName") != queue_name(job))
 
 
 def _condition(workload: Mapping[str, Any], kind: str) -> dict[str, Any]:

@@ -166,6 +166,7 @@ class JobRuntime:
     # Pods created by this process that the informer cache has not shown yet, with when (see _pods).
     expected_pods: dict[str, float] = field(default_factory=dict)
     rates: progress.RateWindow = field(default_factory=progress.RateWindow)  # rebuilt after a restart
+    input_bytes: int | None = None  # the plan's input size
     # Under Kueue: the admitted flavors' node selector and tolerations, added to new worker pods.
     placement: tuple[dict[str, str], list[dict[str, Any]]] = ({}, [])
     queue_status: dict[str, Any] = field(default_factory=dict)  # status.queue as of this pass
@@ -349,7 +350,7 @@ class JobController:
     def _time(
         self, old: dict[str, Any], state: JobState, pods: list[ObservedWorker], decision: Decision, now: float
     ) -> None:
-        """Durations for metrics: committed shard attempts, worker replacements (death seen to replacement
+        """Durations for metrics: committed shard attempts, worker replacements (replacement pod created to
         running), and the wait for Kueue's admission."""
         replacing = self.runtime.replacing
         self.timings = {"shard": list(decision.shard_seconds), "replacement": [], "queue_wait": []}
@@ -454,7 +455,7 @@ class JobController:
                 return found[0]
         return self.kueue.read_workload(name)
 
-    def _wanted_workload(self, job: dict[str, Any], *, with_priority: bool = False) -> dict[str, Any]:
+    def _new_workload(self, job: dict[str, Any]) -> dict[str, Any]:
         name = self.jobs.name
         shape = sizing.worker_pod(job, 0, f"{name}-template", lease_name(name, 0))
         return queueing.workload_manifest(
@@ -462,7 +463,7 @@ class JobController:
             shape,
             labels=sizing.worker_labels(name),
             owner=sizing.owner_reference(job),
-            priority=self._priority(job) if with_priority else None,
+            priority=self._priority(job),
         )
 
     def _priority(self, job: dict[str, Any]) -> queueing.PriorityRef | None:
@@ -489,11 +490,11 @@ class JobController:
         if state.phase in (Phase.SUCCEEDED, Phase.FAILED) and not _retry_pending(job, state):
             return self._note_admission(queueing.admission_of(workload, workers))
         if workload is None:
-            self.kueue.create_workload(self._wanted_workload(job, with_priority=True))
+            self.kueue.create_workload(self._new_workload(job))
             self.log.info("created workload", workload=name, queue=queue)
             return queueing.admission_of(None, workers)
         admission = self._note_admission(queueing.admission_of(workload, workers))
-        if queueing.needs_new_workload(workload, self._wanted_workload(job)) or admission.finished:
+        if queueing.needs_new_workload(workload, job) or admission.finished:
             # Kueue keeps an admitted Workload's pod sets fixed, and a finished one is over: stop the
             # workers, then queue a new Workload (see _settle_workload).
             why = (
@@ -669,7 +670,7 @@ class JobController:
             layout.map_shards,
             committed_records=state.records,
             committed_bytes=state.bytes,
-            total_bytes=progress.input_bytes(self.runtime.plan or []),
+            total_bytes=self._input_bytes(),
         )
         self.runtime.rates.add(time.time(), position)
         status["progress"] = progress.progress_status(
@@ -701,6 +702,12 @@ class JobController:
             )
         status["conditions"] = conditions
         return status
+
+    def _input_bytes(self) -> int:
+        """The plan's input size, summed once per plan (a plan can have 100,000 shards)."""
+        if self.runtime.input_bytes is None:
+            self.runtime.input_bytes = progress.input_bytes(self.runtime.plan or [])
+        return self.runtime.input_bytes
 
     def _refuse(self, job: dict[str, Any]) -> tuple[str, str] | None:
         """A spec the admission rules should have stopped (an old CRD, rules bypassed): (reason, message).

@@ -66,9 +66,11 @@ def test_the_workload_has_one_pod_set_of_worker_pods_with_priority_and_partial_a
     assert (pod_set["name"], pod_set["count"], pod_set["minCount"]) == ("workers", 4, 2)
     assert "nodeName" not in pod_set["template"]["spec"]
     assert manifest["spec"]["queueName"] == "team-a" and manifest["spec"]["priority"] == 100
-    assert not needs_new_workload(manifest, manifest)
-    resized = workload_manifest({**JOB, "spec": {"workers": 5}}, POD, labels={}, owner={}, priority=None)
-    assert needs_new_workload(manifest, resized)
+    assert not needs_new_workload(manifest, JOB)
+    assert needs_new_workload(manifest, {**JOB, "spec": {"workers": 5}})
+    assert needs_new_workload(
+        manifest, {**JOB, "metadata": {"name": "etl", "labels": {"kueue.x-k8s.io/queue-name": "b"}}}
+    )
 
 
 def test_admission_eviction_and_waiting_are_read_from_the_workload() -> None:
