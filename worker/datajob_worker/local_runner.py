@@ -51,6 +51,9 @@ log = structlog.get_logger("datajob.local")
 # A pass runs when a worker reports or exits, and at least this often, for timers (retry backoff,
 # heartbeats, injected failures).
 PASS_SECONDS = 0.2
+# As a pod's terminationGracePeriodSeconds: a worker still alive this long after SIGTERM is killed, so the
+# driver never waits forever on one that does not exit.
+GRACE_SECONDS = 30.0
 
 
 def resolve_paths(spec: dict[str, Any], base: Path) -> dict[str, Any]:
@@ -118,6 +121,7 @@ class LocalWorker:
     started_at: float
     link: WorkerLink
     terminating: bool = False
+    terminating_since: float = 0.0  # monotonic time of its SIGTERM
 
     termination_log: Path | None = None
 
@@ -258,11 +262,20 @@ class LocalRun:
             elif graceful:
                 if not worker.terminating:
                     worker.process.send_signal(signal.SIGTERM)
-                    worker.terminating = True
+                    worker.terminating, worker.terminating_since = True, time.monotonic()
             else:
                 worker.process.kill()
                 worker.process.wait()
                 self._forget(slot)
+
+    def _kill_overdue(self) -> None:
+        """SIGKILLs workers that outlived their grace period after SIGTERM, as kubelet does."""
+        now = time.monotonic()
+        for worker in self.workers.values():
+            overdue = worker.terminating and now - worker.terminating_since > GRACE_SECONDS
+            if overdue and worker.process.poll() is None:
+                log.warning("worker did not exit within its grace period; killing it", worker=worker.name)
+                worker.process.kill()
 
     def _forget(self, slot: int) -> None:
         worker = self.workers.pop(slot)
@@ -359,6 +372,7 @@ class LocalRun:
                     if event.type == "Warning":
                         self._line(f"{event.reason}: {event.message}")
                 self._progress(state, reports)
+                self._kill_overdue()
                 if decision.finished and all(w.process.poll() is not None for w in self.workers.values()):
                     break
                 self._chaos(now)

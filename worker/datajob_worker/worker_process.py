@@ -19,8 +19,10 @@ import multiprocessing
 import multiprocessing.connection
 import multiprocessing.forkserver
 import os
+import signal
 import subprocess
 import sys
+import time
 from typing import Protocol
 
 PRELOAD = ["datajob_worker.agent"]
@@ -90,9 +92,15 @@ class ForkedWorker:
     def __init__(self, process: multiprocessing.process.BaseProcess) -> None:
         self.process = process
         self.pid = int(process.pid or 0)
+        self.killed_at: float | None = None
 
     def poll(self) -> int | None:
-        return self.process.exitcode
+        code = self.process.exitcode
+        late = self.killed_at is not None and time.monotonic() - self.killed_at > KILL_REPORT_SECONDS
+        if code is None and late and not _alive(self.pid):
+            # Its exit status comes from the fork server; if that never arrives, trust the kernel.
+            return -signal.SIGKILL
+        return code
 
     def wait(self, timeout: float | None = None) -> int:
         self.process.join(timeout)
@@ -103,9 +111,23 @@ class ForkedWorker:
 
     def kill(self) -> None:
         self.process.kill()
+        if self.killed_at is None:
+            self.killed_at = time.monotonic()
 
     def send_signal(self, sig: int) -> None:
         os.kill(self.pid, sig)
+
+
+KILL_REPORT_SECONDS = 5.0
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie does not)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            return stat.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
+        return False
 
 
 def _forked_main(
