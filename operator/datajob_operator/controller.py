@@ -559,7 +559,7 @@ class JobController:
                     )
             elif queue.reason == "Requeued" and gone:
                 self.kueue.delete_workload(workload["metadata"]["name"])
-            elif queue.evicted and gone and (workload.get("status") or {}).get("admission"):
+            elif queue.evicted and gone and _holds_evicted_admission(workload):
                 self.kueue.replace_workload_status(workload, queueing.released_status(workload, now))
                 self.log.info("released evicted workload", workload=workload["metadata"]["name"])
         except ConflictError:
@@ -798,6 +798,13 @@ class JobController:
 # The writes of one pass (assignments, pod creations) go out side by side: a pass that replaces or
 # tops up hundreds of workers must not take hundreds of round trips end to end.
 _WRITES = concurrent.futures.ThreadPoolExecutor(16, thread_name_prefix="api-write")
+
+
+def _holds_evicted_admission(workload: dict[str, Any]) -> bool:
+    """Judged on the snapshot about to be written (with its resourceVersion): the pass's earlier read may
+    predate a readmission, whose fresh admission must not be cleared."""
+    admitted = bool((workload.get("status") or {}).get("admission"))
+    return admitted and queueing.admission_of(workload, 0).evicted
 
 
 def _retry_pending(job: dict[str, Any], state: JobState) -> bool:
