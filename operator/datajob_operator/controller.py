@@ -173,6 +173,15 @@ class JobRuntime:
     replacing: dict[int, float] = field(default_factory=dict)  # slot -> when its worker's death was seen
 
 
+@dataclass
+class PassTimings:
+    """Durations one pass measured, for the metrics histograms (see JobController._time)."""
+
+    shard: list[float] = field(default_factory=list)  # committed shard attempts
+    replacement: list[float] = field(default_factory=list)  # replacement pod created to running
+    queue_wait: list[float] = field(default_factory=list)  # queued to admitted by Kueue
+
+
 class StorageCredentialsError(Exception):
     """spec.storage.credentialsSecret cannot be used (yet); the pass is retried."""
 
@@ -197,7 +206,7 @@ class JobController:
         self.status_writes = 0
         self.kueue = KueueClient(jobs.custom.api_client, jobs.namespace)
         # Durations measured by the last pass, for metrics: shard attempts, worker replacements, queue waits.
-        self.timings: dict[str, list[float]] = {"shard": [], "replacement": [], "queue_wait": []}
+        self.timings = PassTimings()
 
     def _pods(self) -> list[dict[str, Any]]:
         """The job's pods: from the shared informer's cache, or listed when there is none (yet).
@@ -265,7 +274,7 @@ class JobController:
     def reconcile_once(self) -> float | None:
         """Runs one pass; returns the seconds until a time-based decision is due (None: none is), after
         which the next pass must run even if nothing happens (see pacing)."""
-        self.timings = {"shard": [], "replacement": [], "queue_wait": []}
+        self.timings = PassTimings()
         job = self.jobs.read_job()
         if job is None or job["metadata"].get("deletionTimestamp"):
             return 5.0
@@ -332,7 +341,7 @@ class JobController:
             try:
                 self.jobs.replace_status(job, new_status)
             except ConflictError:
-                self.timings = {"shard": [], "replacement": [], "queue_wait": []}  # the next pass redoes them
+                self.timings = PassTimings()  # the next pass measures them again
                 return 0.0  # someone else changed the job; observe again
             self.status_writes += 1
         self.last_status = new_status
@@ -353,10 +362,10 @@ class JobController:
         """Durations for metrics: committed shard attempts, worker replacements (replacement pod created to
         running), and the wait for Kueue's admission."""
         replacing = self.runtime.replacing
-        self.timings = {"shard": list(decision.shard_seconds), "replacement": [], "queue_wait": []}
+        self.timings = PassTimings(shard=list(decision.shard_seconds))
         running = {w.slot for w in pods if w.phase == "Running" and not w.deleting}
         for slot in [s for s in replacing if s in running]:
-            self.timings["replacement"].append(time.monotonic() - replacing.pop(slot))
+            self.timings.replacement.append(time.monotonic() - replacing.pop(slot))
         for slot, _ in decision.create:
             if state.slots[slot].incarnation > 1:
                 replacing.setdefault(slot, time.monotonic())
@@ -370,7 +379,7 @@ class JobController:
                 else None
             )
             if since is not None:
-                self.timings["queue_wait"].append(max(0.0, now - since))
+                self.timings.queue_wait.append(max(0.0, now - since))
 
     # -- acting ----------------------------------------------------------------------------------------
     def _act(self, job: dict[str, Any], state: JobState, decision: Decision) -> None:
@@ -548,11 +557,7 @@ class JobController:
         now = _now_iso()
         try:
             if state.phase in (Phase.SUCCEEDED, Phase.FAILED):
-                finished = any(
-                    c.get("type") == "Finished" and c.get("status") == "True"
-                    for c in (workload.get("status") or {}).get("conditions") or []
-                )
-                if not finished:
+                if not queueing.admission_of(workload, 0).finished:
                     succeeded = state.phase is Phase.SUCCEEDED
                     self.kueue.replace_workload_status(
                         workload, queueing.finished_status(workload, succeeded, state.message, now)

@@ -22,7 +22,7 @@ from datajob_core.protocol import REPORT_ANNOTATION
 from datajob_core.reconciler import RETRY_ANNOTATION
 
 from . import informer, metrics
-from .controller import JobController, JobRuntime
+from .controller import JobController, JobRuntime, PassTimings
 from .informer import Informers
 from .kube import GROUP, PLURAL, VERSION, JobClient, NodeDirectory
 from .pacing import Pacer
@@ -297,8 +297,8 @@ def _pass(controller: JobController, namespace: str, name: str) -> float | None:
     metrics.PASS_SECONDS.observe(time.monotonic() - started)
     if controller.last_status is not None:
         metrics.observe(namespace, name, controller.last_status)
-    timings, controller.timings = controller.timings, {"shard": [], "replacement": [], "queue_wait": []}
-    metrics.observe_timings(timings["shard"], timings["replacement"], timings["queue_wait"])
+    timings, controller.timings = controller.timings, PassTimings()
+    metrics.observe_timings(timings.shard, timings.replacement, timings.queue_wait)
     return next_in
 
 
