@@ -123,14 +123,21 @@ def test_kueue_admits_jobs_within_quota_and_the_next_waits_with_a_visible_reason
         jobs.create(queued_job(name, tmp_path, lq))
         time.sleep(0.5)  # StrictFIFO: admitted in submission order
 
-    def queued(status: dict[str, Any]) -> bool:
-        return condition(status, "Queued").get("status") == "True" and "position" in condition(
-            status, "Queued"
-        ).get("message", "")
+    def queued_with_reason(status: dict[str, Any]) -> bool:
+        # Until Kueue has tried to admit the Workload, the reason is the operator's generic one;
+        # once Kueue has, its own reason (no quota left) must reach the condition.
+        waiting = condition(status, "Queued")
+        message = waiting.get("message", "")
+        return (
+            waiting.get("status") == "True"
+            and "position" in message
+            and ("insufficient" in message or "quota" in message)
+        )
 
-    third = jobs.wait("q3", queued, 60, "the third job queued with its position")
+    third = jobs.wait(
+        "q3", queued_with_reason, 60, "the third job queued with Kueue's reason and its position"
+    )
     waiting = condition(third, "Queued")
-    assert "insufficient" in waiting["message"] or "quota" in waiting["message"], waiting
     assert "position 1 of 1 in LocalQueue lq" in waiting["message"], waiting
     assert third["phase"] == "Pending" and third["queue"]["position"] == 1
     running = [jobs.status(n) for n in ("q1", "q2")]
