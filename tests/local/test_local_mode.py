@@ -177,3 +177,41 @@ def test_invalid_manifest_is_rejected_with_the_api_servers_message(
 def test_input_matching_nothing_fails_clearly(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert datajob(["run", str(manifest(tmp_path, "none"))]) == 1
     assert "no input files matched spec.input.uris" in capsys.readouterr().err
+
+
+# A processor whose module leaves a non-daemon thread running: the worker finishes its shards, but the
+# interpreter waits for that thread at exit, and SIGTERM only sets the worker's stop flag.
+LINGERING = """
+import threading
+
+threading.Thread(target=threading.Event().wait, name="lingering", daemon=False).start()
+
+
+def upper(line):
+    return line.upper()
+"""
+
+
+def test_a_worker_that_does_not_exit_is_killed_after_its_grace_period_with_its_stacks_in_its_log(
+    tmp_path: Path,
+) -> None:
+    corpus(tmp_path / "data", files=1, lines=200)
+    (tmp_path / "code").mkdir()
+    (tmp_path / "code" / "lingering.py").write_text(LINGERING)
+    path = manifest(
+        tmp_path,
+        "stuck",
+        workers=1,
+        processor={"function": "lingering:upper"},
+        env=[{"name": "PYTHONPATH", "value": str(tmp_path / "code")}],
+    )
+    screen = io.StringIO()
+    started = time.monotonic()
+    state = LocalRun(yaml.safe_load(path.read_text()), tmp_path, out=screen, grace_seconds=2).run()
+    elapsed = time.monotonic() - started
+    assert state.phase is Phase.SUCCEEDED, screen.getvalue()
+    assert elapsed < 60, f"the run waited {elapsed:.0f}s on a worker that would not exit"
+    assert "did not stop 2s after SIGTERM; killed it" in screen.getvalue(), screen.getvalue()
+    log = (tmp_path / "stuck" / "_datajob" / "logs" / "wc-0-1.log").read_text()
+    # faulthandler's dump, requested (SIGUSR1) before the kill: the thread that held the worker up.
+    assert "Thread 0x" in log and "in wait" in log, log[-2000:]

@@ -6,6 +6,7 @@ completion survives an operator outage or restart.
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import os
 import signal
@@ -439,6 +440,9 @@ def main() -> int:
     structlog.configure(
         processors=[structlog.processors.TimeStamper(fmt="iso"), structlog.processors.JSONRenderer()]
     )
+    # SIGUSR1 writes every thread's stack to stderr (the log): how a worker that will not stop is debugged
+    # (local mode sends it before killing an overdue worker; in a pod, `kubectl exec ... kill -USR1 1`).
+    faulthandler.register(signal.SIGUSR1, all_threads=True)
     env = os.environ
     if env.get(ENV_DRIVER_PID):
         # Local mode: go when the driver goes. Checked after arming, in case it died before.

@@ -54,6 +54,7 @@ PASS_SECONDS = 0.2
 # As a pod's terminationGracePeriodSeconds: a worker still alive this long after SIGTERM is killed, so the
 # driver never waits forever on one that does not exit.
 GRACE_SECONDS = 30.0
+STACK_DUMP_LEAD_SECONDS = 1.0
 
 
 def resolve_paths(spec: dict[str, Any], base: Path) -> dict[str, Any]:
@@ -122,6 +123,9 @@ class LocalWorker:
     link: WorkerLink
     terminating: bool = False
     terminating_since: float = 0.0  # monotonic time of its SIGTERM
+    log_path: Path | None = None
+    stacks_dumped: bool = False  # asked for its stacks (SIGUSR1) before being killed for overstaying
+    killed: bool = False  # for overstaying its grace period
 
     termination_log: Path | None = None
 
@@ -175,6 +179,7 @@ class LocalRun:
         kill_every: float | None = None,
         seed: int | None = None,
         out: TextIO = sys.stderr,
+        grace_seconds: float = GRACE_SECONDS,
     ) -> None:
         job = DataJob.load(manifest)  # raises ValueError naming every bad field
         check_local(job)
@@ -191,6 +196,7 @@ class LocalRun:
         self.store = Store(self.output_url, self.storage)
         self.run_dir = run_directory(self.store)
         self.kill_every = kill_every
+        self.grace_seconds = grace_seconds
         self.random = random.Random(seed)
         self.out = out
         self.workers: dict[int, LocalWorker] = {}
@@ -241,13 +247,16 @@ class LocalRun:
         termination_log.parent.mkdir(parents=True, exist_ok=True)
         if slot in self.workers:  # the slot's previous process has ended; its pipes go with it
             self._forget(slot)
+        log_path = logs / f"{name}.log"
         try:
-            process = worker_process.start(env, str(logs / f"{name}.log"), link.child_fds_by_name())
+            process = worker_process.start(env, str(log_path), link.child_fds_by_name())
         except BaseException:
             link.close()
             raise
         link.started()
-        worker = LocalWorker(name, slot, process, time.time(), link, termination_log=termination_log)
+        worker = LocalWorker(
+            name, slot, process, time.time(), link, termination_log=termination_log, log_path=log_path
+        )
         self.workers[slot] = worker
         self.selector.register(link.reports_fd, selectors.EVENT_READ, worker)
         if slot in self.assignments:
@@ -269,13 +278,22 @@ class LocalRun:
                 self._forget(slot)
 
     def _kill_overdue(self) -> None:
-        """SIGKILLs workers that outlived their grace period after SIGTERM, as kubelet does."""
+        """SIGKILLs workers that outlived their grace period after SIGTERM, as kubelet does; a second before,
+        each is asked to write its threads' stacks to its log, so what held it up can be seen."""
         now = time.monotonic()
         for worker in self.workers.values():
-            overdue = worker.terminating and now - worker.terminating_since > GRACE_SECONDS
-            if overdue and worker.process.poll() is None:
-                log.warning("worker did not exit within its grace period; killing it", worker=worker.name)
+            if not worker.terminating or worker.killed or worker.process.poll() is not None:
+                continue
+            overstay = now - worker.terminating_since - self.grace_seconds
+            if overstay > -STACK_DUMP_LEAD_SECONDS and not worker.stacks_dumped:
+                worker.stacks_dumped = True
+                with contextlib.suppress(ProcessLookupError):
+                    worker.process.send_signal(signal.SIGUSR1)
+            elif overstay > 0:
+                worker.killed = True
                 worker.process.kill()
+                self._line(f"{worker.name} did not stop {self.grace_seconds:g}s after SIGTERM; killed it")
+                self._line(f"  its threads' stacks are at the end of {worker.log_path}")
 
     def _forget(self, slot: int) -> None:
         worker = self.workers.pop(slot)
