@@ -123,7 +123,6 @@ class LocalWorker:
     link: WorkerLink
     terminating: bool = False
     terminating_since: float = 0.0  # monotonic time of its SIGTERM
-    log_path: Path | None = None
     stacks_dumped: bool = False  # asked for its stacks (SIGUSR1) before being killed for overstaying
     killed: bool = False  # for overstaying its grace period
 
@@ -215,6 +214,9 @@ class LocalRun:
     def _slot_dir(self, slot: int) -> Path:
         return self.run_dir / "slots" / str(slot)
 
+    def _log_path(self, worker: str) -> Path:
+        return self.run_dir / "logs" / f"{worker}.log"
+
     def _start(self, slot: int, name: str) -> None:
         spec = self.spec
         termination_log = self._slot_dir(slot) / f"{name}.termination-log"
@@ -242,21 +244,17 @@ class LocalRun:
         }
         if checkpoint.get("intervalRecords"):
             env[protocol.ENV_CHECKPOINT_RECORDS] = str(checkpoint["intervalRecords"])
-        logs = self.run_dir / "logs"
-        logs.mkdir(parents=True, exist_ok=True)
+        self._log_path(name).parent.mkdir(parents=True, exist_ok=True)
         termination_log.parent.mkdir(parents=True, exist_ok=True)
         if slot in self.workers:  # the slot's previous process has ended; its pipes go with it
             self._forget(slot)
-        log_path = logs / f"{name}.log"
         try:
-            process = worker_process.start(env, str(log_path), link.child_fds_by_name())
+            process = worker_process.start(env, str(self._log_path(name)), link.child_fds_by_name())
         except BaseException:
             link.close()
             raise
         link.started()
-        worker = LocalWorker(
-            name, slot, process, time.time(), link, termination_log=termination_log, log_path=log_path
-        )
+        worker = LocalWorker(name, slot, process, time.time(), link, termination_log=termination_log)
         self.workers[slot] = worker
         self.selector.register(link.reports_fd, selectors.EVENT_READ, worker)
         if slot in self.assignments:
@@ -293,7 +291,7 @@ class LocalRun:
                 worker.killed = True
                 worker.process.kill()
                 self._line(f"{worker.name} did not stop {self.grace_seconds:g}s after SIGTERM; killed it")
-                self._line(f"  its threads' stacks are at the end of {worker.log_path}")
+                self._line(f"  its threads' stacks are at the end of {self._log_path(worker.name)}")
 
     def _forget(self, slot: int) -> None:
         worker = self.workers.pop(slot)
