@@ -143,7 +143,7 @@ deploy: ## Install the operator into the current cluster with Helm (the kind ima
 	$(HELM) upgrade --install datajob-operator charts/datajob-operator --namespace datajob-system \
 	  --create-namespace --wait --set image.repository=datajob-operator --set image.tag=$(IMAGE_TAG) \
 	  --set image.pullPolicy=Never --set-json 'extraVolumes=[{"name":"data","hostPath":{"path":"/data"}}]' \
-	  --set-json 'extraVolumeMounts=[{"name":"data","mountPath":"/data"}]'
+	  --set-json 'extraVolumeMounts=[{"name":"data","mountPath":"/data"}]' --set-json 'storage.roots=["/data"]'
 
 .PHONY: e2e-kind
 e2e-kind: install examples/wordcount/data/corpus-000.txt ## Run the word count on kind and wait for it to succeed

@@ -54,7 +54,7 @@ from datajob_testenv.cluster import TestCluster
 from datajob_testenv.datajobs import GROUP, PLURAL, VERSION
 from datajob_testenv.kube import Kubectl, request_counts
 from datajob_testenv.nodes import KWOK_ANNOTATION
-from datajob_testenv.operator_process import OperatorProcess
+from datajob_testenv.operator_process import OperatorProcess, storage_access
 from datajob_testenv.processes import wait_for
 
 REPO = Path(__file__).resolve().parents[1]
@@ -320,7 +320,7 @@ class Bench:
 
     def _set_up(self, work: Path) -> None:
         (work / "logs").mkdir()
-        self.operator = OperatorProcess(self.cluster.kubeconfig, work / "logs")
+        self.operator = OperatorProcess(self.cluster.kubeconfig, work / "logs", *storage_access(work))
         self.api = self.cluster.api_client()
         self.core = client.CoreV1Api(self.api)
         self.custom = client.CustomObjectsApi(self.api)

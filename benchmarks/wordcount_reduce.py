@@ -155,12 +155,12 @@ def cluster_runs(work: Path, data: Path, workers: int, variants: list[int]) -> l
     from datajob_testenv.datajobs import GROUP, PLURAL, VERSION  # noqa: PLC0415
     from datajob_testenv.kube import Kubectl  # noqa: PLC0415
     from datajob_testenv.nodes import AGENT_NODE  # noqa: PLC0415
-    from datajob_testenv.operator_process import OperatorProcess  # noqa: PLC0415
+    from datajob_testenv.operator_process import OperatorProcess, storage_access  # noqa: PLC0415
     from datajob_testenv.processes import wait_for  # noqa: PLC0415
 
     cluster = TestCluster(work / "cluster")
     cluster.start()
-    operator = OperatorProcess(cluster.kubeconfig, cluster.directory / "logs")
+    operator = OperatorProcess(cluster.kubeconfig, cluster.directory / "logs", *storage_access(work))
     runs = []
     try:
         kubectl = Kubectl(cluster.kubeconfig)

@@ -16,7 +16,7 @@ from datajob_testenv.datajobs import Jobs
 from datajob_testenv.kube import Kubectl
 from datajob_testenv.kueue import Kueue
 from datajob_testenv.objectstore import ObjectStore
-from datajob_testenv.operator_process import OperatorProcess
+from datajob_testenv.operator_process import OperatorProcess, storage_access
 from datajob_testenv.processes import free_port, wait_for
 from datajob_testenv.tools import REPO_ROOT
 
@@ -116,10 +116,17 @@ def datajob_crd(cluster: TestCluster, kubectl: Kubectl) -> None:
 
 
 @pytest.fixture(scope="session")
-def operator(cluster: TestCluster, datajob_crd: None) -> Iterator[OperatorProcess]:
+def operator(
+    cluster: TestCluster, datajob_crd: None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[OperatorProcess]:
     """The operator, watching all namespaces, for the whole session; tests may kill and restart it."""
     port = free_port()
-    process = OperatorProcess(cluster.kubeconfig, cluster.directory / "logs", "--metrics-port", str(port))
+    process = OperatorProcess(
+        cluster.kubeconfig,
+        cluster.directory / "logs",
+        *("--metrics-port", str(port)),
+        *storage_access(tmp_path_factory.getbasetemp()),
+    )
     process.metrics_url = f"http://127.0.0.1:{port}/metrics"
     process.start()
     try:

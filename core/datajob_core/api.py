@@ -15,7 +15,7 @@ from pydantic.alias_generators import to_camel
 
 from datajob_core.output_identity import output_inside_input
 from datajob_core.planning import byte_quantity
-from datajob_core.pod_policy import template_schema, violations
+from datajob_core.pod_policy import annotation_violations, annotations_schema, template_schema, violations
 
 GROUP = "datajob.dev"
 VERSION = "v1alpha1"
@@ -494,8 +494,18 @@ class PodTemplateMetadata(_Model):
 
     labels: dict[str, str] = Field(default_factory=dict, description="Extra labels for worker pods.")
     annotations: dict[str, str] = Field(
-        default_factory=dict, description="Extra annotations for worker pods."
+        default_factory=dict,
+        description="Extra annotations for worker pods.",
+        json_schema_extra=annotations_schema(),
     )
+
+    @field_validator("annotations")
+    @classmethod
+    def _confined(cls, annotations: dict[str, str]) -> dict[str, str]:
+        problems = annotation_violations(annotations)
+        if problems:
+            raise ValueError("; ".join(problems))
+        return annotations
 
 
 class PodTemplate(_Model):

@@ -9,12 +9,12 @@ import copy
 import json
 from typing import Any
 
-from datajob_core import protocol
+from datajob_core import pod_policy, protocol
 from datajob_core.storage import CREDENTIAL_KEYS, SESSION_TOKEN
 
 JOB_LABEL = "datajob.dev/job"
 SLOT_LABEL = "datajob.dev/slot"
-WORKER_CONTAINER = "worker"
+WORKER_CONTAINER = pod_policy.WORKER
 DEFAULT_GPU_RESOURCE = "nvidia.com/gpu"
 DEFAULT_GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 # Short tolerations for node failure so lost pods are evicted, and their shards resumed, within a minute
@@ -102,21 +102,6 @@ def _node_selector(spec: dict[str, Any]) -> dict[str, str]:
     return selector
 
 
-RESTRICTED_POD_SECURITY: dict[str, Any] = {
-    "runAsNonRoot": True,
-    "runAsUser": 65532,
-    "runAsGroup": 65532,
-    "fsGroup": 65532,
-    "seccompProfile": {"type": "RuntimeDefault"},
-}
-RESTRICTED_CONTAINER_SECURITY: dict[str, Any] = {
-    "allowPrivilegeEscalation": False,
-    "capabilities": {"drop": ["ALL"]},
-    "readOnlyRootFilesystem": False,
-    "runAsNonRoot": True,
-}
-
-
 def storage_env(storage: dict[str, Any]) -> list[dict[str, Any]]:
     """spec.storage for the worker: the endpoint as a value, the credentials as references to the Secret
     (only its AWS_* keys, so the Secret's other keys never reach the pod; the session token is optional)."""
@@ -166,7 +151,7 @@ def worker_pod(
         "command": list(spec.get("command") or DEFAULT_COMMAND),
         "env": env,
         "resources": resources(spec.get("resources") or {}),
-        "securityContext": copy.deepcopy(RESTRICTED_CONTAINER_SECURITY),
+        "securityContext": copy.deepcopy(pod_policy.RESTRICTED_CONTAINER),
         # The worker writes its last error there; if it could not (a crash before Python ran), kubelet
         # takes the tail of the log. Either way the reason outlives the pod, in the DataJob's events.
         "terminationMessagePath": TERMINATION_MESSAGE_PATH,
@@ -180,7 +165,7 @@ def worker_pod(
         "restartPolicy": "Never",
         "serviceAccountName": service_account_name(name),
         "terminationGracePeriodSeconds": grace_seconds,
-        "securityContext": copy.deepcopy(RESTRICTED_POD_SECURITY),
+        "securityContext": copy.deepcopy(pod_policy.RESTRICTED_POD),
         "containers": [container],
         "tolerations": _tolerations(spec),
     }
@@ -198,7 +183,7 @@ def worker_pod(
     annotations.update((template.get("metadata") or {}).get("annotations") or {})
     _merge_template(pod_spec, container, template.get("spec") or {})
     labels.update(worker_labels(name, slot))  # the operator's own labels always win
-    return {
+    pod = {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {
@@ -209,10 +194,17 @@ def worker_pod(
         },
         "spec": pod_spec,
     }
+    return pod_policy.enforce(
+        pod,
+        service_account=service_account_name(name),
+        grace_seconds=grace_seconds,
+        termination_path=TERMINATION_MESSAGE_PATH,
+    )
 
 
 def _merge_template(pod_spec: dict[str, Any], container: dict[str, Any], override: dict[str, Any]) -> None:
-    """Merges the user's pod template: volumes, sidecars, serviceAccountName and other pod fields.
+    """Merges the user's pod template: volumes, sidecars and other pod fields (pod_policy.enforce then sets
+    the fields the operator owns again).
 
     ``volumeMounts`` and ``envFrom`` in the template apply to the worker container; ``containers`` are added
     as sidecars (a container named ``worker`` is merged into the worker container instead).

@@ -13,6 +13,8 @@ import kopf
 import structlog
 from kopf._core.engines.peering import Identity  # kopf.run takes it but does not re-export the type
 
+from datajob_core.storage_access import StorageAccessPolicy
+
 from . import handlers, metrics
 
 
@@ -92,6 +94,23 @@ def main(argv: list[str] | None = None) -> int:
         default=4,
         help="threads running reconcile passes, shared by all jobs (passes of one job never overlap)",
     )
+    parser.add_argument(
+        "--storage-root",
+        action="append",
+        default=[],
+        metavar="ROOT",
+        help="a directory (mounted into the operator) or object-store prefix where the operator may act "
+        "with its own identity for a job: list input, claim output, delete checkpoints. '{namespace}' "
+        "stands for the job's namespace, e.g. /data/{namespace}. Repeatable; default none",
+    )
+    parser.add_argument(
+        "--storage-endpoint",
+        action="append",
+        default=[],
+        metavar="PATTERN",
+        help="an S3 endpoint the operator may call for a job's spec.storage.endpoint, as a shell-style "
+        "pattern of scheme://host:port, e.g. http://minio.storage.svc:9000. Repeatable; default none",
+    )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     parser.add_argument("--log-format", default="text", choices=["text", "json"])
     parser.add_argument("--verbose", action="store_true", help="same as --log-level debug")
@@ -102,6 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     handlers.OPTIONS.peering_lifetime = args.peering_lifetime
     handlers.OPTIONS.namespaces = list(args.namespace)
     handlers.OPTIONS.reconcile_threads = args.reconcile_threads
+    handlers.OPTIONS.storage_access = StorageAccessPolicy(
+        roots=tuple(args.storage_root), endpoints=tuple(args.storage_endpoint)
+    )
     if args.metrics_port:
         metrics.serve(args.metrics_port)
     kopf.run(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import concurrent.futures
 import datetime
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -31,6 +32,7 @@ from datajob_core import (
     queueing,
     sizing,
     state_codec,
+    storage_access,
 )
 from datajob_core.api import DataJobSpec, format_validation_error
 from datajob_core.checkpoint_store import CheckpointCollector, CheckpointStore
@@ -56,6 +58,7 @@ from datajob_core.reconciler import (
 )
 from datajob_core.stages import Layout
 from datajob_core.storage import ACCESS_KEY, CREDENTIAL_KEYS, SECRET_KEY, StorageConfig, Store, is_remote
+from datajob_core.storage_access import StorageAccessError, StorageAccessPolicy
 
 from .informer import Informers
 from .kube import (
@@ -195,8 +198,10 @@ class JobController:
         *,
         worker_account: dict[str, Any] | None = None,
         observed: Informers | None = None,
+        access: StorageAccessPolicy | None = None,
     ) -> None:
         self.jobs = jobs
+        self.access = access or StorageAccessPolicy()
         self.observed = observed
         self.worker_account = worker_account or {}
         self.nodes = nodes
@@ -240,6 +245,8 @@ class JobController:
         if index is None:
             spec_input = job["spec"]["input"]
             files = list_inputs(spec_input["uris"], *self.storage(job))
+            for found in files:
+                self._confine(found.path, "spec.input.uris")
             plan = plan_shards(files, spec_input.get("partitioning") or {})
             chunks = plan_store.split(plan_store.encode(plan))
             names = plan_store.chunk_names(self.jobs.name, len(chunks))
@@ -288,6 +295,8 @@ class JobController:
             return self._fail_before_start(job, *refused)
         try:
             plan = self.load_plan(job)
+        except StorageAccessError as error:
+            return self._fail_before_start(job, "StorageAccessDenied", str(error))
         except PlanError as error:
             return self._fail_before_start(job, error.reason, str(error))
         except (ValueError, OverflowError, MemoryError) as error:
@@ -298,6 +307,8 @@ class JobController:
                 self._claim_output(job)
             except OutputInUseError as error:
                 return self._fail_before_start(job, "OutputInUse", str(error))
+            except StorageAccessError as error:
+                return self._fail_before_start(job, "StorageAccessDenied", str(error))
 
         state = (
             state_codec.decode(status["ledger"])
@@ -571,20 +582,33 @@ class JobController:
             return  # Kueue changed it meanwhile; the change wakes the next pass
 
     def storage(self, job: dict[str, Any]) -> tuple[StorageConfig, dict[str, str] | None]:
-        """spec.storage, and the credentials from its Secret (None: the operator's own, e.g. IRSA)."""
+        """spec.storage and the job's credentials from its Secret (None: the operator's own identity), once
+        every location the job names is one the operator may act on for it (storage_access); raises
+        StorageAccessError otherwise, before any request is sent."""
         storage = job["spec"].get("storage") or {}
         config = StorageConfig.from_spec(storage)
-        secret = storage.get("credentialsSecret")
+        credentials, why = self._credentials(storage.get("credentialsSecret"))
+        storage_access.check_job(
+            self.access,
+            self.jobs.namespace,
+            job["spec"],
+            has_credentials=credentials is not None,
+            why_no_credentials=why,
+        )
+        return config, credentials
+
+    def _credentials(self, secret: str | None) -> tuple[dict[str, str] | None, str]:
+        """The job's Secret's AWS keys, or None and why there are none."""
         if not secret:
-            return config, None
+            return None, "spec.storage.credentialsSecret is not set"
         try:
             credentials = self.jobs.read_secret(secret, CREDENTIAL_KEYS)
         except ApiException as error:
             if error.status != 403:
                 raise
-            # Installed without access to Secrets (storage.operatorReadsSecrets=false): the operator's own
-            # cloud identity lists and cleans; the workers still get the Secret.
-            return config, None
+            # Installed without access to Secrets (storage.operatorReadsSecrets=false): only the
+            # administrator's storage roots are reachable, with the operator's own identity.
+            return None, "this operator may not read Secrets (storage.operatorReadsSecrets=false)"
         # Raised, not failed: the Secret may come after the job (as for a pod); ReconcileFailing says so.
         if credentials is None:
             raise StorageCredentialsError(
@@ -596,16 +620,31 @@ class JobController:
                 f"spec.storage.credentialsSecret: Secret {self.jobs.namespace}/{secret} has no "
                 f"{' or '.join(missing)}"
             )
-        return config, credentials
+        return credentials, ""
+
+    def _confine(self, path: str, field: str) -> None:
+        """A local path the operator touches must stay under a storage root once symlinks are resolved:
+        a link inside the job's root must not lead it into another namespace's directory."""
+        if is_remote(path):
+            return
+        real = os.path.realpath(path.removeprefix("file://"))
+        roots = [os.path.realpath(r) for r in self.access.roots_for(self.jobs.namespace) if not is_remote(r)]
+        if not any(storage_access.inside(real, root) for root in roots):
+            raise StorageAccessError(
+                field, f"{path} resolves to {real}, outside this namespace's storage roots"
+            )
 
     def _output_store(self, job: dict[str, Any]) -> Store | None:
-        """The job's output as the operator can reach it: an object store (with the job's credentials), or
-        a directory mounted into the operator as into the workers; None if it cannot see it."""
+        """The job's output as the operator may reach it: an object store (with the job's credentials or,
+        under a storage root, its own identity), or a directory mounted into the operator as into the
+        workers; None if it cannot see it. Raises StorageAccessError where it may not act."""
         output = (job["spec"].get("output") or {}).get("uri", "")
         if is_remote(output):
             return Store(output, *self.storage(job))
+        self.storage(job)
         if not Path(output.removeprefix("file://")).parent.is_dir():
             return None
+        self._confine(output, "spec.output.uri")
         return Store(output)
 
     def _claim_output(self, job: dict[str, Any]) -> None:
@@ -623,7 +662,11 @@ class JobController:
     def _collect(self, job: dict[str, Any], state: JobState) -> None:
         """Deletes checkpoint files the just-persisted ledger made redundant (fencing: docs/design.md)."""
         if self.runtime.collector is None:
-            store = self._output_store(job)
+            try:
+                store = self._output_store(job)
+            except StorageAccessError as error:  # the administrator's roots changed since the job started
+                self.log.warning("not collecting checkpoints", error=str(error))
+                return
             if store is None or not store.exists(""):
                 return  # not reachable from the operator (or nothing written yet): files stay until then
             self.runtime.collector = CheckpointCollector(CheckpointStore(store))

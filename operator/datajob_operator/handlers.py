@@ -20,6 +20,7 @@ from kubernetes import client, config
 from datajob_core.node_drain import draining_reason
 from datajob_core.protocol import REPORT_ANNOTATION
 from datajob_core.reconciler import RETRY_ANNOTATION
+from datajob_core.storage_access import StorageAccessPolicy
 
 from . import informer, metrics
 from .controller import JobController, JobRuntime, PassTimings
@@ -40,6 +41,7 @@ class OperatorOptions:
     worker_account: dict[str, Any] = field(default_factory=dict)
     namespaces: list[str] = field(default_factory=list)  # empty: cluster-wide
     reconcile_threads: int = 4
+    storage_access: StorageAccessPolicy = field(default_factory=StorageAccessPolicy)
 
 
 OPTIONS = OperatorOptions()
@@ -264,6 +266,7 @@ async def run_job(*, name: str, namespace: str | None, stopped: kopf.DaemonStopp
         node_directory(),
         worker_account=OPTIONS.worker_account,
         observed=_informers,
+        access=OPTIONS.storage_access,
     )
     try:
         while not stopped:

@@ -18,7 +18,7 @@ from kubernetes import client
 from datajob_testenv.cluster import TestCluster
 from datajob_testenv.datajobs import Jobs, committed, job_manifest, write_inputs
 from datajob_testenv.kube import CHART, Kubectl, helm
-from datajob_testenv.operator_process import OperatorProcess
+from datajob_testenv.operator_process import OperatorProcess, storage_access
 from datajob_testenv.processes import free_port, wait_for
 from datajob_testenv.schemas import LOCATION, write_builtin_schemas, write_crd_schemas
 from datajob_testenv.tools import REPO_ROOT, tool
@@ -285,6 +285,7 @@ def test_operator_with_the_charts_credentials_completes_a_job_and_nothing_more(
             cluster.directory / "logs" / "rbac",
             *("--peering", "dj-rbac", "--worker-account-template", str(template)),
             *("--metrics-port", str(metrics_port), "--log-format", "json"),
+            *storage_access(tmp_path.parent),
         )
         runner.log_dir.mkdir(parents=True, exist_ok=True)
         runner.start()
@@ -340,6 +341,7 @@ def test_two_replicas_one_acts_and_a_kill_hands_over_without_losing_the_job(
     peering = ("--peering", "dj-ha", "--peering-lifetime", "10")
     (logs / "ha-a").mkdir(parents=True, exist_ok=True)
     (logs / "ha-b").mkdir(parents=True, exist_ok=True)
+    peering = (*peering, *storage_access(tmp_path.parent))
     leader = OperatorProcess(cluster.kubeconfig, logs / "ha-a", *peering, "--priority", "200")
     standby = OperatorProcess(cluster.kubeconfig, logs / "ha-b", *peering, "--priority", "100")
     leader.start()

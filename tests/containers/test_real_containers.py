@@ -243,6 +243,8 @@ def install_operator(target: Target) -> None:
         'extraVolumes=[{"name":"data","persistentVolumeClaim":{"claimName":"data"}}]',
         "--set-json",
         'extraVolumeMounts=[{"name":"data","mountPath":"/data"}]',
+        "--set-json",
+        'storage.roots=["/data"]',  # the operator may act on the shared volume with its own identity
         timeout=240,
     )
 

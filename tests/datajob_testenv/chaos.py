@@ -33,7 +33,7 @@ from .kube import Kubectl
 from .localjobs import shard_records
 from .nodeagent import SIGNAL_ANNOTATION
 from .nodes import AGENT_NODE
-from .operator_process import OperatorProcess
+from .operator_process import OperatorProcess, storage_access
 from .processes import wait_for
 from .tools import REPO_ROOT
 
@@ -211,7 +211,7 @@ def run_chaos(config: ChaosConfig, work: Path | None = None, log: Any = print) -
             "apply", "--server-side", "-f", str(REPO_ROOT / "crds" / "datajob.dev_datajobs.yaml")
         )
         Kubectl(cluster.kubeconfig).wait_established("datajobs.datajob.dev")
-        operator = OperatorProcess(cluster.kubeconfig, cluster.directory / "logs")
+        operator = OperatorProcess(cluster.kubeconfig, cluster.directory / "logs", *storage_access(work))
         operator.start()
         api = cluster.api_client()
         core, custom = client.CoreV1Api(api), client.CustomObjectsApi(api)

@@ -11,18 +11,27 @@ from pathlib import Path
 from .processes import spawn, stop_group
 
 
+def storage_access(root: Path) -> tuple[str, ...]:
+    """What the suite's operators may reach with their own identity: the session's temporary directory
+    (every test's input and output), and object stores on loopback (MinIO)."""
+    return ("--storage-root", str(root), "--storage-endpoint", "http://127.0.0.1:*")
+
+
 class OperatorProcess:
-    def __init__(self, kubeconfig: str, log_dir: Path, *extra_args: str) -> None:
+    def __init__(
+        self, kubeconfig: str, log_dir: Path, *extra_args: str, env: dict[str, str] | None = None
+    ) -> None:
         self.kubeconfig = kubeconfig
         self.log_dir = log_dir
         self.extra_args = extra_args
+        self.env = env or {}
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
         self.metrics_url = ""  # set by whoever passes --metrics-port
 
     def start(self) -> None:
         self.starts += 1
-        env = {**os.environ, "KUBECONFIG": self.kubeconfig}
+        env = {**os.environ, **self.env, "KUBECONFIG": self.kubeconfig}
         self.process = spawn(
             [sys.executable, "-m", "datajob_operator", *self.extra_args],
             self.log_dir / f"operator-{self.starts}.log",

@@ -166,13 +166,70 @@ BAD_SPECS: list[tuple[str, dict[str, Any], str]] = [
                 },
                 "spec.podTemplate.spec.containers[0].ports[0].hostPort",
             ),
+            # Pod mechanics the operator owns.
+            ("restartPolicy Always", {"restartPolicy": "Always"}, "spec.podTemplate.spec.restartPolicy"),
+            (
+                "a day of grace",
+                {"terminationGracePeriodSeconds": 86400},
+                "spec.podTemplate.spec.terminationGracePeriodSeconds",
+            ),
+            (
+                "worker termination message path",
+                {"containers": [{"name": "worker", "terminationMessagePath": "/tmp/x"}]},
+                "spec.podTemplate.spec.containers[0].terminationMessagePath",
+            ),
+            (
+                "container restartPolicy",
+                {"containers": [{"name": "side", "image": "x", "restartPolicy": "Always"}]},
+                "spec.podTemplate.spec.containers[0].restartPolicy",
+            ),
+            (
+                "init container restartPolicy OnFailure",
+                {"initContainers": [{"name": "i", "image": "x", "restartPolicy": "OnFailure"}]},
+                "spec.podTemplate.spec.initContainers[0].restartPolicy",
+            ),
+            (
+                "unconfined AppArmor on the pod",
+                {"securityContext": {"appArmorProfile": {"type": "Unconfined"}}},
+                "spec.podTemplate.spec.securityContext.appArmorProfile.type",
+            ),
+            (
+                "unconfined AppArmor on a sidecar",
+                {
+                    "containers": [
+                        {
+                            "name": "s",
+                            "image": "x",
+                            "securityContext": {"appArmorProfile": {"type": "Unconfined"}},
+                        }
+                    ]
+                },
+                "spec.podTemplate.spec.containers[0].securityContext.appArmorProfile.type",
+            ),
         ]
     ],
+    (
+        "unconfined AppArmor annotation",
+        spec_with(
+            podTemplate={
+                "metadata": {
+                    "annotations": {"container.apparmor.security.beta.kubernetes.io/worker": "unconfined"}
+                }
+            }
+        ),
+        "spec.podTemplate.metadata.annotations",
+    ),
 ]
 
 # What users legitimately put in a pod template: all of it must stay possible.
 SAFE_POD_TEMPLATE: dict[str, Any] = {
-    "metadata": {"labels": {"team": "data"}, "annotations": {"example.com/cost-center": "42"}},
+    "metadata": {
+        "labels": {"team": "data"},
+        "annotations": {
+            "example.com/cost-center": "42",
+            "container.apparmor.security.beta.kubernetes.io/worker": "runtime/default",
+        },
+    },
     "spec": {
         "volumes": [
             {"name": "scratch", "emptyDir": {"sizeLimit": "1Gi"}},
@@ -183,7 +240,13 @@ SAFE_POD_TEMPLATE: dict[str, Any] = {
         "volumeMounts": [{"name": "data", "mountPath": "/data"}],
         "envFrom": [{"secretRef": {"name": "s3-credentials"}}],
         "initContainers": [
-            {"name": "fetch", "image": "busybox", "command": ["true"], "securityContext": {"runAsUser": 1000}}
+            {
+                "name": "fetch",
+                "image": "busybox",
+                "command": ["true"],
+                "securityContext": {"runAsUser": 1000},
+            },
+            {"name": "proxy", "image": "envoy", "restartPolicy": "Always"},  # a native sidecar
         ],
         "containers": [
             {
@@ -194,6 +257,7 @@ SAFE_POD_TEMPLATE: dict[str, Any] = {
         ],
         "securityContext": {"runAsUser": 1000, "fsGroup": 2000, "seccompProfile": {"type": "RuntimeDefault"}},
         "hostUsers": False,
+        "terminationGracePeriodSeconds": 120,
         "dnsPolicy": "ClusterFirst",
         "imagePullSecrets": [{"name": "registry"}],
     },

@@ -1,0 +1,158 @@
+"""Whose identity a storage action the operator takes for a job may use (no confused deputy).
+
+The operator lists a job's input to plan it, claims (and with ``spec.output.overwrite`` clears) its output,
+and deletes superseded checkpoints. Every target is one the DataJob's author named, so each action must run
+with an identity the author controls, or where an administrator has said the operator's own identity may
+be used for that namespace:
+
+- ``s3://`` locations are reached with the job's own Secret (``spec.storage.credentialsSecret``), which the
+  author controls; workers get the same Secret.
+- Any location (a POSIX path on a volume mounted into the operator, an ``s3://``, ``gs://`` or ``az://``
+  prefix reached with the operator's cloud identity) may be reached with the operator's own identity only
+  under a root the administrator lists (``--storage-root``; ``{namespace}`` stands for the job's
+  namespace, so ``/data/{namespace}`` gives each namespace its own directory).
+- Requests go only to object-store endpoints the administrator allows (``--storage-endpoint``): a job's
+  ``spec.storage.endpoint`` must not make the operator call arbitrary URLs inside the cluster network.
+
+Anything else is refused before a single request is sent, with the field named. Pure: the caller resolves
+symlinks (:func:`inside` on real paths) and reads the Secret. See docs/threat-model.md.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from datajob_core.storage import is_remote
+
+# The schemes a job's own S3 Secret opens; any other remote scheme needs an administrator's root.
+CREDENTIAL_SCHEMES = ("s3", "s3a")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_GLOB = re.compile(r"[*?[]")
+
+
+@dataclass(frozen=True)
+class StorageAccessPolicy:
+    """The administrator's answer to "where may the operator act with its own identity, and call whom"."""
+
+    roots: tuple[str, ...] = ()  # POSIX directories or object-store prefixes; "{namespace}" is substituted
+    endpoints: tuple[str, ...] = ()  # shell-style patterns of scheme://host:port, e.g. http://minio.*:9000
+
+    def roots_for(self, namespace: str) -> list[str]:
+        return [normalize(root.replace("{namespace}", namespace)) for root in self.roots]
+
+
+class StorageAccessError(Exception):
+    """The operator may not act on a location a job named; the message names the field and why."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+
+
+def normalize(location: str) -> str:
+    """A location as compared with roots: ``file://`` dropped, ``.``/``..`` and trailing ``/`` resolved."""
+    if is_remote(location):
+        scheme, _, rest = location.partition("://")
+        parts = [p for p in rest.split("/") if p not in ("", ".")]
+        if ".." in parts:  # keys are literal in object stores, but never let one read as a way out
+            return f"{scheme.lower()}://\0invalid"
+        return f"{scheme.lower()}://{'/'.join(parts)}"
+    path = location.removeprefix("file://")
+    if not path.startswith("/"):
+        return "\0relative"
+    return os.path.normpath(path).replace("//", "/")
+
+
+def inside(location: str, root: str) -> bool:
+    """Whether ``location`` is ``root`` or below it (both normalized; a path part is never cut)."""
+    location, root = normalize(location), normalize(root)
+    if "\0" in location or "\0" in root:
+        return False
+    return location == root or location.startswith(root.rstrip("/") + "/")
+
+
+def static_prefix(pattern: str) -> str:
+    """The part of a glob before its first wildcard's path part: every match is under it."""
+    match = _GLOB.search(pattern)
+    if match is None:
+        return pattern
+    head = pattern[: match.start()]
+    return head[: head.rfind("/")] if "/" in head else ""
+
+
+def origin(url: str) -> str:
+    """``scheme://host:port`` of an endpoint URL, with the scheme's default port spelled out."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    return f"{scheme}://{(parts.hostname or '').lower()}:{port or _DEFAULT_PORTS.get(scheme, 0)}"
+
+
+def endpoint_allowed(policy: StorageAccessPolicy, endpoint: str) -> bool:
+    found = origin(endpoint)
+    return any(fnmatch.fnmatchcase(found, pattern.lower()) for pattern in policy.endpoints)
+
+
+def under_root(policy: StorageAccessPolicy, namespace: str, location: str) -> str | None:
+    """The administrator's root (for this namespace) that holds ``location``, or None."""
+    prefix = static_prefix(location)
+    return next((root for root in policy.roots_for(namespace) if inside(prefix, root)), None)
+
+
+def uses_job_credentials(location: str, has_credentials: bool) -> bool:
+    return has_credentials and location.split("://", 1)[0].lower() in CREDENTIAL_SCHEMES
+
+
+def check_job(
+    policy: StorageAccessPolicy,
+    namespace: str,
+    spec: dict[str, Any],
+    *,
+    has_credentials: bool,
+    why_no_credentials: str,
+) -> None:
+    """Raises StorageAccessError for the first location the operator may not act on for this job.
+
+    ``has_credentials``: the job's Secret was read. ``why_no_credentials`` completes the refusal when it
+    was not (no ``credentialsSecret``; the operator may not read Secrets).
+    """
+    storage = spec.get("storage") or {}
+    locations = [(f"spec.input.uris[{i}]", uri) for i, uri in enumerate(spec["input"]["uris"])]
+    locations.append(("spec.output.uri", spec["output"]["uri"]))
+    endpoint = storage.get("endpoint")
+    reaches_s3 = any(uri.split("://", 1)[0].lower() in CREDENTIAL_SCHEMES for _, uri in locations)
+    if endpoint and reaches_s3 and not endpoint_allowed(policy, endpoint):
+        raise StorageAccessError(
+            "spec.storage.endpoint",
+            f"{origin(endpoint)} is not an object-store endpoint this operator may call (its "
+            f"administrator allows: {_listing(policy.endpoints)}; chart value storage.allowedEndpoints)",
+        )
+    for field, uri in locations:
+        if uses_job_credentials(uri, has_credentials) or under_root(policy, namespace, uri) is not None:
+            continue
+        if is_remote(uri) and uri.split("://", 1)[0].lower() in CREDENTIAL_SCHEMES:
+            detail = f"the job's own credentials are needed ({why_no_credentials})"
+        elif is_remote(uri):
+            detail = "only s3:// locations can be reached with the job's own credentials"
+        else:
+            detail = "a path is reached through the operator's own volumes"
+        raise StorageAccessError(
+            field,
+            f"{uri} is outside the storage roots where this operator may act with its own identity for "
+            f"namespace {namespace} ({_listing(policy.roots_for(namespace))}; chart value storage.roots), "
+            f"and {detail}",
+        )
+
+
+def _listing(items: Iterable[str]) -> str:
+    listed = ", ".join(items)
+    return listed or "none"
