@@ -478,6 +478,26 @@ class RetryPolicy(_Model):
         default=None,
         description="Which exit codes are the shard's fault, which are retriable without charge.",
     )
+    shard_timeout_seconds: int | None = Field(
+        default=None,
+        ge=1,
+        le=604800,
+        description=(
+            "Time limit of one attempt of one shard (from its start or resume). On expiry the worker ends "
+            "(exit code 124) and the shard is charged, with a reason naming the record it was at. "
+            "Default: none."
+        ),
+    )
+    record_timeout_seconds: int | None = Field(
+        default=None,
+        ge=1,
+        le=86400,
+        description=(
+            "Time limit of one call of a user function (processor.function, a mapper) on one record. On "
+            "expiry the worker ends (exit code 124) and the shard is charged, with a reason naming the "
+            "record. Default: none."
+        ),
+    )
 
 
 class Checkpoint(_Model):

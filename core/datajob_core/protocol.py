@@ -30,6 +30,8 @@ ENV_PROCESSOR = "DATAJOB_PROCESSOR"  # spec.processor as JSON
 ENV_FORMAT = "DATAJOB_FORMAT"  # spec.input.format
 ENV_ENCODING = "DATAJOB_ENCODING"  # spec.input.encoding
 ENV_BAD_RECORDS = "DATAJOB_BAD_RECORD_POLICY"  # spec.input.badRecordPolicy
+# spec.retryPolicy.shardTimeoutSeconds and recordTimeoutSeconds, as JSON {"shardSeconds", "recordSeconds"}
+ENV_TIME_LIMITS = "DATAJOB_TIME_LIMITS"
 # Where the worker writes its last error, for the pod's termination message (kubelet reads it).
 ENV_TERMINATION_LOG = "DATAJOB_TERMINATION_LOG"
 # Local mode: the stored plan (datajob_core.plan_store), for shards too large to send inline.

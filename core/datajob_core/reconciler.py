@@ -760,6 +760,9 @@ def _fold(
     slot.acked = max(slot.acked, report.seq)
 
 
+UNASKED_EXIT = "exited with code 0 without being asked to stop (sys.exit() or os._exit() in user code?)"
+
+
 def _death(
     worker: ObservedWorker | None,
     slot: Slot,
@@ -782,8 +785,13 @@ def _death(
             return _Death(disruption(worker.disruption or slot.disrupted))
         return _Death(judge_exit(worker.exit_code, worker.reason or "pod failed", policy.failure_rules))
     if worker.phase == "Succeeded":
-        # Exited cleanly: told to stop, or SIGTERM from a deletion; either way it checkpointed first.
-        return _Death(disruption(slot.disrupted or "worker exited"), graceful=graceful or not slot.disrupted)
+        if graceful or slot.disrupted or worker.disruption or worker.deleting:
+            # Told to stop, or SIGTERM from a deletion; either way it checkpointed first.
+            cause = slot.disrupted or worker.disruption or "worker exited"
+            return _Death(disruption(cause), graceful=graceful or not slot.disrupted)
+        # Nobody asked it to stop (the ledger says so durably): user code ended the process, e.g.
+        # sys.exit(0) or os._exit(0). Its shard is charged and the restart counted, or it loops forever.
+        return _Death(Verdict(Action.COUNT, UNASKED_EXIT))
     if worker.deleting:
         return None  # wait until it is gone, so its final report is folded
     if worker.phase == "Running":
@@ -819,13 +827,14 @@ def _finish(
         return True
     failed = ledger.failed_count(0, layout.map_shards)
     if failed > policy.max_failed_shards:
-        reasons = sorted({e.reason for shard, e in ledger.failed.items() if shard < layout.map_shards})
+        first = min((s for s in ledger.failed if s < layout.map_shards), default=None)
+        named = f"shard {first}: {ledger.failed[first].reason}" if first is not None else "unknown"
         _fail(
             state,
             decision,
             "ShardsFailed",
             f"{failed} shard(s) failed permanently, more than retryPolicy.maxFailedShards "
-            f"({policy.max_failed_shards}); first reason: {reasons[0] if reasons else 'unknown'}",
+            f"({policy.max_failed_shards}); first: {named}",
         )
         return True
     stuck = [

@@ -115,6 +115,17 @@ def storage_env(storage: dict[str, Any]) -> list[dict[str, Any]]:
     return env
 
 
+def time_limits(spec: dict[str, Any]) -> str:
+    """spec.retryPolicy's time limits on user code, for the worker's watchdog (datajob_worker.watchdog)."""
+    policy = spec.get("retryPolicy") or {}
+    return json.dumps(
+        {
+            "shardSeconds": policy.get("shardTimeoutSeconds"),
+            "recordSeconds": policy.get("recordTimeoutSeconds"),
+        }
+    )
+
+
 def worker_pod(
     job: dict[str, Any], slot: int, pod_name: str, lease: str, *, grace_seconds: int = 30
 ) -> dict[str, Any]:
@@ -136,6 +147,7 @@ def worker_pod(
         {"name": protocol.ENV_ENCODING, "value": (spec.get("input") or {}).get("encoding", "utf-8")},
         {"name": protocol.ENV_BAD_RECORDS, "value": (spec.get("input") or {}).get("badRecordPolicy", "Fail")},
         {"name": protocol.ENV_TERMINATION_LOG, "value": TERMINATION_MESSAGE_PATH},
+        {"name": protocol.ENV_TIME_LIMITS, "value": time_limits(spec)},
     ]
     if checkpoint.get("intervalRecords"):
         env.append({"name": protocol.ENV_CHECKPOINT_RECORDS, "value": str(checkpoint["intervalRecords"])})

@@ -338,7 +338,7 @@ def test_two_replicas_one_acts_and_a_kill_hands_over_without_losing_the_job(
         ),
     )
     logs = cluster.directory / "logs"
-    peering = ("--peering", "dj-ha", "--peering-lifetime", "10")
+    peering: tuple[str, ...] = ("--peering", "dj-ha", "--peering-lifetime", "10")
     (logs / "ha-a").mkdir(parents=True, exist_ok=True)
     (logs / "ha-b").mkdir(parents=True, exist_ok=True)
     peering = (*peering, *storage_access(tmp_path.parent))

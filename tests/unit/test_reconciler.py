@@ -131,6 +131,17 @@ def test_a_pod_deleted_by_someone_else_gets_no_new_shards_and_is_not_charged() -
     assert state.slots[0].restarts == 0 and state.disruptions == 1
 
 
+def test_an_exit_0_nobody_asked_for_charges_the_shard_and_counts_a_restart() -> None:
+    state, policy, pods = start()
+    exited = running(pods)
+    exited[0] = ObservedWorker(name=pods[0], slot=0, phase="Succeeded", started_at=0.0)
+    decision = step(state, policy, exited, processing(pods[0], 0, 0))
+    assert state.ledger.retry[0].failures == 1  # sys.exit(0)/os._exit(0) in user code, not a stop
+    assert state.slots[0].restarts == 1 and state.disruptions == 0
+    failed = next(e.message for e in decision.events if e.reason == "WorkerFailed")
+    assert "exited with code 0 without being asked to stop" in failed and "shard 0 charged" in failed
+
+
 def test_a_worker_on_a_draining_node_is_moved_gracefully_and_charged_nothing() -> None:
     state, policy, pods = start()
     why = "node n1 is cordoned (kubectl cordon/drain) (taint node.kubernetes.io/unschedulable)"

@@ -39,6 +39,7 @@ from datajob_core.protocol import (
     ENV_REDUCE_PARTITIONS,
     ENV_REDUCER,
     ENV_STORAGE,
+    ENV_TIME_LIMITS,
     AssignmentMessage,
     CurrentShard,
     LostInput,
@@ -50,7 +51,7 @@ from datajob_core.protocol import (
 )
 from datajob_core.storage import StorageConfig
 
-from . import lifeline, processors, read_counter, readers, runtime
+from . import lifeline, processors, read_counter, readers, runtime, watchdog
 from .channel import ENV_ASSIGNMENT_FD, PipeChannel
 from .lease_client import LeaseClient, LeaseError
 from .processors import State
@@ -156,8 +157,10 @@ class Worker:
         storage: StorageConfig | None = None,
         partitions: int = 0,
         reducer: str | None = None,
+        limits: watchdog.Limits | None = None,
     ) -> None:
         self.client = client
+        self.watch = watchdog.Watchdog(limits or watchdog.Limits(), time.monotonic)
         self.job = job
         self.partitions = partitions  # spec.reduce.partitions: map output is split for the reducers
         self.encoding = encoding
@@ -168,7 +171,7 @@ class Worker:
         self.fmt = fmt
         spec = processor or {}
         self.exec_argv: list[str] = list(spec.get("exec") or [])
-        self.processor = processors.build(None if self.exec_argv else spec, reducer)
+        self.processor = processors.build(None if self.exec_argv else spec, reducer, watch=self.watch)
         self.checkpoint_seconds = checkpoint_seconds
         self.checkpoint_records = checkpoint_records
         options = {str(k): str(v) for k, v in (spec.get("options") or {}).items()}
@@ -203,9 +206,23 @@ class Worker:
 
     def heartbeat(self, stop: threading.Event) -> None:
         """Renews the report while a record, a batch or an exec child takes longer than a heartbeat."""
-        while not stop.wait(HEARTBEAT_SECONDS / 2):
+        tick = min(HEARTBEAT_SECONDS / 2, 1.0) if self.watch.armed else HEARTBEAT_SECONDS / 2
+        while not stop.wait(tick):
+            expired = self.watch.expired()
+            if expired is not None:
+                self.give_up(expired)
             if time.monotonic() - self.last_report >= HEARTBEAT_SECONDS:
                 self.send()
+
+    def give_up(self, reason: str) -> None:
+        """User code overstayed its time limit: end the process, leaving the reason as its last words.
+
+        Its shard stays current in the last report, so the operator charges it, with this reason."""
+        log.warning("time limit exceeded; stopping the worker", reason=reason)
+        lifeline.write_termination_message(reason)
+        faulthandler.dump_traceback(all_threads=True)  # where the user code hung, into the log
+        sys.stderr.flush()
+        os._exit(watchdog.EXIT_CODE)
 
     # -- main loop ----------------------------------------------------------------------------------
     def run(self) -> int:
@@ -286,6 +303,8 @@ class Worker:
         def on_record(progress: runtime.Progress, state: State, count: int) -> None:
             nonlocal last_checkpoint, records_since
             records_since += count
+            if self.watch.armed:
+                self.watch.batch_done(progress.records, _position(task, progress))
             self.reads.add(count)
             if self.delay:
                 time.sleep(self.delay * count)
@@ -323,6 +342,7 @@ class Worker:
             elif self.exec_argv:
                 self.run_exec(task)
             else:
+                self.watch.start_shard(task.shard, int((task.checkpoint or {}).get("records", 0)))
                 context = runtime.ShardContext(
                     self.fmt,
                     self.processor,
@@ -336,12 +356,15 @@ class Worker:
                 progress = runtime.run_shard(task, context)
                 records, bytes_read, skipped = progress.records, progress.bytes, progress.skipped
         except runtime.ShardInterruptedError:
+            self.watch.end_shard()
             log.info("shard interrupted; its last checkpoint stands", shard=task.shard)
             with self.lock:
                 self.reporter.current = None
             return
-        except Exception as error:  # noqa: BLE001 - a bad shard is reported, the worker goes on
-            log.warning("shard failed", shard=task.shard, error=str(error))
+        except (Exception, SystemExit) as error:  # noqa: BLE001 - a bad shard is reported, the worker goes on
+            # sys.exit() in user code is this shard's failure too, not a request to stop the worker.
+            self.watch.end_shard()
+            log.warning("shard failed", shard=task.shard, error=_describe(error))
             self.finished.add((task.shard, task.attempt))
             permanent = isinstance(error, runtime.PermanentShardError)
             lost = None
@@ -351,11 +374,12 @@ class Worker:
                 self.reporter.outcome(
                     task,
                     records=0,
-                    reason=f"{type(error).__name__}: {error}"[:400],
+                    reason=_describe(error)[:400],
                     permanent=permanent,
                     lost=lost,
                 )
             return
+        self.watch.end_shard()
         self.finished.add((task.shard, task.attempt))
         with self.lock:
             self.reporter.outcome(task, records=records, bytes_read=bytes_read, skipped=skipped)
@@ -471,6 +495,7 @@ def main() -> int:
             storage=StorageConfig.from_spec(json.loads(env.get(ENV_STORAGE) or "null")),
             partitions=int(env.get(ENV_REDUCE_PARTITIONS) or 0),
             reducer=env.get(ENV_REDUCER) or None,
+            limits=watchdog.Limits.from_env(env.get(ENV_TIME_LIMITS)),
         )
 
         def on_term(signum: int, _frame: object) -> None:
@@ -480,11 +505,25 @@ def main() -> int:
 
         signal.signal(signal.SIGTERM, on_term)
         return worker.run()
-    except Exception as error:
+    except (Exception, SystemExit) as error:  # SystemExit: user code exiting while it is imported
         # Its last words reach the pod's termination message, then the DataJob's events and conditions.
-        lifeline.write_termination_message(f"{type(error).__name__}: {error}")
-        log.exception("worker failed", error=str(error))
+        lifeline.write_termination_message(_describe(error))
+        log.exception("worker failed", error=_describe(error))
         return 1
+
+
+def _position(task: ShardTask, progress: runtime.Progress) -> str:
+    pieces = task.input.get("pieces") or []
+    if progress.piece >= len(pieces) or progress.offset is None:
+        return ""
+    unit = "row" if str(pieces[progress.piece]["path"]).endswith(".parquet") else "byte"
+    return f"after {pieces[progress.piece]['path']} {unit} {progress.offset}"
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, SystemExit):
+        return f"SystemExit: user code called sys.exit({error.code!r})"
+    return f"{type(error).__name__}: {error}"
 
 
 if __name__ == "__main__":

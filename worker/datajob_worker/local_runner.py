@@ -26,7 +26,7 @@ from typing import Any, TextIO
 
 import structlog
 
-from datajob_core import committer, output_identity, plan_store, protocol
+from datajob_core import committer, output_identity, plan_store, protocol, sizing
 from datajob_core.api import DataJob
 from datajob_core.checkpoint_store import CheckpointCollector, CheckpointStore
 from datajob_core.inputs import list_inputs
@@ -240,6 +240,7 @@ class LocalRun:
             protocol.ENV_DRIVER_PID: str(os.getpid()),
             protocol.ENV_PLAN_FILE: str(self.run_dir / plan_store.PLAN_KEY),
             protocol.ENV_TERMINATION_LOG: str(termination_log),
+            protocol.ENV_TIME_LIMITS: sizing.time_limits(spec),
             read_counter.ENV_READ_COUNTER: str(self._slot_dir(slot) / f"{name}.reads"),
         }
         if checkpoint.get("intervalRecords"):

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from datajob_worker.watchdog import Watchdog
+
 Record = Any
 State = dict[str, Any]
 
@@ -192,9 +194,23 @@ def _load(spec: str) -> Callable[..., Any]:
     return function
 
 
-def _function(spec: str) -> Processor:
+def _timed(function: Callable[..., Any], watch: Watchdog | None) -> Callable[..., Any]:
+    """``function``, telling ``watch`` when each call starts and ends (retryPolicy.recordTimeoutSeconds)."""
+    if watch is None or watch.limits.record_seconds is None:
+        return function
+
+    def call(*args: Any) -> Any:
+        watch.call()
+        result = function(*args)
+        watch.returned()
+        return result
+
+    return call
+
+
+def _function(spec: str, watch: Watchdog | None = None) -> Processor:
     """User code, ``module:function``: called per record, returns a line (or None to drop the record)."""
-    function = _load(spec)
+    function = _timed(_load(spec), watch)
 
     def process(record: Record, state: State) -> None:
         result = function(record)
@@ -204,14 +220,14 @@ def _function(spec: str) -> Processor:
     return Processor(spec, lambda: {"lines": []}, process, lambda s: "".join(f"{x}\n" for x in s["lines"]))
 
 
-def _map_reduce(mapper_spec: str, reducer_spec: str) -> Processor:
+def _map_reduce(mapper_spec: str, reducer_spec: str, watch: Watchdog | None = None) -> Processor:
     """User MapReduce: ``mapper(record)`` returns (key, value) pairs; ``reducer(key, values)`` one result.
 
     A map shard keeps each key's values (as lines ``<key JSON>\t<values JSON list>``, sorted by key) and the
     shuffle splits them by key; a reducer concatenates the value lists of its keys in map-shard order and
     calls ``reducer`` once per key: ``<key JSON>\t<result JSON>``.
     """
-    mapper, reducer = _load(mapper_spec), _load(reducer_spec)
+    mapper, reducer = _timed(_load(mapper_spec), watch), _load(reducer_spec)
 
     def process(record: Record, state: State) -> None:
         pairs = state["pairs"]
@@ -246,15 +262,18 @@ def _line(record: Record) -> str:
     return record if isinstance(record, str) else json.dumps(record, sort_keys=True)
 
 
-def build(processor: dict[str, Any] | None, reducer: str | None = None) -> Processor:
+def build(
+    processor: dict[str, Any] | None, reducer: str | None = None, *, watch: Watchdog | None = None
+) -> Processor:
     """The processor a DataJob's ``spec.processor`` describes (wordcount when none is given); with a user
-    reducer (``spec.reduce.function``) the processor's function is its mapper."""
+    reducer (``spec.reduce.function``) the processor's function is its mapper. ``watch`` times each call
+    of a user function."""
     processor = processor or {"builtin": "wordcount"}
     options = {str(k): str(v) for k, v in (processor.get("options") or {}).items()}
     if reducer and processor.get("function"):
-        return _map_reduce(processor["function"], reducer)
+        return _map_reduce(processor["function"], reducer, watch)
     if processor.get("function"):
-        return _function(processor["function"])
+        return _function(processor["function"], watch)
     builtin = processor.get("builtin")
     if builtin == "wordcount":
         return _wordcount()

@@ -15,6 +15,7 @@ of its own, its output in its log file, and it dies with whoever started it.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import multiprocessing.connection
 import multiprocessing.forkserver
@@ -115,7 +116,9 @@ class ForkedWorker:
             self.killed_at = time.monotonic()
 
     def send_signal(self, sig: int) -> None:
-        os.kill(self.pid, sig)
+        # It may have ended since its exit status was last asked for: then there is nobody to signal.
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.pid, sig)
 
 
 KILL_REPORT_SECONDS = 5.0
