@@ -162,6 +162,16 @@ class Input(_Model):
         max_length=64,
         description="Text encoding of text, jsonl and csv input (a codec name: utf-8, latin-1, cp1252).",
     )
+    multi_line: bool = Field(
+        default=False,
+        description=(
+            "CSV only: records may span lines (quoted fields with newlines, RFC 4180), also in files split "
+            "into several shards (partitioning size or count): each shard then reads the file up to its "
+            "start once, to find the true record boundary. false (as Spark's default): in a split file, a "
+            "record spanning lines fails its shard with a message saying so; a file read whole (perFile) "
+            "may always hold them."
+        ),
+    )
     bad_record_policy: Literal["Fail", "Skip", "DeadLetter"] = Field(
         default="Fail",
         description=(
@@ -182,7 +192,30 @@ class Input(_Model):
             raise ValueError(f"spec.input.encoding: unknown encoding {encoding!r}") from None
         if not getattr(info, "_is_text_encoding", True):
             raise ValueError(f"spec.input.encoding: {encoding!r} is not a text encoding")
+        if not _splits_at_newline_bytes(info):
+            raise ValueError(
+                f"spec.input.encoding: {encoding!r} is not supported: records are found by the bytes of "
+                "newline and quote, which this encoding writes differently or uses inside other "
+                "characters (UTF-16/32, EBCDIC, ISO-2022, HZ, UTF-7); convert the input to UTF-8"
+            )
         return encoding
+
+
+# Stateful or escaping codecs whose other characters can contain the bytes of '"' or a newline.
+_UNSPLITTABLE_CODECS = re.compile(r"^(utf_7|hz|iso2022_.*|punycode|idna|undefined|(raw_)?unicode_escape)$")
+
+
+def _splits_at_newline_bytes(info: codecs.CodecInfo) -> bool:
+    """Whether records can be found at the ASCII bytes of newline, carriage return, quote and comma."""
+    if _UNSPLITTABLE_CODECS.match(info.name.replace("-", "_")):
+        return False
+    probe = '\n\r",'
+    try:
+        return info.decode(probe.encode("ascii"))[0] == probe and all(
+            info.encode(c)[0].removeprefix(codecs.BOM_UTF8) == c.encode("ascii") for c in probe
+        )
+    except (UnicodeError, ValueError):
+        return False
 
 
 OUTPUT_URI_MESSAGE = (

@@ -30,6 +30,7 @@ ENV_PROCESSOR = "DATAJOB_PROCESSOR"  # spec.processor as JSON
 ENV_FORMAT = "DATAJOB_FORMAT"  # spec.input.format
 ENV_ENCODING = "DATAJOB_ENCODING"  # spec.input.encoding
 ENV_BAD_RECORDS = "DATAJOB_BAD_RECORD_POLICY"  # spec.input.badRecordPolicy
+ENV_MULTI_LINE = "DATAJOB_MULTI_LINE"  # spec.input.multiLine: "true" or absent
 # spec.retryPolicy.shardTimeoutSeconds and recordTimeoutSeconds, as JSON {"shardSeconds", "recordSeconds"}
 ENV_TIME_LIMITS = "DATAJOB_TIME_LIMITS"
 # Where the worker writes its last error, for the pod's termination message (kubelet reads it).
@@ -125,3 +126,5 @@ class ReportMessage(_Message):
     failed: list[ShardOutcome] = Field(default_factory=list)
     current: CurrentShard | None = Field(default=None, description="set before a shard's first record")
     notices: list[WorkerNotice] = Field(default_factory=list)
+    # It received SIGTERM (a deletion, a drain, kill -TERM): the clean exit that follows was not its code's.
+    terminated: bool = False

@@ -785,8 +785,9 @@ def _death(
             return _Death(disruption(worker.disruption or slot.disrupted))
         return _Death(judge_exit(worker.exit_code, worker.reason or "pod failed", policy.failure_rules))
     if worker.phase == "Succeeded":
-        if graceful or slot.disrupted or worker.disruption or worker.deleting:
-            # Told to stop, or SIGTERM from a deletion; either way it checkpointed first.
+        terminated = report is not None and report.report is not None and report.report.terminated
+        if graceful or slot.disrupted or worker.disruption or worker.deleting or terminated:
+            # Told to stop, or SIGTERM (a deletion, kill -TERM); either way it checkpointed first.
             cause = slot.disrupted or worker.disruption or "worker exited"
             return _Death(disruption(cause), graceful=graceful or not slot.disrupted)
         # Nobody asked it to stop (the ledger says so durably): user code ended the process, e.g.

@@ -149,6 +149,8 @@ def worker_pod(
         {"name": protocol.ENV_TERMINATION_LOG, "value": TERMINATION_MESSAGE_PATH},
         {"name": protocol.ENV_TIME_LIMITS, "value": time_limits(spec)},
     ]
+    if (spec.get("input") or {}).get("multiLine"):
+        env.append({"name": protocol.ENV_MULTI_LINE, "value": "true"})
     if checkpoint.get("intervalRecords"):
         env.append({"name": protocol.ENV_CHECKPOINT_RECORDS, "value": str(checkpoint["intervalRecords"])})
     env += storage_env(spec.get("storage") or {})

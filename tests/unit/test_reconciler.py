@@ -142,6 +142,17 @@ def test_an_exit_0_nobody_asked_for_charges_the_shard_and_counts_a_restart() -> 
     assert "exited with code 0 without being asked to stop" in failed and "shard 0 charged" in failed
 
 
+def test_an_exit_0_after_sigterm_is_a_disruption_not_a_failure() -> None:
+    state, policy, pods = start()
+    exited = running(pods)
+    exited[0] = ObservedWorker(name=pods[0], slot=0, phase="Succeeded", started_at=0.0)
+    current = CurrentShard(shard=0, attempt=1)
+    terminated = ReportMessage(pod=pods[0], seq=1, current=current, terminated=True)
+    step(state, policy, exited, {0: ObservedReport(0, terminated, renewed_at=1.0)})
+    assert all(entry.failures == 0 for entry in state.ledger.retry.values())
+    assert state.slots[0].restarts == 0 and state.restarts == 0  # a clean stop, as when it was asked
+
+
 def test_a_worker_on_a_draining_node_is_moved_gracefully_and_charged_nothing() -> None:
     state, policy, pods = start()
     why = "node n1 is cordoned (kubectl cordon/drain) (taint node.kubernetes.io/unschedulable)"

@@ -30,6 +30,7 @@ from datajob_core.protocol import (
     ENV_FORMAT,
     ENV_JOB,
     ENV_LEASE,
+    ENV_MULTI_LINE,
     ENV_NAMESPACE,
     ENV_OUTPUT,
     ENV_OUTPUT_OWNER,
@@ -90,6 +91,7 @@ class Reporter:
     failed: list[ShardOutcome] = field(default_factory=list)
     current: CurrentShard | None = None
     notices: list[WorkerNotice] = field(default_factory=list)
+    terminated: bool = False  # SIGTERM received: the exit that follows is not the user code's
 
     def acknowledge(self, ack: int) -> None:
         self.done = [o for o in self.done if o.seq > ack]
@@ -136,6 +138,7 @@ class Reporter:
             failed=list(self.failed),
             current=self.current,
             notices=list(self.notices),
+            terminated=self.terminated,
         )
 
 
@@ -158,7 +161,9 @@ class Worker:
         partitions: int = 0,
         reducer: str | None = None,
         limits: watchdog.Limits | None = None,
+        multi_line: bool = False,
     ) -> None:
+        self.multi_line = multi_line
         self.client = client
         self.watch = watchdog.Watchdog(limits or watchdog.Limits(), time.monotonic)
         self.job = job
@@ -351,6 +356,7 @@ class Worker:
                     self.notice,
                     encoding=self.encoding,
                     bad_records=self.bad_records,
+                    multi_line=self.multi_line,
                     partitions=self.partitions,
                 )
                 progress = runtime.run_shard(task, context)
@@ -496,12 +502,13 @@ def main() -> int:
             partitions=int(env.get(ENV_REDUCE_PARTITIONS) or 0),
             reducer=env.get(ENV_REDUCER) or None,
             limits=watchdog.Limits.from_env(env.get(ENV_TIME_LIMITS)),
+            multi_line=env.get(ENV_MULTI_LINE) == "true",
         )
 
         def on_term(signum: int, _frame: object) -> None:
             # Preemption, scale-down, drain: checkpoint at the next record and exit cleanly.
             log.info("signal received; checkpointing and exiting", signal=signum)
-            worker.stopping = True
+            worker.stopping = worker.reporter.terminated = True
 
         signal.signal(signal.SIGTERM, on_term)
         return worker.run()

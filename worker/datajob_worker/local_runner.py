@@ -245,6 +245,8 @@ class LocalRun:
         }
         if checkpoint.get("intervalRecords"):
             env[protocol.ENV_CHECKPOINT_RECORDS] = str(checkpoint["intervalRecords"])
+        if spec["input"].get("multiLine"):
+            env[protocol.ENV_MULTI_LINE] = "true"
         self._log_path(name).parent.mkdir(parents=True, exist_ok=True)
         termination_log.parent.mkdir(parents=True, exist_ok=True)
         if slot in self.workers:  # the slot's previous process has ended; its pipes go with it

@@ -16,6 +16,8 @@ from typing import IO, Any
 
 from datajob_core.storage import StorageConfig, filesystem, is_remote
 
+from . import csv_records
+
 FORMATS = ("text", "jsonl", "csv", "parquet")
 
 # A worker process serves one job, so where its object store is (spec.storage) is set once for the process.
@@ -39,7 +41,7 @@ def open_binary(path: str) -> IO[bytes]:
 
 def csv_header(path: str, encoding: str = "utf-8") -> list[str]:
     with open_binary(path) as handle:
-        return next(csv.reader([handle.readline().decode(encoding)]), [])
+        return csv_records.read_header(handle, encoding)[0]
 
 
 def align(handle: IO[bytes], start: int, offset: int | None) -> int:

@@ -87,6 +87,7 @@ def replay_shard(
         encoding=spec["input"].get("encoding", "utf-8"),
         bad_records=spec["input"].get("badRecordPolicy", "Fail"),
         partitions=int((spec.get("reduce") or {}).get("partitions", 0)),
+        multi_line=bool(spec["input"].get("multiLine")),
     )
     task = ShardTask(shard=shard, attempt=1, checkpoint=checkpoint, input=entry)
     started = time.monotonic()

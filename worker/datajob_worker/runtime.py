@@ -13,8 +13,8 @@ or concurrent attempt (a zombie included) becomes a no-op. The job commit later 
 
 from __future__ import annotations
 
+import codecs
 import contextlib
-import csv
 import json
 import subprocess
 import tempfile
@@ -30,7 +30,7 @@ from datajob_core.committer import Committer, ForeignOutputError
 from datajob_core.protocol import ShardTask
 from datajob_core.storage import StorageConfig, Store
 
-from . import readers
+from . import csv_records, readers
 from .lifeline import kill_child_with_parent
 from .processors import Processor, State
 
@@ -137,6 +137,7 @@ class ShardContext:
     encoding: str = "utf-8"
     bad_records: str = "Fail"  # spec.input.badRecordPolicy
     partitions: int = 0  # spec.reduce.partitions: split the output by key for the reducers
+    multi_line: bool = False  # spec.input.multiLine: CSV records may span lines in a split file
 
 
 def resume_point(
@@ -241,13 +242,12 @@ def run_shard(task: ShardTask, context: ShardContext) -> Progress:
             progress.piece += 1
             progress.offset = None
             continue
-        header = _csv_header(path, context.encoding) if context.fmt == "csv" else None
         with readers.open_binary(path) as handle:
             # The hot loop: locals, and the callback only every CALLBACK_EVERY records.
             records, size, pending = progress.records, progress.bytes, 0
             source = _Source(path, context.encoding, errors)
             if context.fmt == "csv":
-                rows = _csv_records(handle, (start, end), progress.offset, header or [], source)
+                rows = _csv_records(handle, (start, end), progress.offset, source, context.multi_line)
             else:
                 rows = _line_records(handle, context.fmt, (start, end), progress.offset, source)
             batch: list[Any] = []
@@ -302,16 +302,6 @@ class _Source:
     errors: RecordErrors
 
 
-def _csv_header(path: str, encoding: str) -> list[str]:
-    try:
-        return readers.csv_header(path, encoding)
-    except UnicodeDecodeError as error:
-        # Without its header no row of the file can be read, whatever the bad-record policy says.
-        raise PermanentShardError(
-            f"{path}: the CSV header (line 1) is not valid {encoding}: {error}"
-        ) from None
-
-
 def _line_records(
     handle: IO[bytes], fmt: str, piece: tuple[int, int], offset: int | None, source: _Source
 ) -> Iterator[tuple[int, int, Any]]:
@@ -323,10 +313,14 @@ def _line_records(
     offset = readers.align(handle, start, offset)
     text, encoding = fmt == "text", source.encoding
     record: Any
-    for line in handle:
+    for raw in handle:
         if offset >= end:
             return
-        offset += len(line)
+        offset += len(raw)
+        # The file's first line: a byte-order mark is not part of its record (nor, alone, a record).
+        line = raw.removeprefix(codecs.BOM_UTF8) if offset == len(raw) else raw
+        if not line:
+            continue
         try:
             if text:
                 record = line.decode(encoding).rstrip("\r\n")
@@ -340,39 +334,31 @@ def _line_records(
 
 
 def _csv_records(
-    handle: IO[bytes], piece: tuple[int, int], offset: int | None, header: list[str], source: _Source
+    handle: IO[bytes], piece: tuple[int, int], offset: int | None, source: _Source, multi_line: bool
 ) -> Iterator[tuple[int, int, Any]]:
-    """CSV rows as dicts: one csv.reader over the piece's lines, line splitting inlined.
+    """CSV rows as dicts, split only at true record boundaries (csv_records). A line that does not decode,
+    or a row whose field count differs from the header's, goes to the bad-record policy as None."""
 
-    A line that does not decode, or a row whose field count differs from the header's, goes to the
-    bad-record policy and is yielded as None.
-    """
-    start, end = piece
-    position = [readers.align(handle, start, offset), 0]
-    encoding, width = source.encoding, len(header)
+    def bad(at: int, text: bytes | str, problem: str) -> None:
+        source.errors.bad(source.path, at, text, problem)
 
-    def lines() -> Iterator[str]:
-        at = position[0]
-        for line in handle:
-            if at >= end:
-                return
-            at += len(line)
-            position[0], position[1] = at, len(line)
-            if at == len(line):
-                continue  # the header row
-            try:
-                yield line.decode(encoding)
-            except UnicodeDecodeError as error:
-                source.errors.bad(source.path, at - len(line), line, f"UnicodeDecodeError: {error}")
-
-    for values in csv.reader(lines()):
-        if values and len(values) != width:
-            row = position[0] - position[1]
-            problem = f"{len(values)} field(s) where the header has {width}"
-            source.errors.bad(source.path, row, ",".join(values), problem)
-            yield position[0], position[1], None
-            continue
-        yield position[0], position[1], dict(zip(header, values, strict=True)) if values else None
+    try:
+        yield from csv_records.records(
+            handle,
+            piece,
+            offset,
+            path=source.path,
+            encoding=source.encoding,
+            multi_line=multi_line,
+            bad=bad,
+        )
+    except UnicodeDecodeError as error:
+        # Without its header no row of the file can be read, whatever the bad-record policy says.
+        raise PermanentShardError(
+            f"{source.path}: the CSV header (line 1) is not valid {source.encoding}: {error}"
+        ) from None
+    except csv_records.SplitRecordError as error:
+        raise PermanentShardError(str(error)) from None
 
 
 EXEC_TICK_SECONDS = 1.0

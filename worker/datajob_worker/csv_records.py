@@ -1,0 +1,132 @@
+"""CSV records of one piece of a file, split only at true record boundaries.
+
+A quoted CSV field may hold newlines (RFC 4180), so a newline byte is a record boundary only where the
+number of ``"`` bytes before it is even: an escaped quote is doubled and leaves the parity alone. That
+holds in every encoding ``spec.input.encoding`` accepts (``"`` and newline are their ASCII bytes and never
+occur inside another character; datajob_core.api refuses the others). Three cases:
+
+- **The piece is the whole file** (``perFile``, or a file smaller than a shard): read from the header to
+  the end; records may span lines freely.
+- **A split file, ``spec.input.multiLine: false``** (the default, as Spark's): every record must be one line.
+  A piece starts after the first newline at or after its start; a line with an odd number of quotes (a
+  quoted newline, or a stray quote) fails the shard at once, not as a bad record, with a message saying
+  what to do. This is exact: whichever piece owns the first such record starts at a true boundary and sees
+  it, and any piece that started inside a quoted field sees the field's closing quote as an odd line.
+- **A split file, ``multiLine: true``**: a piece counts the quotes before its start (it reads the file up
+  to there once) and starts at the first newline with even parity after it. Exact for any boundary, at
+  the cost of reading the file's prefix; every piece stops where the next one starts, by the same rule.
+
+Checkpoints hold offsets of record boundaries, so a resumed piece needs no scan.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+from collections.abc import Callable, Iterator
+from typing import IO, Any
+
+QUOTE = b'"'
+SCAN_CHUNK = 1 << 20
+
+
+class SplitRecordError(Exception):
+    """A record of a file split at line ends spans several lines: the split cannot be trusted."""
+
+
+def read_header(handle: IO[bytes], encoding: str) -> tuple[list[str], int]:
+    """The header's fields and the offset where the first data record starts (a header may hold quoted
+    newlines too); a UTF-8 byte-order mark is not part of the first field's name."""
+    handle.seek(0)
+    raw, parity = b"", 0
+    for line in handle:
+        raw += line
+        parity ^= line.count(QUOTE) & 1
+        if not parity:
+            break
+    text = raw.removeprefix(codecs.BOM_UTF8).decode(encoding)
+    return next(csv.reader([text]), []), len(raw)
+
+
+def first_boundary(handle: IO[bytes], start: int, header_end: int, *, multi_line: bool) -> int:
+    """Where a piece starting at byte ``start`` reads its first record (the record a boundary splits
+    belongs to the piece it starts in)."""
+    if start <= header_end:
+        return header_end
+    if not multi_line:
+        handle.seek(start - 1)
+        return start - 1 + len(handle.readline())
+    parity = _quote_parity(handle, start - 1)
+    at = start - 1
+    handle.seek(at)
+    for line in handle:
+        parity ^= line.count(QUOTE) & 1
+        at += len(line)
+        if not parity:
+            break
+    return at
+
+
+def _quote_parity(handle: IO[bytes], end: int) -> int:
+    handle.seek(0)
+    parity, left = 0, end
+    while left > 0:
+        chunk = handle.read(min(SCAN_CHUNK, left))
+        if not chunk:
+            break
+        parity ^= chunk.count(QUOTE) & 1
+        left -= len(chunk)
+    return parity
+
+
+def records(
+    handle: IO[bytes],
+    piece: tuple[int, int],
+    resume: int | None,
+    *,
+    path: str,
+    encoding: str,
+    multi_line: bool,
+    bad: Callable[[int, bytes | str, str], None],
+) -> Iterator[tuple[int, int, Any]]:
+    """``(offset after the record, its length in bytes, the row as a dict or None)`` for each record that
+    starts in ``piece``; a malformed one goes to ``bad(offset, text, problem)`` and is yielded as None."""
+    start, end = piece
+    size = handle.seek(0, 2)
+    header, header_end = read_header(handle, encoding)
+    whole = start == 0 and end >= size
+    at = resume if resume is not None else first_boundary(handle, start, header_end, multi_line=multi_line)
+    handle.seek(at)
+    check = not whole and not multi_line
+    state = [at, at]  # after the last line read, where the current record started
+
+    def lines() -> Iterator[str]:
+        offset, parity = at, 0
+        for line in handle:
+            if not parity:
+                if offset >= end:
+                    return
+                state[1] = offset
+            quotes = line.count(QUOTE) & 1
+            if quotes and check:
+                raise SplitRecordError(
+                    f"{path}: the CSV record at byte {offset} spans several lines (a quoted newline) or has "
+                    "an unbalanced quote, so the file cannot be split at line ends. Set "
+                    "spec.input.multiLine: true (RFC 4180 quoting), or partitioning mode perFile"
+                )
+            parity ^= quotes
+            offset += len(line)
+            state[0] = offset
+            try:
+                yield line.decode(encoding)
+            except UnicodeDecodeError as error:
+                bad(offset - len(line), line, f"UnicodeDecodeError: {error}")
+
+    width = len(header)
+    for values in csv.reader(lines()):
+        after, began = state
+        if values and len(values) != width:
+            bad(began, ",".join(values), f"{len(values)} field(s) where the header has {width}")
+            yield after, after - began, None
+            continue
+        yield after, after - began, dict(zip(header, values, strict=True)) if values else None
