@@ -172,6 +172,17 @@ class Input(_Model):
             "may always hold them."
         ),
     )
+    max_bad_record_ratio: float | None = Field(
+        default=None,
+        ge=0,
+        le=1,
+        description=(
+            "With badRecordPolicy Skip or DeadLetter: the job fails (TooManyBadRecords, before its output "
+            "is committed) when more than this fraction of the records read were malformed. Unset: only "
+            "a job that skipped every record it read fails. A job that skipped any has the condition "
+            "RecordsSkipped."
+        ),
+    )
     bad_record_policy: Literal["Fail", "Skip", "DeadLetter"] = Field(
         default="Fail",
         description=(

@@ -53,6 +53,7 @@ class Policy:
     progress_deadline: float = 0.0  # seconds without progress before the job is Stalled; 0: off
     fail_on_stall: bool = False
     retry_request: str = ""  # the RETRY_ANNOTATION's value
+    max_bad_record_ratio: float | None = None  # spec.input.maxBadRecordRatio
 
 
 def policy_from_spec(spec: dict[str, Any], annotations: dict[str, str] | None = None) -> Policy:
@@ -76,7 +77,23 @@ def policy_from_spec(spec: dict[str, Any], annotations: dict[str, str] | None = 
         progress_deadline=_deadline(float(spec.get("progressDeadlineSeconds", 600) or 0), interval),
         fail_on_stall=spec.get("progressDeadlineAction") == "Fail",
         retry_request=str((annotations or {}).get(RETRY_ANNOTATION) or ""),
+        max_bad_record_ratio=(spec.get("input") or {}).get("maxBadRecordRatio"),
     )
+
+
+def bad_records_exceeded(records: int, skipped: int, max_ratio: float | None) -> str:
+    """Why the skipped (malformed) records are too many for a job to succeed on, or "" if they are not.
+
+    Without spec.input.maxBadRecordRatio, only a job that skipped every record it read fails: an output
+    made of nothing must not look like a success."""
+    total = records + skipped
+    if not skipped:
+        return ""
+    ratio = skipped / total
+    limit = "" if max_ratio is None else f" (spec.input.maxBadRecordRatio {max_ratio:g})"
+    if (max_ratio is None and records == 0) or (max_ratio is not None and ratio > max_ratio):
+        return f"{skipped} of {total} records ({ratio:.1%}) were malformed and skipped{limit}"
+    return ""
 
 
 def _deadline(seconds: float, checkpoint_interval: float) -> float:
@@ -837,6 +854,11 @@ def _finish(
             f"{failed} shard(s) failed permanently, more than retryPolicy.maxFailedShards "
             f"({policy.max_failed_shards}); first: {named}",
         )
+        return True
+    map_counts = ledger.counts(0, layout.map_shards)
+    too_many = bad_records_exceeded(state.records, state.skipped, policy.max_bad_record_ratio)
+    if map_counts.succeeded + map_counts.failed == map_counts.total and too_many:
+        _fail(state, decision, "TooManyBadRecords", too_many)
         return True
     stuck = [
         w

@@ -940,6 +940,12 @@ def _conditions(
         c = set_condition(c, "WorkersBlocked", "True", decision.blocked[0], decision.blocked[1], now=now)
     else:
         c = set_condition(c, "WorkersBlocked", "False", "WorkersCreated", "", now=now)
+    if state.skipped:  # a result built without some of the input says so where people look
+        read = state.records + state.skipped
+        message = (
+            f"{state.skipped} of {read} records read were malformed and skipped (spec.input.badRecordPolicy)"
+        )
+        c = set_condition(c, "RecordsSkipped", "True", "MalformedRecords", message, now=now)
     return c
 
 

@@ -173,3 +173,33 @@ def test_an_unknown_encoding_is_rejected_by_validate(
     path = manifest(tmp_path, "out", input={"uris": ["data/*.txt"], "encoding": "klingon-8"})
     assert datajob(["validate", str(path)]) == 2
     assert "spec.input.encoding: unknown encoding 'klingon-8'" in capsys.readouterr().err
+
+
+def _skipping_run(tmp_path: Path, bad: int, good: int, **input_spec: Any) -> Any:
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "in.jsonl").write_text('{"ok": 1}\n' * good + "not json\n" * bad)
+    spec = {"uris": ["data/*.jsonl"], "format": "jsonl", "badRecordPolicy": "Skip", **input_spec}
+    path = manifest(tmp_path, "out", workers=1, input=spec, processor={"builtin": "transform"})
+    return LocalRun(yaml.safe_load(path.read_text()), tmp_path, out=io.StringIO()).run()
+
+
+def test_a_job_that_skipped_every_record_fails_instead_of_succeeding_with_nothing(tmp_path: Path) -> None:
+    state = _skipping_run(tmp_path, bad=40, good=0)
+    assert state.phase is Phase.FAILED and state.reason == "TooManyBadRecords"
+    assert state.message == "40 of 40 records (100.0%) were malformed and skipped"
+    assert not (tmp_path / "out" / "_SUCCESS").exists()
+
+
+def test_more_bad_records_than_max_bad_record_ratio_fails_the_job_before_its_output_is_committed(
+    tmp_path: Path,
+) -> None:
+    state = _skipping_run(tmp_path, bad=20, good=80, maxBadRecordRatio=0.1)
+    assert state.phase is Phase.FAILED and state.reason == "TooManyBadRecords"
+    assert "(spec.input.maxBadRecordRatio 0.1)" in state.message
+    assert not (tmp_path / "out" / "_SUCCESS").exists()
+
+
+def test_bad_records_within_max_bad_record_ratio_still_succeed(tmp_path: Path) -> None:
+    state = _skipping_run(tmp_path, bad=5, good=95, maxBadRecordRatio=0.1)
+    assert state.phase is Phase.SUCCEEDED and state.skipped == 5
