@@ -2,26 +2,32 @@
 
 Layout under the output root (a directory or an object prefix, :class:`datajob_core.storage.Store`):
 
-- ``_attempts/<shard>/<attempt>/part`` (and ``bad_records.jsonl``; with a reduce stage a map shard writes
-  ``r-<p>`` per partition instead of ``part``): what one attempt produced. Only that
-  attempt writes there, so no two writers ever share a name, and a zombie can only touch its own attempt.
+- ``_attempts/<shard>/<attempt>-<writer>/part`` (and ``bad_records.jsonl``; with a reduce stage a map shard
+  writes ``r-<p>`` per partition instead of ``part``): what one attempt produced. ``<writer>`` is random per
+  commit, so no two writers ever share a name, even two runs of one manifest that number their attempts
+  alike, and a zombie can only touch its own objects.
 - ``_datajob/commits/part-<shard>.json``: the shard's commit record, created exclusively (S3 ``If-None-Match:
   *``, POSIX ``link``). Creating it is the commit point: of all attempts that finished the shard exactly one
   creates it, and the record names that attempt's objects with their size and checksum. Every other attempt
   (a zombie, a duplicate) sees the record and its own objects are garbage.
 - after the job commit: ``part-<shard>`` (the winners' objects, copied server-side), ``_bad_records/``,
   ``result`` (the processor's merge of all parts) and ``_SUCCESS``, a manifest of every shard's attempt,
-  object, size, checksum and record count. ``_SUCCESS`` is written last; then scratch is deleted.
+  object, size, checksum and record count. ``result`` and ``_SUCCESS`` are created exclusively, ``_SUCCESS``
+  last; then scratch is deleted.
 
-The job commit is idempotent: rerun after a crash at any point, it publishes the same objects with the same
-bytes and ends with the same manifest (docs/design.md, "Committing output").
+The job commit is idempotent and safe to race: rerun after a crash at any point, or run twice at once (a
+zombie and its replacement, two local runs), it publishes the same objects and one manifest. A published
+``_SUCCESS`` is never replaced: a later commit adopts it. A commit record missing for a shard the ledger
+does not list as failed is an error (it was deleted by a concurrent commit's cleanup, which means a
+``_SUCCESS`` exists to adopt, or it was lost), never a silent gap (docs/design.md, "Committing output").
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,8 +70,8 @@ def reduce_part_name(partition: int) -> str:
     return f"part-r-{partition:05d}"
 
 
-def attempt_prefix(shard: int, attempt: int) -> str:
-    return f"{ATTEMPTS}/{shard:06d}/{attempt}"
+def attempt_prefix(shard: int, attempt: int, writer: str) -> str:
+    return f"{ATTEMPTS}/{shard:06d}/{attempt}-{writer}"
 
 
 def record_name(shard: int) -> str:
@@ -124,7 +130,7 @@ class Committer:
         or a duplicate got there first) and leaves only garbage the job commit deletes: the record, not the
         data, decides what is published.
         """
-        prefix = attempt_prefix(shard, attempt)
+        prefix = attempt_prefix(shard, attempt, uuid.uuid4().hex[:12])
         named = [("part", data)] if data is not None else []
         named += [(shuffle.object_name(p), text) for p, text in enumerate(partitions or [])]
         if dead_letters is not None:
@@ -171,13 +177,14 @@ class Committer:
         return data
 
     # -- job commit (one task, after every shard finished) -----------------------------------------------
-    def commit_job(
+    def commit_job(  # noqa: PLR0917 - the callers name everything past merge
         self,
         shards: int,
         merge: Callable[[list[str]], str],
         summary: dict[str, Any],
         on_shard: Callable[[int], None] = lambda shard: None,
         partitions: int = 0,
+        failed: Iterable[int] | None = None,
     ) -> JobCommit:
         """Publishes every committed shard, the merged ``result`` and the ``_SUCCESS`` manifest, then
         deletes scratch. Safe to rerun from any point; MissingOutputError if a winner's data is gone.
@@ -186,15 +193,31 @@ class Committer:
         shards+partitions-1``) are published as ``part-r-<p>`` and ``result`` is their concatenation (each
         is already merged); the map shards' outputs were intermediate and are not published.
         ``on_shard`` is called after each task's output is published: a long commit can check it is still
-        wanted (and raise to stop; nothing is lost, the rerun redoes the copies)."""
+        wanted (and raise to stop; nothing is lost, the rerun redoes the copies).
+
+        ``failed``: the map shards the ledger says failed for good (within maxFailedShards); any other
+        shard without a commit record raises MissingOutputError, unless a ``_SUCCESS`` of this job appeared
+        meanwhile (a concurrent commit published and cleaned up): then that manifest is adopted. None: an
+        older operator's task, which does not say; every gap is then taken as a failed shard."""
         done = self._manifest()
-        if done is None or (self.owner and done.get("owner") != self.owner):
+        if done is not None and self.owner and done.get("owner") != self.owner:
+            self.store.delete(SUCCESS)  # another job's, left here (the output was claimed with overwrite)
+            done = None
+        if done is None:
             records = [self.committed(shard) for shard in range(shards)]
+            known = None if failed is None else set(failed)
             entries: list[dict[str, Any]] = []
             texts: list[str] = []
             for shard, record in enumerate(records):
                 if record is None:
-                    continue
+                    if known is None or shard in known:
+                        continue
+                    adopted = self._ours()
+                    if adopted is not None:  # published by a concurrent commit, which then cleaned up
+                        return self._adopt(adopted)
+                    raise MissingOutputError(
+                        shard, f"shard {shard} has no commit record, although it did not fail"
+                    )
                 entry = {
                     "shard": shard,
                     "attempt": record["attempt"],
@@ -229,7 +252,9 @@ class Committer:
                 )
                 on_shard(task)
             result = ("".join(texts) if partitions else merge(texts)).encode()
-            self.store.write(RESULT, result)
+            if not self.store.create(RESULT, result):
+                # An earlier or concurrent commit of the same records got there first: publish its bytes.
+                result = self.store.read_bytes(RESULT)
             manifest = {
                 **summary,
                 "records": sum(int(e["records"]) for e in entries),
@@ -243,9 +268,17 @@ class Committer:
             }
             if partitions:
                 manifest["partitions"] = reduced
-            # The last write: its presence says every object it lists is in place.
-            self.store.write(SUCCESS, json.dumps(manifest, sort_keys=True, indent=1) + "\n")
-            done = manifest
+            # The last write: its presence says every object it lists is in place. Exclusive: a manifest
+            # already published (by a concurrent commit) is adopted, never replaced.
+            if self.store.create(SUCCESS, json.dumps(manifest, sort_keys=True, indent=1) + "\n"):
+                done = manifest
+            else:
+                done = self._ours()
+                if done is None:
+                    raise ForeignOutputError(f"{self.store.url_of(SUCCESS)} was published by another job")
+        return self._adopt(done)
+
+    def _adopt(self, done: dict[str, Any]) -> JobCommit:
         self.clean_scratch()
         return JobCommit(
             result=self.store.url_of(RESULT),
@@ -253,6 +286,10 @@ class Committer:
             shards=len(done.get("shards") or []),
             missing=list(done.get("missingShards") or []),
         )
+
+    def _ours(self) -> dict[str, Any] | None:
+        done = self._manifest()
+        return done if done is not None and (not self.owner or done.get("owner") == self.owner) else None
 
     def _publish(self, shard: int, record: dict[str, Any], target: str) -> bytes:
         """Copies the winning attempt's ``part`` to ``target`` (server-side on S3, a hard link on POSIX);

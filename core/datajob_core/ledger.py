@@ -68,6 +68,8 @@ class InFlight:
     checkpoint: Checkpoint | None
     assigned_at: float
     updated_at: float  # last assignment or accepted checkpoint; lets the caller spot stuck shards
+    # Non-empty: a verifying attempt (see Retry.verify); the reason the shard fails if it finds no commit.
+    verify: str = ""
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,10 @@ class Retry:
     checkpoint: Checkpoint | None
     reason: str
     not_before: float  # earliest time it may be reassigned; 0 = immediately
+    # Non-empty: its attempts are used up by a worker's death, which may have come after the attempt's
+    # commit record was created (storage is the truth, not the missing report). One more attempt only
+    # verifies: it reports the committed output, or the shard fails with this reason.
+    verify: str = ""
 
 
 @dataclass(frozen=True)
@@ -272,6 +278,7 @@ class Ledger:
                 checkpoint=previous.checkpoint,
                 assigned_at=now,
                 updated_at=now,
+                verify=previous.verify,
             )
         elif self.next_fresh < limit:
             shard = self.next_fresh
@@ -451,6 +458,7 @@ class Ledger:
                     max_attempts=1 if charged and permanent else max_attempts,
                     backoff=backoff if charged else 0.0,
                     count_attempt=charged,
+                    died=True,
                 )
             )
         return outcomes
@@ -465,14 +473,20 @@ class Ledger:
         max_attempts: int,
         backoff: float,
         count_attempt: bool,
+        died: bool = False,
     ) -> AttemptOutcome:
         del self.in_flight[shard]
         failures = entry.failures + 1 if count_attempt else entry.failures
-        if count_attempt and shard_attempts_exhausted(failures, max_attempts):
+        exhausted = count_attempt and shard_attempts_exhausted(failures, max_attempts)
+        verify = entry.verify
+        if exhausted and (verify or not died):
+            reason = verify or reason  # a verifying attempt that found nothing: the death's reason stands
             self.failed[shard] = FailedShard(attempts=entry.attempt, failures=failures, reason=reason)
             return AttemptOutcome(
                 shard, entry.worker, entry.attempt, OutcomeKind.FAILED, failures=failures, reason=reason
             )
+        if exhausted:
+            verify, backoff = reason, 0.0  # a death used the last attempt: verify before failing
         not_before = now + backoff if backoff > 0 else 0.0
         self.retry[shard] = Retry(
             attempts=entry.attempt,
@@ -480,6 +494,7 @@ class Ledger:
             checkpoint=entry.checkpoint,
             reason=reason,
             not_before=not_before,
+            verify=verify,
         )
         return AttemptOutcome(
             shard,
@@ -575,6 +590,7 @@ class Ledger:
             _put(item, "c", copy.deepcopy(e.checkpoint), None)
             item["t"] = e.assigned_at
             item["u"] = e.updated_at
+            _put(item, "v", e.verify, "")
             running[str(shard)] = item
         retry: dict[str, Any] = {}
         for shard in sorted(self.retry):
@@ -584,6 +600,7 @@ class Ledger:
             _put(item, "c", copy.deepcopy(r.checkpoint), None)
             _put(item, "r", r.reason, "")
             _put(item, "nb", r.not_before, 0.0)
+            _put(item, "v", r.verify, "")
             retry[str(shard)] = item
         failed: dict[str, Any] = {}
         for shard in sorted(self.failed):
@@ -627,6 +644,7 @@ class Ledger:
                 checkpoint=_checkpoint_field(item, f"running[{shard}]"),
                 assigned_at=_time_field(item, "t", f"running[{shard}]"),
                 updated_at=_time_field(item, "u", f"running[{shard}]"),
+                verify=_field(item, "v", _is_str, "a string", where=f"running[{shard}]", default=""),
             )
         retry: dict[int, Retry] = {}
         for shard, item in _entries(data, "retry"):
@@ -636,6 +654,7 @@ class Ledger:
                 checkpoint=_checkpoint_field(item, f"retry[{shard}]"),
                 reason=_field(item, "r", _is_str, "a string", where=f"retry[{shard}]", default=""),
                 not_before=_time_field(item, "nb", f"retry[{shard}]", default=0.0),
+                verify=_field(item, "v", _is_str, "a string", where=f"retry[{shard}]", default=""),
             )
         failed: dict[int, FailedShard] = {}
         for shard, item in _entries(data, "failed"):

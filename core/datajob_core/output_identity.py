@@ -36,7 +36,7 @@ _SAMPLES = (
     "result",
     "_SUCCESS",
     "_bad_records/part-000000.jsonl",
-    "_attempts/000000/1/part",
+    "_attempts/000000/1-0123456789ab/part",
     "_datajob/commits/part-000000.json",
     "_checkpoints/000000/1.1.json",
 )

@@ -244,8 +244,10 @@ def enforce(
             container["terminationMessagePath"] = termination_path
             container["terminationMessagePolicy"] = "FallbackToLogsOnError"
     annotations = pod["metadata"].get("annotations") or {}
-    for key in [k for k, v in annotations.items() if k.startswith(APPARMOR_ANNOTATION)]:
-        if not _confined_annotation(annotations[key]):
+    names = {c.get("name") for key in CONTAINER_LISTS for c in _items(spec.get(key))}
+    for key in [k for k in annotations if k.startswith(APPARMOR_ANNOTATION)]:
+        # Unconfined, or for a container the pod does not have (the API server would refuse the pod).
+        if not _confined_annotation(annotations[key]) or key[len(APPARMOR_ANNOTATION) :] not in names:
             del annotations[key]
     return pod
 

@@ -58,6 +58,9 @@ class ShardTask(_Message):
     input: dict[str, Any] = Field(default_factory=dict, description="the shard's plan entry")
     # True when the entry is too large to send inline: the worker reads it from the stored plan.
     planned: bool = False
+    # The worker running the last attempt died, perhaps after committing: report the shard's commit
+    # record if there is one, and otherwise fail it without processing (the ledger keeps the reason).
+    verify: bool = False
 
 
 class AssignmentMessage(_Message):

@@ -416,14 +416,20 @@ def reconcile(
         tasks = []
         for shard in ledger.in_flight_for(slot.pod):
             entry = layout.entry(shard, plan)
+            if shard == layout.commit:
+                # The job commit is told which map shards really failed: any other missing commit
+                # record is an error (deleted by a concurrent cleanup, or lost), never a silent gap.
+                entry = {**entry, "failed": sorted(s for s in ledger.failed if s < layout.map_shards)}
             small = plan_store.inline(entry)
+            held = ledger.in_flight[shard]
             tasks.append(
                 ShardTask(
                     shard=shard,
-                    attempt=ledger.in_flight[shard].attempt,
-                    checkpoint=ledger.in_flight[shard].checkpoint,
+                    attempt=held.attempt,
+                    checkpoint=held.checkpoint,
                     input=entry if small else {},
                     planned=not small,
+                    verify=bool(held.verify),
                 )
             )
         decision.assignments[slot_number] = AssignmentMessage(

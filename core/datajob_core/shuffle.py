@@ -2,7 +2,8 @@
 
 A map attempt renders its shard's combined state (a word count's counts, an aggregate's groups: the
 combiner is the processor itself, so intermediate data is one line per key per shard) and splits the lines
-by ``crc32(key) % R`` into R objects ``_attempts/<shard>/<attempt>/r-<p>``, named in its commit record.
+by ``crc32(key) % R`` into R objects ``_attempts/<shard>/<attempt>-<writer>/r-<p>``, named in its commit
+record.
 Reduce task ``p`` reads object ``r-<p>`` of every map shard's winning attempt and merges them with the
 processor's merge, so it holds only the keys of its partition: 1/R of the result, not all of it.
 

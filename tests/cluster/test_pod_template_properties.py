@@ -30,7 +30,8 @@ APPARMOR = "container.apparmor.security.beta.kubernetes.io/"
 
 
 def _maybe(values: list[Any]) -> st.SearchStrategy[Any]:
-    return st.sampled_from([None, *values])
+    """Mostly absent, so that many templates are admitted and the property is exercised on both sides."""
+    return st.sampled_from([*[None] * (3 * len(values)), *values])
 
 
 def _profile(kind: str) -> st.SearchStrategy[dict[str, str] | None]:
@@ -99,7 +100,8 @@ def pod_template(draw: st.DrawFn) -> dict[str, Any]:
     template: dict[str, Any] = {"spec": {k: v for k, v in spec.items() if v is not None}}
     annotation = draw(_maybe(["runtime/default", "unconfined", "localhost/p"]))
     if annotation:
-        template["metadata"] = {"annotations": {f"{APPARMOR}side-a": annotation}}
+        target = draw(st.sampled_from(["worker", "side-a"]))
+        template["metadata"] = {"annotations": {f"{APPARMOR}{target}": annotation}}
     return template
 
 

@@ -10,28 +10,12 @@ from pathlib import Path
 import pytest
 
 from datajob_core.committer import Committer
-from datajob_core.storage import StorageConfig, Store
+from datajob_core.storage import Store
 from datajob_testenv.datajobs import data_digest
 from datajob_testenv.localjobs import corpus, manifest, markers
 from datajob_testenv.objectstore import ObjectStore
 from datajob_worker.cli import main as datajob
 from datajob_worker.processors import concatenate
-
-
-@pytest.fixture(params=["posix", "s3"])
-def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[str], Store]:
-    """Makes stores named ``name``: directories under tmp_path, or prefixes in a MinIO bucket."""
-    if request.param == "posix":
-        return lambda name: Store(str(tmp_path / name))
-    server: ObjectStore = request.getfixturevalue("object_store")
-    bucket: str = request.getfixturevalue("bucket")
-    config = StorageConfig.from_spec(server.storage_spec())
-    return lambda name: Store(f"{bucket}/{name}", config, server.credentials)
-
-
-@pytest.fixture
-def store(stores: Callable[[str], Store]) -> Store:
-    return stores("out")
 
 
 def test_exclusive_create_lets_exactly_one_of_many_concurrent_writers_win(store: Store) -> None:

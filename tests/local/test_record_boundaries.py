@@ -78,8 +78,8 @@ def csv_file(draw: st.DrawFn, *, multi_line: bool) -> tuple[str, list[dict[str, 
     return text, expected
 
 
-def cuts_for(draw: st.DrawFn, size: int) -> list[int]:
-    return draw(st.lists(st.integers(0, max(size, 1)), max_size=6))
+def cuts_for(data: st.DataObject, size: int) -> list[int]:
+    return data.draw(st.lists(st.integers(0, max(size, 1)), max_size=6))
 
 
 def written(text: str) -> Path:
@@ -97,7 +97,7 @@ def test_csv_with_quoted_newlines_splits_only_at_record_boundaries_in_multiline_
     text, expected = data.draw(csv_file(multi_line=True))
     path = written(text)
     try:
-        cuts = cuts_for(data.draw, path.stat().st_size)
+        cuts = cuts_for(data, path.stat().st_size)
         got = [r for r in read(path, "csv", cuts, multi_line=True) if r is not None]
         assert got == expected
     finally:
@@ -110,7 +110,7 @@ def test_csv_split_at_line_ends_is_exact_or_refused_never_wrong(data: st.DataObj
     text, expected = data.draw(csv_file(multi_line=True))
     path = written(text)
     try:
-        cuts = cuts_for(data.draw, path.stat().st_size)
+        cuts = cuts_for(data, path.stat().st_size)
         try:
             got = [r for r in read(path, "csv", cuts) if r is not None]
         except PermanentShardError as refused:
@@ -129,7 +129,7 @@ def test_csv_with_one_record_per_line_splits_anywhere_by_default(data: st.DataOb
     text, expected = data.draw(csv_file(multi_line=False))
     path = written(text)
     try:
-        got = [r for r in read(path, "csv", cuts_for(data.draw, path.stat().st_size)) if r is not None]
+        got = [r for r in read(path, "csv", cuts_for(data, path.stat().st_size)) if r is not None]
         assert got == expected
     finally:
         path.unlink()
@@ -151,7 +151,7 @@ def test_text_and_jsonl_records_out_equal_records_in(
         body = ending.join(values) + (ending if final and values else "")
         path = written((BOM if bom else "") + body)
         try:
-            got = read(path, fmt, cuts_for(data.draw, path.stat().st_size))
+            got = read(path, fmt, cuts_for(data, path.stat().st_size))
         finally:
             path.unlink()
         if fmt == "text":

@@ -151,11 +151,16 @@ def test_graceful_release_does_not_use_up_attempts_but_advances_attempt_numbers(
         assert ledger.assign("w", 0.0) == Assignment(0, attempt, None)
         (outcome,) = ledger.release_worker("w", "scale down", 0.0, max_attempts=1)
         assert outcome.retrying and outcome.failures == 0
-    # The one real failure allowed by max_attempts=1 is still available; after it the shard fails.
+    # The one real failure allowed by max_attempts=1 is still available; after it (and the attempt that
+    # verifies the dead worker had not committed) the shard fails.
     assert ledger.assign("w", 0.0) == Assignment(0, 6, None)
     (outcome,) = ledger.release_worker("w", "OOMKilled", 0.0, max_attempts=1, charge=(0, 6))
+    assert outcome.retrying and ledger.retry[0].verify == "OOMKilled"
+    assert ledger.assign("w", 0.0) == Assignment(0, 7, None)
+    outcome = ledger.fail_attempt(0, "w", 7, "no commit record", 0.0, max_attempts=1, backoff_seconds=0.0)
     assert outcome.failed
-    assert ledger.failed[0].attempts == 6 and ledger.failed[0].failures == 1
+    assert ledger.failed[0].reason == "OOMKilled"  # the death's reason, not the verification's
+    assert ledger.failed[0].attempts == 7 and ledger.failed[0].failures == 2
 
 
 def test_release_worker_only_touches_that_worker() -> None:
@@ -210,7 +215,18 @@ def test_a_permanent_failure_fails_the_shard_at_once() -> None:
     )
     assert result.failed and ledger.state_of(0) is ShardState.FAILED
     outcomes = ledger.release_worker("a", "FailShard", 2.0, max_attempts=5, charge=(1, 1), permanent=True)
-    assert [o.kind for o in outcomes] == [OutcomeKind.FAILED]
+    # A death: the worker may have committed before it died, so one attempt verifies before the verdict.
+    assert [o.kind for o in outcomes] == [OutcomeKind.RETRY] and ledger.retry[1].verify == "FailShard"
+
+
+def test_a_shard_whose_worker_died_after_committing_is_not_failed_by_that_death() -> None:
+    ledger = Ledger.new(1)
+    ledger.assign("a", 0.0)
+    (death,) = ledger.release_worker("a", "killed by SIGKILL", 1.0, max_attempts=1, charge=(0, 1))
+    assert death.retrying and ledger.state_of(0) is ShardState.PENDING
+    assert ledger.assign("b", 2.0) == Assignment(0, 2, None) and ledger.in_flight[0].verify
+    assert ledger.complete(0, "b", 2, 3.0).accepted  # it found the dead worker's commit record
+    assert ledger.state_of(0) is ShardState.SUCCEEDED
 
 
 def test_reason_is_bounded() -> None:
@@ -472,6 +488,7 @@ class Model:
     failures: dict[int, int] = field(default_factory=dict)
     checkpoint: dict[int, dict[str, Any]] = field(default_factory=dict)
     history: list[tuple[int, str, int]] = field(default_factory=list)  # every issued (shard, worker, attempt)
+    verifying: set[int] = field(default_factory=set)  # a death used their last attempt: one more verifies
 
     def expect_assignment(self, assignment: Assignment | None, worker: str, now: float) -> None:
         ready = [s for s, not_before in self.retry.items() if not_before <= now]
@@ -493,13 +510,21 @@ class Model:
         self.running[shard] = (worker, assignment.attempt)
         self.history.append((shard, worker, assignment.attempt))
 
-    def end_attempt(self, shard: int, counted: bool, max_attempts: int, not_before: float) -> OutcomeKind:
+    def end_attempt(
+        self, shard: int, counted: bool, max_attempts: int, not_before: float, *, died: bool = False
+    ) -> OutcomeKind:
         del self.running[shard]
         if counted:
             self.failures[shard] = self.failures.get(shard, 0) + 1
             if self.failures[shard] >= max_attempts:
-                self.failed.add(shard)
-                return OutcomeKind.FAILED
+                if shard in self.verifying or not died:
+                    self.verifying.discard(shard)
+                    self.failed.add(shard)
+                    return OutcomeKind.FAILED
+                # The dead worker may have committed first: one more attempt checks storage.
+                self.verifying.add(shard)
+                self.retry[shard] = 0.0
+                return OutcomeKind.RETRY
         self.retry[shard] = not_before
         return OutcomeKind.RETRY
 
@@ -526,6 +551,10 @@ def check_against_model(ledger: Ledger, model: Model, workers: list[str]) -> Non
     assert ledger.next_fresh == model.next_fresh
     assert {s: (e.worker, e.attempt) for s, e in ledger.in_flight.items()} == model.running
     assert {s: r.not_before for s, r in ledger.retry.items()} == model.retry
+    verifying = {s for s, e in ledger.in_flight.items() if e.verify} | {
+        s for s, r in ledger.retry.items() if r.verify
+    }
+    assert verifying == model.verifying
     # No shard is in flight on two workers.
     held = [s for w in workers for s in ledger.in_flight_for(w)]
     assert sorted(held) == sorted(ledger.in_flight)
@@ -597,6 +626,7 @@ def run_random_history(seed: int, total: int, n_workers: int, steps: int, max_at
                 model.running.pop(shard, None)
                 model.retry.pop(shard, None)
                 model.failed.discard(shard)
+                model.verifying.discard(shard)
                 model.succeeded.add(shard)
         elif op < 0.8 and model.history:
             shard, worker, attempt = report(rng, model)
@@ -629,7 +659,11 @@ def run_random_history(seed: int, total: int, n_workers: int, steps: int, max_at
                 # Only the shard the worker said it was processing, in that attempt, is charged.
                 charged = charge == (outcome.shard, model.running[outcome.shard][1])
                 kind = model.end_attempt(
-                    outcome.shard, charged, max_attempts, now + backoff if backoff and charged else 0.0
+                    outcome.shard,
+                    charged,
+                    max_attempts,
+                    now + backoff if backoff and charged else 0.0,
+                    died=True,
                 )
                 assert outcome.kind is kind
         else:

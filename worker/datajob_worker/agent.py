@@ -342,6 +342,12 @@ class Worker:
                 records, bytes_read = int(marker.get("records", 0)), int(marker.get("bytes", 0))
                 skipped = int(marker.get("skipped", 0))
                 log.info("shard already committed by another attempt", shard=task.shard)
+            elif task.verify:
+                # The last attempt's worker died; it had not committed (storage is the truth): the shard
+                # fails with the death's reason, which the ledger kept.
+                raise runtime.PermanentShardError(
+                    f"shard {task.shard}: the worker of attempt {task.attempt - 1} died without committing"
+                )
             elif stages.is_reduce(task.input):
                 self.run_reduce(task)
             elif self.exec_argv:
@@ -374,7 +380,8 @@ class Worker:
             self.finished.add((task.shard, task.attempt))
             permanent = isinstance(error, runtime.PermanentShardError)
             lost = None
-            if isinstance(error, MissingOutputError) and stages.is_reduce(task.input):
+            later_stage = stages.is_reduce(task.input) or stages.is_commit(task.input)
+            if isinstance(error, MissingOutputError) and later_stage and error.shard != task.shard:
                 lost = LostInput(shard=error.shard, attempt=error.attempt)  # that map shard must run again
             with self.lock:
                 self.reporter.outcome(
@@ -425,6 +432,7 @@ class Worker:
             {"job": self.job},
             on_shard=on_shard,
             partitions=int(task.input.get("partitions", 0)),
+            failed=task.input.get("failed"),
         )
         log.info("job committed", result=done.result, manifest=done.manifest, missing=done.missing)
 
