@@ -28,6 +28,21 @@ ENV_NAME_PATTERN = r"^[-._a-zA-Z][-._a-zA-Z0-9]*$"
 EXTENDED_RESOURCE_PATTERN = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[a-zA-Z0-9]([-_.a-zA-Z0-9]*[a-zA-Z0-9])?$"
 DNS_SUBDOMAIN_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
 FUNCTION_PATTERN = r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$"
+# A label key (a taint's key is one): an optional DNS-subdomain prefix and a name of at most 63 characters.
+LABEL_KEY_PATTERN = (
+    r"^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*/)?"
+    r"[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$"
+)
+# The largest integer every JSON reader holds exactly (a float64 mantissa): a bound at int64 max would
+# still admit 9223372036854775808, which the API server reads as a float equal to it.
+MAX_EXACT_INT = 2**53 - 1
+NO_NUL_PATTERN = r"^[^\x00]*$"  # a NUL byte cannot be passed to a process in its environment
+# Spellings (lower case, no - or _) of encodings records cannot be split in (_splits_at_newline_bytes).
+UNSPLITTABLE_ENCODINGS = (
+    r"^(utf(16|32|7)|u(16|32|7)|ucs(2|4)|unicode(littleunmarked|bigunmarked)?|cp(037|273|424|500|875|1026|1140)"
+    r"|ibm(037|039|273|424|500|875|1026|1140)|ebcdic.*|csibm.*|(cs)?iso2022.*|hz.*|(raw)?unicodeescape"
+    r"|punycode|idna|undefined|mac(arabic|farsi))"
+)
 MAX_URI = 4096
 MAX_NAME = 63
 NAME_RULE = f"size(self.metadata.name) <= {MAX_NAME}"
@@ -67,7 +82,7 @@ class EnvVar(_Model):
     """An environment variable for the worker container."""
 
     name: str = Field(description="Variable name.", pattern=ENV_NAME_PATTERN, min_length=1, max_length=253)
-    value: str = Field(default="", description="Variable value.", max_length=32768)
+    value: str = Field(default="", description="Variable value.", max_length=32768, pattern=NO_NUL_PATTERN)
 
 
 class Partitioning(_Model):
@@ -160,7 +175,21 @@ class Input(_Model):
         default="utf-8",
         pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:-]*$",
         max_length=64,
-        description="Text encoding of text, jsonl and csv input (a codec name: utf-8, latin-1, cp1252).",
+        description=(
+            "Text encoding of text, jsonl and csv input (a codec name: utf-8, latin-1, cp1252, shift_jis). "
+            "Encodings in which a newline or a quote is not its ASCII byte, or whose other characters "
+            "contain those bytes (UTF-16/32, EBCDIC, ISO-2022, HZ, UTF-7), are refused: convert to UTF-8."
+        ),
+        json_schema_extra=_rules(
+            # The common spellings, at admission; the operator and `datajob validate` check every codec.
+            _rule(
+                "!self.lowerAscii().replace('-', '').replace('_', '').matches('"
+                + UNSPLITTABLE_ENCODINGS
+                + "')",
+                "is not supported: records are found by the bytes of newline and quote, which this encoding "
+                "writes differently or uses inside other characters; convert the input to UTF-8",
+            )
+        ),
     )
     multi_line: bool = Field(
         default=False,
@@ -430,7 +459,12 @@ class Resources(_Model):
 class Toleration(_Model):
     """A toleration added to worker pods (see the Kubernetes Toleration type)."""
 
-    key: str | None = Field(default=None, max_length=317, description="Taint key to tolerate.")
+    key: str | None = Field(
+        default=None,
+        max_length=317,
+        pattern=LABEL_KEY_PATTERN,
+        description="Taint key to tolerate (a label key).",
+    )
     operator: Literal["Exists", "Equal"] | None = Field(
         default=None, description="Exists or Equal (default)."
     )
@@ -439,7 +473,7 @@ class Toleration(_Model):
         default=None, description="Taint effect to tolerate; empty tolerates all."
     )
     toleration_seconds: int | None = Field(
-        default=None, ge=0, description="How long a NoExecute taint is tolerated."
+        default=None, ge=0, le=MAX_EXACT_INT, description="How long a NoExecute taint is tolerated."
     )
 
 
@@ -516,7 +550,10 @@ class RetryPolicy(_Model):
     )
     backoff: Backoff = Field(default_factory=Backoff, description="Backoff between worker restarts.")
     max_failed_shards: int = Field(
-        default=0, ge=0, description="Permanently failed shards tolerated; one more fails the job."
+        default=0,
+        ge=0,
+        le=10_000_000,
+        description="Permanently failed shards tolerated; one more fails the job.",
     )
     pod_failure_policy: PodFailurePolicy | None = Field(
         default=None,
@@ -549,7 +586,7 @@ class Checkpoint(_Model):
 
     interval_seconds: int = Field(default=30, ge=1, le=86400, description="Checkpoint at least this often.")
     interval_records: int | None = Field(
-        default=None, ge=1, description="Also checkpoint after this many records."
+        default=None, ge=1, le=MAX_EXACT_INT, description="Also checkpoint after this many records."
     )
 
 
@@ -738,7 +775,10 @@ class DataJobSpec(_Model):
     checkpoint: Checkpoint = Field(default_factory=Checkpoint, description="Checkpoint frequency.")
     suspend: bool = Field(default=False, description="Stop the workers, keeping all progress; false resumes.")
     ttl_seconds_after_finished: int | None = Field(
-        default=None, ge=0, description="Delete the DataJob this long after it succeeded or failed."
+        default=None,
+        ge=0,
+        le=2**31 - 1,
+        description="Delete the DataJob this long after it succeeded or failed (as a Job's, at most 2^31-1).",
     )
     startup_timeout_seconds: int = Field(
         default=300,

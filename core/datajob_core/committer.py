@@ -287,6 +287,10 @@ class Committer:
             missing=list(done.get("missingShards") or []),
         )
 
+    def published(self) -> dict[str, Any] | None:
+        """This job's ``_SUCCESS`` manifest, if it committed already."""
+        return self._ours()
+
     def _ours(self) -> dict[str, Any] | None:
         done = self._manifest()
         return done if done is not None and (not self.owner or done.get("owner") == self.owner) else None

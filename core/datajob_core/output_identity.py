@@ -91,6 +91,11 @@ def claim(root: Store | str | Path, owner: dict[str, Any], *, overwrite: bool = 
             "changed since it was written. Use another output, delete this one, or set "
             "spec.output.overwrite (datajob run --overwrite) to replace it"
         )
+    clear(store, owner)
+
+
+def clear(store: Store, owner: dict[str, Any]) -> None:
+    """Removes everything a job wrote into ``store`` (nothing else), then marks it ``owner``'s."""
     for entry in store.list():
         if JOB_FILES.match(entry):
             store.delete_tree(entry)

@@ -107,6 +107,28 @@ BAD_SPECS: list[tuple[str, dict[str, Any], str]] = [
         )
         for size in ("100m", "1e400", "0")
     ],
+    # Integers beyond what the API server stores exactly, keys that are not label keys, NUL bytes.
+    (
+        "ttl beyond int64",
+        spec_with(ttlSecondsAfterFinished=9223372036854775808),
+        "spec.ttlSecondsAfterFinished",
+    ),
+    (
+        "maxFailedShards 1e20",
+        spec_with(retryPolicy={"maxFailedShards": 100000000000000000000}),
+        "spec.retryPolicy.maxFailedShards",
+    ),
+    (
+        "toleration key not a label key",
+        spec_with(tolerations=[{"key": "not a key!", "operator": "Exists"}]),
+        "spec.tolerations[0].key",
+    ),
+    ("NUL byte in env", spec_with(env=[{"name": "A", "value": "x\x00y"}]), "spec.env[0].value"),
+    (
+        "utf-16 input",
+        spec_with(input={"uris": ["a"], "encoding": "utf-16"}),
+        "spec.input.encoding",
+    ),
     # A DataJob author must not get more than a DataJob: identity and privilege belong to the operator.
     *[
         (f"podTemplate {field}", spec_with(podTemplate={"spec": template}), expected)

@@ -60,6 +60,7 @@ from .processors import State
 log = structlog.get_logger("datajob.worker")
 
 HEARTBEAT_SECONDS = 5.0
+ORPHAN_GRACE_SECONDS = 5.0  # a local worker outliving its driver checkpoints, then is gone
 # The longest an idle worker waits before reading its assignment again; news wakes it at once (a watch on
 # its Lease, or the local driver's pipe).
 IDLE_SECONDS = 5.0
@@ -185,6 +186,7 @@ class Worker:
         # The same for the job commit (per shard published) and reducers (per map output read).
         self.commit_delay = float(options.get("delayPerCommittedShard", "0"))
         self.stopping = False
+        self.driver: int | None = None  # local mode: the driver's pidfd (lifeline.watch)
         self.finished: set[tuple[int, int]] = set()
         self.last_report = 0.0
         self.saves = 0  # checkpoint files written by this process; names are <attempt>.<saves>
@@ -211,11 +213,19 @@ class Worker:
 
     def heartbeat(self, stop: threading.Event) -> None:
         """Renews the report while a record, a batch or an exec child takes longer than a heartbeat."""
-        tick = min(HEARTBEAT_SECONDS / 2, 1.0) if self.watch.armed else HEARTBEAT_SECONDS / 2
+        armed = self.watch.armed or self.driver is not None
+        tick = min(HEARTBEAT_SECONDS / 2, 1.0) if armed else HEARTBEAT_SECONDS / 2
+        orphaned_at = None
         while not stop.wait(tick):
             expired = self.watch.expired()
             if expired is not None:
                 self.give_up(expired)
+            if self.driver is not None and lifeline.ended(self.driver):
+                # Local mode's driver is gone (killed): stop as on SIGTERM, and for good after a grace.
+                orphaned_at = orphaned_at or time.monotonic()
+                self.stopping = True
+                if time.monotonic() - orphaned_at > ORPHAN_GRACE_SECONDS:
+                    os._exit(1)
             if time.monotonic() - self.last_report >= HEARTBEAT_SECONDS:
                 self.send()
 
@@ -482,10 +492,12 @@ def main() -> int:
     # (local mode sends it before killing an overdue worker; in a pod, `kubectl exec ... kill -USR1 1`).
     faulthandler.register(signal.SIGUSR1, all_threads=True)
     env = os.environ
+    driver = None
     if env.get(ENV_DRIVER_PID):
         # Local mode: go when the driver goes. Checked after arming, in case it died before.
         lifeline.die_with_parent(signal.SIGTERM)
-        if os.getppid() != int(env[ENV_DRIVER_PID]):
+        driver = lifeline.watch(int(env[ENV_DRIVER_PID]))
+        if driver is None:
             return 0
     try:
         records = env.get(ENV_CHECKPOINT_RECORDS)
@@ -519,6 +531,7 @@ def main() -> int:
             worker.stopping = worker.reporter.terminated = True
 
         signal.signal(signal.SIGTERM, on_term)
+        worker.driver = driver
         return worker.run()
     except (Exception, SystemExit) as error:  # SystemExit: user code exiting while it is imported
         # Its last words reach the pod's termination message, then the DataJob's events and conditions.

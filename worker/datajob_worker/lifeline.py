@@ -1,6 +1,7 @@
 """How a worker process ends well: it dies with whoever started it, and leaves its last words behind.
 
-- Local mode: a worker gets SIGTERM when its ``datajob run`` driver dies (however it dies), and an exec
+- Local mode: a worker stops when its ``datajob run`` driver dies (however it dies, SIGKILL included: it
+  watches the driver's pidfd, and gets SIGTERM from the kernel when the driver is its parent), and an exec
   child gets SIGKILL when its worker dies, so nothing is left polling or orphaned.
 - Cluster mode: the worker's last error goes to the container's termination message file, where kubelet
   picks it up; the operator puts it in the DataJob's events and conditions (the pod and its logs may be
@@ -12,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
+import select
 import signal
 from pathlib import Path
 
@@ -25,6 +27,20 @@ def die_with_parent(sig: int = signal.SIGTERM) -> None:
     """Asks the kernel to send ``sig`` to this process when its parent exits (Linux; elsewhere a no-op)."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, int(sig))
+
+
+def watch(pid: int) -> int | None:
+    """A descriptor that becomes readable when process ``pid`` ends (a pidfd: never fooled by a reused
+    pid); None if it has ended already. A forked local worker's parent is the fork server, not the driver,
+    so the parent-death signal alone cannot tell it that the driver was killed."""
+    try:
+        return os.pidfd_open(pid)
+    except ProcessLookupError:
+        return None
+
+
+def ended(fd: int) -> bool:
+    return bool(select.select([fd], [], [], 0)[0])
 
 
 def kill_child_with_parent() -> None:  # pragma: no cover - runs in a forked child before exec

@@ -125,6 +125,7 @@ class LocalWorker:
     terminating_since: float = 0.0  # monotonic time of its SIGTERM
     stacks_dumped: bool = False  # asked for its stacks (SIGUSR1) before being killed for overstaying
     killed: bool = False  # for overstaying its grace period
+    injected: bool = False  # killed by --kill-every: a disruption the harness caused, charged to nobody
 
     termination_log: Path | None = None
 
@@ -144,7 +145,13 @@ class LocalWorker:
         if last_words:
             reason = f"{reason}: {last_words}"
         return ObservedWorker(
-            self.name, self.slot, phase, started_at=self.started_at, reason=reason, exit_code=exit_code
+            self.name,
+            self.slot,
+            phase,
+            started_at=self.started_at,
+            reason=reason,
+            exit_code=exit_code,
+            disruption=f"injected failure (--kill-every): {reason}" if self.injected else "",
         )
 
     def _last_words(self) -> str:
@@ -177,7 +184,7 @@ class LocalRun:
         overwrite: bool = False,
         kill_every: float | None = None,
         seed: int | None = None,
-        out: TextIO = sys.stderr,
+        out: TextIO | None = None,
         grace_seconds: float = GRACE_SECONDS,
     ) -> None:
         job = DataJob.load(manifest)  # raises ValueError naming every bad field
@@ -197,7 +204,7 @@ class LocalRun:
         self.kill_every = kill_every
         self.grace_seconds = grace_seconds
         self.random = random.Random(seed)
-        self.out = out
+        self.out = out or sys.stderr  # looked up now: a default bound at import would keep an old stream
         self.workers: dict[int, LocalWorker] = {}
         self.stats = Stats()
         self.result: str | None = None
@@ -332,6 +339,7 @@ class LocalRun:
         busy = [w for w in self.workers.values() if w.process.poll() is None and not w.terminating]
         if busy:
             victim = self.random.choice(busy)
+            victim.injected = True
             victim.process.kill()
             self.stats.kills += 1
             self._line(f"injected failure: killed {victim.name}")
@@ -350,6 +358,17 @@ class LocalRun:
         output_identity.claim(self.store, {"job": self.name, "id": self.owner}, overwrite=self.overwrite)
         layout = Layout.for_spec(len(plan), self.spec)
         state = JobState(layout.ledger())
+        published = committer.Committer(self.store, self.owner).published()
+        if published is not None and not self.overwrite:
+            # The same job, unchanged input: its result stands. Nothing is reprocessed, nothing discarded.
+            self.result = self.store.url_of(committer.RESULT)
+            state.phase, state.records = Phase.SUCCEEDED, int(published.get("records", 0))
+            state.message = "already succeeded with this input (--overwrite processes it again)"
+            self._line(f"{self.name}: {state.message}")
+            self._line(f"result: {self.result}  (manifest: {self.store.url_of(committer.SUCCESS)})")
+            return state
+        if published is not None:
+            output_identity.clear(self.store, {"job": self.name, "id": self.owner})
         # Channels of an earlier run into the same output would look like reports of this run's workers
         # (pod names repeat); committed parts are kept and skipped by the workers.
         shutil.rmtree(self.run_dir / "slots", ignore_errors=True)
@@ -461,7 +480,8 @@ class LocalRun:
             f"{state.restarts} worker restart(s){injected}"
         )
         read = read_counter.total(self.run_dir / "slots")
-        if state.records and read > state.records:
+        redone = state.restarts or state.disruptions or self.stats.kills
+        if redone and state.records and read > state.records:
             # Records read again after failures: the work lost to each kill since its last checkpoint.
             self._line(
                 f"{read:,} records read by all attempts ({read / state.records:.3f}x the committed records)"

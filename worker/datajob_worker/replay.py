@@ -51,6 +51,9 @@ def replay_shard(
         )
     entry = plan[shard]
     scratch = output or Path.cwd() / f"{job.name}-shard-{shard}"
+    if not job.store.remote and scratch.resolve().is_relative_to(Path(job.store.root).resolve()):
+        # Its commit record would be an ownerless one in the job's output, refused by the next real run.
+        raise ValueError(f"--shard-output {scratch} is inside the job's output {job.output_url}; use another")
     scratch.mkdir(parents=True, exist_ok=True)
     checkpoint = None
     if from_checkpoint:

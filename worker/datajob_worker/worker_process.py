@@ -151,10 +151,6 @@ def _forked_main(
     os.close(null)
     os.environ.clear()
     os.environ.update(env)
-    from datajob_core.protocol import ENV_DRIVER_PID  # noqa: PLC0415 - preloaded by the fork server
-
-    # The worker must die with its parent (this fork server, which exits with the driver).
-    os.environ[ENV_DRIVER_PID] = str(os.getppid())
     extra = [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p and p not in sys.path]
     sys.path[:0] = extra
     from datajob_worker.agent import main  # noqa: PLC0415 - preloaded by the fork server
