@@ -45,7 +45,7 @@ def test_workers_die_with_their_driver_even_when_it_is_sigkilled(tmp_path: Path)
         ]
         return started if len(started) >= 3 else []
 
-    wait_for(workers, 60, "three workers to start")
+    wait_for(lambda: bool(workers()), 60, "three workers to start")
     pids = workers()
     assert all(_alive(pid) for pid in pids)
     driver.send_signal(signal.SIGKILL)
