@@ -203,3 +203,12 @@ def test_more_bad_records_than_max_bad_record_ratio_fails_the_job_before_its_out
 def test_bad_records_within_max_bad_record_ratio_still_succeed(tmp_path: Path) -> None:
     state = _skipping_run(tmp_path, bad=5, good=95, maxBadRecordRatio=0.1)
     assert state.phase is Phase.SUCCEEDED and state.skipped == 5
+
+
+def test_a_garbage_parquet_file_fails_its_shard_once_as_malformed_not_as_a_transient_error(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "t.parquet"
+    path.write_bytes(b"this is not parquet at all\n" * 10)
+    with pytest.raises(PermanentShardError, match=r"t.parquet is not a readable Parquet file"):
+        run(path, "parquet", tmp_path / "out", policy="Skip")

@@ -138,6 +138,8 @@ def test_an_unreadable_named_checkpoint_falls_back_to_the_newest_readable_one_wi
     [(reason, message)] = notices
     assert reason == "CheckpointUnreadable"
     assert f"resuming from checkpoint {saved[-2]['state']}" in message
+    # The commit record says where this attempt really began: the fallback, not the unreadable one.
+    assert (output.committed(0) or {})["resumedFrom"]["state"] == saved[-2]["state"]
 
 
 @pytest.mark.parametrize("state", ["1.999", "../../../../etc/passwd", "/etc/passwd", "1.2/../../x"])

@@ -66,16 +66,24 @@ def iter_lines(handle: IO[bytes], start: int, end: int, offset: int | None) -> I
         yield offset, line
 
 
+class MalformedFileError(ValueError):
+    """A whole input file cannot be parsed in its format (not a record of it: the file)."""
+
+
 def iter_parquet_rows(path: str, start: int, end: int, skip: int) -> Iterator[tuple[int, dict[str, Any]]]:
     """Rows of the row groups that *start* in [start, end), as (rows read so far, row).
 
     Parquet's unit of splitting is the row group, as in Spark and Hadoop: a group belongs to the byte range
     holding its first column chunk. ``skip`` resumes after that many rows of this piece.
     """
-    import pyarrow.parquet as pq  # noqa: PLC0415 - only parquet jobs pay for importing pyarrow
+    import pyarrow as pa  # noqa: PLC0415 - only parquet jobs pay for importing pyarrow
+    import pyarrow.parquet as pq  # noqa: PLC0415
 
     with open_binary(path) as handle:
-        parquet = pq.ParquetFile(handle)
+        try:
+            parquet = pq.ParquetFile(handle)
+        except pa.ArrowInvalid as error:  # not Parquet at all: every attempt would fail the same way
+            raise MalformedFileError(f"{path} is not a readable Parquet file: {error}") from None
         metadata = parquet.metadata
         done = 0
         for group in range(metadata.num_row_groups):

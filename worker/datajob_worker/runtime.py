@@ -220,6 +220,7 @@ def run_shard(task: ShardTask, context: ShardContext) -> Progress:
     """Processes ``task`` from its checkpoint to the end and commits the result."""
     processor = context.processor
     progress, saved = resume_point(task, context.output, context.on_notice)
+    resumed = progress.checkpoint() if progress.state_file else None  # after any fallback: the real one
     state = processor.restore(saved) if saved is not None else processor.init()
     process, on_record = processor.batch(), context.on_record
     errors = RecordErrors(context.bad_records, progress)
@@ -229,12 +230,15 @@ def run_shard(task: ShardTask, context: ShardContext) -> Progress:
         path, start, end = piece["path"], int(piece["start"]), int(piece["end"])
         if context.fmt == "parquet":
             # For parquet the offset counts rows of this piece rather than bytes.
-            for row, record in readers.iter_parquet_rows(path, start, end, progress.offset or 0):
-                progress.offset = row
-                process([record], state)
-                progress.records += 1
-                if progress.records % CALLBACK_EVERY == 0:
-                    on_record(progress, state, CALLBACK_EVERY)
+            try:
+                for row, record in readers.iter_parquet_rows(path, start, end, progress.offset or 0):
+                    progress.offset = row
+                    process([record], state)
+                    progress.records += 1
+                    if progress.records % CALLBACK_EVERY == 0:
+                        on_record(progress, state, CALLBACK_EVERY)
+            except readers.MalformedFileError as error:  # the file, not a record: no retry helps
+                raise PermanentShardError(str(error)) from None
             if progress.records % CALLBACK_EVERY:
                 on_record(progress, state, progress.records % CALLBACK_EVERY)
             # Bytes are counted per finished piece: row groups are compressed, rows have no byte size.
@@ -278,7 +282,7 @@ def run_shard(task: ShardTask, context: ShardContext) -> Progress:
         "bytes": progress.bytes,
         "skipped": progress.skipped,
         "attempt": task.attempt,
-        "resumedFrom": task.checkpoint,
+        "resumedFrom": resumed,
         "committedAt": time.time(),
     }
     dead = (
