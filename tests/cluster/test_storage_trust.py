@@ -98,7 +98,7 @@ def test_a_job_cannot_overwrite_another_namespaces_output_through_the_operator(
     attacker.create(attack)
     message = refused(attacker, "overwrite")
     assert message.startswith(f"spec.output.uri: {home / 'out'} is outside the storage roots")
-    assert f"for namespace {other_namespace} ({own})" in message
+    assert f"for namespace {other_namespace} ({own};" in message
 
     # A symlink inside the attacker's own root that leads into the victim's is no way around it.
     (own / "link").symlink_to(home)

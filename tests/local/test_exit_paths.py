@@ -1,6 +1,6 @@
 """Every way user code can end gets a verdict with a reason, charged to its shard, and never an endless
 loop: one table, run in local mode (the same reconciler drives the operator; the cluster half is
-tests/cluster/test_failure_handling.py::test_user_code_exit_paths_in_the_cluster)."""
+tests/cluster/test_exit_paths.py)."""
 
 from __future__ import annotations
 
@@ -13,33 +13,8 @@ import yaml
 
 from datajob_core.reconciler import Phase
 from datajob_testenv.localjobs import corpus, manifest
+from datajob_testenv.user_code import EXITS
 from datajob_worker.local_runner import LocalRun
-
-# The user's function misbehaves on one record of shard 0, the way EXIT_MODE says, on every attempt.
-EXITS = """
-import os, signal, sys, threading, time
-
-TRIGGER = "alpha beta w40 gamma1"
-
-
-def act(line):
-    if line.strip() != TRIGGER:
-        return line
-    mode = os.environ["EXIT_MODE"]
-    if mode == "raise":
-        raise RuntimeError("boom on the trigger record")
-    if mode.startswith("sys.exit"):
-        sys.exit(int(mode[-1]))
-    if mode.startswith("os._exit"):
-        os._exit(int(mode[-1]))
-    if mode in ("SIGKILL", "SIGSEGV"):
-        os.kill(os.getpid(), getattr(signal, mode))
-    if mode == "hang":
-        time.sleep(3600)
-    if mode == "thread":
-        threading.Thread(target=threading.Event().wait, daemon=False).start()
-    return line
-"""
 
 CASES = [
     # (EXIT_MODE, extra retryPolicy, the phase, what the reason must say)
