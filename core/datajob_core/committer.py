@@ -201,7 +201,10 @@ class Committer:
         older operator's task, which does not say; every gap is then taken as a failed shard."""
         done = self._manifest()
         if done is not None and self.owner and done.get("owner") != self.owner:
-            self.store.delete(SUCCESS)  # another job's, left here (the output was claimed with overwrite)
+            # Another job's publication, left here (an output the operator could not claim): not ours to
+            # adopt. Its result goes with it, or it would be taken for an earlier attempt's of this job.
+            self.store.delete(SUCCESS)
+            self.store.delete(RESULT)
             done = None
         if done is None:
             records = [self.committed(shard) for shard in range(shards)]
@@ -238,6 +241,9 @@ class Committer:
                 task = shards + partition
                 record = self.committed(task)
                 if record is None:
+                    adopted = self._ours()
+                    if adopted is not None:  # published by a concurrent commit, which then cleaned up
+                        return self._adopt(adopted)
                     raise MissingOutputError(task, f"reduce partition {partition} has no commit record")
                 data = self._publish(task, record, reduce_part_name(partition))
                 texts.append(data.decode())
@@ -253,8 +259,14 @@ class Committer:
                 on_shard(task)
             result = ("".join(texts) if partitions else merge(texts)).encode()
             if not self.store.create(RESULT, result):
-                # An earlier or concurrent commit of the same records got there first: publish its bytes.
-                result = self.store.read_bytes(RESULT)
+                # An earlier or concurrent commit of the same records got there first: its bytes are the
+                # same for a deterministic merge. Different bytes with nothing published yet are stale
+                # (another job's, or a non-deterministic merge's): this commit's replace them.
+                existing = self.store.read_bytes(RESULT)
+                if existing != result and self._ours() is None:
+                    self.store.write(RESULT, result)
+                else:
+                    result = existing
             manifest = {
                 **summary,
                 "records": sum(int(e["records"]) for e in entries),

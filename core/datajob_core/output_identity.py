@@ -55,6 +55,7 @@ def fingerprint(plan: list[dict[str, Any]], spec: dict[str, Any]) -> str:
         "encoding": source.get("encoding", "utf-8"),
         "badRecordPolicy": source.get("badRecordPolicy", "Fail"),
         "processor": spec.get("processor"),
+        "reduce": spec.get("reduce"),
         "command": spec.get("command"),
         "args": spec.get("args"),
     }

@@ -221,7 +221,8 @@ def enforce(
     spec = pod["spec"]
     for name in FORBIDDEN_POD_FIELDS:
         spec.pop(name, None)
-    spec.pop("hostUsers", None)
+    if spec.get("hostUsers") is not False:
+        spec.pop("hostUsers", None)  # true, or a non-boolean: the default (the host's) instead
     spec["serviceAccountName"] = service_account
     spec["restartPolicy"] = "Never"
     grace = spec.get("terminationGracePeriodSeconds")

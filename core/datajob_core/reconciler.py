@@ -19,6 +19,7 @@ from datajob_core.ledger import Ledger
 from datajob_core.progress import Picture, Stall, stall_cause
 from datajob_core.protocol import AssignmentMessage, ReportMessage, ShardTask
 from datajob_core.queueing import Admission
+from datajob_core.rangeset import RangeSet
 from datajob_core.retry import backoff_seconds
 from datajob_core.stages import Layout
 
@@ -417,9 +418,7 @@ def reconcile(
         for shard in ledger.in_flight_for(slot.pod):
             entry = layout.entry(shard, plan)
             if shard == layout.commit:
-                # The job commit is told which map shards really failed: any other missing commit
-                # record is an error (deleted by a concurrent cleanup, or lost), never a silent gap.
-                entry = {**entry, "failed": sorted(s for s in ledger.failed if s < layout.map_shards)}
+                entry = {**entry, "failed": failed_ranges(ledger, layout.map_shards)}
             small = plan_store.inline(entry)
             held = ledger.in_flight[shard]
             tasks.append(
@@ -783,6 +782,21 @@ def _fold(
     slot.acked = max(slot.acked, report.seq)
 
 
+MAX_FAILED_RANGES = 2000  # of the commit task's failed list, to keep the assignment small
+
+
+def failed_ranges(ledger: Ledger, map_shards: int) -> list[int] | None:
+    """The map shards that failed for good, as RangeSet's flat list, for the job commit: any other missing
+    commit record is then an error (deleted by a concurrent cleanup, or lost), never a silent gap. None
+    (every gap taken as a failure, as before) when they are too scattered to send in an assignment."""
+    failed = RangeSet()
+    for shard in ledger.failed:
+        if shard < map_shards:
+            failed.add(shard)
+    return failed.to_list() if failed.interval_count <= MAX_FAILED_RANGES else None
+
+
+UNASKED_SIGTERM = "stopped on a SIGTERM that neither this job nor a deletion sent"
 UNASKED_EXIT = "exited with code 0 without being asked to stop (sys.exit() or os._exit() in user code?)"
 
 
@@ -808,11 +822,14 @@ def _death(
             return _Death(disruption(worker.disruption or slot.disrupted))
         return _Death(judge_exit(worker.exit_code, worker.reason or "pod failed", policy.failure_rules))
     if worker.phase == "Succeeded":
-        terminated = report is not None and report.report is not None and report.report.terminated
-        if graceful or slot.disrupted or worker.disruption or worker.deleting or terminated:
-            # Told to stop, or SIGTERM (a deletion, kill -TERM); either way it checkpointed first.
+        if graceful or slot.disrupted or worker.disruption or worker.deleting:
+            # Told to stop, or SIGTERM from a deletion; either way it checkpointed first.
             cause = slot.disrupted or worker.disruption or "worker exited"
             return _Death(disruption(cause), graceful=graceful or not slot.disrupted)
+        if report is not None and report.report is not None and report.report.terminated:
+            # A SIGTERM no part of the job sent (kill -TERM, or user code signalling its own process): it
+            # checkpointed, so nothing is charged, but the restart counts, so a loop of them ends.
+            return _Death(Verdict(Action.RESTART, UNASKED_SIGTERM))
         # Nobody asked it to stop (the ledger says so durably): user code ended the process, e.g.
         # sys.exit(0) or os._exit(0). Its shard is charged and the restart counted, or it loops forever.
         return _Death(Verdict(Action.COUNT, UNASKED_EXIT))

@@ -10,7 +10,8 @@ be used for that namespace:
 - Any location (a POSIX path on a volume mounted into the operator, an ``s3://``, ``gs://`` or ``az://``
   prefix reached with the operator's cloud identity) may be reached with the operator's own identity only
   under a root the administrator lists (``--storage-root``; ``{namespace}`` stands for the job's
-  namespace, so ``/data/{namespace}`` gives each namespace its own directory).
+  namespace, so ``/data/{namespace}`` gives each namespace its own directory). Object-store roots are of
+  the default endpoint only: a job naming ``spec.storage.endpoint`` needs its own credentials there.
 - Requests go only to object-store endpoints the administrator allows (``--storage-endpoint``): a job's
   ``spec.storage.endpoint`` must not make the operator call arbitrary URLs inside the cluster network.
 
@@ -20,7 +21,6 @@ symlinks (:func:`inside` on real paths) and reads the Secret. See docs/threat-mo
 
 from __future__ import annotations
 
-import fnmatch
 import os
 import re
 from collections.abc import Iterable
@@ -41,7 +41,7 @@ class StorageAccessPolicy:
     """The administrator's answer to "where may the operator act with its own identity, and call whom"."""
 
     roots: tuple[str, ...] = ()  # POSIX directories or object-store prefixes; "{namespace}" is substituted
-    endpoints: tuple[str, ...] = ()  # shell-style patterns of scheme://host:port, e.g. http://minio.*:9000
+    endpoints: tuple[str, ...] = ()  # scheme://host:port; host may start with "*.", port may be "*"
 
     def roots_for(self, namespace: str) -> list[str]:
         return [normalize(root.replace("{namespace}", namespace)) for root in self.roots]
@@ -87,19 +87,40 @@ def static_prefix(pattern: str) -> str:
 
 
 def origin(url: str) -> str:
-    """``scheme://host:port`` of an endpoint URL, with the scheme's default port spelled out."""
+    """``scheme://host:port`` of an endpoint URL, with the scheme's default port spelled out (an IPv6
+    host keeps its brackets)."""
+    scheme, host, port = _parts(url)
+    return f"{scheme}://{host}:{port}"
+
+
+def _parts(url: str) -> tuple[str, str, str]:
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    if ":" in host:
+        host = f"[{host}]"
     try:
-        port = parts.port
-    except ValueError:
-        port = None
-    return f"{scheme}://{(parts.hostname or '').lower()}:{port or _DEFAULT_PORTS.get(scheme, 0)}"
+        port = str(parts.port or _DEFAULT_PORTS.get(scheme, 0))
+    except ValueError:  # not a number: only an allowlist pattern may say "*"
+        port = parts.netloc.rpartition(":")[2]
+    return scheme, host, port
 
 
 def endpoint_allowed(policy: StorageAccessPolicy, endpoint: str) -> bool:
-    found = origin(endpoint)
-    return any(fnmatch.fnmatchcase(found, pattern.lower()) for pattern in policy.endpoints)
+    """Scheme and host must match exactly; a pattern's host may start with ``*.`` (any subdomain, never
+    the dots of another name) and its port may be ``*``."""
+    scheme, host, port = _parts(endpoint)
+    for pattern in policy.endpoints:
+        want_scheme, want_host, want_port = _parts(pattern.replace("*.", "wildcard.", 1))
+        if want_scheme != scheme or want_port not in (port, "*"):
+            continue
+        if want_host.startswith("wildcard."):
+            suffix = want_host.removeprefix("wildcard")
+            if host.endswith(suffix) and "." not in host[: -len(suffix)] and host[: -len(suffix)]:
+                return True
+        elif host and want_host == host:
+            return True
+    return False
 
 
 def under_root(policy: StorageAccessPolicy, namespace: str, location: str) -> str | None:
@@ -137,20 +158,45 @@ def check_job(
             f"administrator allows: {_listing(policy.endpoints)}; chart value storage.allowedEndpoints)",
         )
     for field, uri in locations:
-        if uses_job_credentials(uri, has_credentials) or under_root(policy, namespace, uri) is not None:
-            continue
-        if is_remote(uri) and uri.split("://", 1)[0].lower() in CREDENTIAL_SCHEMES:
-            detail = f"the job's own credentials are needed ({why_no_credentials})"
-        elif is_remote(uri):
-            detail = "only s3:// locations can be reached with the job's own credentials"
-        else:
-            detail = "a path is reached through the operator's own volumes"
-        raise StorageAccessError(
+        check_location(
+            policy,
+            namespace,
             field,
-            f"{uri} is outside the storage roots where this operator may act with its own identity for "
-            f"namespace {namespace} ({_listing(policy.roots_for(namespace))}; chart value storage.roots), "
-            f"and {detail}",
+            uri,
+            has_credentials=has_credentials,
+            why_no_credentials=why_no_credentials,
+            endpoint=endpoint,
         )
+
+
+def check_location(
+    policy: StorageAccessPolicy,
+    namespace: str,
+    field: str,
+    uri: str,
+    *,
+    has_credentials: bool = False,
+    why_no_credentials: str = "",
+    endpoint: str | None = None,
+) -> None:
+    """Raises StorageAccessError unless the operator may act on ``uri`` for a job of ``namespace``."""
+    # An object-store root is a prefix of the store the operator's own identity belongs to (the cloud's
+    # default endpoint): with another endpoint, the same bucket name is someone else's.
+    own = under_root(policy, namespace, uri) is not None and not (is_remote(uri) and endpoint)
+    if uses_job_credentials(uri, has_credentials) or own:
+        return
+    if is_remote(uri) and uri.split("://", 1)[0].lower() in CREDENTIAL_SCHEMES:
+        detail = f"the job's own credentials are needed ({why_no_credentials})"
+    elif is_remote(uri):
+        detail = "only s3:// locations can be reached with the job's own credentials"
+    else:
+        detail = "a path is reached through the operator's own volumes"
+    raise StorageAccessError(
+        field,
+        f"{uri} is outside the storage roots where this operator may act with its own identity for "
+        f"namespace {namespace} ({_listing(policy.roots_for(namespace))}; chart value storage.roots), "
+        f"and {detail}",
+    )
 
 
 def _listing(items: Iterable[str]) -> str:

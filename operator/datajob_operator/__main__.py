@@ -108,8 +108,9 @@ def main(argv: list[str] | None = None) -> int:
         action="append",
         default=[],
         metavar="PATTERN",
-        help="an S3 endpoint the operator may call for a job's spec.storage.endpoint, as a shell-style "
-        "pattern of scheme://host:port, e.g. http://minio.storage.svc:9000. Repeatable; default none",
+        help="an S3 endpoint the operator may call for a job's spec.storage.endpoint: scheme://host:port, "
+        "matched exactly but for a leading '*.' in the host (one label) and a port '*', e.g. "
+        "http://minio.storage.svc:9000. Repeatable; default none",
     )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     parser.add_argument("--log-format", default="text", choices=["text", "json"])

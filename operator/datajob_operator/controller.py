@@ -244,9 +244,14 @@ class JobController:
         index = self.jobs.read_config_map(names[0])
         if index is None:
             spec_input = job["spec"]["input"]
-            files = list_inputs(spec_input["uris"], *self.storage(job))
-            for found in files:
-                self._confine(found.path, "spec.input.uris")
+            config, credentials = self.storage(job)
+            for number, uri in enumerate(spec_input["uris"]):
+                # Where a pattern can reach, symlinks resolved, before anything is listed.
+                prefix = storage_access.static_prefix(uri.removeprefix("file://")) or "/"
+                self._confine(prefix, f"spec.input.uris[{number}]", shown=uri)
+            files = list_inputs(spec_input["uris"], config, credentials)
+            for found in files:  # a link met below the prefix; its name and target are not told
+                self._confine(found.path, "spec.input.uris", shown=None)
             plan = plan_shards(files, spec_input.get("partitioning") or {})
             chunks = plan_store.split(plan_store.encode(plan))
             names = plan_store.chunk_names(self.jobs.name, len(chunks))
@@ -622,17 +627,23 @@ class JobController:
             )
         return credentials, ""
 
-    def _confine(self, path: str, field: str) -> None:
+    def _confine(self, path: str, field: str, shown: str | None = "") -> None:
         """A local path the operator touches must stay under a storage root once symlinks are resolved:
-        a link inside the job's root must not lead it into another namespace's directory."""
+        a link inside the job's root must not lead it into another namespace's directory. ``shown``: what
+        the refusal may name ("": the path and where it leads; None: neither, for a listed file)."""
         if is_remote(path):
             return
         real = os.path.realpath(path.removeprefix("file://"))
         roots = [os.path.realpath(r) for r in self.access.roots_for(self.jobs.namespace) if not is_remote(r)]
-        if not any(storage_access.inside(real, root) for root in roots):
+        if any(storage_access.inside(real, root) for root in roots):
+            return
+        if shown is None:
             raise StorageAccessError(
-                field, f"{path} resolves to {real}, outside this namespace's storage roots"
+                field, "a file it matches is, through a symbolic link, outside this namespace's storage roots"
             )
+        raise StorageAccessError(
+            field, f"{shown or path} resolves to {real}, outside this namespace's storage roots"
+        )
 
     def _output_store(self, job: dict[str, Any]) -> Store | None:
         """The job's output as the operator may reach it: an object store (with the job's credentials or,
@@ -641,7 +652,8 @@ class JobController:
         output = (job["spec"].get("output") or {}).get("uri", "")
         if is_remote(output):
             return Store(output, *self.storage(job))
-        self.storage(job)
+        # A path: no Secret is involved (nor read), only the administrator's roots.
+        storage_access.check_location(self.access, self.jobs.namespace, "spec.output.uri", output)
         if not Path(output.removeprefix("file://")).parent.is_dir():
             return None
         self._confine(output, "spec.output.uri")
@@ -660,19 +672,25 @@ class JobController:
         output_identity.claim(store, owner, overwrite=bool(job["spec"]["output"].get("overwrite")))
 
     def _collect(self, job: dict[str, Any], state: JobState) -> None:
-        """Deletes checkpoint files the just-persisted ledger made redundant (fencing: docs/design.md)."""
-        if self.runtime.collector is None:
-            try:
+        """Deletes checkpoint files the just-persisted ledger made redundant (fencing: docs/design.md).
+
+        Best effort: checkpoints left behind are removed by the job commit, so no failure here may keep
+        the pass from acting (a Secret gone, a store down, roots changed)."""
+        try:
+            if self.runtime.collector is None:
                 store = self._output_store(job)
-            except StorageAccessError as error:  # the administrator's roots changed since the job started
-                self.log.warning("not collecting checkpoints", error=str(error))
-                return
-            if store is None or not store.exists(""):
-                return  # not reachable from the operator (or nothing written yet): files stay until then
-            self.runtime.collector = CheckpointCollector(CheckpointStore(store))
-        problem = self.runtime.collector.after_persist(state.ledger)
-        if state.phase is Phase.SUCCEEDED:
-            self.runtime.collector.store.remove_all()
+                if store is None or not store.exists(""):
+                    return  # not reachable from the operator (or nothing written yet): files stay until then
+                self.runtime.collector = CheckpointCollector(CheckpointStore(store))
+            output = job["spec"]["output"]["uri"]
+            # Again each pass before deleting: a worker may have made its output a symbolic link since.
+            self._confine(output, "spec.output.uri")
+            problem = self.runtime.collector.after_persist(state.ledger)
+            if state.phase is Phase.SUCCEEDED:
+                self.runtime.collector.store.remove_all()
+        except Exception as error:  # noqa: BLE001 - see the docstring
+            self.log.warning("not collecting checkpoints", error=str(error))
+            return
         if problem:
             self.log.warning(problem)
 

@@ -179,3 +179,17 @@ def test_a_verifying_attempt_without_a_commit_record_fails_the_shard_without_pro
     (failed,) = worker.reporter.message().failed
     assert failed.permanent and "died without committing" in failed.reason
     assert not (tmp_path / "out" / "_datajob" / "commits").exists()
+
+
+def test_another_jobs_result_left_in_an_unclaimed_output_is_never_published_as_this_jobs(
+    store: Store,
+) -> None:
+    other = Committer(store, "job-uid-other")
+    assert other.commit_shard(0, 1, b"other job's data\n", {"records": 1})
+    other.commit_job(1, concatenate, {}, failed=[])
+    # This job's commit into the same output (the operator could not claim it: a path it does not see).
+    assert Committer(store, OWNER).commit_shard(0, 1, b"this job's data\n", {"records": 1})
+    Committer(store, OWNER).commit_job(1, concatenate, {}, failed=[])
+    manifest = json.loads(store.read_bytes(SUCCESS))
+    assert manifest["owner"] == OWNER
+    assert store.read_text("result") == "this job's data\n" == store.read_text("part-000000")

@@ -177,3 +177,22 @@ def test_encodings_whose_newline_is_not_byte_0x0a_are_refused_naming_the_field(e
         DataJobSpec.model_validate(
             {"image": "x", "input": {"uris": ["/d"], "encoding": encoding}, "output": {"uri": "/o"}}
         )
+
+
+def test_an_undecodable_line_inside_a_multi_line_record_makes_the_whole_record_bad(tmp_path: Path) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_bytes(b'a,b\n"x\n\xff\xfe bad\ny",z\n1,2\n')
+    source = runtime._Source(str(path), "utf-8", RecordErrors("Skip", Progress()))
+    with open(path, "rb") as handle:
+        rows = list(runtime._csv_records(handle, (0, path.stat().st_size), None, source, False))
+    assert [r for _, _, r in rows] == [None, {"a": "1", "b": "2"}]
+    assert source.errors.progress.skipped == 1
+    assert rows[0][1] == len(b'"x\n\xff\xfe bad\ny",z\n')  # its bytes counted once, as one record
+
+
+def test_a_header_with_an_unclosed_quote_is_refused_not_read_to_the_end(tmp_path: Path) -> None:
+    path = tmp_path / "open.csv"
+    path.write_bytes(b'"a,b\n' + b"x,y\n" * 300_000)
+    source = runtime._Source(str(path), "utf-8", RecordErrors("Skip", Progress()))
+    with open(path, "rb") as handle, pytest.raises(PermanentShardError, match="header is longer than"):
+        list(runtime._csv_records(handle, (0, path.stat().st_size), None, source, False))

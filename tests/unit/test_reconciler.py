@@ -9,6 +9,7 @@ from datajob_core.ledger import FailedShard, Ledger, ShardState
 from datajob_core.protocol import CurrentShard, ReportMessage, ShardOutcome
 from datajob_core.queueing import Admission
 from datajob_core.reconciler import (
+    MAX_FAILED_RANGES,
     MAX_POD_NAME,
     Decision,
     JobState,
@@ -16,6 +17,7 @@ from datajob_core.reconciler import (
     ObservedWorker,
     Phase,
     Policy,
+    failed_ranges,
     pod_name,
     reconcile,
 )
@@ -142,15 +144,16 @@ def test_an_exit_0_nobody_asked_for_charges_the_shard_and_counts_a_restart() -> 
     assert "exited with code 0 without being asked to stop" in failed and "shard 0 charged" in failed
 
 
-def test_an_exit_0_after_sigterm_is_a_disruption_not_a_failure() -> None:
+def test_an_exit_0_after_a_sigterm_nobody_in_the_job_sent_charges_nothing_but_counts_a_restart() -> None:
     state, policy, pods = start()
     exited = running(pods)
     exited[0] = ObservedWorker(name=pods[0], slot=0, phase="Succeeded", started_at=0.0)
     current = CurrentShard(shard=0, attempt=1)
     terminated = ReportMessage(pod=pods[0], seq=1, current=current, terminated=True)
     step(state, policy, exited, {0: ObservedReport(0, terminated, renewed_at=1.0)})
-    assert all(entry.failures == 0 for entry in state.ledger.retry.values())
-    assert state.slots[0].restarts == 0 and state.restarts == 0  # a clean stop, as when it was asked
+    assert all(entry.failures == 0 for entry in state.ledger.retry.values())  # it checkpointed
+    # Counted: user code that keeps sending its own process SIGTERM ends in BackoffLimitExceeded.
+    assert state.slots[0].restarts == 1
 
 
 def test_a_worker_on_a_draining_node_is_moved_gracefully_and_charged_nothing() -> None:
@@ -419,3 +422,19 @@ def test_a_retry_is_refused_when_the_job_commit_already_ran_without_a_failed_map
     decision = step(state, Policy(workers=1, retry_request="1", max_failed_shards=1), [], now=1.0)
     assert "RetryRefused" in reasons(decision)
     assert phase(state) is Phase.FAILED and 3 in state.ledger.failed
+
+
+def test_the_job_commit_is_told_which_map_shards_failed_as_ranges_or_nothing_when_too_scattered() -> None:
+    ledger = Layout.new(10).ledger()
+    ledger.next_fresh = 10
+    for shard in (1, 2, 3, 7):
+        ledger.failed[shard] = FailedShard(attempts=1, failures=1, reason="bad")
+    ledger.succeeded.add_range(0, 10)
+    for shard in (1, 2, 3, 7):
+        ledger.succeeded.discard(shard)
+    assert failed_ranges(ledger, 10) == [1, 4, 7, 8]
+    scattered = Layout.new(2 * MAX_FAILED_RANGES + 2).ledger()
+    scattered.next_fresh = 2 * MAX_FAILED_RANGES + 2
+    for shard in range(0, 2 * MAX_FAILED_RANGES + 2, 2):
+        scattered.failed[shard] = FailedShard(attempts=1, failures=1, reason="bad")
+    assert failed_ranges(scattered, 2 * MAX_FAILED_RANGES + 2) is None

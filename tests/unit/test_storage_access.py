@@ -66,6 +66,14 @@ def test_s3_without_credentials_is_refused_outside_a_root_and_says_why() -> None
     assert allowed(spec(["s3://scratch/team-a/in/*"], "s3://scratch/team-a/out"))
 
 
+def test_an_object_store_root_does_not_follow_a_job_to_another_endpoint() -> None:
+    job = spec(
+        ["s3://scratch/team-a/in/*"], "s3://scratch/team-a/out", endpoint="http://minio.storage.svc:9000"
+    )
+    assert "spec.input.uris[0]" in refusal(job)  # the same bucket name on another store is someone else's
+    assert allowed(job, credentials=True)
+
+
 def test_s3_with_the_jobs_own_credentials_may_go_anywhere_its_credentials_go() -> None:
     assert allowed(spec(["s3://own-bucket/in/*"], "s3://own-bucket/out"), credentials=True)
 
@@ -99,10 +107,20 @@ def test_an_endpoint_not_allowed_by_the_administrator_is_refused_before_any_loca
         ("https://eu.objects.example.com", True),  # default port 443
         ("https://eu.objects.example.com.evil.net", False),
         ("http://eu.objects.example.com", False),
+        ("https://a.eu.objects.example.com", False),  # "*." is one label, not any number
+        ("https://objects.example.com", False),
     ],
 )
 def test_endpoints_are_compared_by_scheme_host_and_port(endpoint: str, expected: bool) -> None:
     assert endpoint_allowed(POLICY, endpoint) is expected
+
+
+def test_port_wildcards_and_ipv6_hosts_are_matched_exactly() -> None:
+    policy = StorageAccessPolicy(endpoints=("http://127.0.0.1:*", "http://[::1]:9000"))
+    assert endpoint_allowed(policy, "http://127.0.0.1:45123")
+    assert not endpoint_allowed(policy, "http://127.0.0.2:45123")
+    assert endpoint_allowed(policy, "http://[::1]:9000")
+    assert not endpoint_allowed(policy, "http://1:9000") and not endpoint_allowed(policy, "http://[::2]:9000")
 
 
 def test_with_no_roots_and_no_endpoints_the_operator_acts_only_with_the_jobs_credentials() -> None:

@@ -50,6 +50,7 @@ from datajob_core.protocol import (
     ShardTask,
     WorkerNotice,
 )
+from datajob_core.rangeset import RangeSet
 from datajob_core.storage import StorageConfig
 
 from . import lifeline, processors, read_counter, readers, runtime, watchdog
@@ -442,7 +443,7 @@ class Worker:
             {"job": self.job},
             on_shard=on_shard,
             partitions=int(task.input.get("partitions", 0)),
-            failed=task.input.get("failed"),
+            failed=None if task.input.get("failed") is None else RangeSet.from_list(task.input["failed"]),
         )
         log.info("job committed", result=done.result, manifest=done.manifest, missing=done.missing)
 
@@ -496,8 +497,9 @@ def main() -> int:
     if env.get(ENV_DRIVER_PID):
         # Local mode: go when the driver goes. Checked after arming, in case it died before.
         lifeline.die_with_parent(signal.SIGTERM)
-        driver = lifeline.watch(int(env[ENV_DRIVER_PID]))
-        if driver is None:
+        try:
+            driver = lifeline.watch(int(env[ENV_DRIVER_PID]))
+        except ProcessLookupError:
             return 0
     try:
         records = env.get(ENV_CHECKPOINT_RECORDS)

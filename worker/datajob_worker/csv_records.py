@@ -28,6 +28,7 @@ from typing import IO, Any
 
 QUOTE = b'"'
 SCAN_CHUNK = 1 << 20
+MAX_HEADER_BYTES = 1 << 20  # an unclosed quote must not make the whole file the header
 
 
 class SplitRecordError(Exception):
@@ -38,12 +39,19 @@ def read_header(handle: IO[bytes], encoding: str) -> tuple[list[str], int]:
     """The header's fields and the offset where the first data record starts (a header may hold quoted
     newlines too); a UTF-8 byte-order mark is not part of the first field's name."""
     handle.seek(0)
-    raw, parity = b"", 0
+    lines: list[bytes] = []
+    size, parity = 0, 0
     for line in handle:
-        raw += line
+        lines.append(line)
+        size += len(line)
         parity ^= line.count(QUOTE) & 1
         if not parity:
             break
+        if size > MAX_HEADER_BYTES:
+            raise SplitRecordError(
+                f"the CSV header is longer than {MAX_HEADER_BYTES} bytes (an unclosed quote?)"
+            )
+    raw = b"".join(lines)
     text = raw.removeprefix(codecs.BOM_UTF8).decode(encoding)
     return next(csv.reader([text]), []), len(raw)
 
@@ -99,6 +107,7 @@ def records(
     handle.seek(at)
     check = not whole and not multi_line
     state = [at, at]  # after the last line read, where the current record started
+    undecodable: list[str] = []  # why the current record cannot be decoded, if it cannot
 
     def lines() -> Iterator[str]:
         offset, parity = at, 0
@@ -107,6 +116,7 @@ def records(
                 if offset >= end:
                     return
                 state[1] = offset
+                undecodable.clear()
             quotes = line.count(QUOTE) & 1
             if quotes and check:
                 raise SplitRecordError(
@@ -120,11 +130,18 @@ def records(
             try:
                 yield line.decode(encoding)
             except UnicodeDecodeError as error:
-                bad(offset - len(line), line, f"UnicodeDecodeError: {error}")
+                # The whole record is bad, not just this line: it is still given to the parser (with
+                # the bytes replaced), so that the record's boundaries stay where they are.
+                undecodable.append(f"UnicodeDecodeError: {error}")
+                yield line.decode(encoding, errors="replace")
 
     width = len(header)
     for values in csv.reader(lines()):
         after, began = state
+        if undecodable:
+            bad(began, ",".join(values), undecodable[0])
+            yield after, after - began, None
+            continue
         if values and len(values) != width:
             bad(began, ",".join(values), f"{len(values)} field(s) where the header has {width}")
             yield after, after - began, None

@@ -31,11 +31,15 @@ def die_with_parent(sig: int = signal.SIGTERM) -> None:
 
 def watch(pid: int) -> int | None:
     """A descriptor that becomes readable when process ``pid`` ends (a pidfd: never fooled by a reused
-    pid); None if it has ended already. A forked local worker's parent is the fork server, not the driver,
-    so the parent-death signal alone cannot tell it that the driver was killed."""
+    pid); None where pidfds are not available (macOS, old or restricted kernels). Raises
+    ProcessLookupError if it has ended already. A forked local worker's parent is the fork server, not the
+    driver, so the parent-death signal alone cannot tell it that the driver was killed."""
     try:
         return os.pidfd_open(pid)
     except ProcessLookupError:
+        raise
+    except (AttributeError, OSError):
+        os.kill(pid, 0)  # at least: is it there now (ProcessLookupError if not)
         return None
 
 

@@ -201,9 +201,10 @@ def _timed(function: Callable[..., Any], watch: Watchdog | None) -> Callable[...
 
     def call(*args: Any) -> Any:
         watch.call()
-        result = function(*args)
-        watch.returned()
-        return result
+        try:
+            return function(*args)
+        finally:
+            watch.returned()
 
     return call
 
