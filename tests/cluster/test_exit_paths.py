@@ -53,4 +53,4 @@ def test_user_code_exit_paths_in_the_cluster_fail_the_shard_holding_the_record_w
     assert reason in failed["message"] and "shard 0" in failed["message"], failed["message"]
     ledger = shards_ledger(status)
     assert set(ledger.get("failed") or {}) == {"0"}, ledger  # shard 1 did nothing wrong
-    assert status["shards"]["succeeded"] == 1
+    assert status["shards"]["failed"] == 1
