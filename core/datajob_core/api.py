@@ -564,9 +564,9 @@ class RetryPolicy(_Model):
         ge=1,
         le=604800,
         description=(
-            "Time limit of one attempt of one shard (from its start or resume). On expiry the worker ends "
-            "(exit code 124) and the shard is charged, with a reason naming the record it was at. "
-            "Default: none."
+            "Time limit of one attempt of one map shard (from its start or resume; builtin and function "
+            "processors, not exec, reduce tasks or the job commit). On expiry the worker ends (exit code "
+            "124) and the shard is charged, with a reason naming the record it was at. Default: none."
         ),
     )
     record_timeout_seconds: int | None = Field(
