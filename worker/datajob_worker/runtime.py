@@ -341,28 +341,23 @@ def _csv_records(
     handle: IO[bytes], piece: tuple[int, int], offset: int | None, source: _Source, multi_line: bool
 ) -> Iterator[tuple[int, int, Any]]:
     """CSV rows as dicts, split only at true record boundaries (csv_records). A line that does not decode,
-    or a row whose field count differs from the header's, goes to the bad-record policy as None."""
+    or a row whose field count differs from the header's, goes to the bad-record policy as None; a header
+    that does not decode or a record that makes the split untrustworthy fails the shard (not retried).
+    Not a generator of its own: this is the per-record path."""
 
     def bad(at: int, text: bytes | str, problem: str) -> None:
         source.errors.bad(source.path, at, text, problem)
 
-    try:
-        yield from csv_records.records(
-            handle,
-            piece,
-            offset,
-            path=source.path,
-            encoding=source.encoding,
-            multi_line=multi_line,
-            bad=bad,
-        )
-    except UnicodeDecodeError as error:
-        # Without its header no row of the file can be read, whatever the bad-record policy says.
-        raise PermanentShardError(
-            f"{source.path}: the CSV header (line 1) is not valid {source.encoding}: {error}"
-        ) from None
-    except csv_records.SplitRecordError as error:
-        raise PermanentShardError(str(error)) from None
+    return csv_records.records(
+        handle,
+        piece,
+        offset,
+        path=source.path,
+        encoding=source.encoding,
+        multi_line=multi_line,
+        bad=bad,
+        fail=PermanentShardError,
+    )
 
 
 EXEC_TICK_SECONDS = 1.0
