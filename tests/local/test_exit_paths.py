@@ -1,6 +1,6 @@
 """Every way user code can end gets a verdict with a reason, charged to its shard, and never an endless
 loop: one table, run in local mode (the same reconciler drives the operator; the cluster half is
-tests/cluster/test_exit_paths.py)."""
+tests/cluster/test_user_code_exits_in_the_cluster.py)."""
 
 from __future__ import annotations
 
