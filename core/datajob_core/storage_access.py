@@ -129,8 +129,12 @@ def under_root(policy: StorageAccessPolicy, namespace: str, location: str) -> st
     return next((root for root in policy.roots_for(namespace) if inside(prefix, root)), None)
 
 
+def _is_s3(location: str) -> bool:
+    return is_remote(location) and location.split("://", 1)[0].lower() in CREDENTIAL_SCHEMES
+
+
 def uses_job_credentials(location: str, has_credentials: bool) -> bool:
-    return has_credentials and location.split("://", 1)[0].lower() in CREDENTIAL_SCHEMES
+    return has_credentials and _is_s3(location)
 
 
 def check_job(
@@ -150,7 +154,7 @@ def check_job(
     locations = [(f"spec.input.uris[{i}]", uri) for i, uri in enumerate(spec["input"]["uris"])]
     locations.append(("spec.output.uri", spec["output"]["uri"]))
     endpoint = storage.get("endpoint")
-    reaches_s3 = any(uri.split("://", 1)[0].lower() in CREDENTIAL_SCHEMES for _, uri in locations)
+    reaches_s3 = any(_is_s3(uri) for _, uri in locations)
     if endpoint and reaches_s3 and not endpoint_allowed(policy, endpoint):
         raise StorageAccessError(
             "spec.storage.endpoint",
@@ -185,7 +189,7 @@ def check_location(
     own = under_root(policy, namespace, uri) is not None and not (is_remote(uri) and endpoint)
     if uses_job_credentials(uri, has_credentials) or own:
         return
-    if is_remote(uri) and uri.split("://", 1)[0].lower() in CREDENTIAL_SCHEMES:
+    if _is_s3(uri):
         detail = f"the job's own credentials are needed ({why_no_credentials})"
     elif is_remote(uri):
         detail = "only s3:// locations can be reached with the job's own credentials"
