@@ -11,7 +11,13 @@ def test_a_job_survives_worker_operator_and_apiserver_kills_with_output_identica
     tmp_path: Path,
 ) -> None:
     config = ChaosConfig(
-        shards=60, workers=3, seed=7, kill_fraction=0.2, operator_restarts=1, apiserver_restarts=1
+        shards=60,
+        workers=3,
+        seed=7,
+        kill_fraction=0.2,
+        operator_restarts=1,
+        apiserver_restarts=1,
+        timeout=420,  # under pytest's 600 s, so that a run that never ends still prints its diagnosis
     )
     result = run_chaos(config, tmp_path)
     print("\n".join(result.lines()))

@@ -51,6 +51,8 @@ class ChaosConfig:
     apiserver_restarts: int = 1
     delay_per_record: float = 0.004  # makes a shard take ~0.25 s, so kills land mid-shard
     timeout: float = 3600.0
+    # Fixed (seconds after creation, "operator" | "apiserver") kills instead of seeded ones: replays a run.
+    disruptions: list[tuple[float, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -185,6 +187,26 @@ class WorkerKiller(threading.Thread):
                     pass
 
 
+def diagnosis(
+    status: dict[str, Any], operator: OperatorProcess, core: client.CoreV1Api, namespace: str, logs: Path
+) -> str:
+    """What a run that did not finish leaves to read: the job's status, its pods, whether the operator is
+    alive, and the last lines of every component's log (CI keeps only what the test prints)."""
+    lines = ["the job did not finish; its status (ledger left out):"]
+    lines += [f"  {key}: {value}" for key, value in status.items() if key != "ledger"]
+    alive = operator.process is not None and operator.process.poll() is None
+    lines.append(f"operator process alive: {alive}")
+    try:
+        for pod in core.list_namespaced_pod(namespace).items:
+            lines.append(f"pod {pod.metadata.name}: {pod.status.phase} {pod.status.reason or ''}")
+    except Exception as error:  # noqa: BLE001 - the API server itself may be what is wrong
+        lines.append(f"pods cannot be listed: {error}")
+    for path in sorted(logs.glob("*.log")):
+        tail = path.read_text(errors="replace").splitlines()[-25:]
+        lines += [f"--- last lines of {path.name}", *tail]
+    return "\n".join(lines)
+
+
 def run_chaos(config: ChaosConfig, work: Path | None = None, log: Any = print) -> ChaosResult:
     """Runs the whole experiment in its own control plane; returns the figures."""
     work = Path(work or tempfile.mkdtemp(prefix="datajob-chaos-"))
@@ -224,14 +246,17 @@ def run_chaos(config: ChaosConfig, work: Path | None = None, log: Any = print) -
         custom.create_namespaced_custom_object(
             GROUP, VERSION, namespace, PLURAL, manifest(config, inputs, output, reads)
         )
-        killer = WorkerKiller(api, namespace, rng, config)
-        killer.start()
-        # Spread the operator and API server kills over the expected run time (dispatch ~5 shards/s).
+        # Spread the operator and API server kills over the expected run time (dispatch ~5 shards/s),
+        # drawn before the killer thread shares the generator so that a seed always gives the same times.
         expected = max(30.0, config.shards / 5)
         disruptions = sorted(
-            [(rng.uniform(0.1, 0.8) * expected, "operator") for _ in range(config.operator_restarts)]
+            config.disruptions
+            or [(rng.uniform(0.1, 0.8) * expected, "operator") for _ in range(config.operator_restarts)]
             + [(rng.uniform(0.2, 0.7) * expected, "apiserver") for _ in range(config.apiserver_restarts)]
         )
+        log("disruptions: " + ", ".join(f"{what} at {at:.1f}s" for at, what in disruptions))
+        killer = WorkerKiller(api, namespace, rng, config)
+        killer.start()
         operator_kills = apiserver_kills = 0
         status: dict[str, Any] = {}
         while time.monotonic() - started < config.timeout:
@@ -259,6 +284,8 @@ def run_chaos(config: ChaosConfig, work: Path | None = None, log: Any = print) -
             time.sleep(0.5)
         seconds = time.monotonic() - started
         killer.stop.set()
+        if status.get("phase") not in ("Succeeded", "Failed"):
+            log(diagnosis(status, operator, core, namespace, cluster.directory / "logs"))
         events: dict[str, int] = {}
         for event in core.list_namespaced_event(namespace, field_selector="involvedObject.name=chaos").items:
             events[event.reason] = events.get(event.reason, 0) + (event.count or 1)
@@ -273,7 +300,8 @@ def run_chaos(config: ChaosConfig, work: Path | None = None, log: Any = print) -
             operator_restarts=operator_kills,
             apiserver_restarts=apiserver_kills,
             worker_restarts=int(status.get("restarts", 0)),
-            identical_to_local=data_digest(output) == data_digest(reference)
+            identical_to_local=(output / "result").exists()
+            and data_digest(output) == data_digest(reference)
             and len(shard_records(output)) == config.shards
             and (output / "result").read_bytes() == (reference / "result").read_bytes(),
             events=events,
