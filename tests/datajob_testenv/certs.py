@@ -116,9 +116,14 @@ class CertificateAuthority:
 
 
 def service_account_key(directory: Path) -> KeyPair:
-    """The RSA key pair the API server signs service-account tokens with (cert holds the public key)."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    """The RSA key pair the API server signs service-account tokens with (cert holds the public key).
+
+    Made once per cluster: a restarted API server keeps its key, as a real one does, so the tokens already
+    in running pods stay valid (a new key would lock every worker out with 401 after a restart)."""
     pair = KeyPair(directory / "sa.pub", directory / "sa.key")
+    if pair.cert.exists() and pair.key.exists():
+        return pair
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     pair.cert.write_bytes(
         key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo

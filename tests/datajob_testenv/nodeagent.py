@@ -176,6 +176,10 @@ class PodRun:
     signals_applied: set[str] = field(default_factory=set)
     terminating_since: float | None = None
     reported_phase: str = ""
+    # A status the API server has not taken yet (it was down): sent again every tick, as kubelet's status
+    # manager does, or a started pod would stay Pending in the API forever. With the start time, if so.
+    unreported: bool = False
+    start_unreported: bool = False
 
     def all_exited(self) -> bool:
         return all(c.exit_code is not None or c.pull_failed for c in self.containers)
@@ -610,8 +614,8 @@ class NodeAgent:
                     self._final_delete({"name": run.name, "namespace": run.namespace, "uid": run.uid})
                     self.pods.pop(run.uid, None)
                 continue
-            if changed:
-                self._report(run)
+            if changed or run.unreported:
+                self._report(run, start_time=run.start_unreported)
 
     def _report(self, run: PodRun, *, start_time: bool = False) -> None:
         phase = run.phase()
@@ -638,15 +642,23 @@ class NodeAgent:
         }
         if start_time:
             status["startTime"] = now
-        self._patch_status({"name": run.name, "namespace": run.namespace, "uid": run.uid}, status)
+        sent = self._patch_status({"name": run.name, "namespace": run.namespace, "uid": run.uid}, status)
+        run.unreported, run.start_unreported = not sent, start_time and not sent
         run.reported_phase = phase
 
-    def _patch_status(self, meta: dict[str, Any], status: dict[str, Any]) -> None:
+    def _patch_status(self, meta: dict[str, Any], status: dict[str, Any]) -> bool:
+        """False if the API server did not take it (down, or refusing): the caller sends it again."""
         try:
             self.api.patch_namespaced_pod_status(meta["name"], meta["namespace"], {"status": status})
         except ApiException as error:
-            if error.status != 404:
-                log.warning("status update failed", pod=meta["name"], error=error.reason)
+            if error.status == 404:
+                return True  # the pod is gone: nothing left to report
+            log.warning("status update failed", pod=meta["name"], error=error.reason)
+            return bool(error.status < 500 and error.status != 429)  # a refusal is final; an overload is not
+        except Exception as error:  # noqa: BLE001 - connection refused while the API server restarts
+            log.warning("status update failed", pod=meta["name"], error=str(error))
+            return False
+        return True
 
     # -- main loop ------------------------------------------------------------------------------------
     def run(self) -> None:
