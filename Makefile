@@ -88,7 +88,7 @@ bench-reduce: install tools ## Word count: map-only vs reduce vs a plain loop vs
 
 .PHONY: crds
 crds: install ## Regenerate crds/ and docs/api-reference.md from the pydantic models
-	$(BIN)/python -m datajob_core.crd --output crds/datajob.dev_datajobs.yaml --docs docs/api-reference.md
+	$(BIN)/python hack/generate_api.py --output crds/datajob.dev_datajobs.yaml --docs docs/api-reference.md
 	cp crds/*.yaml charts/datajob-operator/crds/
 
 .PHONY: manifests

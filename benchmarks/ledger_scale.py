@@ -10,9 +10,9 @@ import json
 import random
 import time
 
-from datajob_core.ledger import Ledger
+from datajob_core.cluster.reconciler import JobState, ObservedReport, ObservedWorker, Policy, Slot, reconcile
 from datajob_core.protocol import ReportMessage, ShardOutcome, ShardProgress
-from datajob_core.reconciler import JobState, ObservedReport, ObservedWorker, Policy, Slot, reconcile
+from datajob_core.shards.ledger import Ledger
 
 SHARDS = 100_000
 WORKERS = 1_000

@@ -14,7 +14,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO
 
-from datajob_core.storage import StorageConfig, filesystem
+from datajob_core.data.locations import StorageConfig
+from datajob_core.storage.stores import filesystem
 from datajob_testenv.objectstore import REGION, ObjectStore
 from datajob_worker import readers
 

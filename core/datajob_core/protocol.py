@@ -35,7 +35,7 @@ ENV_MULTI_LINE = "DATAJOB_MULTI_LINE"  # spec.input.multiLine: "true" or absent
 ENV_TIME_LIMITS = "DATAJOB_TIME_LIMITS"
 # Where the worker writes its last error, for the pod's termination message (kubelet reads it).
 ENV_TERMINATION_LOG = "DATAJOB_TERMINATION_LOG"
-# Local mode: the stored plan (datajob_core.plan_store), for shards too large to send inline.
+# Local mode: the stored plan (datajob_core.data.plan_store), for shards too large to send inline.
 ENV_PLAN_FILE = "DATAJOB_PLAN_FILE"
 # Local mode: the driver's pid; a worker exits when its driver is gone.
 ENV_DRIVER_PID = "DATAJOB_DRIVER_PID"

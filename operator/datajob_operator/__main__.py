@@ -13,7 +13,7 @@ import kopf
 import structlog
 from kopf._core.engines.peering import Identity  # kopf.run takes it but does not re-export the type
 
-from datajob_core.storage_access import StorageAccessPolicy
+from datajob_core.data.storage_access import StorageAccessPolicy
 
 from . import handlers, metrics
 

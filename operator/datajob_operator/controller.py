@@ -3,50 +3,30 @@
 Order matters for durability: the new state (ledger) is written to the DataJob status *before* any
 assignment or acknowledgement reaches a worker, so a crash at any point repeats work but never loses it,
 and never lets two live workers hold the same shard.
+
+The pass loop is here; what it leans on sits beside it: ``pod_observation`` (a pod as the reconciler sees
+it), ``plan_loader`` (the shard plan), ``job_storage`` (credentials, storage roots, claiming the output,
+collecting checkpoints), ``kueue_followup`` (the job's Workload) and ``status_render`` (the status).
 """
 
 from __future__ import annotations
 
-import base64
 import concurrent.futures
-import datetime
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 import structlog
 from kubernetes.client.rest import ApiException
 from pydantic import ValidationError
 
-from datajob_core import (
-    committer,
-    node_drain,
-    output_identity,
-    plan_store,
-    pod_policy,
-    progress,
-    queueing,
-    sizing,
-    state_codec,
-    storage_access,
-)
-from datajob_core.api import DataJobSpec, format_validation_error
-from datajob_core.checkpoint_store import CheckpointCollector, CheckpointStore
-from datajob_core.conditions import set_condition
-from datajob_core.failure_policy import DISRUPTION_POD_REASONS
-from datajob_core.inputs import list_inputs
-from datajob_core.ledger import Counts, ShardState
-from datajob_core.output_identity import OutputInUseError
-from datajob_core.planning import PlanError, plan_shards
-from datajob_core.protocol import ASSIGNMENT_ANNOTATION, ReportMessage, lease_name
-from datajob_core.queueing import Admission
-from datajob_core.reconciler import (
-    RETRY_ANNOTATION,
-    START_ERRORS,
+from datajob_core.api import pod_policy
+from datajob_core.api.conditions import set_condition
+from datajob_core.api.models import DataJobSpec, format_validation_error
+from datajob_core.cluster import sizing, state_codec
+from datajob_core.cluster.reconciler import (
     Decision,
     JobState,
     ObservedReport,
@@ -56,11 +36,18 @@ from datajob_core.reconciler import (
     policy_from_spec,
     reconcile,
 )
-from datajob_core.stages import Layout
-from datajob_core.storage import ACCESS_KEY, CREDENTIAL_KEYS, SECRET_KEY, StorageConfig, Store, is_remote
-from datajob_core.storage_access import StorageAccessError, StorageAccessPolicy
+from datajob_core.data import plan_store
+from datajob_core.data.locations import output_inside_input
+from datajob_core.data.planning import PlanError
+from datajob_core.data.storage_access import StorageAccessError, StorageAccessPolicy
+from datajob_core.protocol import ASSIGNMENT_ANNOTATION, ReportMessage, lease_name
+from datajob_core.shards.stages import Layout
+from datajob_core.storage.output_identity import OutputInUseError
 
+from .api_time import epoch, now_iso
 from .informer import Informers
+from .job_runtime import JobRuntime
+from .job_storage import JobStorage
 from .kube import (
     AccountConflictError,
     ConflictError,
@@ -70,110 +57,14 @@ from .kube import (
     RejectedError,
     api_message,
 )
-from .kueue_client import KueueClient
+from .kueue_followup import KueueFollowUp
+from .plan_loader import load_plan
+from .pod_observation import observe_pod
+from .status_render import render_status
 
 log = structlog.get_logger("datajob.operator")
 
-MAX_LAST_WORDS = 300  # of a worker's termination message, in reasons and events
 EXPECTATION_SECONDS = 30.0  # after this long, a created pod the cache never showed is not waited for
-
-
-def _now_iso() -> str:
-    return datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _epoch(iso: str | None) -> float | None:
-    if not iso:
-        return None
-    return datetime.datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
-
-
-def observe_pod(
-    pod: dict[str, Any],
-    nodes: frozenset[str] | None = None,
-    draining: dict[str, tuple[str, str]] | None = None,
-) -> ObservedWorker | None:
-    """What the reconciler needs of a worker pod; ``nodes``, if known, are the nodes that still exist, and
-    ``draining`` those going away (node_drain), with why."""
-    meta, status = pod["metadata"], pod.get("status") or {}
-    slot = (meta.get("labels") or {}).get(sizing.SLOT_LABEL)
-    if slot is None or not slot.isdigit():
-        return None
-    reason = status.get("reason") or ""
-    exit_code: int | None = None
-    waiting = waiting_reason = ""
-    for container in status.get("containerStatuses") or []:
-        if container.get("name") != sizing.WORKER_CONTAINER:
-            continue
-        state = container.get("state") or {}
-        terminated = state.get("terminated")
-        if terminated:
-            exit_code = terminated.get("exitCode")
-            reason = f"{terminated.get('reason') or 'Error'} (exit code {exit_code})"
-            last_words = (terminated.get("message") or "").strip()
-            if last_words:
-                reason = f"{reason}: {last_words[-MAX_LAST_WORDS:]}"
-        waiting_state = state.get("waiting") or {}
-        if waiting_state.get("reason") in START_ERRORS:
-            waiting_reason = waiting_state["reason"]
-            waiting = f"{waiting_reason}: {waiting_state.get('message') or ''}".rstrip(": ")
-    if status.get("message"):
-        reason = f"{reason}: {status['message']}" if reason else status["message"]
-    unschedulable = ""
-    disruption = evacuate = ""
-    for condition in status.get("conditions") or []:
-        if condition.get("type") == "PodScheduled" and condition.get("reason") == "Unschedulable":
-            unschedulable = condition.get("message") or "unschedulable"
-        if condition.get("type") == "DisruptionTarget" and condition.get("status") == "True":
-            disruption = f"{condition.get('reason') or 'DisruptionTarget'}: {condition.get('message') or ''}"
-            evacuate = disruption.rstrip(": ")
-    if status.get("reason") in DISRUPTION_POD_REASONS:
-        disruption = disruption or reason
-    phase = status.get("phase") or "Pending"
-    node = (pod.get("spec") or {}).get("nodeName")
-    if node and nodes is not None and node not in nodes and phase not in ("Succeeded", "Failed"):
-        phase, reason = "Failed", f"NodeLost: node {node} no longer exists"
-        disruption = reason
-    elif node and draining and node in draining:
-        key, why = draining[node]
-        if not node_drain.tolerates((pod.get("spec") or {}).get("tolerations") or [], key):
-            evacuate = why
-    return ObservedWorker(
-        name=meta["name"],
-        slot=int(slot),
-        phase=phase,
-        deleting=bool(meta.get("deletionTimestamp")),
-        started_at=_epoch(status.get("startTime")),
-        reason=reason,
-        unschedulable=unschedulable,
-        exit_code=exit_code,
-        disruption=disruption.rstrip(": "),
-        waiting=waiting,
-        waiting_reason=waiting_reason,
-        evacuate=evacuate,
-    )
-
-
-@dataclass
-class JobRuntime:
-    """Per-job memory of one operator process; everything here can be rebuilt from the API server."""
-
-    plan: list[dict[str, Any]] | None = None
-    plan_chunks: int = 1
-    rbac_leases: frozenset[str] = frozenset()
-    leases_created: set[str] = field(default_factory=set)
-    last_assignment: dict[str, str] = field(default_factory=dict)
-    # Pods the API server refused in the last pass, with its message: the next pass backs those slots off.
-    create_failures: dict[str, tuple[str, str]] = field(default_factory=dict)
-    collector: CheckpointCollector | None = None
-    # Pods created by this process that the informer cache has not shown yet, with when (see _pods).
-    expected_pods: dict[str, float] = field(default_factory=dict)
-    rates: progress.RateWindow = field(default_factory=progress.RateWindow)  # rebuilt after a restart
-    input_bytes: int | None = None  # the plan's input size
-    # Under Kueue: the admitted flavors' node selector and tolerations, added to new worker pods.
-    placement: tuple[dict[str, str], list[dict[str, Any]]] = ({}, [])
-    queue_status: dict[str, Any] = field(default_factory=dict)  # status.queue as of this pass
-    replacing: dict[int, float] = field(default_factory=dict)  # slot -> when its worker's death was seen
 
 
 @dataclass
@@ -183,10 +74,6 @@ class PassTimings:
     shard: list[float] = field(default_factory=list)  # committed shard attempts
     replacement: list[float] = field(default_factory=list)  # replacement pod created to running
     queue_wait: list[float] = field(default_factory=list)  # queued to admitted by Kueue
-
-
-class StorageCredentialsError(Exception):
-    """spec.storage.credentialsSecret cannot be used (yet); the pass is retried."""
 
 
 class JobController:
@@ -201,7 +88,6 @@ class JobController:
         access: StorageAccessPolicy | None = None,
     ) -> None:
         self.jobs = jobs
-        self.access = access or StorageAccessPolicy()
         self.observed = observed
         self.worker_account = worker_account or {}
         self.nodes = nodes
@@ -209,7 +95,8 @@ class JobController:
         self.log = log.bind(namespace=jobs.namespace, job=jobs.name)
         self.last_status: dict[str, Any] | None = None  # the last status written, for metrics
         self.status_writes = 0
-        self.kueue = KueueClient(jobs.custom.api_client, jobs.namespace)
+        self.kueue = KueueFollowUp(jobs, runtime, observed, self.log)
+        self.storage = JobStorage(jobs, runtime, access or StorageAccessPolicy(), self.log)
         # Durations measured by the last pass, for metrics: shard attempts, worker replacements, queue waits.
         self.timings = PassTimings()
 
@@ -235,53 +122,6 @@ class JobController:
         cached = self.observed.leases_of(self.jobs.namespace, self.jobs.name) if self.observed else None
         return self.jobs.list_leases() if cached is None else cached
 
-    # -- plan ----------------------------------------------------------------------------------------
-    def load_plan(self, job: dict[str, Any]) -> list[dict[str, Any]]:
-        """The job's shard plan: made once, stored in ConfigMaps (plan_store), read back after a restart."""
-        if self.runtime.plan is not None:
-            return self.runtime.plan
-        names = plan_store.chunk_names(self.jobs.name, 1)
-        index = self.jobs.read_config_map(names[0])
-        if index is None:
-            spec_input = job["spec"]["input"]
-            config, credentials = self.storage(job)
-            for number, uri in enumerate(spec_input["uris"]):
-                # Where a pattern can reach, symlinks resolved, before anything is listed.
-                prefix = storage_access.static_prefix(uri.removeprefix("file://")) or "/"
-                self._confine(prefix, f"spec.input.uris[{number}]", shown=uri)
-            files = list_inputs(spec_input["uris"], config, credentials)
-            for found in files:  # a link met below the prefix; its name and target are not told
-                self._confine(found.path, "spec.input.uris", shown=None)
-            plan = plan_shards(files, spec_input.get("partitioning") or {})
-            chunks = plan_store.split(plan_store.encode(plan))
-            names = plan_store.chunk_names(self.jobs.name, len(chunks))
-            # The index (chunk 0, with the count) goes last: once it exists, every chunk does.
-            for name, chunk in reversed(list(zip(names, chunks, strict=True))):
-                manifest: dict[str, Any] = {
-                    "metadata": {
-                        "name": name,
-                        "labels": sizing.worker_labels(self.jobs.name),
-                        "ownerReferences": [sizing.owner_reference(job)],
-                    },
-                    "binaryData": {plan_store.PLAN_KEY: base64.b64encode(chunk).decode()},
-                }
-                if name == names[0]:
-                    manifest["data"] = {plan_store.CHUNKS_KEY: str(len(chunks))}
-                self.jobs.create_config_map(manifest)
-            self.runtime.plan_chunks = len(chunks)
-            self.runtime.plan = plan
-            return plan
-        count = int(index["data"].get(plan_store.CHUNKS_KEY, "1"))
-        parts = [base64.b64decode(index["binaryData"][plan_store.PLAN_KEY])]
-        for name in plan_store.chunk_names(self.jobs.name, count)[1:]:
-            stored = self.jobs.read_config_map(name)
-            if stored is None:
-                raise RuntimeError(f"plan chunk {name} is missing")
-            parts.append(base64.b64decode(stored["binaryData"][plan_store.PLAN_KEY]))
-        self.runtime.plan_chunks = count
-        self.runtime.plan = plan_store.decode(b"".join(parts))
-        return self.runtime.plan
-
     # -- one pass ------------------------------------------------------------------------------------
     def reconcile_once(self) -> float | None:
         """Runs one pass; returns the seconds until a time-based decision is due (None: none is), after
@@ -299,7 +139,7 @@ class JobController:
         if refused is not None:
             return self._fail_before_start(job, *refused)
         try:
-            plan = self.load_plan(job)
+            plan = load_plan(job, self.jobs, self.runtime, self.storage)
         except StorageAccessError as error:
             return self._fail_before_start(job, "StorageAccessDenied", str(error))
         except PlanError as error:
@@ -309,7 +149,7 @@ class JobController:
             return self._fail_before_start(job, "PlanningFailed", f"the input cannot be planned: {error}")
         if not status.get("ledger"):
             try:
-                self._claim_output(job)
+                self.storage.claim_output(job)
             except OutputInUseError as error:
                 return self._fail_before_start(job, "OutputInUse", str(error))
             except StorageAccessError as error:
@@ -337,9 +177,9 @@ class JobController:
                     report = ReportMessage.model_validate_json(view.report)
                 except ValueError:
                     self.log.warning("ignoring malformed worker report", lease=view.name)
-            reports[slot] = ObservedReport(slot, report, _epoch(view.renew_time))
+            reports[slot] = ObservedReport(slot, report, epoch(view.renew_time))
 
-        queue = self._follow_kueue(job, state)
+        queue = self.kueue.follow(job, state)
         decision = reconcile(
             self.jobs.name,
             policy,
@@ -352,7 +192,9 @@ class JobController:
             queue=queue,
         )
         self._time(status, state, pods, decision, now)
-        new_status = self._status(job, state, policy, pods, decision, queue=queue)
+        new_status = render_status(
+            job, state, policy, pods, decision, runtime=self.runtime, selector=self.jobs.selector, queue=queue
+        )
         if new_status != status:  # a pass that changed nothing writes nothing
             try:
                 self.jobs.replace_status(job, new_status)
@@ -362,10 +204,10 @@ class JobController:
             self.status_writes += 1
         self.last_status = new_status
         self.runtime.create_failures = {}
-        self._collect(job, state)
+        self.storage.collect(job, state)
         self._act(job, state, decision)
         if queue is not None:
-            self._settle_workload(
+            self.kueue.settle(
                 job, state, queue, gone=not pods and not any(s.pod for s in state.slots.values())
             )
         if decision.finished and not pods:
@@ -390,9 +232,7 @@ class JobController:
         if any(e.reason == "Admitted" for e in decision.events):
             queued = next((c for c in old.get("conditions") or [] if c.get("type") == "Queued"), None)
             since = (
-                _epoch(queued.get("lastTransitionTime"))
-                if queued and queued.get("status") == "True"
-                else None
+                epoch(queued.get("lastTransitionTime")) if queued and queued.get("status") == "True" else None
             )
             if since is not None:
                 self.timings.queue_wait.append(max(0.0, now - since))
@@ -470,311 +310,6 @@ class JobController:
         self.log.info("created worker", pod=pod, slot=slot)
         self.jobs.post_event(job, "Normal", "WorkerCreated", f"created worker pod {pod} (slot {slot})")
 
-    # -- queueing under Kueue (datajob_core.queueing) --------------------------------------------------
-    def _workload(self) -> dict[str, Any] | None:
-        name = queueing.workload_name(self.jobs.name)
-        cached = self.observed.workloads_of(self.jobs.namespace, self.jobs.name) if self.observed else None
-        if cached is not None:
-            found = [w for w in cached if w["metadata"]["name"] == name]
-            if found:
-                return found[0]
-        return self.kueue.read_workload(name)
-
-    def _new_workload(self, job: dict[str, Any]) -> dict[str, Any]:
-        name = self.jobs.name
-        shape = sizing.worker_pod(job, 0, f"{name}-template", lease_name(name, 0))
-        return queueing.workload_manifest(
-            job,
-            shape,
-            labels=sizing.worker_labels(name),
-            owner=sizing.owner_reference(job),
-            priority=self._priority(job),
-        )
-
-    def _priority(self, job: dict[str, Any]) -> queueing.PriorityRef | None:
-        """Resolved once, when the Workload is made; a class that does not exist means no priority (as for
-        a pod), said in the log rather than failing every pass."""
-        try:
-            return self.kueue.priority(job)
-        except ApiException as error:
-            if error.status != 404:
-                raise
-            self.log.warning("priority class not found; the Workload gets none", error=str(error.reason))
-            return None
-
-    def _follow_kueue(self, job: dict[str, Any], state: JobState) -> Admission | None:
-        """For a job in a Kueue queue: makes sure its Workload exists and says what Kueue decided."""
-        queue = queueing.queue_name(job)
-        if queue is None:
-            self._drop_stray_workload()
-            return None
-        workers = int(job["spec"].get("workers", 1))
-        workload = self._workload()
-        name = queueing.workload_name(self.jobs.name)
-        self.runtime.queue_status = {"name": queue, "workload": name}
-        if state.phase in (Phase.SUCCEEDED, Phase.FAILED) and not _retry_pending(job, state):
-            return self._note_admission(queueing.admission_of(workload, workers))
-        if workload is None:
-            self.kueue.create_workload(self._new_workload(job))
-            self.log.info("created workload", workload=name, queue=queue)
-            return queueing.admission_of(None, workers)
-        admission = self._note_admission(queueing.admission_of(workload, workers))
-        if queueing.needs_new_workload(workload, job) or admission.finished:
-            # Kueue keeps an admitted Workload's pod sets fixed, and a finished one is over: stop the
-            # workers, then queue a new Workload (see _settle_workload).
-            why = (
-                "the job runs again (a retry) after its Workload finished"
-                if admission.finished
-                else "spec.workers or the queue changed"
-            )
-            return Admission(
-                False, 0, evicted=True, reason="Requeued", message=f"{why}: the job is queued again"
-            )
-        self._set_active(workload, not job["spec"].get("suspend", False))
-        if admission.admitted:
-            self.runtime.placement = queueing.flavor_placement(self.kueue.flavors(admission.flavors))
-            return admission
-        position = None if admission.evicted else queueing.queue_position(workload, self.kueue.workloads())
-        if position is not None:
-            self.runtime.queue_status["position"] = position[0]
-            message = f"{admission.message} (position {position[0]} of {position[1]} in LocalQueue {queue})"
-            return replace(admission, message=message)
-        return admission
-
-    def _set_active(self, workload: dict[str, Any], active: bool) -> None:
-        """spec.suspend deactivates the Workload, as for Kueue's own jobs: Kueue evicts it (the workers stop
-        and the quota is released) and does not queue it until it is active again."""
-        if bool((workload.get("spec") or {}).get("active", True)) != active:
-            self.kueue.set_active(workload["metadata"]["name"], active)
-
-    def _drop_stray_workload(self) -> None:
-        """The queue label was removed: the job runs unqueued, and its Workload must not hold quota."""
-        cached = self.observed.workloads_of(self.jobs.namespace, self.jobs.name) if self.observed else None
-        for workload in cached or []:
-            self.kueue.delete_workload(workload["metadata"]["name"])
-            self.log.info(
-                "deleted the workload of a job no longer queued", workload=workload["metadata"]["name"]
-            )
-
-    def _note_admission(self, admission: Admission) -> Admission:
-        """status.queue's clusterQueue and admittedWorkers, from Kueue's admission."""
-        if admission.cluster_queue:
-            self.runtime.queue_status["clusterQueue"] = admission.cluster_queue
-        if admission.admitted or admission.finished:
-            self.runtime.queue_status["admittedWorkers"] = admission.workers
-        return admission
-
-    def _settle_workload(self, job: dict[str, Any], state: JobState, queue: Admission, *, gone: bool) -> None:
-        """What an integration tells Kueue: the job finished (quota freed), or its evicted workers are gone
-        (admission cleared, so Kueue queues it again)."""
-        workload = self._workload()
-        if workload is None:
-            return
-        now = _now_iso()
-        try:
-            if state.phase in (Phase.SUCCEEDED, Phase.FAILED):
-                if not queueing.admission_of(workload, 0).finished:
-                    succeeded = state.phase is Phase.SUCCEEDED
-                    self.kueue.replace_workload_status(
-                        workload, queueing.finished_status(workload, succeeded, state.message, now)
-                    )
-            elif queue.reason == "Requeued" and gone:
-                self.kueue.delete_workload(workload["metadata"]["name"])
-            elif queue.evicted and gone and _holds_evicted_admission(workload):
-                self.kueue.replace_workload_status(workload, queueing.released_status(workload, now))
-                self.log.info("released evicted workload", workload=workload["metadata"]["name"])
-        except ConflictError:
-            return  # Kueue changed it meanwhile; the change wakes the next pass
-
-    def storage(self, job: dict[str, Any]) -> tuple[StorageConfig, dict[str, str] | None]:
-        """spec.storage and the job's credentials from its Secret (None: the operator's own identity), once
-        every location the job names is one the operator may act on for it (storage_access); raises
-        StorageAccessError otherwise, before any request is sent."""
-        storage = job["spec"].get("storage") or {}
-        config = StorageConfig.from_spec(storage)
-        credentials, why = self._credentials(storage.get("credentialsSecret"))
-        storage_access.check_job(
-            self.access,
-            self.jobs.namespace,
-            job["spec"],
-            has_credentials=credentials is not None,
-            why_no_credentials=why,
-        )
-        return config, credentials
-
-    def _credentials(self, secret: str | None) -> tuple[dict[str, str] | None, str]:
-        """The job's Secret's AWS keys, or None and why there are none."""
-        if not secret:
-            return None, "spec.storage.credentialsSecret is not set"
-        try:
-            credentials = self.jobs.read_secret(secret, CREDENTIAL_KEYS)
-        except ApiException as error:
-            if error.status != 403:
-                raise
-            # Installed without access to Secrets (storage.operatorReadsSecrets=false): only the
-            # administrator's storage roots are reachable, with the operator's own identity.
-            return None, "this operator may not read Secrets (storage.operatorReadsSecrets=false)"
-        # Raised, not failed: the Secret may come after the job (as for a pod); ReconcileFailing says so.
-        if credentials is None:
-            raise StorageCredentialsError(
-                f"spec.storage.credentialsSecret: Secret {self.jobs.namespace}/{secret} does not exist"
-            )
-        missing = [k for k in (ACCESS_KEY, SECRET_KEY) if not credentials.get(k)]
-        if missing:
-            raise StorageCredentialsError(
-                f"spec.storage.credentialsSecret: Secret {self.jobs.namespace}/{secret} has no "
-                f"{' or '.join(missing)}"
-            )
-        return credentials, ""
-
-    def _confine(self, path: str, field: str, shown: str | None = "") -> None:
-        """A local path the operator touches must stay under a storage root once symlinks are resolved:
-        a link inside the job's root must not lead it into another namespace's directory. ``shown``: what
-        the refusal may name ("": the path and where it leads; None: neither, for a listed file)."""
-        if is_remote(path):
-            return
-        real = os.path.realpath(path.removeprefix("file://"))
-        roots = [os.path.realpath(r) for r in self.access.roots_for(self.jobs.namespace) if not is_remote(r)]
-        if any(storage_access.inside(real, root) for root in roots):
-            return
-        if shown is None:
-            raise StorageAccessError(
-                field, "a file it matches is, through a symbolic link, outside this namespace's storage roots"
-            )
-        raise StorageAccessError(
-            field, f"{shown or path} resolves to {real}, outside this namespace's storage roots"
-        )
-
-    def _output_store(self, job: dict[str, Any]) -> Store | None:
-        """The job's output as the operator may reach it: an object store (with the job's credentials or,
-        under a storage root, its own identity), or a directory mounted into the operator as into the
-        workers; None if it cannot see it. Raises StorageAccessError where it may not act."""
-        output = (job["spec"].get("output") or {}).get("uri", "")
-        if is_remote(output):
-            return Store(output, *self.storage(job))
-        # A path: no Secret is involved (nor read), only the administrator's roots.
-        storage_access.check_location(self.access, self.jobs.namespace, "spec.output.uri", output)
-        if not Path(output.removeprefix("file://")).parent.is_dir():
-            return None
-        self._confine(output, "spec.output.uri")
-        return Store(output)
-
-    def _claim_output(self, job: dict[str, Any]) -> None:
-        """Marks the output as this job's (its UID), or raises OutputInUseError saying whose it is.
-
-        Only where the operator sees the output; workers check every commit record's owner in any case.
-        """
-        store = self._output_store(job)
-        if store is None:
-            return
-        meta = job["metadata"]
-        owner = {"job": meta["name"], "namespace": meta.get("namespace"), "id": meta["uid"]}
-        output_identity.claim(store, owner, overwrite=bool(job["spec"]["output"].get("overwrite")))
-
-    def _collect(self, job: dict[str, Any], state: JobState) -> None:
-        """Deletes checkpoint files the just-persisted ledger made redundant (fencing: docs/design.md).
-
-        Best effort: checkpoints left behind are removed by the job commit, so no failure here may keep
-        the pass from acting (a Secret gone, a store down, roots changed)."""
-        try:
-            if self.runtime.collector is None:
-                store = self._output_store(job)
-                if store is None or not store.exists(""):
-                    return  # not reachable from the operator (or nothing written yet): files stay until then
-                self.runtime.collector = CheckpointCollector(CheckpointStore(store))
-            output = job["spec"]["output"]["uri"]
-            # Again each pass before deleting: a worker may have made its output a symbolic link since.
-            self._confine(output, "spec.output.uri")
-            problem = self.runtime.collector.after_persist(state.ledger)
-            if state.phase is Phase.SUCCEEDED:
-                self.runtime.collector.store.remove_all()
-        except Exception as error:  # noqa: BLE001 - see the docstring
-            self.log.warning("not collecting checkpoints", error=str(error))
-            return
-        if problem:
-            self.log.warning(problem)
-
-    def _status(
-        self,
-        job: dict[str, Any],
-        state: JobState,
-        policy: Policy,
-        pods: list[ObservedWorker],
-        decision: Decision,
-        *,
-        queue: Admission | None = None,
-    ) -> dict[str, Any]:
-        old = job.get("status") or {}
-        layout = Layout.of(state.ledger)
-        counts = state.ledger.counts(0, layout.map_shards)
-        live = [p for p in pods if not p.deleting and p.phase in ("Pending", "Running")]
-        ready = [p for p in live if p.phase == "Running"]
-        desired = 0 if state.phase in (Phase.SUCCEEDED, Phase.FAILED) or policy.suspend else policy.workers
-        if queue is not None:  # under Kueue: what it admitted, none while queued
-            desired = min(desired, queue.workers) if queue.admitted else 0
-        now = _now_iso()
-        status: dict[str, Any] = {
-            "observedGeneration": job["metadata"].get("generation"),
-            "phase": state.phase.value,
-            "message": state.message,
-            "shards": _counts_status(counts),
-            "workers": {
-                "desired": desired,
-                "active": len(live),
-                "ready": len(ready),
-                "summary": f"{len(ready)}/{desired}",
-                "selector": self.jobs.selector,
-            },
-            "restarts": state.restarts,
-            "disruptions": state.disruptions,
-            "processed": {"records": state.records, "bytes": state.bytes, "skippedRecords": state.skipped},
-            "startTime": old.get("startTime") or now,
-            "ledger": state_codec.encode(state),
-        }
-        position = progress.position(
-            state.ledger,
-            layout.map_shards,
-            committed_records=state.records,
-            committed_bytes=state.bytes,
-            total_bytes=self._input_bytes(),
-        )
-        self.runtime.rates.add(time.time(), position)
-        status["progress"] = progress.progress_status(
-            position,
-            self.runtime.rates.rates(),
-            finished=state.phase is Phase.SUCCEEDED,
-            stalled=decision.stall is not None,
-            running=state.phase is Phase.RUNNING,
-        )
-        if layout.partitions:
-            reduce = state.ledger.counts(layout.map_shards, layout.map_shards + layout.partitions)
-            status["reduce"] = _counts_status(reduce)
-        if layout.commit is not None:
-            commit = state.ledger.state_of(layout.commit)
-            status["output"] = _output_status(job["spec"]["output"]["uri"], commit)
-        if state.phase in (Phase.SUCCEEDED, Phase.FAILED):
-            status["completionTime"] = old.get("completionTime") or now
-        conditions = _conditions(old.get("conditions") or [], state, decision, now)
-        if queue is not None:
-            status["queue"] = self.runtime.queue_status
-            waiting = not queue.admitted and state.phase not in (Phase.SUCCEEDED, Phase.FAILED)
-            conditions = set_condition(
-                conditions,
-                "Queued",
-                "True" if waiting else "False",
-                queue.reason or ("Admitted" if queue.admitted else "Pending"),
-                queue.message,
-                now=now,
-            )
-        status["conditions"] = conditions
-        return status
-
-    def _input_bytes(self) -> int:
-        """The plan's input size, summed once per plan (a plan can have 100,000 shards)."""
-        if self.runtime.input_bytes is None:
-            self.runtime.input_bytes = progress.input_bytes(self.runtime.plan or [])
-        return self.runtime.input_bytes
-
     def _refuse(self, job: dict[str, Any]) -> tuple[str, str] | None:
         """A spec the admission rules should have stopped (an old CRD, rules bypassed): (reason, message).
 
@@ -787,7 +322,7 @@ class JobController:
         problems = pod_policy.violations((spec.get("podTemplate") or {}).get("spec"))
         if problems:
             return "PodTemplateRejected", "; ".join(problems)
-        inside = output_identity.output_inside_input(spec["input"]["uris"], spec["output"]["uri"])
+        inside = output_inside_input(spec["input"]["uris"], spec["output"]["uri"])
         if inside is not None:  # CEL cannot match globs, so this check is the operator's
             return "OutputInsideInput", (
                 f"spec.output.uri {spec['output']['uri']} is inside the input set ({inside}): the job would "
@@ -815,7 +350,7 @@ class JobController:
             "True",
             "Error",
             message[:1024],
-            now=_now_iso(),
+            now=now_iso(),
         )
         if status != (job.get("status") or {}):
             try:
@@ -829,7 +364,7 @@ class JobController:
         if status.get("phase") == Phase.FAILED and status.get("message") == message:
             return 30.0
         self.log.warning("job cannot start", reason=reason, error=message)
-        now = _now_iso()
+        now = now_iso()
         conditions = set_condition(status.get("conditions") or [], "Failed", "True", reason, message, now=now)
         conditions = set_condition(conditions, "Progressing", "False", reason, message, now=now)
         try:
@@ -850,7 +385,7 @@ class JobController:
 
     def _after_finish(self, job: dict[str, Any]) -> float:
         ttl = job["spec"].get("ttlSecondsAfterFinished")
-        finished = _epoch((job.get("status") or {}).get("completionTime"))
+        finished = epoch((job.get("status") or {}).get("completionTime"))
         if ttl is None or finished is None:
             return 30.0
         remaining = finished + int(ttl) - time.time()
@@ -864,18 +399,6 @@ class JobController:
 # The writes of one pass (assignments, pod creations) go out side by side: a pass that replaces or
 # tops up hundreds of workers must not take hundreds of round trips end to end.
 _WRITES = concurrent.futures.ThreadPoolExecutor(16, thread_name_prefix="api-write")
-
-
-def _holds_evicted_admission(workload: dict[str, Any]) -> bool:
-    """Judged on the snapshot about to be written (with its resourceVersion): the pass's earlier read may
-    predate a readmission, whose fresh admission must not be cleared."""
-    admitted = bool((workload.get("status") or {}).get("admission"))
-    return admitted and queueing.admission_of(workload, 0).evicted
-
-
-def _retry_pending(job: dict[str, Any], state: JobState) -> bool:
-    request = (job["metadata"].get("annotations") or {}).get(RETRY_ANNOTATION)
-    return bool(request) and request != state.retried
 
 
 def in_parallel(calls: Sequence[Callable[[], object]]) -> None:
@@ -907,90 +430,3 @@ def next_timer(
         times.append(state.progressed_at + policy.progress_deadline)
     future = [t for t in times if t > now]
     return min(future) - now + 0.01 if future else None
-
-
-def _conditions(
-    old: list[dict[str, Any]], state: JobState, decision: Decision, now: str
-) -> list[dict[str, Any]]:
-    phase = state.phase
-    stall = decision.stall
-    if stall is not None and phase in (Phase.PENDING, Phase.RUNNING):
-        c = set_condition(old, "Progressing", "False", "ProgressDeadlineExceeded", stall.message, now=now)
-        c = set_condition(c, "Stalled", "True", stall.reason, stall.message, now=now)
-    else:
-        c = set_condition(
-            old,
-            "Progressing",
-            "True" if phase in (Phase.PENDING, Phase.RUNNING) else "False",
-            phase.value,
-            state.message or f"job is {phase.value.lower()}",
-            now=now,
-        )
-        c = set_condition(
-            c, "Stalled", "False", "Progressing" if phase is not Phase.FAILED else phase.value, "", now=now
-        )
-    c = set_condition(
-        c, "Succeeded", "True" if phase is Phase.SUCCEEDED else "False", phase.value, state.message, now=now
-    )
-    failed = phase is Phase.FAILED
-    c = set_condition(
-        c,
-        "Failed",
-        "True" if failed else "False",
-        (state.reason or phase.value) if failed else phase.value,
-        state.message if failed else "",
-        now=now,
-    )
-    c = set_condition(
-        c,
-        "Suspended",
-        "True" if phase is Phase.SUSPENDED else "False",
-        "SuspendedByUser" if phase is Phase.SUSPENDED else "NotSuspended",
-        "spec.suspend is true; progress is kept" if phase is Phase.SUSPENDED else "",
-        now=now,
-    )
-    if decision.unschedulable:
-        c = set_condition(c, "WorkersUnschedulable", "True", "Unschedulable", decision.unschedulable, now=now)
-    else:
-        c = set_condition(c, "WorkersUnschedulable", "False", "Scheduled", "", now=now)
-    c = set_condition(c, "ReconcileFailing", "False", "Reconciled", "", now=now)
-    if decision.blocked and phase not in (Phase.SUCCEEDED, Phase.FAILED):
-        c = set_condition(c, "WorkersBlocked", "True", decision.blocked[0], decision.blocked[1], now=now)
-    else:
-        c = set_condition(c, "WorkersBlocked", "False", "WorkersCreated", "", now=now)
-    if state.skipped:  # a result built without some of the input says so where people look
-        read = state.records + state.skipped
-        message = (
-            f"{state.skipped} of {read} records read were malformed and skipped (spec.input.badRecordPolicy)"
-        )
-        c = set_condition(c, "RecordsSkipped", "True", "MalformedRecords", message, now=now)
-    return c
-
-
-def _counts_status(counts: Counts) -> dict[str, Any]:
-    """status.shards / status.reduce: tasks by state, and done/total for kubectl get."""
-    return {
-        "total": counts.total,
-        "pending": counts.pending,
-        "running": counts.running,
-        "succeeded": counts.succeeded,
-        "failed": counts.failed,
-        "summary": f"{counts.succeeded + counts.failed}/{counts.total}",
-    }
-
-
-COMMIT_STATES = {
-    ShardState.PENDING: "Pending",
-    ShardState.ASSIGNED: "Running",
-    ShardState.SUCCEEDED: "Succeeded",
-    ShardState.FAILED: "Failed",
-}
-
-
-def _output_status(uri: str, commit: ShardState) -> dict[str, Any]:
-    """status.output: the job commit's state and, once it is done, the result and manifest it wrote."""
-    output: dict[str, Any] = {"uri": uri, "commit": COMMIT_STATES[commit]}
-    if commit is ShardState.SUCCEEDED:
-        base = uri.rstrip("/")
-        output.update(result=f"{base}/{committer.RESULT}", manifest=f"{base}/{committer.SUCCESS}")
-    return output

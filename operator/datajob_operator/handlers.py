@@ -17,14 +17,15 @@ import structlog
 import yaml
 from kubernetes import client, config
 
-from datajob_core.node_drain import draining_reason
+from datajob_core.cluster.node_drain import draining_reason
+from datajob_core.cluster.reconciler import RETRY_ANNOTATION
+from datajob_core.data.storage_access import StorageAccessPolicy
 from datajob_core.protocol import REPORT_ANNOTATION
-from datajob_core.reconciler import RETRY_ANNOTATION
-from datajob_core.storage_access import StorageAccessPolicy
 
 from . import informer, metrics
-from .controller import JobController, JobRuntime, PassTimings
+from .controller import JobController, PassTimings
 from .informer import Informers
+from .job_runtime import JobRuntime
 from .kube import GROUP, PLURAL, VERSION, JobClient, NodeDirectory
 from .pacing import Pacer
 

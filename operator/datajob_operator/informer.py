@@ -21,7 +21,7 @@ import structlog
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from datajob_core import queueing
+from datajob_core.cluster import queueing
 
 from .kube import JOB_LABEL
 

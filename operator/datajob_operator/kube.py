@@ -18,7 +18,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from datajob_core.node_drain import draining_nodes
+from datajob_core.cluster.node_drain import draining_nodes
 from datajob_core.protocol import ASSIGNMENT_ANNOTATION, REPORT_ANNOTATION
 
 GROUP = "datajob.dev"

@@ -25,8 +25,8 @@ import yaml
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-from datajob_core import sizing, state_codec
-from datajob_core.reconciler import RETRY_ANNOTATION
+from datajob_core.cluster import sizing, state_codec
+from datajob_core.cluster.reconciler import RETRY_ANNOTATION
 
 from .kube import GROUP, JOB_LABEL, PLURAL, VERSION
 

@@ -1,5 +1,5 @@
 """Kueue API access for one DataJob: its Workload, the admitted ResourceFlavors, its priority (see
-datajob_core.queueing for what they mean)."""
+datajob_core.cluster.queueing for what they mean)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
-from datajob_core.queueing import GROUP, PLURAL, PRIORITY_LABEL, VERSION, PriorityRef
+from datajob_core.cluster.queueing import GROUP, PLURAL, PRIORITY_LABEL, VERSION, PriorityRef
 
 from .kube import ConflictError
 

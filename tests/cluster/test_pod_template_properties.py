@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from kubernetes import client
 
-from datajob_core import sizing
+from datajob_core.cluster import sizing
 from datajob_testenv.datajobs import GROUP, PLURAL, VERSION
 from datajob_testenv.specs import VALID_SPEC
 

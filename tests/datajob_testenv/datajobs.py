@@ -10,7 +10,7 @@ from typing import Any
 
 from kubernetes import client
 
-from datajob_core import state_codec
+from datajob_core.cluster import state_codec
 
 from .localjobs import shard_records
 from .nodes import AGENT_NODE
@@ -112,7 +112,7 @@ def condition(status: dict[str, Any], kind: str) -> dict[str, Any]:
 
 
 def shards_ledger(status: dict[str, Any]) -> dict[str, Any]:
-    """The shard ledger in the job's status, decoded (datajob_core.state_codec): running, retry, ..."""
+    """The shard ledger in the job's status, decoded (datajob_core.cluster.state_codec): running, retry..."""
     stored = status.get("ledger")
     if not stored:
         return {}

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from datajob_core.storage import StorageConfig, Store
+from datajob_core.data.locations import StorageConfig
+from datajob_core.storage.stores import Store
 from datajob_testenv.objectstore import ObjectStore
 
 

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 import yaml
 
-from datajob_core.committer import BAD_RECORDS
+from datajob_core.cluster.reconciler import Phase
 from datajob_core.protocol import ShardTask
-from datajob_core.reconciler import Phase
+from datajob_core.storage.committer import BAD_RECORDS
 from datajob_testenv.localjobs import manifest, markers
 from datajob_worker import processors
 from datajob_worker.cli import main as datajob

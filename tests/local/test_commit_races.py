@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from datajob_core.committer import SUCCESS, Committer, MissingOutputError, record_name
 from datajob_core.protocol import AssignmentMessage, ShardTask
-from datajob_core.storage import Store
+from datajob_core.storage.committer import SUCCESS, Committer, MissingOutputError, record_name
+from datajob_core.storage.stores import Store
 from datajob_worker import agent
 from datajob_worker.processors import concatenate
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from datajob_core.reconciler import Phase
+from datajob_core.cluster.reconciler import Phase
 from datajob_testenv.localjobs import corpus, manifest
 from datajob_testenv.user_code import EXITS
 from datajob_worker.local_runner import LocalRun

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from datajob_core.checkpoint_store import CheckpointCollector, CheckpointStore
-from datajob_core.ledger import Ledger
 from datajob_core.protocol import ShardTask
+from datajob_core.shards.ledger import Ledger
+from datajob_core.storage.checkpoint_store import CheckpointCollector, CheckpointStore
 from datajob_testenv.localjobs import committed_text
 from datajob_worker import processors
 from datajob_worker.runtime import OutputDir, Progress, ShardContext, ShardInterruptedError, run_shard

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from datajob_core.checkpoint_store import CheckpointStore
 from datajob_core.protocol import AssignmentMessage, ReportMessage, ShardTask
+from datajob_core.storage.checkpoint_store import CheckpointStore
 from datajob_testenv.localjobs import DATAJOB, committed_text, corpus, manifest
 from datajob_worker import agent
 from datajob_worker.cli import main as datajob
@@ -75,7 +75,7 @@ time.sleep(120)
 
 EXEC_WORKER = """
 import sys
-from datajob_core.checkpoint_store import CheckpointStore
+from datajob_core.storage.checkpoint_store import CheckpointStore
 from datajob_core.protocol import AssignmentMessage, ReportMessage, ShardTask
 from datajob_worker.runtime import ExecHooks, OutputDir, run_exec
 child, output, pidfile = sys.argv[1:]

@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from datajob_core.reconciler import Phase
+from datajob_core.cluster.reconciler import Phase
 from datajob_testenv.datajobs import data_digest
 from datajob_testenv.localjobs import DATAJOB, corpus, manifest, markers
 from datajob_worker.cli import main as datajob

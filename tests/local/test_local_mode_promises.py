@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from datajob_core.reconciler import Phase
+from datajob_core.cluster.reconciler import Phase
 from datajob_testenv.localjobs import DATAJOB, corpus, manifest
 from datajob_testenv.processes import wait_for
 from datajob_worker.cli import main as datajob

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from datajob_core.committer import Committer
-from datajob_core.storage import Store
+from datajob_core.storage.committer import Committer
+from datajob_core.storage.stores import Store
 from datajob_testenv.datajobs import data_digest
 from datajob_testenv.localjobs import corpus, manifest, markers
 from datajob_testenv.objectstore import ObjectStore

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from datajob_core.output_identity import OutputInUseError, claim, output_inside_input
+from datajob_core.data.locations import output_inside_input
+from datajob_core.storage.output_identity import OutputInUseError, claim
 from datajob_testenv.localjobs import corpus, manifest
 from datajob_worker.cli import main as datajob
 

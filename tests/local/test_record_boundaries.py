@@ -171,7 +171,7 @@ def test_a_quoted_newline_in_the_header_is_one_header(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("encoding", ["utf-16", "utf-32-le", "cp037", "hz", "utf-7"])
 def test_encodings_whose_newline_is_not_byte_0x0a_are_refused_naming_the_field(encoding: str) -> None:
-    from datajob_core.api import DataJobSpec  # noqa: PLC0415
+    from datajob_core.api.models import DataJobSpec  # noqa: PLC0415
 
     with pytest.raises(ValueError, match=f"spec.input.encoding: '{encoding}' is not supported"):
         DataJobSpec.model_validate(

@@ -15,9 +15,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from datajob_core.inputs import list_inputs
-from datajob_core.planning import plan_shards
+from datajob_core.data.planning import plan_shards
 from datajob_core.protocol import ShardTask
+from datajob_core.storage.inputs import list_inputs
 from datajob_testenv.localjobs import committed_text
 from datajob_worker import processors, readers
 from datajob_worker.runtime import OutputDir, Progress, ShardContext, ShardInterruptedError, run_shard

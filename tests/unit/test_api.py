@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from datajob_core.api import DataJob, DataJobSpec, quantity_value
+from datajob_core.api.models import DataJob, DataJobSpec, quantity_value
 from datajob_testenv.specs import BAD_SPECS, SAFE_POD_TEMPLATE, VALID_SPEC, spec_with
 
 

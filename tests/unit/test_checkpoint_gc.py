@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from datajob_core.checkpoint_gc import ALL, parse_state_name, plan_collection
-from datajob_core.ledger import Ledger
+from datajob_core.data.checkpoint_gc import ALL, parse_state_name, plan_collection
+from datajob_core.shards.ledger import Ledger
 
 
 def test_state_names_are_attempt_dot_seq_and_nothing_else() -> None:

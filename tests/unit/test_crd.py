@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import yaml
 
-from datajob_core import crd
+from datajob_core.api import crd
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from datajob_core.api import DataJob
+from datajob_core.api.models import DataJob
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 MANIFESTS = sorted(EXAMPLES.glob("*/*.yaml"))

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from datajob_core.assignment import plan_assignments
-from datajob_core.ledger import (
+from datajob_core.shards.assignment import plan_assignments
+from datajob_core.shards.ledger import (
     MAX_CHECKPOINT_BYTES,
     MAX_REASON_CHARS,
     Assignment,
@@ -22,7 +22,7 @@ from datajob_core.ledger import (
     ShardState,
     checkpoint_problem,
 )
-from datajob_core.rangeset import RangeSet
+from datajob_core.shards.rangeset import RangeSet
 
 pytestmark = pytest.mark.unit
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from datajob_core.node_drain import draining_nodes, draining_reason, removal_taint, tolerates
+from datajob_core.cluster.node_drain import draining_nodes, draining_reason, removal_taint, tolerates
 
 
 def node(name: str, *taints: tuple[str, str], unschedulable: bool = False) -> dict[str, Any]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from datajob_core.ledger import Ledger
-from datajob_core.reconciler import JobState, ObservedReport, Policy, Slot
+from datajob_core.cluster.reconciler import JobState, ObservedReport, Policy, Slot
+from datajob_core.shards.ledger import Ledger
 from datajob_operator.controller import next_timer
 from datajob_operator.pacing import RESYNC_SECONDS, Pacer, report_interval
 

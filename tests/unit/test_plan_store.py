@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from datajob_core import plan_store
-from datajob_core.api import DataJob
-from datajob_core.planning import MAX_SHARDS, InputFile, PlanError, byte_quantity, plan_shards
+from datajob_core.api.models import DataJob
+from datajob_core.data import plan_store
+from datajob_core.data.planning import MAX_SHARDS, InputFile, PlanError, byte_quantity, plan_shards
 from datajob_testenv.specs import VALID_SPEC
 
 CONFIG_MAP_LIMIT = 1024 * 1024

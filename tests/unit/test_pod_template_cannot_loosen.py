@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from datajob_core import pod_policy, sizing
+from datajob_core.api import pod_policy
+from datajob_core.cluster import sizing
 
 HOSTILE: dict[str, Any] = {
     "metadata": {

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from datajob_core.ledger import Ledger
-from datajob_core.progress import (
+from datajob_core.shards.ledger import Ledger
+from datajob_core.shards.progress import (
     Picture,
     Position,
     RateWindow,

@@ -22,10 +22,10 @@ from hypothesis import HealthCheck, event, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from datajob_core.checkpoint_gc import ALL, Watermark, parse_state_name, plan_collection
-from datajob_core.ledger import Ledger, ShardState
+from datajob_core.cluster.reconciler import JobState, ObservedReport, ObservedWorker, Phase, Policy, reconcile
+from datajob_core.data.checkpoint_gc import ALL, Watermark, parse_state_name, plan_collection
 from datajob_core.protocol import AssignmentMessage, CurrentShard, ShardProgress, ShardTask
-from datajob_core.reconciler import JobState, ObservedReport, ObservedWorker, Phase, Policy, reconcile
+from datajob_core.shards.ledger import Ledger, ShardState
 from datajob_worker.agent import Reporter
 
 SHARDS = 5

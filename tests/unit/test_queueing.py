@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from datajob_core.queueing import (
+from datajob_core.cluster.queueing import (
     PriorityRef,
     admission_of,
     finished_status,

@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from datajob_core.rangeset import RangeSet
+from datajob_core.shards.rangeset import RangeSet
 
 pytestmark = pytest.mark.unit
 

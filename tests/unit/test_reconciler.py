@@ -4,11 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from datajob_core.failure_policy import Action, ExitCodeRule
-from datajob_core.ledger import FailedShard, Ledger, ShardState
-from datajob_core.protocol import CurrentShard, ReportMessage, ShardOutcome
-from datajob_core.queueing import Admission
-from datajob_core.reconciler import (
+from datajob_core.cluster.queueing import Admission
+from datajob_core.cluster.reconciler import (
     MAX_FAILED_RANGES,
     MAX_POD_NAME,
     Decision,
@@ -21,7 +18,10 @@ from datajob_core.reconciler import (
     pod_name,
     reconcile,
 )
-from datajob_core.stages import Layout
+from datajob_core.protocol import CurrentShard, ReportMessage, ShardOutcome
+from datajob_core.shards.failure_policy import Action, ExitCodeRule
+from datajob_core.shards.ledger import FailedShard, Ledger, ShardState
+from datajob_core.shards.stages import Layout
 
 PLAN: list[dict[str, Any]] = [{"pieces": []} for _ in range(10)]
 

@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from datajob_core.retry import (
+from datajob_core.shards.retry import (
     RestartPolicy,
     RestartTracker,
     ShardRetryPolicy,

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from datajob_core import sizing
-from datajob_core.planning import InputFile, PlanError, plan_shards
+from datajob_core.cluster import sizing
+from datajob_core.data.planning import InputFile, PlanError, plan_shards
 
 
 def job(**spec: Any) -> dict[str, Any]:

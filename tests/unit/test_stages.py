@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from datajob_core.ledger import Assignment, Ledger, ShardState
+from datajob_core.cluster.reconciler import JobState, ObservedReport, ObservedWorker, Phase, Policy, reconcile
 from datajob_core.protocol import ReportMessage, ShardOutcome
-from datajob_core.reconciler import JobState, ObservedReport, ObservedWorker, Phase, Policy, reconcile
-from datajob_core.stages import Layout, is_commit
+from datajob_core.shards.ledger import Assignment, Ledger, ShardState
+from datajob_core.shards.stages import Layout, is_commit
 
 pytestmark = pytest.mark.unit
 

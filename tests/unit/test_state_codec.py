@@ -1,4 +1,4 @@
-"""The job state as stored in status.ledger (datajob_core.state_codec)."""
+"""The job state as stored in status.ledger (datajob_core.cluster.state_codec)."""
 
 from __future__ import annotations
 
@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from datajob_core import state_codec
-from datajob_core.ledger import Ledger
-from datajob_core.reconciler import JobState, Slot
+from datajob_core.cluster import state_codec
+from datajob_core.cluster.reconciler import JobState, Slot
+from datajob_core.shards.ledger import Ledger
 
 pytestmark = pytest.mark.unit
 

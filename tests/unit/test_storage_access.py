@@ -1,4 +1,4 @@
-"""Whose identity the operator's storage actions use (datajob_core.storage_access): the pure rules."""
+"""Whose identity the operator's storage actions use (datajob_core.data.storage_access): the pure rules."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from datajob_core.storage_access import (
+from datajob_core.data.storage_access import (
     StorageAccessError,
     StorageAccessPolicy,
     check_job,

@@ -19,8 +19,8 @@ from typing import Any, Protocol
 
 import structlog
 
-from datajob_core import plan_store, stages
-from datajob_core.committer import MissingOutputError
+from datajob_core.data import plan_store
+from datajob_core.data.locations import StorageConfig
 from datajob_core.protocol import (
     ENV_BAD_RECORDS,
     ENV_CHECKPOINT_RECORDS,
@@ -50,8 +50,9 @@ from datajob_core.protocol import (
     ShardTask,
     WorkerNotice,
 )
-from datajob_core.rangeset import RangeSet
-from datajob_core.storage import StorageConfig
+from datajob_core.shards import stages
+from datajob_core.shards.rangeset import RangeSet
+from datajob_core.storage.committer import MissingOutputError
 
 from . import lifeline, processors, read_counter, readers, runtime, watchdog
 from .channel import ENV_ASSIGNMENT_FD, PipeChannel

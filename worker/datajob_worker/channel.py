@@ -91,7 +91,7 @@ class PipeChannel:
         select.select([self.inbox.fd], [], [], timeout)
 
     def plan(self) -> bytes:
-        """The stored shard plan (datajob_core.plan_store) the driver wrote."""
+        """The stored shard plan (datajob_core.data.plan_store) the driver wrote."""
         if self.plan_file is None:
             raise FileNotFoundError("no plan file was given to this worker")
         return self.plan_file.read_bytes()

@@ -67,10 +67,10 @@ def main(argv: list[str] | None = None) -> int:
         # The workers' fork server imports the worker while this process imports the rest and plans.
         worker_process.warm_up()
     # Imported after the fork server started, so that the two imports run side by side.
-    from datajob_core.api import DataJob  # noqa: PLC0415
-    from datajob_core.output_identity import OutputInUseError  # noqa: PLC0415
-    from datajob_core.planning import PlanError  # noqa: PLC0415
-    from datajob_core.reconciler import Phase  # noqa: PLC0415
+    from datajob_core.api.models import DataJob  # noqa: PLC0415
+    from datajob_core.cluster.reconciler import Phase  # noqa: PLC0415
+    from datajob_core.data.planning import PlanError  # noqa: PLC0415
+    from datajob_core.storage.output_identity import OutputInUseError  # noqa: PLC0415
 
     from .local_runner import LocalRun, check_local  # noqa: PLC0415
 

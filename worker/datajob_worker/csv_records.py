@@ -3,7 +3,7 @@
 A quoted CSV field may hold newlines (RFC 4180), so a newline byte is a record boundary only where the
 number of ``"`` bytes before it is even: an escaped quote is doubled and leaves the parity alone. That
 holds in every encoding ``spec.input.encoding`` accepts (``"`` and newline are their ASCII bytes and never
-occur inside another character; datajob_core.api refuses the others). Three cases:
+occur inside another character; datajob_core.api.models refuses the others). Three cases:
 
 - **The piece is the whole file** (``perFile``, or a file smaller than a shard): read from the header to
   the end; records may span lines freely.

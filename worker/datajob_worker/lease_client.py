@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from datajob_core import plan_store
+from datajob_core.data import plan_store
 from datajob_core.protocol import ASSIGNMENT_ANNOTATION, REPORT_ANNOTATION, AssignmentMessage, ReportMessage
 
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
@@ -151,7 +151,7 @@ class LeaseClient:
         )
 
     def plan(self) -> bytes:
-        """The job's stored shard plan (datajob_core.plan_store), from its ConfigMaps."""
+        """The job's stored shard plan (datajob_core.data.plan_store), from its ConfigMaps."""
         base = f"{self.server}/api/v1/namespaces/{self.namespace}/configmaps/"
         index = self._request("GET", url=base + plan_store.chunk_names(self.job, 1)[0])
         count = int((index.get("data") or {}).get(plan_store.CHUNKS_KEY, "1"))

@@ -2,8 +2,8 @@
 
 Worker subprocesses take the place of pods and two pipes per worker take the place of its Lease
 (datajob_worker.channel); the decisions (ledger, assignment, retries, backoff) are made by the same
-``datajob_core.reconciler.reconcile`` the operator calls. So a local run fails and recovers exactly as the
-cluster would.
+``datajob_core.cluster.reconciler.reconcile`` the operator calls. So a local run fails and recovers exactly as
+the cluster would.
 """
 
 from __future__ import annotations
@@ -26,13 +26,10 @@ from typing import Any, TextIO
 
 import structlog
 
-from datajob_core import committer, output_identity, plan_store, protocol, sizing
-from datajob_core.api import DataJob
-from datajob_core.checkpoint_store import CheckpointCollector, CheckpointStore
-from datajob_core.inputs import list_inputs
-from datajob_core.ledger import MAX_REASON_CHARS
-from datajob_core.planning import PlanError, plan_shards
-from datajob_core.reconciler import (
+from datajob_core import protocol
+from datajob_core.api.models import DataJob
+from datajob_core.cluster import sizing
+from datajob_core.cluster.reconciler import (
     JobState,
     ObservedReport,
     ObservedWorker,
@@ -40,8 +37,15 @@ from datajob_core.reconciler import (
     policy_from_spec,
     reconcile,
 )
-from datajob_core.stages import Layout
-from datajob_core.storage import StorageConfig, Store
+from datajob_core.data import plan_store
+from datajob_core.data.locations import StorageConfig
+from datajob_core.data.planning import PlanError, plan_shards
+from datajob_core.shards.ledger import MAX_REASON_CHARS
+from datajob_core.shards.stages import Layout
+from datajob_core.storage import committer, output_identity
+from datajob_core.storage.checkpoint_store import CheckpointCollector, CheckpointStore
+from datajob_core.storage.inputs import list_inputs
+from datajob_core.storage.stores import Store
 
 from . import read_counter, worker_process
 from .channel import WorkerLink

@@ -41,7 +41,7 @@ class Processor:
     # The reduce step: the job's result from its shards' rendered outputs, in shard order. Per-record
     # processors (grep, transform, functions) concatenate; wordcount and aggregate combine partial results.
     merge: Callable[[list[str]], str] = concatenate
-    # The shuffle key of one rendered line, for the reduce stage (datajob_core.shuffle); None: the
+    # The shuffle key of one rendered line, for the reduce stage (datajob_core.data.shuffle); None: the
     # processor has no keys (grep, transform, functions), so it cannot have a reduce stage.
     key: Callable[[str], str] | None = None
 

@@ -14,7 +14,8 @@ import json
 from collections.abc import Iterator
 from typing import IO, Any
 
-from datajob_core.storage import StorageConfig, filesystem, is_remote
+from datajob_core.data.locations import StorageConfig, is_remote
+from datajob_core.storage.stores import filesystem
 
 from . import csv_records
 

@@ -16,11 +16,11 @@ import traceback
 from pathlib import Path
 from typing import Any, TextIO
 
-from datajob_core.checkpoint_store import CheckpointStore
-from datajob_core.inputs import list_inputs
-from datajob_core.planning import plan_shards
+from datajob_core.data.planning import plan_shards
 from datajob_core.protocol import ShardTask
-from datajob_core.storage import Store
+from datajob_core.storage.checkpoint_store import CheckpointStore
+from datajob_core.storage.inputs import list_inputs
+from datajob_core.storage.stores import Store
 
 from . import processors, readers, runtime
 from .local_runner import LocalRun

@@ -1,14 +1,14 @@
 """Running one shard: read its records, process them, checkpoint, and commit the output exactly once.
 
 Checkpoints hold the input position plus the processor's partial state, in a file next to the output
-(:mod:`datajob_core.checkpoint_store`, named by attempt so no two attempts share one); the small position
-record naming that file goes to the operator. A resumed attempt loads the file and continues, so a crash
-loses at most one checkpoint interval. Workers never delete checkpoint files; the operator does, once they
-are superseded in the durable ledger (docs/design.md, "Fencing attempts and checkpoints").
+(:mod:`datajob_core.storage.checkpoint_store`, named by attempt so no two attempts share one); the small
+position record naming that file goes to the operator. A resumed attempt loads the file and continues, so a
+crash loses at most one checkpoint interval. Workers never delete checkpoint files; the operator does, once
+they are superseded in the durable ledger (docs/design.md, "Fencing attempts and checkpoints").
 
-Commit protocol (:mod:`datajob_core.committer`): an attempt writes its output under a prefix only it uses,
-then creates the shard's commit record exclusively; whichever attempt creates it first wins, and every later
-or concurrent attempt (a zombie included) becomes a no-op. The job commit later publishes the winners.
+Commit protocol (:mod:`datajob_core.storage.committer`): an attempt writes its output under a prefix only it
+uses, then creates the shard's commit record exclusively; whichever attempt creates it first wins, and every
+later or concurrent attempt (a zombie included) becomes a no-op. The job commit later publishes the winners.
 """
 
 from __future__ import annotations
@@ -24,11 +24,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from datajob_core import shuffle
-from datajob_core.checkpoint_store import CheckpointStore, CheckpointUnreadableError, Saved
-from datajob_core.committer import Committer, ForeignOutputError
+from datajob_core.data import shuffle
+from datajob_core.data.locations import StorageConfig
 from datajob_core.protocol import ShardTask
-from datajob_core.storage import StorageConfig, Store
+from datajob_core.storage.checkpoint_store import CheckpointStore, CheckpointUnreadableError, Saved
+from datajob_core.storage.committer import Committer, ForeignOutputError
+from datajob_core.storage.stores import Store
 
 from . import csv_records, readers
 from .lifeline import kill_child_with_parent
@@ -88,7 +89,9 @@ class OutputDir:
 
     def __init__(self, root: str, owner: str | None = None, config: StorageConfig | None = None) -> None:
         self.store = Store(root, config)
-        self.owner = owner  # the job that owns this output (datajob_core.output_identity); records name it
+        self.owner = (
+            owner  # the job that owns this output (datajob_core.storage.output_identity); records name it
+        )
         self.committer = Committer(self.store, owner)
         self.checkpoints = CheckpointStore(self.store)
 

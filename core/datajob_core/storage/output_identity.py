@@ -11,34 +11,24 @@ commit marker names its owner:
 
 A different owner is refused with a clear error unless ``spec.output.overwrite`` (``datajob run
 --overwrite``) asks for a fresh output: then everything the job framework wrote there is removed first.
-Output inside the job's own input set is refused at validation (:func:`output_inside_input`).
+Output inside the job's own input set is refused at validation
+(:func:`datajob_core.data.locations.output_inside_input`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 from pathlib import Path
 from typing import Any
 
-from datajob_core.storage import Store
+from datajob_core.storage.stores import Store
 
 OWNER_FILE = "_datajob/owner.json"
 # What a job writes into its output; only these are removed by an overwrite.
 JOB_FILES = re.compile(
     r"^(part-\d+(\.json)?|result|_SUCCESS|_temporary|_checkpoints|_attempts|_bad_records|_datajob)$"
-)
-# Names a job writes, for telling whether an input glob could pick its own output up.
-_SAMPLES = (
-    "part-000000",
-    "result",
-    "_SUCCESS",
-    "_bad_records/part-000000.jsonl",
-    "_attempts/000000/1-0123456789ab/part",
-    "_datajob/commits/part-000000.json",
-    "_checkpoints/000000/1.1.json",
 )
 
 
@@ -117,40 +107,3 @@ def _read(store: Store) -> dict[str, Any] | None:
 
 def _has_output(store: Store) -> bool:
     return any(JOB_FILES.match(name) and name != "_datajob" for name in store.list())
-
-
-def _glob_regex(pattern: str) -> re.Pattern[str]:
-    """A glob as ``glob.glob(..., recursive=True)`` reads it: ``*`` and ``?`` stay within a path part."""
-    out, i = "", 0
-    while i < len(pattern):
-        if pattern.startswith("**", i):
-            out += ".*"
-            i += 2
-        elif pattern[i] == "*":
-            out += "[^/]*"
-            i += 1
-        elif pattern[i] == "?":
-            out += "[^/]"
-            i += 1
-        elif pattern[i] == "[" and "]" in pattern[i + 1 :]:
-            end = pattern.index("]", i + 1)
-            body = pattern[i + 1 : end].replace("\\", "\\\\")
-            out += f"[{'^' + body[1:] if body.startswith('!') else body}]"
-            i = end + 1
-        else:
-            out += re.escape(pattern[i])
-            i += 1
-    return re.compile(out + r"\Z")
-
-
-def output_inside_input(uris: list[str], output: str) -> str | None:
-    """The first input URI whose files could include this job's own output, or None."""
-    base = os.path.normpath(output.removeprefix("file://"))
-    for uri in uris:
-        if "://" in uri and not uri.startswith("file://"):
-            continue  # object-store input with a path output: never the same place
-        pattern = os.path.normpath(uri.removeprefix("file://"))
-        regex = _glob_regex(pattern)
-        if any(regex.match(f"{base}/{sample}") for sample in _SAMPLES):
-            return uri
-    return None

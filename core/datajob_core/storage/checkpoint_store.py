@@ -6,7 +6,7 @@ ledger names one of them; if that one cannot be read, a worker falls back to the
 
 Workers call :meth:`CheckpointStore.save`, :meth:`load` and :meth:`newest`; only the operator and the
 local-mode driver call :meth:`collect`, after the ledger that makes the files redundant is durable
-(:mod:`datajob_core.checkpoint_gc` decides which).
+(:mod:`datajob_core.data.checkpoint_gc` decides which).
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ import json
 import os
 from typing import Any, NamedTuple
 
-from datajob_core.checkpoint_gc import ALL, Watermark, parse_state_name, plan_collection, state_name
-from datajob_core.ledger import Ledger
-from datajob_core.storage import StorageError, Store
+from datajob_core.data.checkpoint_gc import ALL, Watermark, parse_state_name, plan_collection, state_name
+from datajob_core.shards.ledger import Ledger
+from datajob_core.storage.stores import StorageError, Store
 
 DIRECTORY = "_checkpoints"
 

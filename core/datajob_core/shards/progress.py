@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from datajob_core.ledger import Ledger
+from datajob_core.shards.ledger import Ledger
 
 WINDOW_SECONDS = 60.0  # throughput is measured over about the last minute of progress
 

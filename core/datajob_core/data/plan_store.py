@@ -16,7 +16,7 @@ import gzip
 import json
 from typing import Any
 
-from datajob_core.planning import PlanError
+from datajob_core.data.planning import PlanError
 
 FORMAT = 2
 CHUNK_BYTES = 512 * 1024  # of gzip output; base64 makes it ~683 KiB, under the 1 MiB object limit

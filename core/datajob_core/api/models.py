@@ -13,9 +13,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from datajob_core.output_identity import output_inside_input
-from datajob_core.planning import byte_quantity
-from datajob_core.pod_policy import annotation_violations, annotations_schema, template_schema, violations
+from datajob_core.api.pod_policy import annotation_violations, annotations_schema, template_schema, violations
+from datajob_core.data.locations import output_inside_input
+from datajob_core.data.planning import byte_quantity
 
 GROUP = "datajob.dev"
 VERSION = "v1alpha1"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from datajob_core.ledger import Assignment, Ledger
+from datajob_core.shards.ledger import Assignment, Ledger
 
 
 def plan_assignments(

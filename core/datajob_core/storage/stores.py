@@ -1,9 +1,10 @@
 """Where a job's output lives: a POSIX directory or an object-store prefix, behind one small interface.
 
-The commit protocol (:mod:`datajob_core.committer`), checkpoints (:mod:`datajob_core.checkpoint_store`) and
-output ownership (:mod:`datajob_core.output_identity`) use only what every object store offers: whole-object
-writes, exclusive creation, listing one level, copy and delete. There is no rename anywhere, so the same
-protocol is exactly-once on S3 and on a shared volume (docs/design.md, "Committing output").
+The commit protocol (:mod:`datajob_core.storage.committer`), checkpoints
+(:mod:`datajob_core.storage.checkpoint_store`) and output ownership
+(:mod:`datajob_core.storage.output_identity`) use only what every object store offers: whole-object writes,
+exclusive creation, listing one level, copy and delete. There is no rename anywhere, so the same protocol is
+exactly-once on S3 and on a shared volume (docs/design.md, "Committing output").
 
 Object stores go through fsspec (``s3://`` via s3fs; ``gs://`` and ``az://`` through gcsfs/adlfs the same
 way, untested here). Exclusive creation is S3's ``If-None-Match: *`` conditional PUT (AWS since 2024, MinIO,
@@ -18,19 +19,12 @@ import shutil
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import fsspec
 
-# The credentials a Secret named by spec.storage.credentialsSecret holds: the AWS SDKs' standard names, so
-# the Secret can be mounted into workers with envFrom and every S3 client finds them.
-ACCESS_KEY = "AWS_ACCESS_KEY_ID"
-SECRET_KEY = "AWS_SECRET_ACCESS_KEY"
-SESSION_TOKEN = "AWS_SESSION_TOKEN"
-CREDENTIAL_KEYS = (ACCESS_KEY, SECRET_KEY, SESSION_TOKEN)
-
+from datajob_core.data.locations import ACCESS_KEY, SECRET_KEY, SESSION_TOKEN, StorageConfig, is_remote
 
 # Waits between retries of an exclusive create that met a concurrent one (S3 409); None: give up.
 CONFLICT_RETRIES: tuple[float | None, ...] = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6, None)
@@ -38,26 +32,6 @@ CONFLICT_RETRIES: tuple[float | None, ...] = (0.05, 0.1, 0.2, 0.4, 0.8, 1.6, Non
 
 class StorageError(Exception):
     """The store refused or failed an operation (message names the URL, never a credential)."""
-
-
-@dataclass(frozen=True)
-class StorageConfig:
-    """spec.storage without the Secret: where the object store is. Credentials come separately."""
-
-    endpoint: str | None = None  # S3-compatible stores (MinIO, Ceph, R2); None = AWS
-    region: str | None = None
-
-    @classmethod
-    def from_spec(cls, spec: dict[str, Any] | None) -> StorageConfig:
-        storage = spec or {}
-        return cls(endpoint=storage.get("endpoint") or None, region=storage.get("region") or None)
-
-    def to_dict(self) -> dict[str, str]:
-        return {k: v for k, v in (("endpoint", self.endpoint), ("region", self.region)) if v}
-
-
-def is_remote(url: str) -> bool:
-    return "://" in url and not url.startswith("file://")
 
 
 def fs_options(url: str, config: StorageConfig, credentials: dict[str, str] | None = None) -> dict[str, Any]:

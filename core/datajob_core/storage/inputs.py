@@ -1,4 +1,4 @@
-"""Listing a DataJob's input: the I/O half of planning (datajob_core.planning is the pure half).
+"""Listing a DataJob's input: the I/O half of planning (datajob_core.data.planning is the pure half).
 
 Shared by the operator and local mode, so both number the same input's shards the same way.
 """
@@ -8,9 +8,10 @@ from __future__ import annotations
 import glob
 import os
 
-from datajob_core.planning import InputFile, PlanError
-from datajob_core.storage import StorageConfig, StorageError, is_remote
-from datajob_core.storage import filesystem as storage_filesystem
+from datajob_core.data.locations import StorageConfig, is_remote
+from datajob_core.data.planning import InputFile, PlanError
+from datajob_core.storage.stores import StorageError
+from datajob_core.storage.stores import filesystem as storage_filesystem
 
 
 def list_inputs(

@@ -9,8 +9,9 @@ import copy
 import json
 from typing import Any
 
-from datajob_core import pod_policy, protocol
-from datajob_core.storage import CREDENTIAL_KEYS, SESSION_TOKEN
+from datajob_core import protocol
+from datajob_core.api import pod_policy
+from datajob_core.data.locations import CREDENTIAL_KEYS, SESSION_TOKEN
 
 JOB_LABEL = "datajob.dev/job"
 SLOT_LABEL = "datajob.dev/slot"

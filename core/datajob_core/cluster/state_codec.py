@@ -15,7 +15,7 @@ import json
 import zlib
 from typing import Any
 
-from datajob_core.reconciler import JobState
+from datajob_core.cluster.reconciler import JobState
 
 CODEC_VERSION = 2
 

@@ -1,6 +1,6 @@
 """Exactly-once output without rename: attempt-scoped objects, a commit record per shard, a job commit.
 
-Layout under the output root (a directory or an object prefix, :class:`datajob_core.storage.Store`):
+Layout under the output root (a directory or an object prefix, :class:`datajob_core.storage.stores.Store`):
 
 - ``_attempts/<shard>/<attempt>-<writer>/part`` (and ``bad_records.jsonl``; with a reduce stage a map shard
   writes ``r-<p>`` per partition instead of ``part``): what one attempt produced. ``<writer>`` is random per
@@ -31,9 +31,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from datajob_core import shuffle
-from datajob_core.checkpoint_store import DIRECTORY as CHECKPOINTS
-from datajob_core.storage import Store
+from datajob_core.data import shuffle
+from datajob_core.storage.checkpoint_store import DIRECTORY as CHECKPOINTS
+from datajob_core.storage.stores import Store
 
 ATTEMPTS = "_attempts"
 COMMITS = "_datajob/commits"
@@ -95,7 +95,9 @@ class JobCommit:
 class Committer:
     def __init__(self, store: Store, owner: str | None = None) -> None:
         self.store = store
-        self.owner = owner  # the job that owns the output (datajob_core.output_identity); records name it
+        self.owner = (
+            owner  # the job that owns the output (datajob_core.storage.output_identity); records name it
+        )
 
     # -- shard commit (a worker, once per attempt that finished its shard) ---------------------------------
     def committed(self, shard: int) -> dict[str, Any] | None:
@@ -125,10 +127,10 @@ class Committer:
     ) -> bool:
         """Writes this attempt's objects, then tries to create the commit record; True if this attempt won.
 
-        ``data`` is the shard's output; a map shard of a job with a reduce stage writes ``partitions``
-        instead (one object per reduce partition, :mod:`datajob_core.shuffle`). Losing is normal (a zombie
-        or a duplicate got there first) and leaves only garbage the job commit deletes: the record, not the
-        data, decides what is published.
+        ``data`` is the shard's output; a map shard of a job with a reduce stage writes ``partitions`` instead
+        (one object per reduce partition, :mod:`datajob_core.data.shuffle`). Losing is normal (a zombie or a
+        duplicate got there first) and leaves only garbage the job commit deletes: the record, not the data,
+        decides what is published.
         """
         prefix = attempt_prefix(shard, attempt, uuid.uuid4().hex[:12])
         named = [("part", data)] if data is not None else []

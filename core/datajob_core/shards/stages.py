@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from datajob_core.ledger import Ledger
+from datajob_core.shards.ledger import Ledger
 
 COMMIT = "commit"
 REDUCE = "reduce"

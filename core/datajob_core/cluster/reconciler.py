@@ -12,16 +12,23 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from datajob_core import plan_store
-from datajob_core.assignment import plan_assignments
-from datajob_core.failure_policy import Action, ExitCodeRule, Verdict, disruption, judge_exit, rules_from_spec
-from datajob_core.ledger import Ledger
-from datajob_core.progress import Picture, Stall, stall_cause
+from datajob_core.cluster.queueing import Admission
+from datajob_core.data import plan_store
 from datajob_core.protocol import AssignmentMessage, ReportMessage, ShardTask
-from datajob_core.queueing import Admission
-from datajob_core.rangeset import RangeSet
-from datajob_core.retry import backoff_seconds
-from datajob_core.stages import Layout
+from datajob_core.shards.assignment import plan_assignments
+from datajob_core.shards.failure_policy import (
+    Action,
+    ExitCodeRule,
+    Verdict,
+    disruption,
+    judge_exit,
+    rules_from_spec,
+)
+from datajob_core.shards.ledger import Ledger
+from datajob_core.shards.progress import Picture, Stall, stall_cause
+from datajob_core.shards.rangeset import RangeSet
+from datajob_core.shards.retry import backoff_seconds
+from datajob_core.shards.stages import Layout
 
 STATE_VERSION = 1
 # A user's request to re-run the permanently failed shards (kubectl datajob retry --failed): any new value.

@@ -19,7 +19,7 @@ release (scale-down, suspend) issues no failure, so the two numbers differ.
 
 Shards may form consecutive *stages* separated by ``barriers``: a fresh shard at a barrier is handed out only
 once every shard before it has finished (succeeded or failed). A job's map shards are one stage; its job
-commit (:mod:`datajob_core.stages`) is the last, so it is assigned, retried and charged like any shard.
+commit (:mod:`datajob_core.shards.stages`) is the last, so it is assigned, retried and charged like any shard.
 
 Everything here is pure and deterministic (time is an argument), so local mode and the operator share it.
 Operations return small frozen result objects so the caller can emit Kubernetes Events or log lines.
@@ -35,8 +35,8 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
-from datajob_core.rangeset import RangeSet
-from datajob_core.retry import check_max_attempts, shard_attempts_exhausted
+from datajob_core.shards.rangeset import RangeSet
+from datajob_core.shards.retry import check_max_attempts, shard_attempts_exhausted
 
 FORMAT_VERSION = 1
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from datajob_core.ledger import Checkpoint, Ledger, ShardState
+from datajob_core.shards.ledger import Checkpoint, Ledger, ShardState
 
 # A checkpoint's state name: "<attempt>.<seq>". Anchored, digits only: it is joined into a path, so it must
 # not be able to name anything outside the shard's directory.

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from datajob_core.storage import is_remote
+from datajob_core.data.locations import is_remote
 
 # The schemes a job's own S3 Secret opens; any other remote scheme needs an administrator's root.
 CREDENTIAL_SCHEMES = ("s3", "s3a")

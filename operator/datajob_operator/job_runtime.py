@@ -1,0 +1,31 @@
+"""What one operator process remembers about one DataJob between passes; all of it can be rebuilt."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from datajob_core.shards import progress
+from datajob_core.storage.checkpoint_store import CheckpointCollector
+
+
+@dataclass
+class JobRuntime:
+    """Per-job memory of one operator process; everything here can be rebuilt from the API server."""
+
+    plan: list[dict[str, Any]] | None = None
+    plan_chunks: int = 1
+    rbac_leases: frozenset[str] = frozenset()
+    leases_created: set[str] = field(default_factory=set)
+    last_assignment: dict[str, str] = field(default_factory=dict)
+    # Pods the API server refused in the last pass, with its message: the next pass backs those slots off.
+    create_failures: dict[str, tuple[str, str]] = field(default_factory=dict)
+    collector: CheckpointCollector | None = None
+    # Pods created by this process that the informer cache has not shown yet, with when (see _pods).
+    expected_pods: dict[str, float] = field(default_factory=dict)
+    rates: progress.RateWindow = field(default_factory=progress.RateWindow)  # rebuilt after a restart
+    input_bytes: int | None = None  # the plan's input size
+    # Under Kueue: the admitted flavors' node selector and tolerations, added to new worker pods.
+    placement: tuple[dict[str, str], list[dict[str, Any]]] = ({}, [])
+    queue_status: dict[str, Any] = field(default_factory=dict)  # status.queue as of this pass
+    replacing: dict[int, float] = field(default_factory=dict)  # slot -> when its worker's death was seen

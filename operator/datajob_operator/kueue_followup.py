@@ -1,0 +1,165 @@
+"""A DataJob in a Kueue queue: its Workload made, followed and settled (the decisions: cluster.queueing).
+
+The job's pass asks ``follow`` what Kueue decided before reconciling, and tells Kueue the outcome with
+``settle`` after acting: finished (quota freed) or evicted workers gone (admission cleared).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from kubernetes.client.rest import ApiException
+
+from datajob_core.cluster import queueing, sizing
+from datajob_core.cluster.queueing import Admission
+from datajob_core.cluster.reconciler import RETRY_ANNOTATION, JobState, Phase
+from datajob_core.protocol import lease_name
+
+from .api_time import now_iso
+from .informer import Informers
+from .job_runtime import JobRuntime
+from .kube import ConflictError, JobClient
+from .kueue_client import KueueClient
+
+
+def retry_pending(job: dict[str, Any], state: JobState) -> bool:
+    """A retry was asked for (the annotation) that this job has not made yet."""
+    request = (job["metadata"].get("annotations") or {}).get(RETRY_ANNOTATION)
+    return bool(request) and request != state.retried
+
+
+class KueueFollowUp:
+    """The Kueue side of one job's pass; the Workload is read from the informer cache where it can be."""
+
+    def __init__(
+        self,
+        jobs: JobClient,
+        runtime: JobRuntime,
+        observed: Informers | None,
+        log: Any,
+    ) -> None:
+        self.jobs, self.runtime, self.observed, self.log = jobs, runtime, observed, log
+        self.kueue = KueueClient(jobs.custom.api_client, jobs.namespace)
+
+    def _workload(self) -> dict[str, Any] | None:
+        name = queueing.workload_name(self.jobs.name)
+        cached = self.observed.workloads_of(self.jobs.namespace, self.jobs.name) if self.observed else None
+        if cached is not None:
+            found = [w for w in cached if w["metadata"]["name"] == name]
+            if found:
+                return found[0]
+        return self.kueue.read_workload(name)
+
+    def _new_workload(self, job: dict[str, Any]) -> dict[str, Any]:
+        name = self.jobs.name
+        shape = sizing.worker_pod(job, 0, f"{name}-template", lease_name(name, 0))
+        return queueing.workload_manifest(
+            job,
+            shape,
+            labels=sizing.worker_labels(name),
+            owner=sizing.owner_reference(job),
+            priority=self._priority(job),
+        )
+
+    def _priority(self, job: dict[str, Any]) -> queueing.PriorityRef | None:
+        """Resolved once, when the Workload is made; a class that does not exist means no priority (as for
+        a pod), said in the log rather than failing every pass."""
+        try:
+            return self.kueue.priority(job)
+        except ApiException as error:
+            if error.status != 404:
+                raise
+            self.log.warning("priority class not found; the Workload gets none", error=str(error.reason))
+            return None
+
+    def follow(self, job: dict[str, Any], state: JobState) -> Admission | None:
+        """For a job in a Kueue queue: makes sure its Workload exists and says what Kueue decided."""
+        queue = queueing.queue_name(job)
+        if queue is None:
+            self._drop_stray_workload()
+            return None
+        workers = int(job["spec"].get("workers", 1))
+        workload = self._workload()
+        name = queueing.workload_name(self.jobs.name)
+        self.runtime.queue_status = {"name": queue, "workload": name}
+        if state.phase in (Phase.SUCCEEDED, Phase.FAILED) and not retry_pending(job, state):
+            return self._note_admission(queueing.admission_of(workload, workers))
+        if workload is None:
+            self.kueue.create_workload(self._new_workload(job))
+            self.log.info("created workload", workload=name, queue=queue)
+            return queueing.admission_of(None, workers)
+        admission = self._note_admission(queueing.admission_of(workload, workers))
+        if queueing.needs_new_workload(workload, job) or admission.finished:
+            # Kueue keeps an admitted Workload's pod sets fixed, and a finished one is over: stop the
+            # workers, then queue a new Workload (see settle).
+            why = (
+                "the job runs again (a retry) after its Workload finished"
+                if admission.finished
+                else "spec.workers or the queue changed"
+            )
+            return Admission(
+                False, 0, evicted=True, reason="Requeued", message=f"{why}: the job is queued again"
+            )
+        self._set_active(workload, not job["spec"].get("suspend", False))
+        if admission.admitted:
+            self.runtime.placement = queueing.flavor_placement(self.kueue.flavors(admission.flavors))
+            return admission
+        position = None if admission.evicted else queueing.queue_position(workload, self.kueue.workloads())
+        if position is not None:
+            self.runtime.queue_status["position"] = position[0]
+            message = f"{admission.message} (position {position[0]} of {position[1]} in LocalQueue {queue})"
+            return replace(admission, message=message)
+        return admission
+
+    def _set_active(self, workload: dict[str, Any], active: bool) -> None:
+        """spec.suspend deactivates the Workload, as for Kueue's own jobs: Kueue evicts it (the workers stop
+        and the quota is released) and does not queue it until it is active again."""
+        if bool((workload.get("spec") or {}).get("active", True)) != active:
+            self.kueue.set_active(workload["metadata"]["name"], active)
+
+    def _drop_stray_workload(self) -> None:
+        """The queue label was removed: the job runs unqueued, and its Workload must not hold quota."""
+        cached = self.observed.workloads_of(self.jobs.namespace, self.jobs.name) if self.observed else None
+        for workload in cached or []:
+            self.kueue.delete_workload(workload["metadata"]["name"])
+            self.log.info(
+                "deleted the workload of a job no longer queued", workload=workload["metadata"]["name"]
+            )
+
+    def _note_admission(self, admission: Admission) -> Admission:
+        """status.queue's clusterQueue and admittedWorkers, from Kueue's admission."""
+        if admission.cluster_queue:
+            self.runtime.queue_status["clusterQueue"] = admission.cluster_queue
+        if admission.admitted or admission.finished:
+            self.runtime.queue_status["admittedWorkers"] = admission.workers
+        return admission
+
+    def settle(self, job: dict[str, Any], state: JobState, queue: Admission, *, gone: bool) -> None:
+        """What an integration tells Kueue: the job finished (quota freed), or its evicted workers are gone
+        (admission cleared, so Kueue queues it again)."""
+        workload = self._workload()
+        if workload is None:
+            return
+        now = now_iso()
+        try:
+            if state.phase in (Phase.SUCCEEDED, Phase.FAILED):
+                if not queueing.admission_of(workload, 0).finished:
+                    succeeded = state.phase is Phase.SUCCEEDED
+                    self.kueue.replace_workload_status(
+                        workload, queueing.finished_status(workload, succeeded, state.message, now)
+                    )
+            elif queue.reason == "Requeued" and gone:
+                self.kueue.delete_workload(workload["metadata"]["name"])
+            elif queue.evicted and gone and _holds_evicted_admission(workload):
+                self.kueue.replace_workload_status(workload, queueing.released_status(workload, now))
+                self.log.info("released evicted workload", workload=workload["metadata"]["name"])
+        except ConflictError:
+            return  # Kueue changed it meanwhile; the change wakes the next pass
+
+
+def _holds_evicted_admission(workload: dict[str, Any]) -> bool:
+    """Judged on the snapshot about to be written (with its resourceVersion): the pass's earlier read may
+    predate a readmission, whose fresh admission must not be cleared."""
+    admitted = bool((workload.get("status") or {}).get("admission"))
+    return admitted and queueing.admission_of(workload, 0).evicted

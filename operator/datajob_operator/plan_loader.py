@@ -1,0 +1,67 @@
+"""A job's shard plan: made once from its input listing, kept in ConfigMaps, read back after a restart.
+
+The encoding and chunking are datajob_core.data.plan_store's; this is where they meet the API server.
+"""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from datajob_core.cluster import sizing
+from datajob_core.data import plan_store, storage_access
+from datajob_core.data.planning import plan_shards
+from datajob_core.storage.inputs import list_inputs
+
+from .job_runtime import JobRuntime
+from .job_storage import JobStorage
+from .kube import JobClient
+
+
+def load_plan(
+    job: dict[str, Any], jobs: JobClient, runtime: JobRuntime, storage: JobStorage
+) -> list[dict[str, Any]]:
+    """The job's shard plan: made once, stored in ConfigMaps (plan_store), read back after a restart."""
+    if runtime.plan is not None:
+        return runtime.plan
+    names = plan_store.chunk_names(jobs.name, 1)
+    index = jobs.read_config_map(names[0])
+    if index is None:
+        spec_input = job["spec"]["input"]
+        config, credentials = storage.storage(job)
+        for number, uri in enumerate(spec_input["uris"]):
+            # Where a pattern can reach, symlinks resolved, before anything is listed.
+            prefix = storage_access.static_prefix(uri.removeprefix("file://")) or "/"
+            storage.confine(prefix, f"spec.input.uris[{number}]", shown=uri)
+        files = list_inputs(spec_input["uris"], config, credentials)
+        for found in files:  # a link met below the prefix; its name and target are not told
+            storage.confine(found.path, "spec.input.uris", shown=None)
+        plan = plan_shards(files, spec_input.get("partitioning") or {})
+        chunks = plan_store.split(plan_store.encode(plan))
+        names = plan_store.chunk_names(jobs.name, len(chunks))
+        # The index (chunk 0, with the count) goes last: once it exists, every chunk does.
+        for name, chunk in reversed(list(zip(names, chunks, strict=True))):
+            manifest: dict[str, Any] = {
+                "metadata": {
+                    "name": name,
+                    "labels": sizing.worker_labels(jobs.name),
+                    "ownerReferences": [sizing.owner_reference(job)],
+                },
+                "binaryData": {plan_store.PLAN_KEY: base64.b64encode(chunk).decode()},
+            }
+            if name == names[0]:
+                manifest["data"] = {plan_store.CHUNKS_KEY: str(len(chunks))}
+            jobs.create_config_map(manifest)
+        runtime.plan_chunks = len(chunks)
+        runtime.plan = plan
+        return plan
+    count = int(index["data"].get(plan_store.CHUNKS_KEY, "1"))
+    parts = [base64.b64decode(index["binaryData"][plan_store.PLAN_KEY])]
+    for name in plan_store.chunk_names(jobs.name, count)[1:]:
+        stored = jobs.read_config_map(name)
+        if stored is None:
+            raise RuntimeError(f"plan chunk {name} is missing")
+        parts.append(base64.b64decode(stored["binaryData"][plan_store.PLAN_KEY]))
+    runtime.plan_chunks = count
+    runtime.plan = plan_store.decode(b"".join(parts))
+    return runtime.plan
