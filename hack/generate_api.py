@@ -9,7 +9,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from datajob_core.api.crd import CRD_PATH, DOCS_PATH, render_crd, render_docs
+from datajob_core.api.crd import PLURAL, render_crd, render_docs
+from datajob_core.api.models import GROUP
+
+CRD_PATH = Path("crds") / f"{GROUP}_{PLURAL}.yaml"
+DOCS_PATH = Path("docs") / "api-reference.md"
 
 
 def main(argv: list[str] | None = None) -> int:

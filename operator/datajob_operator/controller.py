@@ -44,7 +44,6 @@ from datajob_core.protocol import ASSIGNMENT_ANNOTATION, ReportMessage, lease_na
 from datajob_core.shards.stages import Layout
 from datajob_core.storage.output_identity import OutputInUseError
 
-from .api_time import epoch, now_iso
 from .informer import Informers
 from .job_runtime import JobRuntime
 from .job_storage import JobStorage
@@ -61,6 +60,7 @@ from .kueue_followup import KueueFollowUp
 from .plan_loader import load_plan
 from .pod_observation import observe_pod
 from .status_render import render_status
+from .timestamps import epoch, now_iso
 
 log = structlog.get_logger("datajob.operator")
 

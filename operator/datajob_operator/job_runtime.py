@@ -21,7 +21,7 @@ class JobRuntime:
     # Pods the API server refused in the last pass, with its message: the next pass backs those slots off.
     create_failures: dict[str, tuple[str, str]] = field(default_factory=dict)
     collector: CheckpointCollector | None = None
-    # Pods created by this process that the informer cache has not shown yet, with when (see _pods).
+    # Pods this process created that the informer cache has not shown yet, with when (JobController._pods).
     expected_pods: dict[str, float] = field(default_factory=dict)
     rates: progress.RateWindow = field(default_factory=progress.RateWindow)  # rebuilt after a restart
     input_bytes: int | None = None  # the plan's input size

@@ -31,7 +31,7 @@ class JobStorage:
     def __init__(self, jobs: JobClient, runtime: JobRuntime, access: StorageAccessPolicy, log: Any) -> None:
         self.jobs, self.runtime, self.access, self.log = jobs, runtime, access, log
 
-    def storage(self, job: dict[str, Any]) -> tuple[StorageConfig, dict[str, str] | None]:
+    def credentials_for(self, job: dict[str, Any]) -> tuple[StorageConfig, dict[str, str] | None]:
         """spec.storage and the job's credentials from its Secret (None: the operator's own identity), once
         every location the job names is one the operator may act on for it (storage_access); raises
         StorageAccessError otherwise, before any request is sent."""
@@ -96,7 +96,7 @@ class JobStorage:
         workers; None if it cannot see it. Raises StorageAccessError where it may not act."""
         output = (job["spec"].get("output") or {}).get("uri", "")
         if is_remote(output):
-            return Store(output, *self.storage(job))
+            return Store(output, *self.credentials_for(job))
         # A path: no Secret is involved (nor read), only the administrator's roots.
         storage_access.check_location(self.access, self.jobs.namespace, "spec.output.uri", output)
         if not Path(output.removeprefix("file://")).parent.is_dir():

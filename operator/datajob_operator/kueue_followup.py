@@ -16,11 +16,11 @@ from datajob_core.cluster.queueing import Admission
 from datajob_core.cluster.reconciler import RETRY_ANNOTATION, JobState, Phase
 from datajob_core.protocol import lease_name
 
-from .api_time import now_iso
 from .informer import Informers
 from .job_runtime import JobRuntime
 from .kube import ConflictError, JobClient
 from .kueue_client import KueueClient
+from .timestamps import now_iso
 
 
 def retry_pending(job: dict[str, Any], state: JobState) -> bool:
@@ -40,7 +40,7 @@ class KueueFollowUp:
         log: Any,
     ) -> None:
         self.jobs, self.runtime, self.observed, self.log = jobs, runtime, observed, log
-        self.kueue = KueueClient(jobs.custom.api_client, jobs.namespace)
+        self.client = KueueClient(jobs.custom.api_client, jobs.namespace)
 
     def _workload(self) -> dict[str, Any] | None:
         name = queueing.workload_name(self.jobs.name)
@@ -49,7 +49,7 @@ class KueueFollowUp:
             found = [w for w in cached if w["metadata"]["name"] == name]
             if found:
                 return found[0]
-        return self.kueue.read_workload(name)
+        return self.client.read_workload(name)
 
     def _new_workload(self, job: dict[str, Any]) -> dict[str, Any]:
         name = self.jobs.name
@@ -66,7 +66,7 @@ class KueueFollowUp:
         """Resolved once, when the Workload is made; a class that does not exist means no priority (as for
         a pod), said in the log rather than failing every pass."""
         try:
-            return self.kueue.priority(job)
+            return self.client.priority(job)
         except ApiException as error:
             if error.status != 404:
                 raise
@@ -86,7 +86,7 @@ class KueueFollowUp:
         if state.phase in (Phase.SUCCEEDED, Phase.FAILED) and not retry_pending(job, state):
             return self._note_admission(queueing.admission_of(workload, workers))
         if workload is None:
-            self.kueue.create_workload(self._new_workload(job))
+            self.client.create_workload(self._new_workload(job))
             self.log.info("created workload", workload=name, queue=queue)
             return queueing.admission_of(None, workers)
         admission = self._note_admission(queueing.admission_of(workload, workers))
@@ -103,9 +103,9 @@ class KueueFollowUp:
             )
         self._set_active(workload, not job["spec"].get("suspend", False))
         if admission.admitted:
-            self.runtime.placement = queueing.flavor_placement(self.kueue.flavors(admission.flavors))
+            self.runtime.placement = queueing.flavor_placement(self.client.flavors(admission.flavors))
             return admission
-        position = None if admission.evicted else queueing.queue_position(workload, self.kueue.workloads())
+        position = None if admission.evicted else queueing.queue_position(workload, self.client.workloads())
         if position is not None:
             self.runtime.queue_status["position"] = position[0]
             message = f"{admission.message} (position {position[0]} of {position[1]} in LocalQueue {queue})"
@@ -116,13 +116,13 @@ class KueueFollowUp:
         """spec.suspend deactivates the Workload, as for Kueue's own jobs: Kueue evicts it (the workers stop
         and the quota is released) and does not queue it until it is active again."""
         if bool((workload.get("spec") or {}).get("active", True)) != active:
-            self.kueue.set_active(workload["metadata"]["name"], active)
+            self.client.set_active(workload["metadata"]["name"], active)
 
     def _drop_stray_workload(self) -> None:
         """The queue label was removed: the job runs unqueued, and its Workload must not hold quota."""
         cached = self.observed.workloads_of(self.jobs.namespace, self.jobs.name) if self.observed else None
         for workload in cached or []:
-            self.kueue.delete_workload(workload["metadata"]["name"])
+            self.client.delete_workload(workload["metadata"]["name"])
             self.log.info(
                 "deleted the workload of a job no longer queued", workload=workload["metadata"]["name"]
             )
@@ -146,13 +146,13 @@ class KueueFollowUp:
             if state.phase in (Phase.SUCCEEDED, Phase.FAILED):
                 if not queueing.admission_of(workload, 0).finished:
                     succeeded = state.phase is Phase.SUCCEEDED
-                    self.kueue.replace_workload_status(
+                    self.client.replace_workload_status(
                         workload, queueing.finished_status(workload, succeeded, state.message, now)
                     )
             elif queue.reason == "Requeued" and gone:
-                self.kueue.delete_workload(workload["metadata"]["name"])
+                self.client.delete_workload(workload["metadata"]["name"])
             elif queue.evicted and gone and _holds_evicted_admission(workload):
-                self.kueue.replace_workload_status(workload, queueing.released_status(workload, now))
+                self.client.replace_workload_status(workload, queueing.released_status(workload, now))
                 self.log.info("released evicted workload", workload=workload["metadata"]["name"])
         except ConflictError:
             return  # Kueue changed it meanwhile; the change wakes the next pass

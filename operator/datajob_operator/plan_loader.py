@@ -28,7 +28,7 @@ def load_plan(
     index = jobs.read_config_map(names[0])
     if index is None:
         spec_input = job["spec"]["input"]
-        config, credentials = storage.storage(job)
+        config, credentials = storage.credentials_for(job)
         for number, uri in enumerate(spec_input["uris"]):
             # Where a pattern can reach, symlinks resolved, before anything is listed.
             prefix = storage_access.static_prefix(uri.removeprefix("file://")) or "/"

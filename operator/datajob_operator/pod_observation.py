@@ -8,7 +8,7 @@ from datajob_core.cluster import node_drain, sizing
 from datajob_core.cluster.reconciler import START_ERRORS, ObservedWorker
 from datajob_core.shards.failure_policy import DISRUPTION_POD_REASONS
 
-from .api_time import epoch
+from .timestamps import epoch
 
 MAX_LAST_WORDS = 300  # of a worker's termination message, in reasons and events
 

@@ -14,8 +14,8 @@ from datajob_core.shards.ledger import Counts, ShardState
 from datajob_core.shards.stages import Layout
 from datajob_core.storage import committer
 
-from .api_time import now_iso
 from .job_runtime import JobRuntime
+from .timestamps import now_iso
 
 
 def render_status(
@@ -29,7 +29,10 @@ def render_status(
     selector: str,
     queue: Admission | None = None,
 ) -> dict[str, Any]:
-    """The DataJob status for this pass: counts, workers, progress, output, conditions and the ledger."""
+    """The DataJob status for this pass: counts, workers, progress, output, conditions and the ledger.
+
+    Not pure: it adds this pass's position to the job's rate window (``runtime.rates``), so call it once a
+    pass."""
     old = job.get("status") or {}
     layout = Layout.of(state.ledger)
     counts = state.ledger.counts(0, layout.map_shards)

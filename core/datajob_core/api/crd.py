@@ -4,7 +4,6 @@ writes them to crds/ and docs/: ``make crds``)."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -12,8 +11,6 @@ import yaml
 from datajob_core.api.models import GROUP, KIND, NAME_MESSAGE, NAME_RULE, VERSION, DataJobSpec, DataJobStatus
 
 PLURAL = "datajobs"
-CRD_PATH = Path("crds") / f"{GROUP}_{PLURAL}.yaml"
-DOCS_PATH = Path("docs") / "api-reference.md"
 _DROP = {"title", "$defs"}
 
 

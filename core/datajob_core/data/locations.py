@@ -18,6 +18,10 @@ SECRET_KEY = "AWS_SECRET_ACCESS_KEY"
 SESSION_TOKEN = "AWS_SESSION_TOKEN"
 CREDENTIAL_KEYS = (ACCESS_KEY, SECRET_KEY, SESSION_TOKEN)
 
+# What a job writes into its output; only these are removed by an overwrite.
+JOB_FILES = re.compile(
+    r"^(part-\d+(\.json)?|result|_SUCCESS|_temporary|_checkpoints|_attempts|_bad_records|_datajob)$"
+)
 # Names a job writes, for telling whether an input glob could pick its own output up.
 _SAMPLES = (
     "part-000000",

@@ -19,17 +19,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from pathlib import Path
 from typing import Any
 
+from datajob_core.data.locations import JOB_FILES
 from datajob_core.storage.stores import Store
 
 OWNER_FILE = "_datajob/owner.json"
-# What a job writes into its output; only these are removed by an overwrite.
-JOB_FILES = re.compile(
-    r"^(part-\d+(\.json)?|result|_SUCCESS|_temporary|_checkpoints|_attempts|_bad_records|_datajob)$"
-)
 
 
 class OutputInUseError(Exception):
