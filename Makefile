@@ -70,6 +70,7 @@ bench: install ## Run the benchmarks (they print figures; see docs/benchmarks.md
 	$(BIN)/python benchmarks/ledger_scale.py
 	$(BIN)/python benchmarks/processor_throughput.py
 	$(BIN)/python benchmarks/csv_reader.py
+	$(BIN)/python benchmarks/parquet_aggregate.py
 	$(BIN)/python benchmarks/dispatch_local.py --failures
 
 .PHONY: bench-dispatch

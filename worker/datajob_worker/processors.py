@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from datajob_worker.columnar import columnar_aggregate
 from datajob_worker.watchdog import Watchdog
 
 Record = Any
@@ -44,6 +45,10 @@ class Processor:
     # The shuffle key of one rendered line, for the reduce stage (datajob_core.data.shuffle); None: the
     # processor has no keys (grep, transform, functions), so it cannot have a reduce stage.
     key: Callable[[str], str] | None = None
+    # Optional: folds a whole pyarrow.RecordBatch (Parquet input) into the state with a columnar engine.
+    process_arrow: Callable[[Any, State], None] | None = None
+    # The only columns the processor reads (None: every column); Parquet readers read just these.
+    columns: tuple[str, ...] | None = None
 
     def batch(self) -> Callable[[list[Record], State], None]:
         if self.process_batch is not None:
@@ -169,6 +174,8 @@ def _aggregate(options: dict[str, str]) -> Processor:
         process_batch=process_batch,
         merge=merge,
         key=lambda line: "\t".join(str(json.loads(line).get(k, "")) for k in keys),
+        process_arrow=columnar_aggregate(keys, value, process_batch),
+        columns=(*keys, value) if value is not None else tuple(keys),
     )
 
 

@@ -36,6 +36,8 @@ from .lifeline import kill_child_with_parent
 from .processors import Processor, State
 
 CALLBACK_EVERY = 64
+# Rows of a Parquet record batch. Fixed: a resumed attempt must cut its batches where an undisturbed one did.
+ARROW_BATCH_ROWS = 65536
 MAX_DEAD_LETTER_CHARS = 4096
 
 
@@ -234,16 +236,9 @@ def run_shard(task: ShardTask, context: ShardContext) -> Progress:
         if context.fmt == "parquet":
             # For parquet the offset counts rows of this piece rather than bytes.
             try:
-                for row, record in readers.iter_parquet_rows(path, start, end, progress.offset or 0):
-                    progress.offset = row
-                    process([record], state)
-                    progress.records += 1
-                    if progress.records % CALLBACK_EVERY == 0:
-                        on_record(progress, state, CALLBACK_EVERY)
+                _parquet_piece(piece, progress, state, processor, on_record)
             except readers.MalformedFileError as error:  # the file, not a record: no retry helps
                 raise PermanentShardError(str(error)) from None
-            if progress.records % CALLBACK_EVERY:
-                on_record(progress, state, progress.records % CALLBACK_EVERY)
             # Bytes are counted per finished piece: row groups are compressed, rows have no byte size.
             progress.bytes += end - start
             progress.piece += 1
@@ -298,6 +293,35 @@ def run_shard(task: ShardTask, context: ShardContext) -> Progress:
     else:
         context.output.commit(task.shard, task.attempt, rendered, meta, dead_letters=dead)
     return progress
+
+
+def _parquet_piece(
+    piece: dict[str, Any],
+    progress: Progress,
+    state: State,
+    processor: Processor,
+    on_record: Callable[[Progress, State, int], None],
+) -> None:
+    """One Parquet piece as Arrow record batches: a columnar processor folds each batch whole (a position
+    after every batch, which is where a checkpoint can be); any other gets the rows, CALLBACK_EVERY at a
+    time, as before."""
+    path, start, end = piece["path"], int(piece["start"]), int(piece["end"])
+    columnar, process = processor.process_arrow, processor.batch()
+    batches = readers.iter_parquet_batches(
+        path, start, end, progress.offset or 0, batch_rows=ARROW_BATCH_ROWS, columns=processor.columns
+    )
+    for row, batch in batches:
+        if columnar is not None:
+            columnar(batch, state)
+            progress.offset, progress.records = row, progress.records + batch.num_rows
+            on_record(progress, state, batch.num_rows)
+            continue
+        first, records = row - batch.num_rows, batch.to_pylist()
+        for at in range(0, len(records), CALLBACK_EVERY):
+            chunk = records[at : at + CALLBACK_EVERY]
+            process(chunk, state)
+            progress.offset, progress.records = first + at + len(chunk), progress.records + len(chunk)
+            on_record(progress, state, len(chunk))
 
 
 @dataclass(frozen=True)
