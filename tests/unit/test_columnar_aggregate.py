@@ -17,12 +17,13 @@ AMOUNTS = st.one_of(st.none(), st.integers(-1000, 1000), st.floats(-1e6, 1e6, al
 
 
 def _rows(draw: Any) -> list[dict[str, Any]]:
-    return draw(
+    rows: list[dict[str, Any]] = draw(
         st.lists(
             st.fixed_dictionaries({"region": REGIONS, "store": st.integers(0, 3), "amount": AMOUNTS}),
             max_size=60,
         )
     )
+    return rows
 
 
 def _by_record(options: dict[str, str], batches: list[list[dict[str, Any]]]) -> dict[str, Any]:
@@ -77,7 +78,7 @@ def test_a_grouped_aggregate_over_arrow_batches_equals_the_record_by_record_one(
 
 
 def test_a_count_without_a_value_column_and_a_missing_value_column_count_rows() -> None:
-    rows = [{"region": "emea"}, {"region": "emea"}, {"region": None}]
+    rows: list[dict[str, Any]] = [{"region": "emea"}, {"region": "emea"}, {"region": None}]
     batch = pa.RecordBatch.from_pylist(rows)
     for options in ({"groupBy": "region"}, {"groupBy": "region", "value": "absent"}):
         _same(_by_batch(options, [batch]), _by_record(options, [rows]))
