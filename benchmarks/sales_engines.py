@@ -23,16 +23,19 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 import yaml
 
 REGIONS = pa.array(["emea", "amer", "apac", "latam"])
 PRODUCTS = pa.array([f"sku-{n:03d}" for n in range(40)])
+CSV_ROWS_PER_MB = 25_000  # the same rows as CSV (200,000 rows make 8 MB)
 ROWS_PER_MB = 61_000  # of this table as Parquet (measured: 15.6 M rows make 255 MB)
 
 POLARS = """
 import json, sys, polars as pl
-out = (pl.scan_parquet(sys.argv[1]).group_by("region")
+scan = pl.scan_parquet if sys.argv[2] == "parquet" else pl.scan_csv
+out = (scan(sys.argv[1]).group_by("region")
        .agg(pl.len().alias("count"), pl.col("amount").sum().alias("sum"),
             pl.col("amount").min().alias("min"), pl.col("amount").max().alias("max"))
        .sort("region").collect())
@@ -43,16 +46,16 @@ import json, sys, duckdb
 con = duckdb.connect()
 con.execute(f"SET threads = {int(sys.argv[2])}")
 rows = con.execute(
-    "SELECT region, count(*), sum(amount), min(amount), max(amount) FROM read_parquet(?) "
+    f"SELECT region, count(*), sum(amount), min(amount), max(amount) FROM read_{sys.argv[3]}(?) "
     "GROUP BY region ORDER BY region", [sys.argv[1]]).fetchall()
 print(json.dumps([dict(zip(["region", "count", "sum", "min", "max"], r)) for r in rows]))
 """
 
 
-def make_orders(directory: Path, megabytes: float, files: int = 8) -> int:
+def make_orders(directory: Path, megabytes: float, files: int = 8, fmt: str = "parquet") -> int:
     """Sales orders like examples/sales/generate.py writes, generated with Arrow kernels (fast)."""
     directory.mkdir(parents=True)
-    per_file = int(megabytes * ROWS_PER_MB) // files
+    per_file = int(megabytes * (ROWS_PER_MB if fmt == "parquet" else CSV_ROWS_PER_MB)) // files
     for index in range(files):
         quantity = pc.add(
             pc.cast(pc.floor(pc.multiply(pc.random(per_file, initializer=index), 9)), pa.int64()), 1
@@ -79,15 +82,18 @@ def make_orders(directory: Path, megabytes: float, files: int = 8) -> int:
                 "amount": pc.round(pc.multiply(pc.cast(quantity, pa.float64()), price), 2),
             }
         )
-        pq.write_table(table, directory / f"orders-{index:02d}.parquet", row_group_size=50_000)
+        if fmt == "csv":  # as the generator writes it: quoted strings
+            pacsv.write_csv(table, directory / f"orders-{index:02d}.csv")
+        else:
+            pq.write_table(table, directory / f"orders-{index:02d}.parquet", row_group_size=50_000)
     return per_file * files
 
 
-def manifest(work: Path, data: Path, workers: int, name: str = "sales") -> Path:
-    """examples/sales/datajob.yaml switched to the Parquet copy, as its comment says."""
+def manifest(work: Path, data: Path, workers: int, name: str = "sales", fmt: str = "parquet") -> Path:
+    """examples/sales/datajob.yaml as it is (CSV) or switched to the Parquet copy, as its comment says."""
     example = yaml.safe_load((Path(__file__).parents[1] / "examples" / "sales" / "datajob.yaml").read_text())
     spec = example["spec"]
-    spec["input"].update(uris=[f"{data}/*.parquet"], format="parquet")
+    spec["input"].update(uris=[f"{data}/*.{fmt}"], format=fmt)
     spec["output"] = {"uri": str(work / f"{name}-out"), "overwrite": True}
     spec["workers"] = workers
     path = work / f"{name}.yaml"
@@ -120,18 +126,20 @@ def main() -> None:
     parser.add_argument("--mb", type=int, default=300)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--format", choices=["parquet", "csv"], default="parquet")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="datajob-engines-") as directory:
         work = Path(directory)
-        rows = make_orders(work / "data", args.mb)
+        fmt = args.format
+        rows = make_orders(work / "data", args.mb, fmt=fmt)
         size = sum(p.stat().st_size for p in (work / "data").iterdir())
-        glob = str(work / "data" / "*.parquet")
-        job = manifest(work, work / "data", args.workers)
+        glob = str(work / "data" / f"*.{fmt}")
+        job = manifest(work, work / "data", args.workers, fmt=fmt)
         datajob = [str(Path(sys.executable).with_name("datajob")), "run", str(job)]
         contenders: dict[str, list[str]] = {"datajob run": datajob}
         # The same job over 1,000 rows: what `datajob run` costs whatever the data (start, plan, commit).
-        make_orders(work / "tiny", 1000 / ROWS_PER_MB, files=1)
-        tiny = [datajob[0], "run", str(manifest(work, work / "tiny", args.workers, "tiny"))]
+        make_orders(work / "tiny", 1000 / ROWS_PER_MB, files=1, fmt=fmt)
+        tiny = [datajob[0], "run", str(manifest(work, work / "tiny", args.workers, "tiny", fmt))]
         threads = {"POLARS_MAX_THREADS": str(args.workers)}
         if importlib.util.find_spec("polars"):
             contenders["Polars"] = [
@@ -141,9 +149,10 @@ def main() -> None:
                 "-c",
                 POLARS,
                 glob,
+                fmt,
             ]
         if importlib.util.find_spec("duckdb"):
-            contenders["DuckDB"] = [sys.executable, "-c", DUCKDB, glob, str(args.workers)]
+            contenders["DuckDB"] = [sys.executable, "-c", DUCKDB, glob, str(args.workers), fmt]
         times: dict[str, list[float]] = {name: [] for name in contenders}
         fixed = statistics.median(timed(tiny)[0] for _ in range(args.rounds))
         results: dict[str, list[dict[str, object]]] = {}
@@ -157,7 +166,7 @@ def main() -> None:
                     else json.loads(stdout)
                 )
         print(
-            f"sales by region over {size / 1e6:.0f} MB of Parquet ({rows:,} rows, 8 files), {args.workers} "
+            f"sales by region over {size / 1e6:.0f} MB of {fmt} ({rows:,} rows, 8 files), {args.workers} "
             f"workers / threads, median of {args.rounds} interleaved runs"
         )
         missing = [n for n in ("Polars", "DuckDB") if n not in contenders]

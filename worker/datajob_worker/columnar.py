@@ -3,7 +3,8 @@ columnar kernels (group-by in C++) instead of a Python loop per record.
 
 Results must equal the per-record path's, so a batch whose columns the record path would read differently
 (a float or boolean group key, which Python prints as ``1.0`` / ``True`` where Arrow prints ``1`` /
-``true``; a text value column, which the record path parses number by number) is handed to that path.
+``true``; a text value that is not a plain decimal number, which Python's float() may read where Arrow
+cannot, or the other way round) is handed to that path.
 Each batch is folded into the state with one addition per group, in batch order, so an attempt resumed at a
 batch boundary adds exactly what an undisturbed one did (the readers cut batches at fixed rows).
 """
@@ -31,16 +32,27 @@ def _key_column(batch: Any, name: str) -> Any:
     return pc.fill_null(column.cast(pa.string()), "None")  # str(None)
 
 
+# A number as text that Python's float() and Arrow's cast read alike (no "inf", "1_000", blanks around).
+DECIMAL = r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?$"
+
+
 def _value_column(batch: Any, name: str | None) -> tuple[bool, Any]:
-    """(usable, the value column as float64 or None when there is none to add)."""
+    """(usable, the value column as float64 or None when there is none to add). Text (CSV) is usable when
+    every value is blank (not added, as on the record path) or a plain decimal number."""
     import pyarrow as pa  # noqa: PLC0415
+    import pyarrow.compute as pc  # noqa: PLC0415
 
     if name is None or name not in batch.schema.names:
         return True, None
     column = batch.column(name)
-    if not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)):
+    if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
+        return True, column.cast(pa.float64())
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
         return False, None
-    return True, column.cast(pa.float64())
+    blank = pc.equal(column, "")
+    if not pc.all(pc.or_(blank, pc.match_substring_regex(column, DECIMAL))).as_py():
+        return False, None
+    return True, pc.if_else(blank, pa.scalar(None, column.type), column).cast(pa.float64())
 
 
 def columnar_aggregate(

@@ -144,12 +144,21 @@ def records(
                 yield line.decode(encoding, errors="replace")
 
     width = len(header)
-    for values in csv.reader(lines()):
-        if problem:
-            bad(began, ",".join(values), problem)
-            yield after, after - began, None
-        elif values and len(values) != width:
-            bad(began, ",".join(values), f"{len(values)} field(s) where the header has {width}")
-            yield after, after - began, None
-        else:
-            yield after, after - began, dict(zip(header, values, strict=True)) if values else None
+    # Lengths are what was read since the last record, not ``after - began``: a stray quote keeps the
+    # parity odd (so ``began`` stays put) while csv.reader has already ended the record.
+    last = at
+    try:
+        for values in csv.reader(lines()):
+            length, last = after - last, after
+            if problem:
+                bad(began, ",".join(values), problem)
+                yield after, length, None
+            elif values and len(values) != width:
+                bad(began, ",".join(values), f"{len(values)} field(s) where the header has {width}")
+                yield after, length, None
+            else:
+                yield after, length, dict(zip(header, values, strict=True)) if values else None
+    except csv.Error as error:
+        # csv.reader cannot go on past this (e.g. a carriage return inside an unquoted field): every
+        # attempt would stop here, so the shard fails now, saying where, instead of being retried.
+        raise fail(f"{path}: the CSV record at byte {began} cannot be parsed: {error}") from None

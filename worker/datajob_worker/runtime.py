@@ -31,7 +31,7 @@ from datajob_core.storage.checkpoint_store import CheckpointStore, CheckpointUnr
 from datajob_core.storage.committer import Committer, ForeignOutputError
 from datajob_core.storage.stores import Store
 
-from . import csv_records, readers
+from . import csv_arrow, csv_records, readers
 from .lifeline import kill_child_with_parent
 from .processors import Processor, State
 
@@ -58,15 +58,21 @@ class Progress:
     state_file: str | None = None  # the checkpoint file's name, "<attempt>.<seq>"
     skipped: int = 0  # malformed records dropped so far (badRecordPolicy Skip or DeadLetter)
     bad: list[dict[str, Any]] = field(default_factory=list)  # their dead letters (DeadLetter); checkpointed
+    # The rest of this CSV piece is read record by record (a chunk Arrow could not read as csv.reader
+    # would): kept in checkpoints, so a resumed attempt reads it the same way.
+    record_path: bool = False
 
     def position(self) -> dict[str, Any]:
-        return {
+        position = {
             "piece": self.piece,
             "offset": self.offset,
             "records": self.records,
             "bytes": self.bytes,
             "skipped": self.skipped,
         }
+        if self.record_path:
+            position["recordPath"] = True
+        return position
 
     def checkpoint(self) -> dict[str, Any]:
         return {**self.position(), "state": self.state_file}
@@ -83,6 +89,7 @@ class Progress:
             bytes=int(checkpoint.get("bytes", 0)),
             state_file=checkpoint.get("state"),
             skipped=int(checkpoint.get("skipped", 0)),
+            record_path=bool(checkpoint.get("recordPath", False)),
         )
 
 
@@ -244,6 +251,12 @@ def run_shard(task: ShardTask, context: ShardContext) -> Progress:
             progress.piece += 1
             progress.offset = None
             continue
+        if context.fmt == "csv" and _columnar_csv(context) and not progress.record_path:
+            with readers.open_binary(path) as handle:
+                if _csv_arrow_piece(handle, piece, progress, state, context=context, on_record=on_record):
+                    progress.piece += 1
+                    progress.offset = None
+                    continue
         with readers.open_binary(path) as handle:
             # The hot loop: locals, and the callback only every CALLBACK_EVERY records.
             records, size, pending = progress.records, progress.bytes, 0
@@ -273,7 +286,7 @@ def run_shard(task: ShardTask, context: ShardContext) -> Progress:
                 progress.offset = offset
                 on_record(progress, state, pending)
         progress.piece += 1
-        progress.offset = None
+        progress.offset, progress.record_path = None, False
     meta = {
         "shard": task.shard,
         "records": progress.records,
@@ -322,6 +335,56 @@ def _parquet_piece(
             process(chunk, state)
             progress.offset, progress.records = first + at + len(chunk), progress.records + len(chunk)
             on_record(progress, state, len(chunk))
+
+
+def _columnar_csv(context: ShardContext) -> bool:
+    """CSV through Arrow (csv_arrow): for a processor with a columnar form, UTF-8, one-line records."""
+    return (
+        context.processor.process_arrow is not None
+        and not context.multi_line
+        and csv_arrow.utf8(context.encoding)
+    )
+
+
+def _csv_arrow_piece(
+    handle: IO[bytes],
+    piece: dict[str, Any],
+    progress: Progress,
+    state: State,
+    *,
+    context: ShardContext,
+    on_record: Callable[[Progress, State, int], None],
+) -> bool:
+    """A CSV piece in Arrow chunks; True when it is done, False when the rest must be read record by
+    record from ``progress.offset`` (set, with ``progress.record_path``)."""
+    start, end = int(piece["start"]), int(piece["end"])
+    size = handle.seek(0, 2)
+    try:
+        header, header_end = csv_records.read_header(handle, context.encoding)
+    except csv_records.SplitRecordError:
+        progress.record_path = True  # the record path fails the shard with its own message
+        return False
+    if len(set(header)) != len(header):  # csv.DictReader semantics (the last wins): the record path's
+        progress.record_path = True
+        return False
+    at = progress.offset
+    if at is None:
+        at = csv_records.first_boundary(handle, start, header_end, multi_line=False)
+    one_line = not (start == 0 and end >= size)  # a piece of a split file: records are one line each
+    columnar, columns = context.processor.process_arrow, context.processor.columns
+    assert columnar is not None
+    for after, chunk in csv_arrow.chunks(handle, at, end):
+        table = csv_arrow.parse(chunk, header, columns, one_line=one_line)
+        if table is None:
+            progress.offset, progress.record_path = at, True
+            return False
+        for batch in table.to_batches():
+            columnar(batch, state)
+        at = after
+        progress.offset, progress.records = at, progress.records + table.num_rows
+        progress.bytes += len(chunk)
+        on_record(progress, state, table.num_rows)
+    return True
 
 
 @dataclass(frozen=True)
