@@ -34,17 +34,28 @@ def _run(path: Path, out: Path, processor: processors.Processor, piece: tuple[in
         progress = run_shard(task, ShardContext("csv", processor, output, on_record, bad_records=policy))
     except PermanentShardError as error:
         return ("failed", str(error).split(":")[0])
+    except ValueError as error:  # the aggregate's float() on a value that is not a number
+        return ("crashed", str(error))
     part = next((out / "_attempts").glob("*/*/part")).read_text()
     bad = list((out / "_attempts").glob("*/*/bad"))
     return part, progress.records, progress.bytes, progress.skipped, [b.read_text() for b in bad]
 
 
-def _region(rng: random.Random) -> str:
-    return rng.choice(["emea", "amer", '"apac"', '"la,tam"', '"say ""hi"""', 'x"y', ""])
+def _region(rng: random.Random, stray: bool = True) -> str:
+    strays = ['x"y'] if stray else []
+    return rng.choice(["emea", "amer", '"apac"', '"la,tam"', '"say ""hi"""', "", *strays])
 
 
 FILES = {
-    "clean": lambda rng: "".join(f"{_region(rng)},{rng.uniform(0, 99):.2f}\n" for _ in range(400)),
+    "clean": lambda rng: "".join(f"{_region(rng, False)},{rng.uniform(0, 99):.2f}\n" for _ in range(400)),
+    "stray quotes": lambda rng: "".join(f"{_region(rng)},{rng.uniform(0, 99):.2f}\n" for _ in range(400)),
+    # A quoted field opened on one line and closed on the next, wherever a chunk is cut.
+    "quotes across lines": lambda rng: "".join(
+        rng.choice(["emea,1\n", 'amer,"2\nx",3\n', 'a"b,"c\n', "apac,4\n"]) for _ in range(400)
+    ),
+    "byte-order marks": lambda rng: "".join(
+        rng.choice(["emea,1\n", "\ufeffamer,2\n", "\ufeff\n"]) for _ in range(400)
+    ),
     "blank lines and crlf": lambda rng: "".join(
         rng.choice([f"emea,{rng.randint(0, 9)}\r\n", "\n", f"amer,{rng.randint(0, 9)}\n"]) for _ in range(400)
     ),
@@ -64,15 +75,20 @@ FILES = {
 
 
 @pytest.mark.parametrize("kind", sorted(FILES))
+@pytest.mark.parametrize("header", ["region,amount", "region,amount,note", ""])
 @pytest.mark.parametrize("policy", ["Fail", "Skip", "DeadLetter"])
 def test_csv_through_arrow_reads_what_the_record_path_reads(
-    tmp_path: Path, kind: str, policy: str, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, kind: str, policy: str, header: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(csv_arrow, "CHUNK_BYTES", 512)  # many chunks, so cuts land everywhere
     rng = random.Random(kind)
     body = FILES[kind](rng)
     path = tmp_path / "in.csv"
-    raw = ("region,amount\n" + body).encode("utf-8", errors="surrogateescape")
+    if header.endswith("note"):  # a third column the job does not read, some of it not UTF-8
+        body = "".join(
+            f"{line},{chr(255) if n % 7 == 0 else 'ok'}\n" for n, line in enumerate(body.splitlines())
+        )
+    raw = (header + "\n" + body).encode("utf-8", errors="surrogateescape")
     path.write_bytes(raw.replace("\xff".encode(), b"\xff"))
     size = path.stat().st_size
     columnar = processors.build({"builtin": "aggregate", "options": OPTIONS})

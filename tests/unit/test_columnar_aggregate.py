@@ -111,3 +111,27 @@ def test_dictionary_encoded_keys_group_like_plain_strings() -> None:
     )
     options = {"groupBy": "region", "value": "amount"}
     assert _by_batch(options, [encoded]) == _by_batch(options, [plain])
+
+
+OPTIONS_ONE = {"groupBy": "region", "value": "amount"}
+
+
+def test_integers_beyond_2_to_the_53_nan_and_repeated_names_give_what_the_record_path_gives() -> None:
+    big: list[dict[str, Any]] = [
+        {"region": "emea", "amount": 2**53 + 1},
+        {"region": "emea", "amount": 2**62 + 3},
+    ]
+    nan: list[dict[str, Any]] = [
+        {"region": "emea", "amount": float("nan")},
+        {"region": "emea", "amount": 1.0},
+    ]
+    for rows in (big, nan):
+        batch = pa.RecordBatch.from_pylist(rows)
+        by_batch, by_record = _by_batch(OPTIONS_ONE, [batch]), _by_record(OPTIONS_ONE, [rows])
+        assert json.dumps(by_batch, sort_keys=True) == json.dumps(by_record, sort_keys=True)
+    repeated = pa.RecordBatch.from_arrays(
+        [pa.array(["emea", "amer"]), pa.array([1.0, 2.0]), pa.array([5.0, 7.0])],
+        names=["region", "amount", "amount"],
+    )
+    last_wins: list[dict[str, Any]] = [{"region": "emea", "amount": 5.0}, {"region": "amer", "amount": 7.0}]
+    assert _by_batch(OPTIONS_ONE, [repeated]) == _by_record(OPTIONS_ONE, [last_wins])

@@ -25,6 +25,8 @@ def _key_column(batch: Any, name: str) -> Any:
 
     if name not in batch.schema.names:
         return pa.repeat(pa.scalar("", pa.string()), batch.num_rows)
+    if len(batch.schema.get_all_field_indices(name)) > 1:
+        return None  # a name twice: as a dict, the record path keeps the last
     column = batch.column(name)
     kind = column.type.value_type if pa.types.is_dictionary(column.type) else column.type
     if not (pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_integer(kind)):
@@ -44,9 +46,16 @@ def _value_column(batch: Any, name: str | None) -> tuple[bool, Any]:
 
     if name is None or name not in batch.schema.names:
         return True, None
+    if len(batch.schema.get_all_field_indices(name)) > 1:
+        return False, None
     column = batch.column(name)
-    if pa.types.is_integer(column.type) or pa.types.is_floating(column.type):
-        return True, column.cast(pa.float64())
+    if pa.types.is_integer(column.type):
+        # Unchecked: above 2**53 an integer becomes the nearest double, as Python's float() makes it.
+        return True, column.cast(pa.float64(), safe=False)
+    if pa.types.is_floating(column.type):
+        values = column.cast(pa.float64())
+        # NaN: Arrow's min/max skip it, Python's comparisons do not (a first NaN stays the minimum).
+        return not pc.any(pc.is_nan(values)).as_py(), values
     if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
         return False, None
     blank = pc.equal(column, "")

@@ -97,7 +97,11 @@ def iter_parquet_batches(
         except pa.ArrowInvalid as error:  # not Parquet at all: every attempt would fail the same way
             raise MalformedFileError(f"{path} is not a readable Parquet file: {error}") from None
         metadata = parquet.metadata
-        names = None if columns is None else [c for c in parquet.schema_arrow.names if c in columns]
+        every = parquet.schema_arrow.names
+        # Only the processor's columns; all of them where a name repeats (the record path keeps the last).
+        names = (
+            None if columns is None or len(set(every)) != len(every) else [c for c in every if c in columns]
+        )
         done = 0
         for group in range(metadata.num_row_groups):
             column = metadata.row_group(group).column(0)

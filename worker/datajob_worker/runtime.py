@@ -358,23 +358,21 @@ def _csv_arrow_piece(
     """A CSV piece in Arrow chunks; True when it is done, False when the rest must be read record by
     record from ``progress.offset`` (set, with ``progress.record_path``)."""
     start, end = int(piece["start"]), int(piece["end"])
-    size = handle.seek(0, 2)
     try:
         header, header_end = csv_records.read_header(handle, context.encoding)
     except csv_records.SplitRecordError:
         progress.record_path = True  # the record path fails the shard with its own message
         return False
-    if len(set(header)) != len(header):  # csv.DictReader semantics (the last wins): the record path's
+    if not header or len(set(header)) != len(header):  # no names, or the last of a name wins: records
         progress.record_path = True
         return False
     at = progress.offset
     if at is None:
         at = csv_records.first_boundary(handle, start, header_end, multi_line=False)
-    one_line = not (start == 0 and end >= size)  # a piece of a split file: records are one line each
     columnar, columns = context.processor.process_arrow, context.processor.columns
     assert columnar is not None
     for after, chunk in csv_arrow.chunks(handle, at, end):
-        table = csv_arrow.parse(chunk, header, columns, one_line=one_line)
+        table = csv_arrow.parse(chunk, header, columns)
         if table is None:
             progress.offset, progress.record_path = at, True
             return False
