@@ -5,6 +5,7 @@ record path; and a columnar CSV job killed mid-shard publishes the undisturbed r
 from __future__ import annotations
 
 import dataclasses
+import io
 import itertools
 import json
 import random
@@ -149,3 +150,14 @@ def test_a_carriage_return_inside_an_unquoted_field_fails_the_shard_saying_where
         context = ShardContext("csv", processor, OutputDir(str(tmp_path / processor.name)), lambda *_: None)
         with pytest.raises(PermanentShardError, match="record at byte 21 cannot be parsed"):
             run_shard(task, context)
+
+
+def test_a_resumed_piece_is_cut_into_the_chunks_an_undisturbed_one_was_cut_into() -> None:
+    """Where a chunk ends depends only on where it starts, so sums are added in the same order."""
+    rng = random.Random(4)
+    data = b"".join(b"x" * rng.randint(0, 90) + b"\n" for _ in range(3000)) + b"no newline at the end"
+    for end in (len(data), len(data) // 2, 777):
+        undisturbed = list(csv_arrow.chunks(io.BytesIO(data), 0, end, 300))
+        assert b"".join(chunk for _, chunk in undisturbed) == data[: undisturbed[-1][0]]
+        for index, (edge, _) in enumerate(undisturbed[:-1]):
+            assert list(csv_arrow.chunks(io.BytesIO(data), edge, end, 300)) == undisturbed[index + 1 :]
