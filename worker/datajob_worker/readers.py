@@ -126,14 +126,6 @@ def iter_parquet_batches(
                 yield done, batch
 
 
-def iter_parquet_rows(path: str, start: int, end: int, skip: int) -> Iterator[tuple[int, dict[str, Any]]]:
-    """The rows of :func:`iter_parquet_batches`, one at a time, as (rows read so far, row)."""
-    for done, batch in iter_parquet_batches(path, start, end, skip):
-        first = done - batch.num_rows
-        for index, row in enumerate(batch.to_pylist(), start=1):
-            yield first + index, row
-
-
 def parse(line: bytes, fmt: str, header: list[str] | None) -> Any:
     """One record: a str for text, a dict for jsonl and csv (None for blank lines)."""
     text = line.decode("utf-8", errors="replace").rstrip("\r\n")
