@@ -7,7 +7,6 @@ reconcile loop can be re-run from any point after a crash.
 from __future__ import annotations
 
 import base64
-import datetime
 import json
 import threading
 import time
@@ -20,6 +19,8 @@ from kubernetes.client.rest import ApiException
 
 from datajob_core.cluster.node_drain import draining_nodes
 from datajob_core.protocol import ASSIGNMENT_ANNOTATION, REPORT_ANNOTATION
+
+from .timestamps import now_iso
 
 GROUP = "datajob.dev"
 VERSION = "v1alpha1"
@@ -303,7 +304,7 @@ class JobClient:
     # -- events ------------------------------------------------------------------------------------------
     def post_event(self, job: dict[str, Any], kind: str, reason: str, message: str) -> None:
         """A core/v1 Event on the DataJob, shown by ``kubectl describe datajob``."""
-        now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        now = now_iso()
         meta = job["metadata"]
         body = {
             "metadata": {"generateName": f"{self.name}.", "namespace": self.namespace},
