@@ -69,6 +69,21 @@ BAD_SPECS: list[tuple[str, dict[str, Any], str]] = [
     ),
     ("bad function", spec_with(processor={"function": "not a function"}), "spec.processor.function"),
     (
+        "batchSize for a builtin",
+        spec_with(processor={"builtin": "wordcount", "batchSize": 64}),
+        "spec.processor.batchSize and batchFormat need spec.processor.function",
+    ),
+    (
+        "batchSize zero",
+        spec_with(processor={"function": "mymod:Model", "batchSize": 0}),
+        "spec.processor.batchSize",
+    ),
+    (
+        "unknown batchFormat",
+        spec_with(processor={"function": "mymod:Model", "batchFormat": "pandas"}),
+        "spec.processor.batchFormat",
+    ),
+    (
         "aggregate without groupBy",
         spec_with(processor={"builtin": "aggregate", "options": {"value": "amount"}}),
         "spec.processor.options.groupBy is required for builtin aggregate",

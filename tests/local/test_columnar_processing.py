@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 from datajob_testenv.datajobs import data_digest
 from datajob_testenv.localjobs import manifest, markers
@@ -30,7 +31,17 @@ def _orders(directory: Path, files: int) -> None:
         pq.write_table(table, directory / f"orders-{index}.parquet", row_group_size=300)
 
 
-def test_a_columnar_aggregate_over_parquet_survives_worker_kills_byte_identical(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"groupBy": "region,store", "value": "amount"},
+        {"groupBy": "region", "values": "amount,store"},  # several columns, and means merged across shards
+    ],
+    ids=["value", "values"],
+)
+def test_a_columnar_aggregate_over_parquet_survives_worker_kills_byte_identical(
+    tmp_path: Path, options: dict[str, str]
+) -> None:
     _orders(tmp_path / "data", 6)
     spec = {
         "input": {
@@ -40,7 +51,6 @@ def test_a_columnar_aggregate_over_parquet_survives_worker_kills_byte_identical(
         },
         "checkpoint": {"intervalSeconds": 1, "intervalRecords": 300},
     }
-    options = {"groupBy": "region,store", "value": "amount"}
     aggregate = {"builtin": "aggregate", "options": options}
     assert datajob(["run", str(manifest(tmp_path, "ref", processor=aggregate, **spec))]) == 0
     # 300-row batches at 0.4 ms a row: 0.12 s a batch, ~1 s a shard, so the kills land mid-shard.

@@ -135,3 +135,38 @@ def test_integers_beyond_2_to_the_53_nan_and_repeated_names_give_what_the_record
     )
     last_wins: list[dict[str, Any]] = [{"region": "emea", "amount": 5.0}, {"region": "amer", "amount": 7.0}]
     assert _by_batch(OPTIONS_ONE, [repeated]) == _by_record(OPTIONS_ONE, [last_wins])
+
+
+@settings(max_examples=100, deadline=None)
+@given(_batches(), st.sampled_from(["region", "region,store"]))
+def test_several_value_columns_over_arrow_batches_equal_the_record_by_record_ones(
+    batches: list[list[dict[str, Any]]], group_by: str
+) -> None:
+    options = {"groupBy": group_by, "values": "amount,store"}
+    schema = pa.schema([("region", pa.string()), ("store", pa.int64()), ("amount", pa.float64())])
+    arrow = [pa.RecordBatch.from_pylist(rows, schema=schema) for rows in batches]
+    records = [
+        [dict(r, amount=None if r["amount"] is None else float(r["amount"])) for r in b] for b in batches
+    ]
+    keys = group_by.split(",")
+
+    def by_group(parsed: dict[str, Any]) -> dict[str, Any]:
+        return {json.dumps([row[k] for k in keys]): row for row in parsed.values()}
+
+    by_batch, by_record = by_group(_by_batch(options, arrow)), by_group(_by_record(options, records))
+    assert by_batch.keys() == by_record.keys()
+    for group, row in by_batch.items():
+        other = by_record[group]
+        assert row["count"] == other["count"], group
+        for column in ("amount", "store"):
+            mine, theirs = row[column], other[column]
+            assert (mine["count"], mine["min"], mine["max"]) == (
+                theirs["count"],
+                theirs["min"],
+                theirs["max"],
+            )
+            for stat in ("sum", "mean"):
+                if mine[stat] is None or theirs[stat] is None:
+                    assert mine[stat] == theirs[stat], group
+                else:
+                    assert math.isclose(mine[stat], theirs[stat], rel_tol=1e-12, abs_tol=1e-6), group

@@ -251,6 +251,7 @@ class Worker:
             return self._loop()
         finally:
             stop.set()
+            self.processor.close()  # the batch form's teardown(), once per worker process
 
     def _loop(self) -> int:
         self.send()

@@ -14,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from datajob_worker.aggregate import Aggregate
+
 State = dict[str, Any]
 
 
@@ -65,47 +67,52 @@ def _value_column(batch: Any, name: str | None) -> tuple[bool, Any]:
 
 
 def columnar_aggregate(
-    keys: list[str], value: str | None, fold_rows: Callable[[list[Any], State], None]
+    aggregate: Aggregate, fold_rows: Callable[[list[Any], State], None]
 ) -> Callable[[Any, State], None]:
-    """The aggregate processor over a record batch: count, sum, min and max of ``value`` per group."""
+    """The aggregate processor over a record batch: rows, and count, sum, min and max of each value column
+    per group, folded into the state the record path keeps (aggregate.Aggregate)."""
+    keys, value_names = aggregate.keys, aggregate.values
 
     def process_arrow(batch: Any, state: State) -> None:
         import pyarrow as pa  # noqa: PLC0415
 
         columns = [_key_column(batch, key) for key in keys]
-        usable, values = _value_column(batch, value)
-        if not usable or any(column is None for column in columns):
+        values = [_value_column(batch, name) for name in value_names]
+        if not all(usable for usable, _ in values) or any(column is None for column in columns):
             fold_rows(batch.to_pylist(), state)
             return
         names = [f"k{index}" for index in range(len(keys))]
         data = dict(zip(names, columns, strict=True))
         aggregations: list[tuple[Any, str]] = [([], "count_all")]
-        if values is not None:
-            data["v"] = values
-            aggregations += [("v", "sum"), ("v", "min"), ("v", "max")]
+        for index, (_, column) in enumerate(values):
+            if column is not None:
+                data[f"v{index}"] = column
+                aggregations += [(f"v{index}", f) for f in ("count", "sum", "min", "max")]
         # One thread: a threaded hash aggregate may add partial sums in a different order each run.
         table = pa.table(data).group_by(names, use_threads=False).aggregate(aggregations)
-        groups = state["groups"]  # group key -> [count, sum, min, max], as the record path keeps it
+        groups = state["groups"]
         key_lists = [table.column(name).to_pylist() for name in names]
         counts = table.column("count_all").to_pylist()
-        none = [None] * table.num_rows
-        sums, lows, highs = (
-            (table.column(f"v_{f}").to_pylist() for f in ("sum", "min", "max"))
-            if values is not None
-            else (none, none, none)
-        )
+        stats = [
+            [table.column(f"v{index}_{f}").to_pylist() for f in ("count", "sum", "min", "max")]
+            for index, (_, column) in enumerate(values)
+            if column is not None
+        ]
+        present = [index for index, (_, column) in enumerate(values) if column is not None]
         for row, count in enumerate(counts):
             group = key_lists[0][row] if len(keys) == 1 else "\t".join(k[row] for k in key_lists)
             entry = groups.get(group)
             if entry is None:
-                entry = groups[group] = [0, 0.0, None, None]
+                entry = groups[group] = aggregate.empty()
             entry[0] += count
-            total, low, high = sums[row], lows[row], highs[row]
-            if total is not None:
-                entry[1] += total
-            if low is not None and (entry[2] is None or low < entry[2]):
-                entry[2] = low
-            if high is not None and (entry[3] is None or high > entry[3]):
-                entry[3] = high
+            for index, (n, sums, lows, highs) in zip(present, stats, strict=True):
+                at, total, low, high = 1 + 4 * index, sums[row], lows[row], highs[row]
+                entry[at] += n[row]
+                if total is not None:
+                    entry[at + 1] += total
+                if low is not None and (entry[at + 2] is None or low < entry[at + 2]):
+                    entry[at + 2] = low
+                if high is not None and (entry[at + 3] is None or high > entry[at + 3]):
+                    entry[at + 3] = high
 
     return process_arrow

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from datajob_worker.aggregate import Aggregate
+from datajob_worker.batch_functions import DEFAULT_BATCH_SIZE, BatchFunction, OnBad, is_batch_class
 from datajob_worker.columnar import columnar_aggregate
 from datajob_worker.watchdog import Watchdog
 
@@ -28,6 +30,10 @@ def _same(state: State) -> State:
 
 def concatenate(parts: list[str]) -> str:
     return "".join(parts)
+
+
+def _nothing() -> None:
+    return None
 
 
 @dataclass(frozen=True)
@@ -49,8 +55,20 @@ class Processor:
     process_arrow: Callable[[Any, State], None] | None = None
     # The only columns the processor reads (None: every column); Parquet readers read just these.
     columns: tuple[str, ...] | None = None
+    # The batch form of user code (batch_functions): records per call, and the call itself, which is told
+    # about records that fail alone (the bad-record policy).
+    batch_size: int | None = None
+    process_checked: Callable[[list[Record], State, OnBad], None] | None = None
+    close: Callable[[], None] = _nothing  # when the worker process ends (the batch form's teardown())
 
-    def batch(self) -> Callable[[list[Record], State], None]:
+    def batch(self, on_bad: OnBad | None = None) -> Callable[[list[Record], State], None]:
+        checked = self.process_checked
+        if checked is not None:
+
+            def run(records: list[Record], state: State) -> None:
+                checked(records, state, on_bad or _raise)
+
+            return run
         if self.process_batch is not None:
             return self.process_batch
         process = self.process
@@ -115,67 +133,19 @@ def _grep(options: dict[str, str]) -> Processor:
 
 
 def _aggregate(options: dict[str, str]) -> Processor:
-    """Group by ``groupBy`` column(s) (comma-separated) and count / sum / min / max ``value``."""
-    keys = [k.strip() for k in options.get("groupBy", "").split(",") if k.strip()]
-    value = options.get("value")
-    if not keys:
-        raise ValueError("processor aggregate needs options.groupBy")
-
-    single = keys[0] if len(keys) == 1 else None
-
-    def process_batch(records: list[Record], state: State) -> None:
-        groups = state["groups"]  # group key -> [count, sum, min, max]; lists keep the hot loop cheap
-        for record in records:
-            if not isinstance(record, dict):
-                continue
-            group = str(record.get(single, "")) if single else "\t".join(str(record.get(k, "")) for k in keys)
-            entry = groups.get(group)
-            if entry is None:
-                entry = groups[group] = [0, 0.0, None, None]
-            entry[0] += 1
-            raw = record.get(value) if value is not None else None
-            if raw is not None and raw != "":
-                number = float(raw)
-                entry[1] += number
-                if entry[2] is None or number < entry[2]:
-                    entry[2] = number
-                if entry[3] is None or number > entry[3]:
-                    entry[3] = number
-
-    def render(state: State) -> str:
-        lines = []
-        for group, (count, total, low, high) in sorted(state["groups"].items()):
-            row: dict[str, Any] = dict(zip(keys, group.split("\t"), strict=False))
-            row.update(count=count, sum=round(total, 9), min=low, max=high)
-            lines.append(json.dumps(row, sort_keys=True) + "\n")
-        return "".join(lines)
-
-    def merge(parts: list[str]) -> str:
-        groups: dict[str, list[Any]] = {}
-        for text in parts:
-            for line in text.splitlines():
-                row = json.loads(line)
-                group = "\t".join(str(row.get(k, "")) for k in keys)
-                entry = groups.setdefault(group, [0, 0.0, None, None])
-                entry[0] += row["count"]
-                entry[1] += row["sum"]
-                low, high = row["min"], row["max"]
-                if low is not None:
-                    entry[2] = low if entry[2] is None else min(entry[2], low)
-                if high is not None:
-                    entry[3] = high if entry[3] is None else max(entry[3], high)
-        return render({"groups": groups})
-
+    """Group by ``groupBy`` column(s) and count / sum / min / max / mean value columns (aggregate.py)."""
+    aggregate = Aggregate.from_options(options)
     return Processor(
         "aggregate",
         lambda: {"groups": {}},
-        lambda record, state: process_batch([record], state),
-        render,
-        process_batch=process_batch,
-        merge=merge,
-        key=lambda line: "\t".join(str(json.loads(line).get(k, "")) for k in keys),
-        process_arrow=columnar_aggregate(keys, value, process_batch),
-        columns=(*keys, value) if value is not None else tuple(keys),
+        lambda record, state: aggregate.fold_rows([record], state),
+        aggregate.render,
+        aggregate.restore,
+        process_batch=aggregate.fold_rows,
+        merge=aggregate.merge,
+        key=aggregate.key,
+        process_arrow=columnar_aggregate(aggregate, aggregate.fold_rows),
+        columns=aggregate.columns,
     )
 
 
@@ -228,6 +198,37 @@ def _function(spec: str, watch: Watchdog | None = None) -> Processor:
     return Processor(spec, lambda: {"lines": []}, process, lambda s: "".join(f"{x}\n" for x in s["lines"]))
 
 
+def _batch_class(spec: str, processor: dict[str, Any], watch: Watchdog | None) -> Processor:
+    """User code, ``module:Class``, run on batches (batch_functions)."""
+    options = {str(k): str(v) for k, v in (processor.get("options") or {}).items()}
+    function = BatchFunction(
+        spec,
+        _load(spec),  # type: ignore[arg-type]
+        options,
+        size=int(processor.get("batchSize") or DEFAULT_BATCH_SIZE),
+        fmt=str(processor.get("batchFormat") or "records"),
+        timed=lambda call: _timed(call, watch),
+    )
+
+    def process(records: list[Record], state: State, on_bad: OnBad) -> None:
+        function.run(records, state["lines"], on_bad)
+
+    return Processor(
+        spec,
+        lambda: {"lines": []},
+        lambda record, state: process([record], state, _raise),
+        lambda s: "".join(f"{x}\n" for x in s["lines"]),
+        batch_size=function.size,
+        process_checked=process,
+        close=function.teardown,
+    )
+
+
+def _raise(record: Record, error: Exception) -> None:
+    del record
+    raise error
+
+
 def _map_reduce(mapper_spec: str, reducer_spec: str, watch: Watchdog | None = None) -> Processor:
     """User MapReduce: ``mapper(record)`` returns (key, value) pairs; ``reducer(key, values)`` one result.
 
@@ -278,10 +279,23 @@ def build(
     of a user function."""
     processor = processor or {"builtin": "wordcount"}
     options = {str(k): str(v) for k, v in (processor.get("options") or {}).items()}
-    if reducer and processor.get("function"):
-        return _map_reduce(processor["function"], reducer, watch)
-    if processor.get("function"):
-        return _function(processor["function"], watch)
+    function = processor.get("function")
+    if function and is_batch_class(_load(function)):
+        if reducer:
+            raise ValueError(
+                f"spec.processor.function {function} is a class (the batch form); a mapper for "
+                "spec.reduce.function must be a function"
+            )
+        return _batch_class(function, processor, watch)
+    if processor.get("batchSize") or processor.get("batchFormat"):
+        raise ValueError(
+            "spec.processor.batchSize and batchFormat are for a class with process_batch(batch) in "
+            f"spec.processor.function; {function or processor.get('builtin')} is not one"
+        )
+    if reducer and function:
+        return _map_reduce(function, reducer, watch)
+    if function:
+        return _function(function, watch)
     builtin = processor.get("builtin")
     if builtin == "wordcount":
         return _wordcount()

@@ -100,6 +100,8 @@ def replay_shard(
         traceback.print_exc(file=out)
         print(f"shard {shard}: FAILED after {time.monotonic() - started:.1f}s", file=out)
         return 1
+    finally:
+        processor.close()
     print(
         f"shard {shard}: {progress.records:,} records, {progress.bytes:,} bytes, {progress.skipped} skipped, "
         f"in {time.monotonic() - started:.1f}s; output in {scratch}",

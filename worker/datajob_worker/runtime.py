@@ -207,6 +207,29 @@ class RecordErrors:
                 {"file": path, "offset": offset, "error": problem, "record": _clip(text)}
             )
 
+    def failed(self, path: str, record: object, error: Exception) -> None:
+        """User code failed on ``record`` alone (the batch form): Fail fails the attempt, naming the record
+        (retried, like any user-code failure); Skip and DeadLetter drop it."""
+        problem = f"{type(error).__name__}: {error}"
+        if self.policy == "Fail":
+            raise RecordFailedError(
+                f"the user function failed on a record of {path}: {problem}; "
+                f"the record: {_clip(_text(record))}"
+            ) from error
+        self.progress.skipped += 1
+        if self.policy == "DeadLetter":
+            self.progress.bad.append(
+                {"file": path, "offset": None, "error": problem, "record": _clip(record)}
+            )
+
+
+class RecordFailedError(Exception):
+    """User code failed on one record under ``badRecordPolicy: Fail``."""
+
+
+def _text(record: object) -> str:
+    return record if isinstance(record, str) else json.dumps(record, sort_keys=True, default=str)
+
 
 def _clip(record: object) -> object:
     if isinstance(record, str) and len(record) > MAX_DEAD_LETTER_CHARS:
@@ -234,16 +257,20 @@ def run_shard(task: ShardTask, context: ShardContext) -> Progress:
     progress, saved = resume_point(task, context.output, context.on_notice)
     resumed = progress.checkpoint() if progress.state_file else None  # after any fallback: the real one
     state = processor.restore(saved) if saved is not None else processor.init()
-    process, on_record = processor.batch(), context.on_record
     errors = RecordErrors(context.bad_records, progress)
     pieces = task.input.get("pieces") or []
+
+    def on_bad(record: object, error: Exception) -> None:
+        errors.failed(pieces[progress.piece]["path"], record, error)
+
+    process, on_record, every = processor.batch(on_bad), context.on_record, records_per_call(processor)
     while progress.piece < len(pieces):
         piece = pieces[progress.piece]
         path, start, end = piece["path"], int(piece["start"]), int(piece["end"])
         if context.fmt == "parquet":
             # For parquet the offset counts rows of this piece rather than bytes.
             try:
-                _parquet_piece(piece, progress, state, processor, on_record)
+                _parquet_piece(piece, progress, state, processor, on_record, process=process)
             except readers.MalformedFileError as error:  # the file, not a record: no retry helps
                 raise PermanentShardError(str(error)) from None
             # Bytes are counted per finished piece: row groups are compressed, rows have no byte size.
@@ -271,7 +298,7 @@ def run_shard(task: ShardTask, context: ShardContext) -> Progress:
                 if record is not None:
                     batch.append(record)
                 pending += 1
-                if pending == CALLBACK_EVERY:
+                if pending == every:
                     process(batch, state)  # state covers every record up to `offset` before the callback
                     records += len(batch)
                     batch = []
@@ -308,18 +335,27 @@ def run_shard(task: ShardTask, context: ShardContext) -> Progress:
     return progress
 
 
+def records_per_call(processor: Processor) -> int:
+    """Records read between two positions (the only places a checkpoint can be): CALLBACK_EVERY, or for
+    the batch form whole batches only, so a resumed attempt cuts the batches an undisturbed one did."""
+    size = processor.batch_size
+    return CALLBACK_EVERY if size is None else size * max(1, CALLBACK_EVERY // size)
+
+
 def _parquet_piece(
     piece: dict[str, Any],
     progress: Progress,
     state: State,
     processor: Processor,
     on_record: Callable[[Progress, State, int], None],
+    *,
+    process: Callable[[list[Any], State], None],
 ) -> None:
     """One Parquet piece as Arrow record batches: a columnar processor folds each batch whole (a position
-    after every batch, which is where a checkpoint can be); any other gets the rows, CALLBACK_EVERY at a
+    after every batch, which is where a checkpoint can be); any other gets the rows, records_per_call at a
     time, as before."""
     path, start, end = piece["path"], int(piece["start"]), int(piece["end"])
-    columnar, process = processor.process_arrow, processor.batch()
+    columnar, every = processor.process_arrow, records_per_call(processor)
     batches = readers.iter_parquet_batches(
         path, start, end, progress.offset or 0, batch_rows=ARROW_BATCH_ROWS, columns=processor.columns
     )
@@ -330,8 +366,8 @@ def _parquet_piece(
             on_record(progress, state, batch.num_rows)
             continue
         first, records = row - batch.num_rows, batch.to_pylist()
-        for at in range(0, len(records), CALLBACK_EVERY):
-            chunk = records[at : at + CALLBACK_EVERY]
+        for at in range(0, len(records), every):
+            chunk = records[at : at + every]
             process(chunk, state)
             progress.offset, progress.records = first + at + len(chunk), progress.records + len(chunk)
             on_record(progress, state, len(chunk))

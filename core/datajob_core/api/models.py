@@ -344,6 +344,10 @@ class Processor(_Model):
                 "(has(self.builtin) ? 1 : 0) + (has(self.function) ? 1 : 0) + (has(self.exec) ? 1 : 0) == 1",
                 "spec.processor: set exactly one of builtin, function or exec",
             ),
+            _rule(
+                "(!has(self.batchSize) && !has(self.batchFormat)) || has(self.function)",
+                "spec.processor.batchSize and batchFormat need spec.processor.function (a class)",
+            ),
             *[
                 _rule(
                     f"!has(self.builtin) || self.builtin != '{builtin}' || "
@@ -363,7 +367,24 @@ class Processor(_Model):
         default=None,
         pattern=FUNCTION_PATTERN,
         max_length=512,
-        description="User code in the worker image, as module:function.",
+        description=(
+            "User code in the worker image: module:function, called once per record, or module:Class, "
+            "the batch form: setup() once per worker process, process_batch(batch) on batchSize records "
+            "at a time, teardown() at the end."
+        ),
+    )
+    batch_size: int | None = Field(
+        default=None,
+        ge=1,
+        le=65536,
+        description="Records per process_batch call of the batch form (a class in function). Default 256.",
+    )
+    batch_format: Literal["records", "arrow"] | None = Field(
+        default=None,
+        description=(
+            "What process_batch gets: a list of records (records, the default) or a pyarrow.RecordBatch "
+            "(arrow; text input is one column, line)."
+        ),
     )
     exec: list[str] | None = Field(
         default=None,
@@ -377,6 +398,10 @@ class Processor(_Model):
     def _exactly_one(self) -> Processor:
         if sum(x is not None for x in (self.builtin, self.function, self.exec)) != 1:
             raise ValueError("spec.processor: set exactly one of builtin, function or exec")
+        if (self.batch_size is not None or self.batch_format is not None) and self.function is None:
+            raise ValueError(
+                "spec.processor.batchSize and batchFormat need spec.processor.function (a class)"
+            )
         option = REQUIRED_OPTIONS.get(self.builtin or "")
         if option and not self.options.get(option):
             raise ValueError(f"spec.processor.options.{option} is required for builtin {self.builtin}")
