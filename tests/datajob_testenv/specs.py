@@ -65,7 +65,7 @@ BAD_SPECS: list[tuple[str, dict[str, Any], str]] = [
     (
         "two processors",
         spec_with(processor={"builtin": "wordcount", "function": "mymod:run"}),
-        "spec.processor: set exactly one of builtin, function or exec",
+        "spec.processor: set exactly one of builtin, function, sql or exec",
     ),
     ("bad function", spec_with(processor={"function": "not a function"}), "spec.processor.function"),
     (

@@ -38,6 +38,7 @@ from datajob_core.protocol import (
     ENV_POD,
     ENV_PROCESSOR,
     ENV_REDUCE_PARTITIONS,
+    ENV_REDUCE_SQL,
     ENV_REDUCER,
     ENV_STORAGE,
     ENV_TIME_LIMITS,
@@ -163,6 +164,7 @@ class Worker:
         storage: StorageConfig | None = None,
         partitions: int = 0,
         reducer: str | None = None,
+        reduce_sql: str | None = None,
         limits: watchdog.Limits | None = None,
         multi_line: bool = False,
     ) -> None:
@@ -179,7 +181,13 @@ class Worker:
         self.fmt = fmt
         spec = processor or {}
         self.exec_argv: list[str] = list(spec.get("exec") or [])
-        self.processor = processors.build(None if self.exec_argv else spec, reducer, watch=self.watch)
+        self.processor = processors.build(
+            None if self.exec_argv else spec,
+            reducer,
+            reduce_sql=reduce_sql,
+            partitions=partitions,
+            watch=self.watch,
+        )
         self.checkpoint_seconds = checkpoint_seconds
         self.checkpoint_records = checkpoint_records
         options = {str(k): str(v) for k, v in (spec.get("options") or {}).items()}
@@ -525,6 +533,7 @@ def main() -> int:
             storage=StorageConfig.from_spec(json.loads(env.get(ENV_STORAGE) or "null")),
             partitions=int(env.get(ENV_REDUCE_PARTITIONS) or 0),
             reducer=env.get(ENV_REDUCER) or None,
+            reduce_sql=env.get(ENV_REDUCE_SQL) or None,
             limits=watchdog.Limits.from_env(env.get(ENV_TIME_LIMITS)),
             multi_line=env.get(ENV_MULTI_LINE) == "true",
         )

@@ -79,7 +79,9 @@ def parse(chunk: bytes, header: list[str], columns: tuple[str, ...] | None) -> A
         lines = pc.split_pattern(pa.array([chunk.removesuffix(b"\n")], pa.string()), "\n")[0].values
         if not pc.all(pc.match_substring_regex(lines, ONE_LINE_RECORD)).as_py():
             return None  # quoting csv.reader and Arrow might read differently, or a record over lines
-    wanted = [name for name in header if columns is None or name in columns]
+    # Case-insensitive: SQL names columns so; a processor that reads fewer just gets a superset.
+    lowered = None if columns is None else {c.lower() for c in columns}
+    wanted = [name for name in header if lowered is None or name.lower() in lowered]
     try:
         return pacsv.read_csv(
             io.BytesIO(chunk),

@@ -18,6 +18,7 @@ from typing import Any
 from datajob_worker.aggregate import Aggregate
 from datajob_worker.batch_functions import DEFAULT_BATCH_SIZE, BatchFunction, OnBad, is_batch_class
 from datajob_worker.columnar import columnar_aggregate
+from datajob_worker.sql_processor import RECORDS_PER_BATCH, SqlQueries
 from datajob_worker.watchdog import Watchdog
 
 Record = Any
@@ -224,6 +225,30 @@ def _batch_class(spec: str, processor: dict[str, Any], watch: Watchdog | None) -
     )
 
 
+def _sql(map_sql: str, reduce_sql: str | None, partitions: int) -> Processor:
+    """``processor.sql`` (and ``reduce.sql``) with DuckDB on Arrow batches (sql_processor)."""
+    queries = SqlQueries(map_sql, reduce_sql, partitions)
+
+    def process_arrow(batch: Any, state: State) -> None:
+        queries.run_map(batch, state["lines"])
+
+    def process_batch(records: list[Record], state: State) -> None:
+        queries.run_records(records, state["lines"])
+
+    return Processor(
+        "sql",
+        lambda: {"lines": []},
+        lambda record, state: process_batch([record], state),
+        lambda s: "".join(f"{x}\n" for x in s["lines"]),
+        process_batch=process_batch,
+        merge=queries.merge,
+        key=queries.key if queries.reduce is not None and queries.reduce.group_columns else None,
+        process_arrow=process_arrow,
+        columns=queries.columns,
+        batch_size=RECORDS_PER_BATCH,
+    )
+
+
 def _raise(record: Record, error: Exception) -> None:
     del record
     raise error
@@ -272,12 +297,19 @@ def _line(record: Record) -> str:
 
 
 def build(
-    processor: dict[str, Any] | None, reducer: str | None = None, *, watch: Watchdog | None = None
+    processor: dict[str, Any] | None,
+    reducer: str | None = None,
+    *,
+    reduce_sql: str | None = None,
+    partitions: int = 0,
+    watch: Watchdog | None = None,
 ) -> Processor:
     """The processor a DataJob's ``spec.processor`` describes (wordcount when none is given); with a user
-    reducer (``spec.reduce.function``) the processor's function is its mapper. ``watch`` times each call
-    of a user function."""
+    reducer (``spec.reduce.function``) the processor's function is its mapper, with ``spec.reduce.sql``
+    its SQL merges the map SQL's results. ``watch`` times each call of a user function."""
     processor = processor or {"builtin": "wordcount"}
+    if processor.get("sql"):
+        return _sql(processor["sql"], reduce_sql, partitions)
     options = {str(k): str(v) for k, v in (processor.get("options") or {}).items()}
     function = processor.get("function")
     if function and is_batch_class(_load(function)):

@@ -98,9 +98,12 @@ def iter_parquet_batches(
             raise MalformedFileError(f"{path} is not a readable Parquet file: {error}") from None
         metadata = parquet.metadata
         every = parquet.schema_arrow.names
-        # Only the processor's columns; all of them where a name repeats (the record path keeps the last).
+        # Only the processor's columns (any case, as SQL names them); all where a name repeats (the record
+        # path keeps the last).
         names = (
-            None if columns is None or len(set(every)) != len(every) else [c for c in every if c in columns]
+            None
+            if columns is None or len(set(every)) != len(every)
+            else [c for c in every if c.lower() in {name.lower() for name in columns}]
         )
         done = 0
         for group in range(metadata.num_row_groups):

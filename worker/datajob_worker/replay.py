@@ -73,7 +73,13 @@ def replay_shard(
             print(f"shard {shard}: resuming from checkpoint {name} ({saved.position})", file=out)
     pieces = ", ".join(f"{p['path']} [{p['start']}, {p['end']})" for p in entry.get("pieces") or [])
     print(f"{job.name}: shard {shard} of {len(plan)}: {pieces}", file=out)
-    processor = processors.build(spec.get("processor"), (spec.get("reduce") or {}).get("function"))
+    reduce = spec.get("reduce") or {}
+    processor = processors.build(
+        spec.get("processor"),
+        reduce.get("function"),
+        reduce_sql=reduce.get("sql"),
+        partitions=int(reduce.get("partitions") or 0),
+    )
 
     def on_record(progress: runtime.Progress, state: Any, count: int) -> None:
         del progress, state, count
@@ -89,7 +95,7 @@ def replay_shard(
         on_notice,
         encoding=spec["input"].get("encoding", "utf-8"),
         bad_records=spec["input"].get("badRecordPolicy", "Fail"),
-        partitions=int((spec.get("reduce") or {}).get("partitions", 0)),
+        partitions=int(reduce.get("partitions") or 0),
         multi_line=bool(spec["input"].get("multiLine")),
     )
     task = ShardTask(shard=shard, attempt=1, checkpoint=checkpoint, input=entry)

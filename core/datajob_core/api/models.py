@@ -13,7 +13,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
+from datajob_core.api import sql_check
 from datajob_core.api.pod_policy import annotation_violations, annotations_schema, template_schema, violations
+from datajob_core.api.sql_check import MAX_SQL_CHARS
 from datajob_core.data.locations import output_inside_input
 from datajob_core.data.planning import byte_quantity
 
@@ -336,13 +338,14 @@ REQUIRED_OPTIONS = {"grep": "pattern", "aggregate": "groupBy"}
 
 
 class Processor(_Model):
-    """What the worker does with each record. Exactly one of builtin, function or exec."""
+    """What the worker does with each record. Exactly one of builtin, function, sql or exec."""
 
     model_config = ConfigDict(
         json_schema_extra=_rules(
             _rule(
-                "(has(self.builtin) ? 1 : 0) + (has(self.function) ? 1 : 0) + (has(self.exec) ? 1 : 0) == 1",
-                "spec.processor: set exactly one of builtin, function or exec",
+                "(has(self.builtin) ? 1 : 0) + (has(self.function) ? 1 : 0) + (has(self.exec) ? 1 : 0) "
+                "+ (has(self.sql) ? 1 : 0) == 1",
+                "spec.processor: set exactly one of builtin, function, sql or exec",
             ),
             _rule(
                 "(!has(self.batchSize) && !has(self.batchFormat)) || has(self.function)",
@@ -386,6 +389,16 @@ class Processor(_Model):
             "(arrow; text input is one column, line)."
         ),
     )
+    sql: str | None = Field(
+        default=None,
+        max_length=MAX_SQL_CHARS,
+        description=(
+            "One SELECT over the table input, run with DuckDB on each batch of each shard; the rows it "
+            "returns are the output (JSON Lines, columns in SELECT order). A query that needs all rows at "
+            "once (aggregates, GROUP BY, DISTINCT, ORDER BY, LIMIT, windows) needs spec.reduce.sql to merge "
+            "the batches' results. Parsed at admission."
+        ),
+    )
     exec: list[str] | None = Field(
         default=None,
         min_length=1,
@@ -396,8 +409,8 @@ class Processor(_Model):
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Processor:
-        if sum(x is not None for x in (self.builtin, self.function, self.exec)) != 1:
-            raise ValueError("spec.processor: set exactly one of builtin, function or exec")
+        if sum(x is not None for x in (self.builtin, self.function, self.sql, self.exec)) != 1:
+            raise ValueError("spec.processor: set exactly one of builtin, function, sql or exec")
         if (self.batch_size is not None or self.batch_format is not None) and self.function is None:
             raise ValueError(
                 "spec.processor.batchSize and batchFormat need spec.processor.function (a class)"
@@ -664,14 +677,29 @@ class PodTemplate(_Model):
 REDUCIBLE = ("wordcount", "aggregate")
 REDUCE_MESSAGE = (
     "spec.reduce needs a keyed processor: builtin wordcount (the default) or aggregate, or "
-    "spec.reduce.function with a spec.processor.function mapper"
+    "spec.reduce.function with a spec.processor.function mapper, or spec.reduce.sql with spec.processor.sql"
 )
 
 
 class Reduce(_Model):
-    """A reduce stage after the map shards: the result is produced by R reducers, each holding 1/R of it."""
+    """A reduce stage after the map shards: the result is produced by R reducers, each holding 1/R of it
+    (or, with sql and no partitions, by the job commit)."""
 
-    partitions: int = Field(
+    model_config = ConfigDict(
+        json_schema_extra=_rules(
+            _rule(
+                "has(self.partitions) || has(self.sql)",
+                "spec.reduce.partitions is required (only spec.reduce.sql can do without)",
+            ),
+            _rule(
+                "!has(self.sql) || !has(self.function)",
+                "spec.reduce: set function or sql, not both",
+            ),
+        )
+    )
+
+    partitions: int | None = Field(
+        default=None,
         ge=1,
         le=1024,
         description=(
@@ -691,6 +719,24 @@ class Reduce(_Model):
             "as JSON>."
         ),
     )
+    sql: str | None = Field(
+        default=None,
+        max_length=MAX_SQL_CHARS,
+        description=(
+            "One SELECT over the table partials (every row spec.processor.sql returned, on every batch of "
+            "every shard) that merges them into the result, e.g. SELECT region, sum(s) AS s FROM partials "
+            "GROUP BY region. Without partitions it runs once, in the job commit; with partitions each "
+            "reducer runs it on its keys, so it must GROUP BY plain columns (the shuffle keys)."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _partitions_or_sql(self) -> Reduce:
+        if self.partitions is None and self.sql is None:
+            raise ValueError("spec.reduce.partitions is required (only spec.reduce.sql can do without)")
+        if self.sql is not None and self.function is not None:
+            raise ValueError("spec.reduce: set function or sql, not both")
+        return self
 
 
 PROGRESS_DEADLINE_MESSAGE = (
@@ -706,7 +752,8 @@ class DataJobSpec(_Model):
         json_schema_extra=_rules(
             _rule(
                 "!has(self.reduce) || (has(self.reduce.function) ? "
-                "(has(self.processor) && has(self.processor.function)) : "
+                "(has(self.processor) && has(self.processor.function)) : has(self.reduce.sql) ? "
+                "(has(self.processor) && has(self.processor.sql)) : "
                 "(!has(self.processor) || "
                 "(has(self.processor.builtin) && self.processor.builtin in ['wordcount', 'aggregate'])))",
                 REDUCE_MESSAGE,
@@ -862,10 +909,23 @@ class DataJobSpec(_Model):
             return self
         if self.reduce.function is not None:
             ok = self.processor is not None and self.processor.function is not None
+        elif self.reduce.sql is not None:
+            ok = self.processor is not None and self.processor.sql is not None
         else:
             ok = self.processor is None or self.processor.builtin in REDUCIBLE
         if not ok:
             raise ValueError(REDUCE_MESSAGE)
+        return self
+
+    @model_validator(mode="after")
+    def _sql_runs_per_shard(self) -> DataJobSpec:
+        # CEL cannot parse SQL; the operator (before any pod starts) and datajob validate / run do.
+        sql = self.processor.sql if self.processor is not None else None
+        if sql is not None:
+            reduce_sql = self.reduce.sql if self.reduce is not None else None
+            sql_check.check_map(sql, has_reduce=reduce_sql is not None)
+            if reduce_sql is not None and self.reduce is not None:
+                sql_check.check_reduce(reduce_sql, partitions=self.reduce.partitions or 0)
         return self
 
     @model_validator(mode="after")

@@ -156,9 +156,13 @@ def worker_pod(
         env.append({"name": protocol.ENV_CHECKPOINT_RECORDS, "value": str(checkpoint["intervalRecords"])})
     env += storage_env(spec.get("storage") or {})
     if spec.get("reduce"):
-        env.append({"name": protocol.ENV_REDUCE_PARTITIONS, "value": str(spec["reduce"]["partitions"])})
-        if spec["reduce"].get("function"):
-            env.append({"name": protocol.ENV_REDUCER, "value": spec["reduce"]["function"]})
+        reduce = spec["reduce"]
+        if reduce.get("partitions"):
+            env.append({"name": protocol.ENV_REDUCE_PARTITIONS, "value": str(reduce["partitions"])})
+        if reduce.get("function"):
+            env.append({"name": protocol.ENV_REDUCER, "value": reduce["function"]})
+        if reduce.get("sql"):
+            env.append({"name": protocol.ENV_REDUCE_SQL, "value": reduce["sql"]})
     env += [{"name": e["name"], "value": e.get("value", "")} for e in spec.get("env") or []]
     container: dict[str, Any] = {
         "name": WORKER_CONTAINER,

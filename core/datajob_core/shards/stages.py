@@ -35,7 +35,7 @@ class Layout:
     @classmethod
     def for_spec(cls, map_shards: int, spec: dict[str, Any]) -> Layout:
         """A new job's layout: its planned map shards and ``spec.reduce.partitions`` reduce tasks."""
-        return cls.new(map_shards, int((spec.get("reduce") or {}).get("partitions", 0)))
+        return cls.new(map_shards, int((spec.get("reduce") or {}).get("partitions") or 0))
 
     @classmethod
     def of(cls, ledger: Ledger) -> Layout:

@@ -1,0 +1,193 @@
+"""What a DataJob's SQL may be, decided from DuckDB's parse tree (``json_serialize_sql``) before anything
+runs: at admission in the operator, and by ``datajob validate`` / ``datajob run``.
+
+``spec.processor.sql`` runs on each batch of each shard, over the table ``input``; ``spec.reduce.sql``
+merges what all of them returned, over the table ``partials``. So a map query may read only ``input`` (no
+files, no other tables, no table functions), and one that needs the whole input at once (an aggregate,
+GROUP BY, DISTINCT, ORDER BY, LIMIT, a window) must come with a reduce query. With
+``spec.reduce.partitions`` the reduce query runs per partition of its keys, so it must GROUP BY plain
+columns of ``partials`` (the shuffle keys) and must not order or limit the whole result.
+
+Only parsing happens here (DuckDB's parser, no connection to data); the only catalog read is DuckDB's
+built-in list of aggregate function names.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+INPUT_TABLE = "input"
+PARTIALS_TABLE = "partials"
+MAX_SQL_CHARS = 65536
+
+# Parts of a SELECT that make its answer depend on all rows at once, not on each batch alone.
+WHOLE_INPUT_MODIFIERS = {
+    "ORDER_MODIFIER": "ORDER BY",
+    "LIMIT_MODIFIER": "LIMIT",
+    "LIMIT_PERCENT_MODIFIER": "LIMIT",
+    "DISTINCT_MODIFIER": "DISTINCT",
+}
+
+
+class SqlError(ValueError):
+    """The SQL cannot run as the field asks; the message names the field (and the position, if known)."""
+
+
+@dataclass(frozen=True)
+class Query:
+    sql: str
+    columns: tuple[str, ...] | None  # every column name it refers to; None: it reads all (SELECT *)
+    whole_input: str | None  # why it needs all rows at once (e.g. "GROUP BY"), or None
+    group_columns: tuple[str, ...] | None  # the plain columns of its top-level GROUP BY, if it is that
+
+
+@functools.cache
+def _connection() -> Any:
+    import duckdb  # noqa: PLC0415 - only jobs with SQL pay for importing DuckDB
+
+    return duckdb.connect(config={"enable_external_access": False, "threads": 1})
+
+
+@functools.cache
+def _aggregate_functions() -> frozenset[str]:
+    rows = (
+        _connection()
+        .execute("SELECT DISTINCT function_name FROM duckdb_functions() WHERE function_type = 'aggregate'")
+        .fetchall()
+    )
+    return frozenset(str(row[0]).lower() for row in rows)
+
+
+def parse(sql: str, field: str, table: str) -> Query:
+    """``sql`` as ``field`` (e.g. ``spec.processor.sql``) over ``table``, or SqlError saying what is wrong."""
+    if not sql.strip():
+        raise SqlError(f"{field} is empty")
+    if len(sql) > MAX_SQL_CHARS:
+        raise SqlError(f"{field} is longer than {MAX_SQL_CHARS} characters")
+    text = _connection().execute("SELECT json_serialize_sql(?)", [sql]).fetchone()[0]
+    tree = json.loads(text)
+    if tree.get("error"):
+        message = tree.get("error_message", "cannot be parsed")
+        if "Only SELECT" in message:
+            raise SqlError(f"{field} must be one SELECT query (over the table {table})")
+        where = _where(sql, tree.get("position"))
+        raise SqlError(f"{field}: {message}{where}")
+    statements = tree.get("statements") or []
+    if len(statements) != 1:
+        raise SqlError(f"{field} must be exactly one SELECT query, not {len(statements)} statements")
+    node = statements[0]["node"]
+    _only_table(node, field, table, sql)
+    return Query(sql, _columns(node), _whole_input(node), _group_columns(node))
+
+
+def check_map(sql: str, *, has_reduce: bool) -> Query:
+    query = parse(sql, "spec.processor.sql", INPUT_TABLE)
+    if query.whole_input and not has_reduce:
+        raise SqlError(
+            f"spec.processor.sql uses {query.whole_input}, which needs all rows at once, but it runs on each "
+            f"batch of each shard: add spec.reduce.sql to merge the batches' results (over the table "
+            f"{PARTIALS_TABLE}), e.g. sums of sums and counts"
+        )
+    return query
+
+
+def check_reduce(sql: str, *, partitions: int) -> Query:
+    query = parse(sql, "spec.reduce.sql", PARTIALS_TABLE)
+    if partitions and not query.group_columns:
+        raise SqlError(
+            "spec.reduce.sql must GROUP BY plain columns of partials when spec.reduce.partitions is set: "
+            "each reducer merges the groups of its keys (leave partitions out to merge in one place)"
+        )
+    if partitions and query.whole_input not in (None, "GROUP BY", "an aggregate"):
+        raise SqlError(
+            f"spec.reduce.sql uses {query.whole_input} across all rows, which reducers holding one partition "
+            "each cannot do: leave spec.reduce.partitions out"
+        )
+    return query
+
+
+def _where(sql: str, position: object) -> str:
+    try:
+        at = int(str(position))
+    except ValueError:
+        return ""
+    line = sql.count("\n", 0, at) + 1
+    column = at - (sql.rfind("\n", 0, at) + 1) + 1
+    return f" (line {line}, column {column})"
+
+
+def _walk(tree: Any) -> Iterator[dict[str, Any]]:
+    if isinstance(tree, dict):
+        yield tree
+        for value in tree.values():
+            yield from _walk(value)
+    elif isinstance(tree, list):
+        for value in tree:
+            yield from _walk(value)
+
+
+def _cte_names(node: dict[str, Any]) -> set[str]:
+    names: set[str] = set()
+    for part in _walk(node):
+        for entry in (part.get("cte_map") or {}).get("map") or []:
+            names.add(str(entry.get("key", "")).lower())
+    return names
+
+
+def _only_table(node: dict[str, Any], field: str, table: str, sql: str) -> None:
+    allowed = {table} | _cte_names(node)
+    for part in _walk(node):
+        kind = part.get("type")
+        if kind == "BASE_TABLE":
+            name = str(part.get("table_name", ""))
+            if name.lower() not in allowed or part.get("schema_name") or part.get("catalog_name"):
+                where = _where(sql, part.get("query_location"))
+                raise SqlError(f"{field} may read only the table {table}, not {name}{where}")
+        elif kind == "TABLE_FUNCTION":
+            where = _where(sql, part.get("query_location"))
+            raise SqlError(f"{field} may read only the table {table}, not a table function{where}")
+
+
+def _columns(node: dict[str, Any]) -> tuple[str, ...] | None:
+    names: set[str] = set()
+    for part in _walk(node):
+        if part.get("class") == "STAR":
+            return None
+        if part.get("class") == "COLUMN_REF":
+            names.update(str(name) for name in part.get("column_names") or [])
+    return tuple(sorted(names))
+
+
+def _whole_input(node: dict[str, Any]) -> str | None:
+    if node.get("type") != "SELECT_NODE":
+        # UNION, EXCEPT, INTERSECT: only UNION ALL of per-row queries works per batch.
+        setop = node.get("setop_type", "set operation")
+        if setop != "UNION" or not node.get("setop_all"):
+            return str(setop).replace("_", " ")
+    for part in _walk(node):
+        for modifier in part.get("modifiers") or []:
+            named = WHOLE_INPUT_MODIFIERS.get(str(modifier.get("type")))
+            if named:
+                return named
+        if part.get("group_expressions"):
+            return "GROUP BY"
+        if part.get("having") or part.get("qualify"):
+            return "HAVING" if part.get("having") else "QUALIFY"
+        if part.get("class") == "WINDOW":
+            return "a window function"
+        if part.get("class") == "FUNCTION" and str(part.get("function_name", "")).lower() in (
+            _aggregate_functions()
+        ):
+            return "an aggregate"
+    return None
+
+
+def _group_columns(node: dict[str, Any]) -> tuple[str, ...] | None:
+    groups = node.get("group_expressions") or []
+    if not groups or any(g.get("class") != "COLUMN_REF" for g in groups):
+        return None
+    return tuple(str(g["column_names"][-1]) for g in groups)
