@@ -66,6 +66,7 @@ def _job(tmp_path: Path, out: str, fmt: str, **spec: Any) -> Path:
 def _whole(tmp_path: Path, fmt: str) -> list[dict[str, Any]]:
     source = f"read_{fmt}('{tmp_path / 'data'}/*.{fmt}')"
     relation = duckdb.sql(WHOLE_SQL.format(source=source))
+    assert relation is not None
     return [dict(zip(relation.columns, row, strict=True)) for row in relation.fetchall()]
 
 
@@ -118,7 +119,7 @@ def test_a_per_row_query_needs_no_reduce_and_text_is_one_column_named_line(tmp_p
 
 def test_json_lines_go_through_sql_with_their_own_types(tmp_path: Path) -> None:
     (tmp_path / "data").mkdir()
-    rows = [{"user": f"u{n % 5}", "ms": n * 3, "ok": n % 4 != 0} for n in range(5000)]
+    rows: list[dict[str, Any]] = [{"user": f"u{n % 5}", "ms": n * 3, "ok": n % 4 != 0} for n in range(5000)]
     (tmp_path / "data" / "events.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     path = manifest(
         tmp_path,
