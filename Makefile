@@ -71,6 +71,7 @@ bench: install ## Run the benchmarks (they print figures; see docs/benchmarks.md
 	$(BIN)/python benchmarks/processor_throughput.py
 	$(BIN)/python benchmarks/csv_reader.py
 	$(BIN)/python benchmarks/parquet_aggregate.py
+	$(BIN)/python benchmarks/batch_inference.py
 	$(BIN)/python benchmarks/dispatch_local.py --failures
 
 .PHONY: bench-dispatch

@@ -23,6 +23,7 @@ ENV_OUTPUT = "DATAJOB_OUTPUT"
 ENV_REDUCE_PARTITIONS = "DATAJOB_REDUCE_PARTITIONS"  # spec.reduce.partitions; unset or 0: no reduce stage
 ENV_REDUCER = "DATAJOB_REDUCER"  # spec.reduce.function, module:function
 ENV_REDUCE_SQL = "DATAJOB_REDUCE_SQL"  # spec.reduce.sql
+ENV_OUTPUT_FORMAT = "DATAJOB_OUTPUT_FORMAT"  # spec.output.format: jsonl (unset) or parquet
 ENV_STORAGE = "DATAJOB_STORAGE"  # spec.storage without credentials (endpoint, region), as JSON
 ENV_OUTPUT_OWNER = "DATAJOB_OUTPUT_OWNER"  # the output's owner id (job UID, or local fingerprint)
 ENV_CHECKPOINT_SECONDS = "DATAJOB_CHECKPOINT_SECONDS"

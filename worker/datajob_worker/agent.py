@@ -33,6 +33,7 @@ from datajob_core.protocol import (
     ENV_MULTI_LINE,
     ENV_NAMESPACE,
     ENV_OUTPUT,
+    ENV_OUTPUT_FORMAT,
     ENV_OUTPUT_OWNER,
     ENV_PLAN_FILE,
     ENV_POD,
@@ -54,6 +55,7 @@ from datajob_core.protocol import (
 from datajob_core.shards import stages
 from datajob_core.shards.rangeset import RangeSet
 from datajob_core.storage.committer import MissingOutputError
+from datajob_core.storage.output_format import OutputCodec
 
 from . import lifeline, processors, read_counter, readers, runtime, watchdog
 from .channel import ENV_ASSIGNMENT_FD, PipeChannel
@@ -165,6 +167,7 @@ class Worker:
         partitions: int = 0,
         reducer: str | None = None,
         reduce_sql: str | None = None,
+        output_format: str = "jsonl",
         limits: watchdog.Limits | None = None,
         multi_line: bool = False,
     ) -> None:
@@ -176,7 +179,6 @@ class Worker:
         self.encoding = encoding
         self.bad_records = bad_records
         self.reporter = Reporter(pod)
-        self.output = runtime.OutputDir(output, owner, storage)
         readers.use_storage(storage or StorageConfig())
         self.fmt = fmt
         spec = processor or {}
@@ -188,6 +190,8 @@ class Worker:
             partitions=partitions,
             watch=self.watch,
         )
+        codec = OutputCodec(output_format, self.processor.to_row, self.processor.from_row)
+        self.output = runtime.OutputDir(output, owner, storage, codec)
         self.checkpoint_seconds = checkpoint_seconds
         self.checkpoint_records = checkpoint_records
         options = {str(k): str(v) for k, v in (spec.get("options") or {}).items()}
@@ -431,9 +435,9 @@ class Worker:
             texts.append(committer.read_partition(shard, partition).decode())
             if self.stopping:
                 raise runtime.ShardInterruptedError
-        merged = self.processor.merge(texts).encode()
-        meta = {"partition": partition, "records": 0, "keys": merged.count(b"\n")}
-        committer.commit_shard(task.shard, task.attempt, merged, meta)
+        merged = self.processor.merge(texts)
+        meta = {"partition": partition, "records": 0, "keys": merged.count("\n")}
+        committer.commit_shard(task.shard, task.attempt, committer.codec.encode(merged), meta)
         log.info("reduce partition committed", partition=partition, keys=meta["keys"])
 
     def commit_job(self, task: ShardTask) -> None:
@@ -534,6 +538,7 @@ def main() -> int:
             partitions=int(env.get(ENV_REDUCE_PARTITIONS) or 0),
             reducer=env.get(ENV_REDUCER) or None,
             reduce_sql=env.get(ENV_REDUCE_SQL) or None,
+            output_format=env.get(ENV_OUTPUT_FORMAT) or "jsonl",
             limits=watchdog.Limits.from_env(env.get(ENV_TIME_LIMITS)),
             multi_line=env.get(ENV_MULTI_LINE) == "true",
         )

@@ -243,6 +243,7 @@ class LocalRun:
             protocol.ENV_REDUCE_PARTITIONS: str((spec.get("reduce") or {}).get("partitions") or 0),
             protocol.ENV_REDUCER: (spec.get("reduce") or {}).get("function") or "",
             protocol.ENV_REDUCE_SQL: (spec.get("reduce") or {}).get("sql") or "",
+            protocol.ENV_OUTPUT_FORMAT: (spec.get("output") or {}).get("format") or "jsonl",
             protocol.ENV_OUTPUT_OWNER: self.owner,
             protocol.ENV_CHECKPOINT_SECONDS: str(checkpoint.get("intervalSeconds", 30)),
             protocol.ENV_PROCESSOR: json.dumps(spec.get("processor"), sort_keys=True),

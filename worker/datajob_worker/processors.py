@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from datajob_core.storage.output_format import json_line, json_row
 from datajob_worker.aggregate import Aggregate
 from datajob_worker.batch_functions import DEFAULT_BATCH_SIZE, BatchFunction, OnBad, is_batch_class
 from datajob_worker.columnar import columnar_aggregate
@@ -61,6 +62,9 @@ class Processor:
     batch_size: int | None = None
     process_checked: Callable[[list[Record], State, OnBad], None] | None = None
     close: Callable[[], None] = _nothing  # when the worker process ends (the batch form's teardown())
+    # One output line as a Parquet row and back (spec.output.format: parquet; output_format.py).
+    to_row: Callable[[str], dict[str, Any]] = json_row
+    from_row: Callable[[dict[str, Any]], str] = json_line
 
     def batch(self, on_bad: OnBad | None = None) -> Callable[[list[Record], State], None]:
         checked = self.process_checked
@@ -114,7 +118,14 @@ def _wordcount() -> Processor:
         process_batch,
         merge,
         key=lambda line: line.rpartition("\t")[0],
+        to_row=_word_row,
+        from_row=lambda row: f"{row['word']}\t{row['count']}",
     )
+
+
+def _word_row(line: str) -> dict[str, Any]:
+    word, _, count = line.rpartition("\t")
+    return {"word": word, "count": int(count)}
 
 
 def _grep(options: dict[str, str]) -> Processor:
@@ -289,7 +300,14 @@ def _map_reduce(mapper_spec: str, reducer_spec: str, watch: Watchdog | None = No
         render,
         merge=merge,
         key=lambda line: line.partition("\t")[0],
+        to_row=_key_value_row,
+        from_row=lambda row: f"{row['key']}\t{row['value']}",
     )
+
+
+def _key_value_row(line: str) -> dict[str, Any]:
+    key, _, value = line.partition("\t")
+    return {"key": key, "value": value}  # both as their JSON text: any type, one column type
 
 
 def _line(record: Record) -> str:

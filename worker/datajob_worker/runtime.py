@@ -29,6 +29,7 @@ from datajob_core.data.locations import StorageConfig
 from datajob_core.protocol import ShardTask
 from datajob_core.storage.checkpoint_store import CheckpointStore, CheckpointUnreadableError, Saved
 from datajob_core.storage.committer import Committer, ForeignOutputError
+from datajob_core.storage.output_format import OutputCodec
 from datajob_core.storage.stores import Store
 
 from . import csv_arrow, csv_records, readers
@@ -96,12 +97,18 @@ class Progress:
 class OutputDir:
     """The job's output (a directory or an object prefix): the committer and the checkpoints in it."""
 
-    def __init__(self, root: str, owner: str | None = None, config: StorageConfig | None = None) -> None:
+    def __init__(
+        self,
+        root: str,
+        owner: str | None = None,
+        config: StorageConfig | None = None,
+        codec: OutputCodec | None = None,
+    ) -> None:
         self.store = Store(root, config)
         self.owner = (
             owner  # the job that owns this output (datajob_core.storage.output_identity); records name it
         )
-        self.committer = Committer(self.store, owner)
+        self.committer = Committer(self.store, owner, codec)
         self.checkpoints = CheckpointStore(self.store)
 
     def committed(self, shard: int) -> dict[str, Any] | None:
@@ -125,7 +132,7 @@ class OutputDir:
         return self.committer.commit_shard(
             shard,
             attempt,
-            None if data is None else data.encode(),
+            None if data is None else self.committer.codec.encode(data),
             meta,
             dead_letters=None if dead_letters is None else dead_letters.encode(),
             partitions=None if partitions is None else [p.encode() for p in partitions],

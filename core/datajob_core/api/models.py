@@ -296,6 +296,14 @@ class Output(_Model):
             "remove what that job wrote and start afresh, instead of failing with OutputInUse."
         ),
     )
+    format: Literal["jsonl", "parquet"] | None = Field(
+        default=None,
+        description=(
+            "How part-*, part-r-* and result are written: jsonl (the default: one output line each) or "
+            "parquet (one row per output line: a JSON object's keys as columns; word count as word, count; "
+            "other lines as one column, line). The _SUCCESS manifest names the format."
+        ),
+    )
 
     @model_validator(mode="after")
     def _path_only(self) -> Output:

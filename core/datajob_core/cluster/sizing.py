@@ -150,6 +150,8 @@ def worker_pod(
         {"name": protocol.ENV_TERMINATION_LOG, "value": TERMINATION_MESSAGE_PATH},
         {"name": protocol.ENV_TIME_LIMITS, "value": time_limits(spec)},
     ]
+    if (spec.get("output") or {}).get("format"):
+        env.append({"name": protocol.ENV_OUTPUT_FORMAT, "value": spec["output"]["format"]})
     if (spec.get("input") or {}).get("multiLine"):
         env.append({"name": protocol.ENV_MULTI_LINE, "value": "true"})
     if checkpoint.get("intervalRecords"):

@@ -33,6 +33,7 @@ from typing import Any
 
 from datajob_core.data import shuffle
 from datajob_core.storage.checkpoint_store import DIRECTORY as CHECKPOINTS
+from datajob_core.storage.output_format import OutputCodec
 from datajob_core.storage.stores import Store
 
 ATTEMPTS = "_attempts"
@@ -93,8 +94,10 @@ class JobCommit:
 
 
 class Committer:
-    def __init__(self, store: Store, owner: str | None = None) -> None:
+    def __init__(self, store: Store, owner: str | None = None, codec: OutputCodec | None = None) -> None:
         self.store = store
+        # How published objects are written (spec.output.format); merges see their text.
+        self.codec = codec or OutputCodec()
         self.owner = (
             owner  # the job that owns the output (datajob_core.storage.output_identity); records name it
         )
@@ -233,7 +236,7 @@ class Committer:
                 }
                 if not partitions:
                     data = self._publish(shard, record, part_name(shard))
-                    texts.append(data.decode())
+                    texts.append(self.codec.decode(data))
                     entry.update(object=part_name(shard), size=len(data), checksum=checksum(data))
                 self._publish_bad_records(shard, record)
                 on_shard(shard)
@@ -248,7 +251,7 @@ class Committer:
                         return self._adopt(adopted)
                     raise MissingOutputError(task, f"reduce partition {partition} has no commit record")
                 data = self._publish(task, record, reduce_part_name(partition))
-                texts.append(data.decode())
+                texts.append(self.codec.decode(data))
                 reduced.append(
                     {
                         "partition": partition,
@@ -259,7 +262,7 @@ class Committer:
                     }
                 )
                 on_shard(task)
-            result = ("".join(texts) if partitions else merge(texts)).encode()
+            result = self.codec.encode("".join(texts) if partitions else merge(texts))
             if not self.store.create(RESULT, result):
                 # An earlier or concurrent commit of the same records got there first: its bytes are the
                 # same for a deterministic merge. Different bytes with nothing published yet are stale
@@ -277,6 +280,7 @@ class Committer:
                 "version": MANIFEST_VERSION,
                 "owner": self.owner,
                 "result": {"object": RESULT, "size": len(result), "checksum": checksum(result)},
+                "format": self.codec.format,
                 "shards": entries,
                 "missingShards": [s for s, r in enumerate(records) if r is None],
             }

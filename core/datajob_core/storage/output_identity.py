@@ -45,6 +45,9 @@ def fingerprint(plan: list[dict[str, Any]], spec: dict[str, Any]) -> str:
         "command": spec.get("command"),
         "args": spec.get("args"),
     }
+    output_format = (spec.get("output") or {}).get("format") or "jsonl"
+    if output_format != "jsonl":  # only then: outputs written before the field keep their identity
+        basis["outputFormat"] = output_format
     return "sha256:" + hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()
 
 
