@@ -45,6 +45,7 @@ DUCKDB = """
 import json, sys, duckdb
 con = duckdb.connect()
 con.execute(f"SET threads = {int(sys.argv[2])}")
+con.execute("SET enable_progress_bar = false")
 rows = con.execute(
     f"SELECT region, count(*), sum(amount), min(amount), max(amount) FROM read_{sys.argv[3]}(?) "
     "GROUP BY region ORDER BY region", [sys.argv[1]]).fetchall()

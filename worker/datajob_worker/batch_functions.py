@@ -24,8 +24,6 @@ import json
 from collections.abc import Callable, Iterable
 from typing import Any
 
-import pyarrow as pa
-
 # Records given to the batch function per call when the spec does not say.
 DEFAULT_BATCH_SIZE = 256
 BATCH_FORMATS = ("records", "arrow")
@@ -118,6 +116,8 @@ class BatchFunction:
     def _batch(self, records: list[Record]) -> Any:
         if self.fmt == "records":
             return records
+        import pyarrow as pa  # noqa: PLC0415 - only the arrow batch format pays for importing pyarrow
+
         if all(isinstance(r, str) for r in records):
             return pa.RecordBatch.from_pydict({"line": records})
         if all(isinstance(r, dict) for r in records):
@@ -129,7 +129,7 @@ def output_lines(result: Any) -> list[str]:
     """The lines ``process_batch`` returned, one per item; a JSON value is written with sorted keys."""
     if result is None:
         return []
-    if isinstance(result, pa.Table | pa.RecordBatch):
+    if callable(getattr(result, "to_pylist", None)):  # a pyarrow Table or RecordBatch
         result = result.to_pylist()
     if isinstance(result, str | bytes | dict):
         raise TypeError(

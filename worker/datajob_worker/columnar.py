@@ -116,3 +116,24 @@ def columnar_aggregate(
                     entry[at + 3] = high
 
     return process_arrow
+
+
+# Bytes Python's str.split() takes for whitespace but Arrow's ascii_split_whitespace does not.
+_PYTHON_ONLY_WHITESPACE = (b"\x1c", b"\x1d", b"\x1e", b"\x1f")
+
+
+def columnar_word_count(chunk: bytes, state: State) -> bool:
+    """Word count over a chunk of whole text lines: Arrow splits and counts the words (in C++), the state
+    gets one addition per distinct word. Only for ASCII text without the separators \\x1c-\\x1f: there,
+    Arrow's whitespace is Python's, so the counts are the record path's (``str.split()`` per line)."""
+    if not chunk.isascii() or any(separator in chunk for separator in _PYTHON_ONLY_WHITESPACE):
+        return False
+    import pyarrow as pa  # noqa: PLC0415 - only columnar jobs pay for importing pyarrow
+    import pyarrow.compute as pc  # noqa: PLC0415
+
+    words = pc.ascii_split_whitespace(pa.array([chunk.decode("ascii")], pa.string())).flatten()
+    counted = pc.value_counts(words)
+    counts = dict(zip(counted.field(0).to_pylist(), counted.field(1).to_pylist(), strict=True))
+    counts.pop("", None)  # Arrow keeps an empty word before leading / after trailing whitespace; split() not
+    state["counts"].update(counts)
+    return True

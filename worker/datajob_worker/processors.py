@@ -18,7 +18,7 @@ from typing import Any
 from datajob_core.storage.output_format import json_line, json_row
 from datajob_worker.aggregate import Aggregate
 from datajob_worker.batch_functions import DEFAULT_BATCH_SIZE, BatchFunction, OnBad, is_batch_class
-from datajob_worker.columnar import columnar_aggregate
+from datajob_worker.columnar import columnar_aggregate, columnar_word_count
 from datajob_worker.sql_processor import RECORDS_PER_BATCH, SqlQueries
 from datajob_worker.watchdog import Watchdog
 
@@ -57,6 +57,9 @@ class Processor:
     process_arrow: Callable[[Any, State], None] | None = None
     # The only columns the processor reads (None: every column); Parquet readers read just these.
     columns: tuple[str, ...] | None = None
+    # Optional: folds a chunk of whole text lines (raw bytes) into the state at once, if it can read them
+    # exactly as the record path would; False: it cannot, and the rest of the piece takes the record path.
+    process_text: Callable[[bytes, State], bool] | None = None
     # The batch form of user code (batch_functions): records per call, and the call itself, which is told
     # about records that fail alone (the bad-record policy).
     batch_size: int | None = None
@@ -118,6 +121,7 @@ def _wordcount() -> Processor:
         process_batch,
         merge,
         key=lambda line: line.rpartition("\t")[0],
+        process_text=columnar_word_count,
         to_row=_word_row,
         from_row=lambda row: f"{row['word']}\t{row['count']}",
     )

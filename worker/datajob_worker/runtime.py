@@ -285,6 +285,12 @@ def run_shard(task: ShardTask, context: ShardContext) -> Progress:
             progress.piece += 1
             progress.offset = None
             continue
+        if _columnar_text(context) and not progress.record_path:
+            with readers.open_binary(path) as handle:
+                if _text_arrow_piece(handle, piece, progress, state, context=context, on_record=on_record):
+                    progress.piece += 1
+                    progress.offset = None
+                    continue
         if context.fmt == "csv" and _columnar_csv(context) and not progress.record_path:
             with readers.open_binary(path) as handle:
                 if _csv_arrow_piece(handle, piece, progress, state, context=context, on_record=on_record):
@@ -425,6 +431,48 @@ def _csv_arrow_piece(
         progress.offset, progress.records = at, progress.records + table.num_rows
         progress.bytes += len(chunk)
         on_record(progress, state, table.num_rows)
+    return True
+
+
+def _columnar_text(context: ShardContext) -> bool:
+    """Text in chunks for a processor that folds whole chunks (word count), where ASCII decodes alike."""
+    return (
+        context.fmt == "text"
+        and context.processor.process_text is not None
+        and codecs.lookup(context.encoding).name in ("utf-8", "ascii")
+    )
+
+
+def _text_arrow_piece(
+    handle: IO[bytes],
+    piece: dict[str, Any],
+    progress: Progress,
+    state: State,
+    *,
+    context: ShardContext,
+    on_record: Callable[[Progress, State, int], None],
+) -> bool:
+    """A text piece in chunks of whole lines (cut as csv_arrow cuts them, so a resumed attempt reads the
+    same chunks); True when it is done, False when the rest must be read record by record from
+    ``progress.offset`` (set, with ``progress.record_path``). Records and bytes count as on the record
+    path: one record per line, the file's byte-order mark not counted."""
+    start, end = int(piece["start"]), int(piece["end"])
+    fold = context.processor.process_text
+    assert fold is not None
+    at = readers.align(handle, start, progress.offset)
+    for after, chunk in csv_arrow.chunks(handle, at, end):
+        body = chunk.removeprefix(codecs.BOM_UTF8) if at == 0 else chunk
+        if not fold(body, state):
+            progress.offset, progress.record_path = at, True
+            return False
+        lines = body.count(b"\n") + (1 if body and not body.endswith(b"\n") else 0)
+        at = after
+        progress.offset, progress.records, progress.bytes = (
+            at,
+            progress.records + lines,
+            progress.bytes + len(body),
+        )
+        on_record(progress, state, lines)
     return True
 
 
