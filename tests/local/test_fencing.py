@@ -14,7 +14,14 @@ from datajob_core.shards.ledger import Ledger
 from datajob_core.storage.checkpoint_store import CheckpointCollector, CheckpointStore
 from datajob_testenv.localjobs import committed_text
 from datajob_worker import processors
-from datajob_worker.runtime import OutputDir, Progress, ShardContext, ShardInterruptedError, run_shard
+from datajob_worker.runtime import (
+    CALLBACK_EVERY,
+    OutputDir,
+    Progress,
+    ShardContext,
+    ShardInterruptedError,
+    run_shard,
+)
 
 LINES = 3000
 
@@ -55,7 +62,8 @@ def checkpointing(
         if stop_after is not None and progress.records >= stop_after:
             raise ShardInterruptedError
 
-    return ShardContext("text", processors.build(None), output, on_record)
+    # A position every CALLBACK_EVERY lines, as a worker with checkpoint.intervalRecords set gets them.
+    return ShardContext("text", processors.build(None), output, on_record, chunk_lines=CALLBACK_EVERY)
 
 
 def test_a_kill_between_writing_a_checkpoint_and_reporting_it_loses_nothing(tmp_path: Path) -> None:

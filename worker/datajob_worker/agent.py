@@ -389,6 +389,7 @@ class Worker:
                     bad_records=self.bad_records,
                     multi_line=self.multi_line,
                     partitions=self.partitions,
+                    chunk_lines=self.checkpoint_records,
                 )
                 progress = runtime.run_shard(task, context)
                 records, bytes_read, skipped = progress.records, progress.bytes, progress.skipped

@@ -21,10 +21,13 @@ from typing import IO, Any
 CHUNK_BYTES = 4 << 20
 
 
-def chunks(handle: IO[bytes], at: int, end: int, size: int | None = None) -> Iterator[tuple[int, bytes]]:
+def chunks(
+    handle: IO[bytes], at: int, end: int, size: int | None = None, lines: int | None = None
+) -> Iterator[tuple[int, bytes]]:
     """``(offset after the chunk, chunk)`` for the lines that start in ``[at, end)``: each chunk is what
-    ``size`` bytes read at its own start hold up to their last line end (more if one line is longer), so
-    where a chunk ends depends only on where it starts: a resumed attempt cuts as an undisturbed one."""
+    ``size`` bytes read at its own start hold up to their last line end (more if one line is longer), and
+    at most ``lines`` lines if given, so where a chunk ends depends only on where it starts: a resumed
+    attempt cuts as an undisturbed one."""
     size = size or CHUNK_BYTES
     while at < end:
         handle.seek(at)
@@ -40,10 +43,21 @@ def chunks(handle: IO[bytes], at: int, end: int, size: int | None = None) -> Ite
             data += more
         last = limit <= len(data)
         chunk = data[: cut + 1] if cut != -1 else data  # no line end left: the file's last line
+        if lines is not None and chunk.count(b"\n") > lines:
+            cut, last = _line_end(chunk, lines), False
+            chunk = chunk[: cut + 1]
         at += len(chunk)
         yield at, chunk
         if last or cut == -1:
             return
+
+
+def _line_end(data: bytes, lines: int) -> int:
+    """The index of the ``lines``-th line end in ``data`` (which has more than that many)."""
+    cut = -1
+    for _ in range(lines):
+        cut = data.find(b"\n", cut + 1)
+    return cut
 
 
 def utf8(encoding: str) -> bool:

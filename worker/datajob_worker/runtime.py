@@ -157,6 +157,9 @@ class ShardContext:
     bad_records: str = "Fail"  # spec.input.badRecordPolicy
     partitions: int = 0  # spec.reduce.partitions: split the output by key for the reducers
     multi_line: bool = False  # spec.input.multiLine: CSV records may span lines in a split file
+    # spec.checkpoint.intervalRecords: text read in chunks (word count) cuts a chunk after that many lines,
+    # so a position (where a checkpoint can be) comes at least that often, as on the record path.
+    chunk_lines: int | None = None
 
 
 def resume_point(
@@ -460,7 +463,7 @@ def _text_arrow_piece(
     fold = context.processor.process_text
     assert fold is not None
     at = readers.align(handle, start, progress.offset)
-    for after, chunk in csv_arrow.chunks(handle, at, end):
+    for after, chunk in csv_arrow.chunks(handle, at, end, lines=context.chunk_lines):
         body = chunk.removeprefix(codecs.BOM_UTF8) if at == 0 else chunk
         if not fold(body, state):
             progress.offset, progress.record_path = at, True
