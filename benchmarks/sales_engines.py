@@ -2,10 +2,11 @@
 Polars and DuckDB with N threads, on the same files in the same run, outputs checked equal.
 
 Every contender runs as its own process (start-up included, as for `datajob run`), rounds interleaved;
-the figure is the median. Polars and DuckDB are not dependencies of datajob: install them to compare
-(`.venv/bin/pip install polars duckdb`); a missing one is reported and skipped.
+the figure is the median. Polars is not a dependency of datajob: install it to compare
+(`.venv/bin/pip install polars`); a missing engine is reported and skipped.
 
-Run: .venv/bin/python benchmarks/sales_engines.py [--mb 300] [--workers 2] [--rounds 3]
+Run: .venv/bin/python benchmarks/sales_engines.py [--mb 300] [--workers 2] [--rounds 3] [--format csv]
+     [--processor sql]
 """
 
 from __future__ import annotations
@@ -90,10 +91,33 @@ def make_orders(directory: Path, megabytes: float, files: int = 8, fmt: str = "p
     return per_file * files
 
 
-def manifest(work: Path, data: Path, workers: int, name: str = "sales", fmt: str = "parquet") -> Path:
-    """examples/sales/datajob.yaml as it is (CSV) or switched to the Parquet copy, as its comment says."""
+# --processor sql: the same aggregate as spec.processor.sql / spec.reduce.sql (DuckDB in every worker).
+MAP_SQL = (
+    "SELECT region, count(*) AS count, sum(amount) AS sum, min(amount) AS min, max(amount) AS max "
+    "FROM input GROUP BY region"
+)
+REDUCE_SQL = (
+    "SELECT region, sum(count) AS count, sum(sum) AS sum, min(min) AS min, max(max) AS max "
+    "FROM partials GROUP BY region ORDER BY region"
+)
+
+
+def manifest(
+    work: Path,
+    data: Path,
+    workers: int,
+    name: str = "sales",
+    fmt: str = "parquet",
+    *,
+    processor: str = "builtin",
+) -> Path:
+    """examples/sales/datajob.yaml as it is (CSV) or switched to the Parquet copy, as its comment says;
+    with ``processor="sql"`` the aggregate is written in SQL instead of the builtin."""
     example = yaml.safe_load((Path(__file__).parents[1] / "examples" / "sales" / "datajob.yaml").read_text())
     spec = example["spec"]
+    if processor == "sql":
+        spec["processor"] = {"sql": MAP_SQL}
+        spec["reduce"] = {"sql": REDUCE_SQL}
     spec["input"].update(uris=[f"{data}/*.{fmt}"], format=fmt)
     spec["output"] = {"uri": str(work / f"{name}-out"), "overwrite": True}
     spec["workers"] = workers
@@ -128,6 +152,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--format", choices=["parquet", "csv"], default="parquet")
+    parser.add_argument("--processor", choices=["builtin", "sql"], default="builtin")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="datajob-engines-") as directory:
         work = Path(directory)
@@ -135,12 +160,16 @@ def main() -> None:
         rows = make_orders(work / "data", args.mb, fmt=fmt)
         size = sum(p.stat().st_size for p in (work / "data").iterdir())
         glob = str(work / "data" / f"*.{fmt}")
-        job = manifest(work, work / "data", args.workers, fmt=fmt)
+        job = manifest(work, work / "data", args.workers, fmt=fmt, processor=args.processor)
         datajob = [str(Path(sys.executable).with_name("datajob")), "run", str(job)]
         contenders: dict[str, list[str]] = {"datajob run": datajob}
         # The same job over 1,000 rows: what `datajob run` costs whatever the data (start, plan, commit).
         make_orders(work / "tiny", 1000 / ROWS_PER_MB, files=1, fmt=fmt)
-        tiny = [datajob[0], "run", str(manifest(work, work / "tiny", args.workers, "tiny", fmt))]
+        tiny = [
+            datajob[0],
+            "run",
+            str(manifest(work, work / "tiny", args.workers, "tiny", fmt, processor=args.processor)),
+        ]
         threads = {"POLARS_MAX_THREADS": str(args.workers)}
         if importlib.util.find_spec("polars"):
             contenders["Polars"] = [
@@ -167,7 +196,8 @@ def main() -> None:
                     else json.loads(stdout)
                 )
         print(
-            f"sales by region over {size / 1e6:.0f} MB of {fmt} ({rows:,} rows, 8 files), {args.workers} "
+            f"sales by region ({args.processor}) over {size / 1e6:.0f} MB of {fmt} ({rows:,} rows, 8 files), "
+            f"{args.workers} "
             f"workers / threads, median of {args.rounds} interleaved runs"
         )
         missing = [n for n in ("Polars", "DuckDB") if n not in contenders]
