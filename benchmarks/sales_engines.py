@@ -93,8 +93,8 @@ def make_orders(directory: Path, megabytes: float, files: int = 8, fmt: str = "p
 
 # --processor sql: the same aggregate as spec.processor.sql / spec.reduce.sql (DuckDB in every worker).
 MAP_SQL = (
-    "SELECT region, count(*) AS count, sum(amount) AS sum, min(amount) AS min, max(amount) AS max "
-    "FROM input GROUP BY region"
+    "SELECT region, count(*) AS count, sum(amount::DOUBLE) AS sum, min(amount::DOUBLE) AS min, "
+    "max(amount::DOUBLE) AS max FROM input GROUP BY region"
 )
 REDUCE_SQL = (
     "SELECT region, sum(count) AS count, sum(sum) AS sum, min(min) AS min, max(max) AS max "

@@ -23,8 +23,8 @@ from datajob_worker.local_runner import LocalRun
 
 ROWS_PER_FILE = 2400
 MAP_SQL = (
-    "SELECT region, count(*) AS n, sum(amount) AS s, min(amount) AS lo, max(quantity) AS hi "
-    "FROM input WHERE amount > 1 GROUP BY region"
+    "SELECT region, count(*) AS n, sum(amount::DOUBLE) AS s, min(amount::DOUBLE) AS lo, "
+    "max(quantity::BIGINT) AS hi FROM input WHERE amount::DOUBLE > 1 GROUP BY region"
 )
 REDUCE_SQL = (
     "SELECT region, sum(n) AS n, round(sum(s), 6) AS s, min(lo) AS lo, max(hi) AS hi "
@@ -175,3 +175,59 @@ def test_a_failing_query_fails_the_job_with_duckdbs_reason(tmp_path: Path) -> No
     state = LocalRun(yaml.safe_load(path.read_text()), tmp_path, out=io.StringIO(), grace_seconds=2).run()
     assert state.phase is Phase.FAILED
     assert "no_such_column" in state.message, state.message
+
+
+def test_columns_keep_their_input_types_in_every_batch(tmp_path: Path) -> None:
+    """CSV text stays text (a zip code keeps its leading zero), JSON keys missing from the first record
+    are columns too, and a Parquet string column is never read as a number."""
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "a.csv").write_text("zip,n\n01234,1\n99999,2\n")
+    csv_job = manifest(
+        tmp_path,
+        "csv",
+        input={"uris": ["data/*.csv"], "format": "csv"},
+        processor={"sql": "SELECT zip, typeof(zip) AS t, n::BIGINT * 2 AS twice FROM input"},
+    )
+    assert datajob(["run", str(csv_job)]) == 0
+    assert [json.loads(line) for line in (tmp_path / "csv" / "result").open()] == [
+        {"zip": "01234", "t": "VARCHAR", "twice": 2},
+        {"zip": "99999", "t": "VARCHAR", "twice": 4},
+    ]
+    (tmp_path / "data" / "b.jsonl").write_text('{"a": 1}\n{"a": 2, "b": 5}\n')
+    jsonl_job = manifest(
+        tmp_path,
+        "jsonl",
+        input={"uris": ["data/*.jsonl"], "format": "jsonl"},
+        processor={"sql": "SELECT a, b FROM input"},
+    )
+    assert datajob(["run", str(jsonl_job)]) == 0
+    assert [json.loads(line) for line in (tmp_path / "jsonl" / "result").open()] == [
+        {"a": 1, "b": None},
+        {"a": 2, "b": 5},
+    ]
+
+
+def test_a_json_key_of_several_types_or_two_output_columns_of_one_name_fail_with_a_reason(
+    tmp_path: Path,
+) -> None:
+    for name, lines, sql, reason in [
+        (
+            "types",
+            '{"v": 1}\n{"v": "n/a"}\n',
+            "SELECT v FROM input",
+            "a JSON key 'v' holds values of several types",
+        ),
+        ("names", '{"v": 1}\n', "SELECT 1 AS x, 2 AS x FROM input", "more than one column named x"),
+    ]:
+        (tmp_path / f"data-{name}").mkdir()
+        (tmp_path / f"data-{name}" / "a.jsonl").write_text(lines)
+        path = manifest(
+            tmp_path,
+            name,
+            input={"uris": [f"data-{name}/*.jsonl"], "format": "jsonl"},
+            processor={"sql": sql},
+            retryPolicy={"maxShardAttempts": 1},
+            workers=1,
+        )
+        state = LocalRun(yaml.safe_load(path.read_text()), tmp_path, out=io.StringIO(), grace_seconds=2).run()
+        assert state.phase is Phase.FAILED and reason in state.message, state.message

@@ -9,9 +9,10 @@ reducer. One DuckDB thread and batches cut at fixed places make every result the
 DuckDB runs with external access off: the SQL can read the batch and nothing else (no files, no network),
 whatever the query says; the API's checks (datajob_core.api.sql_check) refuse such queries earlier still.
 
-CSV values are text; a text column whose non-blank values in a batch are all integers is given to the query
-as BIGINT, all numbers as DOUBLE (blanks as NULL), anything else as VARCHAR, so ``sum(amount)`` works on CSV
-as it does on Parquet. A dirty column is text in the batches where it is dirty: ``TRY_CAST`` handles that.
+Columns keep the type their input gives them: Parquet's own, JSON's (one type per key: a key holding a
+number in one record and a string in another fails the attempt, saying so), and text for CSV, whose values
+are strings on every path, so a CSV query casts (``sum(amount::DOUBLE)``, ``TRY_CAST`` for dirty columns).
+Never inferring a type from a batch's values keeps a column's type the same in every batch and attempt.
 """
 
 from __future__ import annotations
@@ -28,9 +29,10 @@ State = dict[str, Any]
 
 # Records per query on the record path (JSON Lines, text, CSV chunks Arrow could not read as csv would).
 RECORDS_PER_BATCH = 16384
-# A number as text, as the aggregate's columnar path reads it (no "inf", "nan", "1_000", blanks around).
-DECIMAL = r"^[+-]?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+)?$"
-INTEGER = r"^[+-]?[0-9]{1,18}$"
+
+
+class SqlInputError(ValueError):
+    """Records the query cannot be given as one table (a JSON key with values of several types)."""
 
 
 class SqlQueries:
@@ -59,7 +61,7 @@ class SqlQueries:
         """The map query on one Arrow batch; its rows appended to ``lines``."""
         if batch.num_rows == 0:
             return
-        lines.extend(self._query(self.map.sql, sql_check.INPUT_TABLE, _typed(batch)))
+        lines.extend(self._query(self.map.sql, sql_check.INPUT_TABLE, batch))
 
     def run_records(self, records: list[Record], lines: list[str]) -> None:
         import pyarrow as pa  # noqa: PLC0415
@@ -69,21 +71,20 @@ class SqlQueries:
         if all(isinstance(r, str) for r in records):
             batch = pa.table({"line": records})
         elif all(isinstance(r, dict) for r in records):
-            batch = pa.Table.from_pylist(records)
+            batch = table_of(records, "a JSON key")
         else:
-            batch = pa.table({"value": records})
+            batch = table_of([{"value": r} for r in records], "JSON values")
         self.run_map(batch, lines)
 
     def merge(self, parts: list[str]) -> str:
         """The reduce query over the rows of ``parts``; without one, the parts concatenated."""
         if self.reduce is None:
             return "".join(parts)
-        import pyarrow as pa  # noqa: PLC0415
 
         rows = [json.loads(line) for text in parts for line in text.splitlines() if line]
         if not rows:
             return ""
-        lines = self._query(self.reduce.sql, sql_check.PARTIALS_TABLE, pa.Table.from_pylist(rows))
+        lines = self._query(self.reduce.sql, sql_check.PARTIALS_TABLE, table_of(rows, "a partial column"))
         return "".join(f"{line}\n" for line in lines)
 
     def key(self, line: str) -> str:
@@ -100,35 +101,40 @@ class SqlQueries:
         finally:
             connection.unregister(table)
         names = result.schema.names
+        if len(set(names)) != len(names):
+            twice = sorted({name for name in names if names.count(name) > 1})
+            raise SqlInputError(
+                f"the query returns more than one column named {', '.join(twice)}: name them apart"
+            )
         return [
             json.dumps(dict(zip(names, values, strict=True)), default=_plain)
             for values in zip(*(column.to_pylist() for column in result.columns), strict=True)
         ]
 
 
-def _typed(batch: Any) -> Any:
-    """Text columns that hold only numbers (and blanks) as numbers; everything else as it is."""
+def table_of(rows: list[dict[str, Any]], what: str) -> Any:
+    """Rows as an Arrow table with every key any row has (a missing key is NULL), one type per column."""
     import pyarrow as pa  # noqa: PLC0415
-    import pyarrow.compute as pc  # noqa: PLC0415
 
-    columns, changed = [], False
-    for column in batch.columns:
-        if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
-            columns.append(column)
-            continue
-        blank = pc.equal(column, "")
-        filled = pc.or_kleene(blank, pc.is_null(column))
-        typed = column
-        for pattern, kind in ((INTEGER, pa.int64()), (DECIMAL, pa.float64())):
-            numbers = pc.match_substring_regex(column, pattern)
-            if pc.all(pc.or_kleene(filled, numbers)).as_py() and not pc.all(filled).as_py():
-                typed = pc.if_else(blank, pa.scalar(None, column.type), column).cast(kind)
-                changed = True
-                break
-        columns.append(typed)
-    if not changed:
-        return batch
-    return pa.table(columns, names=batch.schema.names)
+    names: dict[str, None] = {}
+    for row in rows:
+        names.update(dict.fromkeys(row))
+    columns = {}
+    for name in names:
+        values = [row.get(name) for row in rows]
+        try:
+            columns[name] = pa.array(values)
+        except OverflowError:
+            if not all(v is None or isinstance(v, int) for v in values):
+                raise
+            columns[name] = pa.array(values, pa.decimal128(38, 0))  # sums beyond BIGINT (DuckDB's HUGEINT)
+        except pa.ArrowException as error:
+            kinds = sorted({type(v).__name__ for v in values if v is not None})
+            raise SqlInputError(
+                f"{what} {name!r} holds values of several types in one batch ({', '.join(kinds)}): SQL needs "
+                f"one type per column ({error})"
+            ) from None
+    return pa.table(columns) if columns else pa.table({"value": [None] * len(rows)})
 
 
 def _plain(value: Any) -> Any:

@@ -33,6 +33,32 @@ WHOLE_INPUT_MODIFIERS = {
 }
 
 
+# Functions whose answer can change when a batch is run again: a retried attempt would write other rows.
+VOLATILE_FUNCTIONS = frozenset(
+    {
+        "random",
+        "setseed",
+        "uuid",
+        "gen_random_uuid",
+        "uuidv4",
+        "uuidv7",
+        "now",
+        "current_timestamp",
+        "get_current_timestamp",
+        "transaction_timestamp",
+        "current_date",
+        "current_time",
+        "today",
+        "get_current_time",
+        "epoch_ms_now",
+        "nextval",
+        "currval",
+    }
+)
+# Functions that read the engine's configuration (paths on the worker, for one) rather than the data.
+SETTINGS_FUNCTIONS = frozenset({"current_setting", "getvariable", "which_secret", "current_schemas"})
+
+
 class SqlError(ValueError):
     """The SQL cannot run as the field asks; the message names the field (and the position, if known)."""
 
@@ -43,6 +69,7 @@ class Query:
     columns: tuple[str, ...] | None  # every column name it refers to; None: it reads all (SELECT *)
     whole_input: str | None  # why it needs all rows at once (e.g. "GROUP BY"), or None
     group_columns: tuple[str, ...] | None  # the plain columns of its top-level GROUP BY, if it is that
+    per_partition: bool  # a reduce query reducers can run on their own keys (see _per_partition)
 
 
 @functools.cache
@@ -81,7 +108,7 @@ def parse(sql: str, field: str, table: str) -> Query:
         raise SqlError(f"{field} must be exactly one SELECT query, not {len(statements)} statements")
     node = statements[0]["node"]
     _only_table(node, field, table, sql)
-    return Query(sql, _columns(node), _whole_input(node), _group_columns(node))
+    return Query(sql, _columns(node), _whole_input(node), _group_columns(node), _per_partition(node))
 
 
 def check_map(sql: str, *, has_reduce: bool) -> Query:
@@ -102,10 +129,11 @@ def check_reduce(sql: str, *, partitions: int) -> Query:
             "spec.reduce.sql must GROUP BY plain columns of partials when spec.reduce.partitions is set: "
             "each reducer merges the groups of its keys (leave partitions out to merge in one place)"
         )
-    if partitions and query.whole_input not in (None, "GROUP BY", "an aggregate"):
+    if partitions and not query.per_partition:
         raise SqlError(
-            f"spec.reduce.sql uses {query.whole_input} across all rows, which reducers holding one partition "
-            "each cannot do: leave spec.reduce.partitions out"
+            "spec.reduce.sql needs more than one partition's rows (ORDER BY, LIMIT, DISTINCT, ROLLUP or "
+            "grouping sets, a subquery, join or window), which reducers holding one partition each cannot "
+            "give: leave spec.reduce.partitions out"
         )
     return query
 
@@ -114,6 +142,8 @@ def _where(sql: str, position: object) -> str:
     try:
         at = int(str(position))
     except ValueError:
+        return ""
+    if not 0 <= at <= len(sql):  # no position (DuckDB says 2**64 - 1)
         return ""
     line = sql.count("\n", 0, at) + 1
     column = at - (sql.rfind("\n", 0, at) + 1) + 1
@@ -147,36 +177,73 @@ def _only_table(node: dict[str, Any], field: str, table: str, sql: str) -> None:
             if name.lower() not in allowed or part.get("schema_name") or part.get("catalog_name"):
                 where = _where(sql, part.get("query_location"))
                 raise SqlError(f"{field} may read only the table {table}, not {name}{where}")
-        elif kind == "TABLE_FUNCTION":
+        elif kind in ("TABLE_FUNCTION", "SHOW_REF"):
+            what = "a table function" if kind == "TABLE_FUNCTION" else "SHOW, DESCRIBE or SUMMARIZE"
             where = _where(sql, part.get("query_location"))
-            raise SqlError(f"{field} may read only the table {table}, not a table function{where}")
+            raise SqlError(f"{field} may read only the table {table}, not {what}{where}")
+        elif part.get("class") == "FUNCTION":
+            name = str(part.get("function_name", "")).lower()
+            if name in VOLATILE_FUNCTIONS:
+                raise SqlError(
+                    f"{field} calls {name}(), which can give another answer when a batch is run again "
+                    "(after a kill): the output would not be the same on every attempt"
+                )
+            if name in SETTINGS_FUNCTIONS or name.startswith("duckdb_"):
+                raise SqlError(f"{field} may not read DuckDB's settings ({name})")
+        if part.get("sample"):
+            raise SqlError(
+                f"{field} samples rows (USING SAMPLE / TABLESAMPLE): not the same on every attempt"
+            )
 
 
 def _columns(node: dict[str, Any]) -> tuple[str, ...] | None:
+    """The names the query refers to, or None (read every column) where it may use a whole row: *, a
+    positional reference, a table or alias name as a value (to_json(input))."""
+    tables = {INPUT_TABLE, PARTIALS_TABLE} | _cte_names(node)
+    for part in _walk(node):
+        if isinstance(part.get("alias"), str) and part.get("type") in ("BASE_TABLE", "SUBQUERY", "JOIN"):
+            tables.add(part["alias"].lower())
     names: set[str] = set()
     for part in _walk(node):
-        if part.get("class") == "STAR":
+        if part.get("class") in ("STAR", "POSITIONAL_REFERENCE"):
             return None
         if part.get("class") == "COLUMN_REF":
-            names.update(str(name) for name in part.get("column_names") or [])
-    return tuple(sorted(names))
+            refs = [str(name) for name in part.get("column_names") or []]
+            if len(refs) == 1 and refs[0].lower() in tables:
+                return None
+            names.update(refs)
+    return tuple(sorted(names)) or None
 
 
 def _whole_input(node: dict[str, Any]) -> str | None:
+    """Why the query's answer on a batch is not simply its rows for that batch (None: it is: a query that
+    maps, filters and unions rows one by one), e.g. "GROUP BY" or "a join"."""
+    if node.get("type") == "SET_OPERATION_NODE":
+        if node.get("setop_type") != "UNION" or not node.get("setop_all"):
+            return str(node.get("setop_type", "a set operation")).replace("_", " ")
+        if node.get("modifiers"):
+            return _modifier(node["modifiers"])
+        sides = node.get("children") or [node.get("left"), node.get("right")]
+        return next((why for side in sides if side and (why := _whole_input(side))), None)
     if node.get("type") != "SELECT_NODE":
-        # UNION, EXCEPT, INTERSECT: only UNION ALL of per-row queries works per batch.
-        setop = node.get("setop_type", "set operation")
-        if setop != "UNION" or not node.get("setop_all"):
-            return str(setop).replace("_", " ")
-    for part in _walk(node):
-        for modifier in part.get("modifiers") or []:
-            named = WHOLE_INPUT_MODIFIERS.get(str(modifier.get("type")))
-            if named:
-                return named
-        if part.get("group_expressions"):
-            return "GROUP BY"
-        if part.get("having") or part.get("qualify"):
-            return "HAVING" if part.get("having") else "QUALIFY"
+        return str(node.get("type", "this query")).replace("_", " ").lower()
+    if node.get("modifiers"):
+        return _modifier(node["modifiers"])
+    if node.get("group_expressions") or node.get("aggregate_handling") != "STANDARD_HANDLING":
+        return "GROUP BY"
+    if node.get("having") or node.get("qualify"):
+        return "HAVING" if node.get("having") else "QUALIFY"
+    source = node.get("from_table") or {}
+    if source.get("type") not in ("BASE_TABLE", "EMPTY"):
+        return "a join" if source.get("type") == "JOIN" else "a subquery in FROM"
+    for entry in (node.get("cte_map") or {}).get("map") or []:
+        inner = _whole_input(entry["value"]["query_node"])
+        if inner:
+            return inner
+    expressions = [node.get("select_list"), node.get("where_clause")]
+    for part in _walk(expressions):
+        if part.get("class") == "SUBQUERY":
+            return "a subquery"
         if part.get("class") == "WINDOW":
             return "a window function"
         if part.get("class") == "FUNCTION" and str(part.get("function_name", "")).lower() in (
@@ -184,6 +251,25 @@ def _whole_input(node: dict[str, Any]) -> str | None:
         ):
             return "an aggregate"
     return None
+
+
+def _modifier(modifiers: list[dict[str, Any]]) -> str:
+    return WHOLE_INPUT_MODIFIERS.get(str(modifiers[0].get("type")), "a modifier")
+
+
+def _per_partition(node: dict[str, Any]) -> bool:
+    """A reduce query each reducer can run on its own keys: one SELECT over partials with a plain GROUP BY
+    (one grouping set), no ORDER BY / LIMIT / DISTINCT, no subquery, join or window anywhere."""
+    if node.get("type") != "SELECT_NODE" or node.get("modifiers") or node.get("qualify"):
+        return False
+    if len(node.get("group_sets") or []) != 1 or node.get("aggregate_handling") != "STANDARD_HANDLING":
+        return False
+    if (node.get("from_table") or {}).get("type") != "BASE_TABLE" or (node.get("cte_map") or {}).get("map"):
+        return False
+    return not any(
+        part.get("class") in ("SUBQUERY", "WINDOW")
+        for part in _walk([node.get("select_list"), node.get("where_clause"), node.get("having")])
+    )
 
 
 def _group_columns(node: dict[str, Any]) -> tuple[str, ...] | None:
