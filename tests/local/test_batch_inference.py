@@ -212,11 +212,16 @@ def test_the_arrow_batch_format_gives_a_record_batch_of_the_records(tmp_path: Pa
     assert [json.loads(line) for line in (tmp_path / "out" / "result").open()] == rows
 
 
-def test_a_class_without_process_batch_is_refused_with_a_reason(tmp_path: Path) -> None:
+def test_a_class_without_process_batch_is_a_per_record_callable_and_batch_size_needs_one(
+    tmp_path: Path,
+) -> None:
     corpus(tmp_path / "data", files=1, lines=10)
+    phase, said = _run(tmp_path, _recorder_job(tmp_path, "out", {"function": "builtins:str"}))
+    assert phase is Phase.SUCCEEDED, said  # as before the batch form: str(record) per record
+    assert (tmp_path / "out" / "result").read_text() == (tmp_path / "data" / "in-0.txt").read_text()
     # The worker cannot start: like a module that does not import, a crash loop, cut short here.
     retry = {"maxWorkerRestarts": 1, "backoff": {"initialSeconds": 1, "maxSeconds": 1}}
-    job = _recorder_job(tmp_path, "out", {"function": "recorder:NoBatch"}, retryPolicy=retry)
-    phase, said = _run(tmp_path, job)
+    processor = {"function": "recorder:NoBatch", "batchSize": 8}
+    phase, said = _run(tmp_path, _recorder_job(tmp_path, "out2", processor, retryPolicy=retry))
     assert phase is Phase.FAILED, said
-    assert "recorder:NoBatch is a class without a process_batch(batch) method" in said, said
+    assert "batchSize and batchFormat are for a class with process_batch(batch)" in said, said

@@ -7,7 +7,9 @@ import json
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
+from datajob_core.api.models import DataJob
 from datajob_worker import processors
 
 pytestmark = pytest.mark.unit
@@ -75,3 +77,23 @@ def test_aggregate_options_that_cannot_mean_anything_are_refused(
 ) -> None:
     with pytest.raises(ValueError, match=message):
         processors.build({"builtin": "aggregate", "options": options})
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"groupBy": "word", "values": "count"}, "count would be overwritten"),
+        ({"groupBy": "region", "values": "region"}, "region would be overwritten"),
+        ({"groupBy": "sum", "value": "amount"}, "sum would be overwritten"),
+        ({"groupBy": "r", "value": "a,b"}, "several go in options.values"),
+    ],
+)
+def test_aggregate_options_the_worker_would_refuse_are_refused_by_validation(
+    options: dict[str, str], message: str
+) -> None:
+    spec = {"image": "i", "input": {"uris": ["/in/*.csv"], "format": "csv"}, "output": {"uri": "/out"}}
+    job = {"apiVersion": "datajob.dev/v1alpha1", "kind": "DataJob", "metadata": {"name": "a"}}
+    with pytest.raises(ValidationError, match=message):
+        DataJob.model_validate(
+            {**job, "spec": {**spec, "processor": {"builtin": "aggregate", "options": options}}}
+        )

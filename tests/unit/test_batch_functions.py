@@ -72,6 +72,30 @@ def test_a_batch_whose_every_record_fails_alone_raises_its_own_error() -> None:
         function.run(["a", "b", "c"], [], on_bad=lambda r, e: pytest.fail("not a bad record"))
 
 
+def test_a_generator_that_raises_while_consumed_is_rerun_record_by_record() -> None:
+    class Lazy(Doubler):
+        def process_batch(self, batch: list[Any]) -> Any:
+            for record in batch:
+                if record == "bad":
+                    raise ValueError("bad record")
+                yield record * 2
+
+    lines, bad = list[str](), list[Any]()
+    BatchFunction("m:Lazy", Lazy, {}, size=4).run(["a", "bad", "c"], lines, on_bad=lambda r, e: bad.append(r))
+    assert lines == ["aa", "cc"] and bad == ["bad"]
+
+
+def test_a_function_failing_on_every_record_of_a_hand_over_fails_even_with_batches_of_one() -> None:
+    class Broken(Doubler):
+        def process_batch(self, batch: list[Any]) -> list[Any]:
+            raise ConnectionError("down")
+
+    with pytest.raises(ConnectionError, match="down"):
+        BatchFunction("m:Broken", Broken, {}, size=1).run(
+            ["a", "b", "c"], [], on_bad=lambda r, e: pytest.fail("not a bad record")
+        )
+
+
 def test_setup_without_parameters_is_called_without_options() -> None:
     class Plain:
         ready = False

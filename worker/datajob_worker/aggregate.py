@@ -17,12 +17,10 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from datajob_core.api import aggregate_options
+
 Record = Any
 State = dict[str, Any]
-
-
-def _names(text: str) -> list[str]:
-    return [name.strip() for name in text.split(",") if name.strip()]
 
 
 @dataclass(frozen=True)
@@ -33,20 +31,8 @@ class Aggregate:
 
     @classmethod
     def from_options(cls, options: dict[str, str]) -> Aggregate:
-        keys = _names(options.get("groupBy", ""))
-        if not keys:
-            raise ValueError("processor aggregate needs options.groupBy")
-        if options.get("value") and options.get("values"):
-            raise ValueError(
-                "processor aggregate: set options.value (one column) or options.values, not both"
-            )
-        if "," in options.get("value", ""):
-            raise ValueError("processor aggregate: options.value is one column; several go in options.values")
-        nested = "values" in options
-        values = _names(options["values"] if nested else options.get("value", ""))
-        if nested and not values:
-            raise ValueError("processor aggregate: options.values names no column")
-        return cls(keys, values, nested)
+        read = aggregate_options.read(options)  # the API's checks: a spec validate accepts runs here
+        return cls(read.keys, read.values, read.nested)
 
     @property
     def columns(self) -> tuple[str, ...]:

@@ -13,8 +13,10 @@ sees the batches an undisturbed one did (a model's float results may depend on t
 
 A batch that raises is run again one record at a time, to find the record(s) at fault: those go to
 ``spec.input.badRecordPolicy`` (``Fail``: the attempt fails naming the record, and is retried like any
-user-code failure). If every record of a batch of several fails alone too, the fault is not in the records
-(a model not loaded, a lost connection): the batch's own error fails the attempt, and Skip drops nothing.
+user-code failure). If every record of a batch of several fails alone too, or every record of one hand-over
+from the runtime (at least 64 records, unless a piece ends sooner: this catches ``batchSize: 1``), the
+fault is not in the records (a model not loaded, a lost connection): the error fails the attempt, and Skip
+drops nothing.
 """
 
 from __future__ import annotations
@@ -38,7 +40,8 @@ class BatchFunctionError(ValueError):
 
 
 def is_batch_class(target: object) -> bool:
-    return inspect.isclass(target)
+    """A class with process_batch; any other class is a per-record callable, as before the batch form."""
+    return inspect.isclass(target) and callable(getattr(target, "process_batch", None))
 
 
 class BatchFunction:
@@ -89,29 +92,33 @@ class BatchFunction:
     def run(self, records: list[Record], lines: list[str], on_bad: OnBad) -> None:
         """Appends the output lines of ``records`` (whole batches, or a piece's tail) to ``lines``."""
         self.setup()
+        produced: list[str] = []
+        failures: list[tuple[Record, Exception]] = []
         for at in range(0, len(records), self.size):
             batch = records[at : at + self.size]
             try:
-                result = self.call(self._batch(batch))
-            except Exception as error:  # noqa: BLE001 - the records decide what this failure is
-                self._one_by_one(batch, error, lines, on_bad)
-                continue
-            lines.extend(output_lines(result))
+                # Inside the try: a generator raises while it is consumed, not when it is called.
+                produced.extend(output_lines(self.call(self._batch(batch))))
+            except Exception as error:
+                failed = self._one_by_one(batch, produced)
+                if len(batch) > 1 and len(failed) == len(batch):
+                    raise error from None
+                failures += failed
+        if len(records) > 1 and len(failures) == len(records):
+            # Every record of this call failed alone (batchSize 1, a broken model): not bad records.
+            raise failures[0][1]
+        for record, failure in failures:
+            on_bad(record, failure)
+        lines.extend(produced)
 
-    def _one_by_one(self, batch: list[Record], error: Exception, lines: list[str], on_bad: OnBad) -> None:
-        results: list[list[str]] = []
+    def _one_by_one(self, batch: list[Record], produced: list[str]) -> list[tuple[Record, Exception]]:
         failures: list[tuple[Record, Exception]] = []
         for record in batch:
             try:
-                results.append(output_lines(self.call(self._batch([record]))))
+                produced.extend(output_lines(self.call(self._batch([record]))))
             except Exception as alone:  # noqa: BLE001 - a bad record, or the whole function is broken
                 failures.append((record, alone))
-        if len(batch) > 1 and len(failures) == len(batch):
-            raise error
-        for record, failure in failures:
-            on_bad(record, failure)
-        for result in results:
-            lines.extend(result)
+        return failures
 
     def _batch(self, records: list[Record]) -> Any:
         if self.fmt == "records":

@@ -228,9 +228,9 @@ class RecordErrors:
             ) from error
         self.progress.skipped += 1
         if self.policy == "DeadLetter":
-            self.progress.bad.append(
-                {"file": path, "offset": None, "error": problem, "record": _clip(record)}
-            )
+            # A record from Parquet may hold decimals, dates, bytes: kept as JSON can hold them.
+            plain = json.loads(json.dumps(record, default=str))
+            self.progress.bad.append({"file": path, "offset": None, "error": problem, "record": _clip(plain)})
 
 
 class RecordFailedError(Exception):

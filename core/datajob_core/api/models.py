@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
-from datajob_core.api import sql_check
+from datajob_core.api import aggregate_options, sql_check
 from datajob_core.api.pod_policy import annotation_violations, annotations_schema, template_schema, violations
 from datajob_core.api.sql_check import MAX_SQL_CHARS
 from datajob_core.data.locations import output_inside_input
@@ -426,6 +426,8 @@ class Processor(_Model):
         option = REQUIRED_OPTIONS.get(self.builtin or "")
         if option and not self.options.get(option):
             raise ValueError(f"spec.processor.options.{option} is required for builtin {self.builtin}")
+        if self.builtin == "aggregate":
+            aggregate_options.read(self.options)
         if self.builtin == "grep":
             # CEL cannot compile a regex; local mode and the operator (before any pod starts) do.
             try:
