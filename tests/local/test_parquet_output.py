@@ -121,6 +121,15 @@ def test_lines_of_mixed_shapes_encode_and_decode_without_loss() -> None:
     assert [r["line"] for r in rows] == [None, "plain text", None, "{}", "[1, 2]"]
     assert [r["a"] for r in rows] == ["1", None, '"one"', None, None]  # mixed types: each as JSON text
     assert codec.encode(text) == codec.encode(text)  # deterministic bytes
+    # Read back and written again (the job commit merges decoded parts): the same values, the same bytes.
+    again = codec.decode(codec.encode(text))
+    assert json.loads(again.splitlines()[0]) == {"a": 1, "b": "x", "line": None}
+    assert codec.encode(again) == codec.encode(text)
+    odd = '{"tags": {}}\n{"big": 18446744073709551616}\n'
+    assert [json.loads(line) for line in codec.decode(codec.encode(odd)).splitlines()] == [
+        {"tags": {}, "big": None},
+        {"tags": None, "big": 18446744073709551616},
+    ]
     word_count = processors.build({"builtin": "wordcount"})
     words = OutputCodec("parquet", word_count.to_row, word_count.from_row)
     assert words.decode(words.encode("alpha\t3\nbeta\t1\n")) == "alpha\t3\nbeta\t1\n"

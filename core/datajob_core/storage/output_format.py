@@ -6,8 +6,9 @@ JSON Lines is the text itself. Parquet holds one row per line: a processor with 
 says how a line becomes a row (word count: ``word``, ``count``) and back; any other line that is a JSON
 object is a row with its keys as columns, and a line that is not is a row with one column, ``line``.
 
-A column whose values Arrow cannot hold in one type (a number here, a string there) is written as their
-JSON text, so a part never fails to encode. Encoding is deterministic (same rows, same bytes), which
+A column whose values Arrow cannot hold in one type (a number here, a string there, an empty object, an
+integer beyond 64 bits) is written as their JSON text, marked in the field's metadata, so a part never fails
+to encode and reads back as the values it held. Encoding is deterministic (same rows, same bytes), which
 keeps a job's output byte-identical however many attempts it took. Shuffle objects between map shards and
 reducers are never published and stay JSON Lines.
 """
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 FORMATS = ("jsonl", "parquet")
+JSON_TEXT = b"datajob.json"  # field metadata: this column holds JSON text, one value per row
 LINE_COLUMN = "line"
 
 Row = dict[str, Any]
@@ -59,7 +61,13 @@ class OutputCodec:
             return data.decode()
         import pyarrow.parquet as pq  # noqa: PLC0415 - only Parquet output pays for importing pyarrow
 
-        rows = pq.read_table(io.BytesIO(data)).to_pylist()
+        table = pq.read_table(io.BytesIO(data))
+        as_json = [f.name for f in table.schema if (f.metadata or {}).get(JSON_TEXT) == b"true"]
+        rows = table.to_pylist()
+        for row in rows:  # columns written as JSON text: their values again, so a re-encode is the same
+            for name in as_json:
+                if row.get(name) is not None:
+                    row[name] = json.loads(row[name])
         return "".join(self.from_row(row) + "\n" for row in rows)
 
 
@@ -70,14 +78,31 @@ def _parquet(rows: list[Row]) -> bytes:
     names: dict[str, None] = {}
     for row in rows:
         names.update(dict.fromkeys(row))
-    columns = {}
+    arrays, fields = [], []
     for name in names:
         values = [row.get(name) for row in rows]
         try:
-            columns[name] = pa.array(values)
-        except (pa.ArrowInvalid, pa.ArrowTypeError):
-            # Mixed types: each value as its JSON text, so the part still encodes (and decodes to text).
-            columns[name] = pa.array([None if v is None else json.dumps(v) for v in values], pa.string())
+            array = pa.array(values)
+            if not _writable(array.type):
+                raise pa.ArrowNotImplementedError(f"{array.type} cannot be written to Parquet")
+            fields.append(pa.field(name, array.type))
+        except (pa.ArrowException, OverflowError):
+            # Values Arrow cannot hold in one column (a number and a string, an empty object, an integer
+            # beyond 64 bits): each as its JSON text, marked so reading the part gives the values back.
+            array = pa.array([None if v is None else json.dumps(v) for v in values], pa.string())
+            fields.append(pa.field(name, pa.string(), metadata={JSON_TEXT: b"true"}))
+        arrays.append(array)
     sink = io.BytesIO()
-    pq.write_table(pa.table(columns) if columns else pa.table({}), sink, compression="zstd")
+    pq.write_table(pa.table(arrays, schema=pa.schema(fields)), sink, compression="zstd")
     return sink.getvalue()
+
+
+def _writable(kind: Any) -> bool:
+    """Whether Parquet can store the type: no empty struct (``{}``) at any depth."""
+    import pyarrow as pa  # noqa: PLC0415
+
+    if pa.types.is_struct(kind):
+        return kind.num_fields > 0 and all(_writable(kind.field(i).type) for i in range(kind.num_fields))
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        return _writable(kind.value_type)
+    return True
