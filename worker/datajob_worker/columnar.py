@@ -72,6 +72,8 @@ def columnar_aggregate(
     """The aggregate processor over a record batch: rows, and count, sum, min and max of each value column
     per group, folded into the state the record path keeps (aggregate.Aggregate)."""
     keys, value_names = aggregate.keys, aggregate.values
+    # The non-blank count of a value column is only shown (and merged) by options.values' means.
+    kernels = ("count", "sum", "min", "max") if aggregate.nested else ("sum", "min", "max")
 
     def process_arrow(batch: Any, state: State) -> None:
         import pyarrow as pa  # noqa: PLC0415
@@ -87,14 +89,18 @@ def columnar_aggregate(
         for index, (_, column) in enumerate(values):
             if column is not None:
                 data[f"v{index}"] = column
-                aggregations += [(f"v{index}", f) for f in ("count", "sum", "min", "max")]
+                aggregations += [(f"v{index}", f) for f in kernels]
         # One thread: a threaded hash aggregate may add partial sums in a different order each run.
         table = pa.table(data).group_by(names, use_threads=False).aggregate(aggregations)
         groups = state["groups"]
+        zeros = [0] * table.num_rows
         key_lists = [table.column(name).to_pylist() for name in names]
         counts = table.column("count_all").to_pylist()
         stats = [
-            [table.column(f"v{index}_{f}").to_pylist() for f in ("count", "sum", "min", "max")]
+            [
+                table.column(f"v{index}_{f}").to_pylist() if f in kernels else zeros
+                for f in ("count", "sum", "min", "max")
+            ]
             for index, (_, column) in enumerate(values)
             if column is not None
         ]
