@@ -72,6 +72,10 @@ bench: install ## Run the benchmarks (they print figures; see docs/benchmarks.md
 	$(BIN)/python benchmarks/csv_reader.py
 	$(BIN)/python benchmarks/parquet_aggregate.py
 	$(BIN)/python benchmarks/batch_inference.py
+	$(BIN)/python benchmarks/sales_engines.py --mb 300
+	$(BIN)/python benchmarks/sales_engines.py --mb 300 --format csv
+	$(BIN)/python benchmarks/sales_engines.py --mb 300 --processor sql
+	$(BIN)/python benchmarks/wordcount_engines.py --mb 300
 	$(BIN)/python benchmarks/dispatch_local.py --failures
 
 .PHONY: bench-dispatch
@@ -81,6 +85,7 @@ bench-dispatch: install ## Local dispatch: word count vs multiprocessing.Pool an
 .PHONY: bench-cluster
 bench-cluster: install tools ## Cluster dispatch at scale on the test control plane (kwok + a fake worker fleet) vs an Indexed Job
 	$(BIN)/python benchmarks/cluster_dispatch.py $(BENCH_ARGS)
+	$(BIN)/python benchmarks/cluster_vs_local.py --mb 100
 
 .PHONY: bench-reduce
 bench-reduce: install tools ## Word count: map-only vs reduce vs a plain loop vs PySpark local[2] (installs pyspark; needs Java)
