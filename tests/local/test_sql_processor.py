@@ -231,3 +231,38 @@ def test_a_json_key_of_several_types_or_two_output_columns_of_one_name_fail_with
         )
         state = LocalRun(yaml.safe_load(path.read_text()), tmp_path, out=io.StringIO(), grace_seconds=2).run()
         assert state.phase is Phase.FAILED and reason in state.message, state.message
+
+
+def test_json_keys_the_query_names_are_columns_in_every_batch_and_others_are_never_read(
+    tmp_path: Path,
+) -> None:
+    """A key that appears only after the first batch is NULL before it; a key the query never reads (here
+    of two types) cannot fail it; 1 in one batch and 1.0 in another go to one reducer, as one group."""
+    (tmp_path / "data").mkdir()
+    rows: list[dict[str, Any]] = []
+    for n in range(40000):
+        row: dict[str, Any] = {"id": n, "k": 2.5 if n == 5 else 1}
+        if n >= 19000:
+            row["late"] = n
+        if n == 7:
+            row["tags"] = [1, "b"]
+        rows.append(row)
+    (tmp_path / "data" / "a.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    path = manifest(
+        tmp_path,
+        "out",
+        input={"uris": ["data/*.jsonl"], "format": "jsonl"},
+        processor={"sql": "SELECT k, count(*) AS n, count(late) AS l FROM input WHERE id >= 0 GROUP BY k"},
+        reduce={"sql": "SELECT k, sum(n) AS n, sum(l) AS l FROM partials GROUP BY k", "partitions": 4},
+    )
+    assert datajob(["run", str(path)]) == 0
+    result = sorted((json.loads(line) for line in (tmp_path / "out" / "result").open()), key=lambda r: r["k"])
+    assert result == [{"k": 1.0, "n": 39999, "l": 21000}, {"k": 2.5, "n": 1, "l": 0}]
+    aliased = manifest(
+        tmp_path,
+        "alias",
+        input={"uris": ["data/*.jsonl"], "format": "jsonl"},
+        processor={"sql": "SELECT id * 2 AS d FROM input WHERE d > 79994"},
+    )
+    assert datajob(["run", str(aliased)]) == 0  # an alias is not a missing key to fill with NULL
+    assert [json.loads(line)["d"] for line in (tmp_path / "alias" / "result").open()] == [79996, 79998]

@@ -53,6 +53,9 @@ def test_a_map_query_may_read_only_its_batch(sql: str, message: str) -> None:
         ("SELECT a FROM (SELECT a FROM input UNION SELECT b FROM input)", "a subquery in FROM"),
         ("WITH t AS (SELECT DISTINCT a FROM input) SELECT a FROM t", "DISTINCT"),
         ("SELECT a FROM input UNION ALL (SELECT b FROM input LIMIT 1)", "LIMIT"),
+        ("SELECT weighted_avg(a, b) FROM input", "an aggregate"),
+        ("SELECT geomean(a) FROM input", "an aggregate"),
+        ("SELECT json_group_array(a) FROM input", "an aggregate"),
     ],
 )
 def test_a_query_that_needs_all_rows_at_once_is_refused_without_a_reduce_query(sql: str, needs: str) -> None:
@@ -73,6 +76,9 @@ def test_a_query_that_needs_all_rows_at_once_is_refused_without_a_reduce_query(s
         ("DESCRIBE input", "not SHOW, DESCRIBE or SUMMARIZE"),
         ("SELECT current_setting('home_directory') FROM input", "may not read DuckDB's settings"),
         ("SELECT a FROM input, duckdb_settings()", "not a table function"),
+        ("SELECT a, localtimestamp FROM input", r"calls localtimestamp\(\)"),
+        ("SELECT a, txid_current() FROM input", r"calls txid_current\(\)"),
+        ("SELECT a, current_localtime() FROM input", r"calls current_localtime\(\)"),
     ],
 )
 def test_queries_that_would_differ_between_attempts_or_read_the_engine_are_refused(
@@ -87,6 +93,11 @@ def test_a_query_using_whole_rows_or_positions_reads_every_column() -> None:
     assert check_map("SELECT to_json(t) FROM input AS t", has_reduce=False).columns is None
     assert check_map("SELECT #2 AS second, a FROM input", has_reduce=False).columns is None
     assert check_map("SELECT count(*) FROM input", has_reduce=True).columns is None
+
+
+def test_a_query_without_from_input_is_not_per_row() -> None:
+    with pytest.raises(SqlError, match=r"uses no FROM input \(it would give its rows once per batch\)"):
+        check_map("SELECT 42 AS answer", has_reduce=False)
 
 
 def test_per_row_queries_run_per_batch_and_name_the_columns_they_read() -> None:

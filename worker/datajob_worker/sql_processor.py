@@ -71,7 +71,7 @@ class SqlQueries:
         if all(isinstance(r, str) for r in records):
             batch = pa.table({"line": records})
         elif all(isinstance(r, dict) for r in records):
-            batch = table_of(records, "a JSON key")
+            batch = table_of(records, "a JSON key", self.map.columns, self.map.aliases)
         else:
             batch = table_of([{"value": r} for r in records], "JSON values")
         self.run_map(batch, lines)
@@ -91,7 +91,7 @@ class SqlQueries:
         """The shuffle key of a partial row: its values of the reduce query's GROUP BY columns."""
         assert self.reduce is not None and self.reduce.group_columns is not None
         row = {name.lower(): value for name, value in json.loads(line).items()}
-        return json.dumps([row.get(name.lower()) for name in self.reduce.group_columns])
+        return json.dumps([_canonical(row.get(name.lower())) for name in self.reduce.group_columns])
 
     def _query(self, sql: str, table: str, data: Any) -> list[str]:
         connection = self.connection()
@@ -112,13 +112,39 @@ class SqlQueries:
         ]
 
 
-def table_of(rows: list[dict[str, Any]], what: str) -> Any:
-    """Rows as an Arrow table with every key any row has (a missing key is NULL), one type per column."""
+def _canonical(value: Any) -> Any:
+    """A key value as the reduce query will group it: 1 and 1.0 (one batch's BIGINT, another's DOUBLE),
+    0.0 and -0.0, are one group, so they must go to one reducer."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def table_of(
+    rows: list[dict[str, Any]],
+    what: str,
+    wanted: tuple[str, ...] | None = None,
+    aliases: frozenset[str] = frozenset(),
+) -> Any:
+    """Rows as an Arrow table, one type per column: with ``wanted`` (the names a query refers to, any
+    case) just those keys, NULL where a row lacks one, so a key that appears only in later records or
+    batches is still a column everywhere and a key the query never reads cannot fail it; else every key
+    any row has. A name that no row has and the query gives to an expression (``AS x``) is the query's,
+    not a missing key: filling it with NULL would shadow the alias (``WHERE x > 1``)."""
     import pyarrow as pa  # noqa: PLC0415
 
     names: dict[str, None] = {}
     for row in rows:
         names.update(dict.fromkeys(row))
+    if wanted is not None:
+        spelled = {name.lower(): name for name in names}
+        names = dict.fromkeys(
+            spelled.get(name.lower(), name)
+            for name in wanted
+            if name.lower() in spelled or name.lower() not in aliases
+        )
+        if not names:  # count(*) and the like: the rows still count
+            return pa.table({"value": [None] * len(rows)})
     columns = {}
     for name in names:
         values = [row.get(name) for row in rows]

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -35,26 +36,11 @@ WHOLE_INPUT_MODIFIERS = {
 
 # Functions whose answer can change when a batch is run again: a retried attempt would write other rows.
 VOLATILE_FUNCTIONS = frozenset(
-    {
-        "random",
-        "setseed",
-        "uuid",
-        "gen_random_uuid",
-        "uuidv4",
-        "uuidv7",
-        "now",
-        "current_timestamp",
-        "get_current_timestamp",
-        "transaction_timestamp",
-        "current_date",
-        "current_time",
-        "today",
-        "get_current_time",
-        "epoch_ms_now",
-        "nextval",
-        "currval",
-    }
+    {"random", "setseed", "uuid", "gen_random_uuid", "uuidv4", "uuidv7", "now", "today", "epoch_ms_now"}
+    | {"nextval", "currval", "localtime", "localtimestamp"}
 )
+# So are these, and anything about the session: the time, the transaction, the query.
+VOLATILE_PREFIXES = ("current_", "get_current_", "transaction_", "txid_")
 # Functions that read the engine's configuration (paths on the worker, for one) rather than the data.
 SETTINGS_FUNCTIONS = frozenset({"current_setting", "getvariable", "which_secret", "current_schemas"})
 
@@ -70,6 +56,8 @@ class Query:
     whole_input: str | None  # why it needs all rows at once (e.g. "GROUP BY"), or None
     group_columns: tuple[str, ...] | None  # the plain columns of its top-level GROUP BY, if it is that
     per_partition: bool  # a reduce query reducers can run on their own keys (see _per_partition)
+    # Names it gives to expressions and tables (AS ...): a reference to one is not a column of the input.
+    aliases: frozenset[str] = frozenset()
 
 
 @functools.cache
@@ -81,12 +69,26 @@ def _connection() -> Any:
 
 @functools.cache
 def _aggregate_functions() -> frozenset[str]:
-    rows = (
-        _connection()
-        .execute("SELECT DISTINCT function_name FROM duckdb_functions() WHERE function_type = 'aggregate'")
-        .fetchall()
-    )
-    return frozenset(str(row[0]).lower() for row in rows)
+    """Aggregates, and the built-in macros that call one (weighted_avg, geomean, json_group_array, ...),
+    however deep."""
+    connection = _connection()
+    rows = connection.execute(
+        "SELECT DISTINCT function_name FROM duckdb_functions() WHERE function_type = 'aggregate'"
+    ).fetchall()
+    names = {str(row[0]).lower() for row in rows}
+    macros = connection.execute(
+        "SELECT function_name, macro_definition FROM duckdb_functions() "
+        "WHERE function_type IN ('macro', 'table_macro') AND macro_definition IS NOT NULL"
+    ).fetchall()
+    calls = re.compile(r"([a-z_][a-z0-9_]*)\s*\(")
+    grew = True
+    while grew:
+        grew = False
+        for name, definition in macros:
+            if str(name).lower() not in names and set(calls.findall(str(definition).lower())) & names:
+                names.add(str(name).lower())
+                grew = True
+    return frozenset(names)
 
 
 def parse(sql: str, field: str, table: str) -> Query:
@@ -108,7 +110,12 @@ def parse(sql: str, field: str, table: str) -> Query:
         raise SqlError(f"{field} must be exactly one SELECT query, not {len(statements)} statements")
     node = statements[0]["node"]
     _only_table(node, field, table, sql)
-    return Query(sql, _columns(node), _whole_input(node), _group_columns(node), _per_partition(node))
+    aliases = frozenset(
+        str(part["alias"]).lower()
+        for part in _walk(node)
+        if isinstance(part.get("alias"), str) and part["alias"]
+    )
+    return Query(sql, _columns(node), _whole_input(node), _group_columns(node), _per_partition(node), aliases)
 
 
 def check_map(sql: str, *, has_reduce: bool) -> Query:
@@ -181,14 +188,19 @@ def _only_table(node: dict[str, Any], field: str, table: str, sql: str) -> None:
             what = "a table function" if kind == "TABLE_FUNCTION" else "SHOW, DESCRIBE or SUMMARIZE"
             where = _where(sql, part.get("query_location"))
             raise SqlError(f"{field} may read only the table {table}, not {what}{where}")
-        elif part.get("class") == "FUNCTION":
-            name = str(part.get("function_name", "")).lower()
-            if name in VOLATILE_FUNCTIONS:
+        elif part.get("class") == "FUNCTION" or (
+            # current_timestamp, localtime, ...: written without parentheses they parse as column names.
+            part.get("class") == "COLUMN_REF" and len(part.get("column_names") or []) == 1
+        ):
+            name = str(part.get("function_name") or part["column_names"][0]).lower()
+            if name in VOLATILE_FUNCTIONS or (
+                name.startswith(VOLATILE_PREFIXES) and name not in SETTINGS_FUNCTIONS
+            ):
                 raise SqlError(
                     f"{field} calls {name}(), which can give another answer when a batch is run again "
                     "(after a kill): the output would not be the same on every attempt"
                 )
-            if name in SETTINGS_FUNCTIONS or name.startswith("duckdb_"):
+            if part.get("class") == "FUNCTION" and (name in SETTINGS_FUNCTIONS or name.startswith("duckdb_")):
                 raise SqlError(f"{field} may not read DuckDB's settings ({name})")
         if part.get("sample"):
             raise SqlError(
@@ -234,7 +246,9 @@ def _whole_input(node: dict[str, Any]) -> str | None:
     if node.get("having") or node.get("qualify"):
         return "HAVING" if node.get("having") else "QUALIFY"
     source = node.get("from_table") or {}
-    if source.get("type") not in ("BASE_TABLE", "EMPTY"):
+    if source.get("type") == "EMPTY":
+        return "no FROM input (it would give its rows once per batch)"
+    if source.get("type") != "BASE_TABLE":
         return "a join" if source.get("type") == "JOIN" else "a subquery in FROM"
     for entry in (node.get("cte_map") or {}).get("map") or []:
         inner = _whole_input(entry["value"]["query_node"])
