@@ -146,3 +146,30 @@ def test_a_class_without_process_batch_or_with_a_bad_size_is_refused_before_any_
         BatchFunction("m:Nothing", Nothing, {})
     with pytest.raises(BatchFunctionError, match="batchSize 0"):
         BatchFunction("m:Doubler", Doubler, {}, size=0)
+
+
+def test_a_batch_of_only_bad_records_is_skipped_when_the_function_still_works_on_an_earlier_record() -> None:
+    """66 records in batches of 64, the last two bad: the tail batch fails whole, yet the function still
+    works on the last record it processed, so those two are bad records, not a broken function."""
+    records = [f"r{n}" for n in range(64)] + ["bad", "bad"]
+    lines, bad = list[str](), list[Any]()
+    function = BatchFunction("m:Doubler", Doubler, {}, size=64)
+    function.run(records[:64], lines, on_bad=lambda r, e: bad.append(r))
+    function.run(records[64:], lines, on_bad=lambda r, e: bad.append(r))
+    assert len(lines) == 64 and bad == ["bad", "bad"]
+
+
+def test_a_function_that_breaks_after_working_fails_the_attempt_even_with_batches_of_one() -> None:
+    class Breaks(Doubler):
+        broken = False
+
+        def process_batch(self, batch: list[Any]) -> list[Any]:
+            if self.broken:
+                raise ConnectionError("the model server went away")
+            return super().process_batch(batch)
+
+    function = BatchFunction("m:Breaks", Breaks, {}, size=1)
+    function.run(["a", "b"], [], on_bad=lambda r, e: pytest.fail("not a bad record"))
+    function.instance.broken = True
+    with pytest.raises(ConnectionError, match="went away"):
+        function.run(["c"], [], on_bad=lambda r, e: pytest.fail("not a bad record"))

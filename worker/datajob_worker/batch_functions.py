@@ -13,10 +13,10 @@ sees the batches an undisturbed one did (a model's float results may depend on t
 
 A batch that raises is run again one record at a time, to find the record(s) at fault: those go to
 ``spec.input.badRecordPolicy`` (``Fail``: the attempt fails naming the record, and is retried like any
-user-code failure). If every record of a batch of several fails alone too, or every record of one hand-over
-from the runtime (at least 64 records, unless a piece ends sooner: this catches ``batchSize: 1``), the
-fault is not in the records (a model not loaded, a lost connection): the error fails the attempt, and Skip
-drops nothing.
+user-code failure). When every record of a batch fails alone (whatever the batch size, 1 included), the
+function is tried again on the last record it processed in this worker: if that fails too, or there is
+none yet, the fault is not in the records (a model not loaded, a lost connection) and the batch's error
+fails the attempt, so Skip never quietly drops the input; if it works, the batch's records are bad.
 """
 
 from __future__ import annotations
@@ -70,6 +70,7 @@ class BatchFunction:
         self.instance: Any = cls()
         self.call = timed(self.instance.process_batch)
         self.ready = False
+        self.canary: Record | None = None  # a record the function processed in this worker (_still_works)
 
     def setup(self) -> None:
         if self.ready:
@@ -99,23 +100,33 @@ class BatchFunction:
             try:
                 # Inside the try: a generator raises while it is consumed, not when it is called.
                 produced.extend(output_lines(self.call(self._batch(batch))))
+                self.canary = batch[-1]
             except Exception as error:
                 failed = self._one_by_one(batch, produced)
-                if len(batch) > 1 and len(failed) == len(batch):
-                    raise error from None
+                if len(failed) == len(batch) and not self._still_works():
+                    raise error from None  # not the records: the function (a model, a connection) is broken
                 failures += failed
-        if len(records) > 1 and len(failures) == len(records):
-            # Every record of this call failed alone (batchSize 1, a broken model): not bad records.
-            raise failures[0][1]
         for record, failure in failures:
             on_bad(record, failure)
         lines.extend(produced)
+
+    def _still_works(self) -> bool:
+        """Whether the function still processes a record it processed before in this worker (the last one
+        that succeeded); with none yet, a batch whose every record fails is taken as the function's fault."""
+        if self.canary is None:
+            return False
+        try:
+            output_lines(self.call(self._batch([self.canary])))
+        except Exception:  # noqa: BLE001 - any failure says the function, not the batch, is broken
+            return False
+        return True
 
     def _one_by_one(self, batch: list[Record], produced: list[str]) -> list[tuple[Record, Exception]]:
         failures: list[tuple[Record, Exception]] = []
         for record in batch:
             try:
                 produced.extend(output_lines(self.call(self._batch([record]))))
+                self.canary = record
             except Exception as alone:  # noqa: BLE001 - a bad record, or the whole function is broken
                 failures.append((record, alone))
         return failures
