@@ -97,3 +97,31 @@ def test_aggregate_options_the_worker_would_refuse_are_refused_by_validation(
         DataJob.model_validate(
             {**job, "spec": {**spec, "processor": {"builtin": "aggregate", "options": options}}}
         )
+
+
+def test_group_values_holding_tabs_stay_separate_groups() -> None:
+    options = {"groupBy": "a,b", "value": "v"}
+    rows = [{"a": "p\tq", "b": "r", "v": 1}, {"a": "p", "b": "q\tr", "v": 2}]
+    part = _part(rows, options)
+    assert sorted(json.loads(line)["a"] for line in part.splitlines()) == ["p", "p\tq"]
+    merged = processors.build({"builtin": "aggregate", "options": options}).merge([part, part])
+    assert [json.loads(line)["count"] for line in merged.splitlines()] == [2, 2]
+
+
+def test_a_checkpoint_with_tab_joined_group_keys_resumes_as_the_same_groups() -> None:
+    processor = processors.build({"builtin": "aggregate", "options": {"groupBy": "a,b", "value": "v"}})
+    state = processor.restore({"groups": {"x\ty": [1, 0, 5.0, 5.0, 5.0]}})
+    processor.batch()([{"a": "x", "b": "y", "v": 1}], state)
+    assert json.loads(processor.render(state)) == {
+        "a": "x",
+        "b": "y",
+        "count": 2,
+        "sum": 6.0,
+        "min": 1.0,
+        "max": 5.0,
+    }
+
+
+def test_a_nested_aggregate_may_group_by_columns_named_like_the_flat_outputs() -> None:
+    row = json.loads(_part([{"sum": "s1", "x": "2"}], {"groupBy": "sum", "values": "x"}))
+    assert row["sum"] == "s1" and row["x"]["sum"] == 2.0

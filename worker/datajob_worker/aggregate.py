@@ -23,6 +23,12 @@ Record = Any
 State = dict[str, Any]
 
 
+def group_key(values: list[str]) -> str:
+    """The state key of a group of several columns: their values as a JSON list, which no value can
+    confuse (a tab-joined key merged ("p\\tq", "r") with ("p", "q\\tr"))."""
+    return json.dumps(values)
+
+
 @dataclass(frozen=True)
 class Aggregate:
     keys: list[str]
@@ -48,7 +54,9 @@ class Aggregate:
         for record in records:
             if not isinstance(record, dict):
                 continue
-            group = str(record.get(single, "")) if single else "\t".join(str(record.get(k, "")) for k in keys)
+            group = (
+                str(record.get(single, "")) if single else json.dumps([str(record.get(k, "")) for k in keys])
+            )
             entry = groups.get(group)
             if entry is None:
                 entry = groups[group] = self.empty()
@@ -69,7 +77,7 @@ class Aggregate:
     def render(self, state: State) -> str:
         lines = []
         for group, entry in sorted(state["groups"].items()):
-            row: dict[str, Any] = dict(zip(self.keys, group.split("\t"), strict=False))
+            row: dict[str, Any] = dict(zip(self.keys, self.key_values(group), strict=False))
             row["count"] = entry[0]
             if not self.nested:
                 _, total, low, high = entry[1:5] if self.values else (0, 0.0, None, None)
@@ -83,11 +91,15 @@ class Aggregate:
 
     def restore(self, state: State) -> State:
         """A checkpointed state; one written before per-column counts (``[rows, sum, min, max]``) gets a
-        zero count, which the flat format (the only one it can be) never shows."""
+        zero count, which the flat format (the only one it can be) never shows; group keys written as
+        tab-joined values (before a tab inside a value could merge two groups) become JSON lists."""
         groups = state["groups"]
-        for group, entry in groups.items():
+        for old in list(groups):
+            entry = groups.pop(old)
             if len(entry) == 4 and not self.nested:
-                groups[group] = [entry[0], 0, *entry[1:]]
+                entry = [entry[0], 0, *entry[1:]]
+            legacy = len(self.keys) > 1 and not old.startswith("[")
+            groups[group_key(old.split("\t")) if legacy else old] = entry
         return state
 
     def merge(self, parts: list[str]) -> str:
@@ -108,7 +120,15 @@ class Aggregate:
 
     def key(self, line: str, row: dict[str, Any] | None = None) -> str:
         row = json.loads(line) if row is None else row
-        return "\t".join(str(row.get(k, "")) for k in self.keys)
+        values = [str(row.get(k, "")) for k in self.keys]
+        return values[0] if len(values) == 1 else group_key(values)
+
+    def key_values(self, group: str) -> list[str]:
+        """The group columns' values of a state key (``group_key``)."""
+        if len(self.keys) == 1:
+            return [group]
+        values: list[str] = json.loads(group)
+        return values
 
 
 def _add(entry: list[Any], at: int, stats: tuple[int, float, float | None, float | None]) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from datajob_worker.aggregate import Aggregate
+from datajob_worker.aggregate import Aggregate, group_key
 
 State = dict[str, Any]
 
@@ -106,7 +106,7 @@ def columnar_aggregate(
         ]
         present = [index for index, (_, column) in enumerate(values) if column is not None]
         for row, count in enumerate(counts):
-            group = key_lists[0][row] if len(keys) == 1 else "\t".join(k[row] for k in key_lists)
+            group = key_lists[0][row] if len(keys) == 1 else group_key([k[row] for k in key_lists])
             entry = groups.get(group)
             if entry is None:
                 entry = groups[group] = aggregate.empty()

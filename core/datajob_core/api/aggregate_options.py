@@ -37,8 +37,10 @@ def read(options: dict[str, str]) -> AggregateOptions:
     if len(set(keys)) != len(keys) or len(set(values)) != len(values):
         raise ValueError("spec.processor.options: a column is named twice in groupBy or in values")
     # An output row holds the group columns, count and (nested) one object per value column, by name.
-    taken = set(keys) | {ROW_COUNT} if nested else set(keys) | set(FLAT_KEYS)
-    clash = sorted(set(values if nested else ()) & taken | set(keys) & set(FLAT_KEYS))
+    if nested:  # group columns, count, one object per value column
+        clash = sorted(set(values) & (set(keys) | {ROW_COUNT}) | set(keys) & {ROW_COUNT})
+    else:  # group columns, count, sum, min, max
+        clash = sorted(set(keys) & set(FLAT_KEYS))
     if clash:
         raise ValueError(
             f"spec.processor.options: {', '.join(clash)} would be overwritten in the output row (its keys "
