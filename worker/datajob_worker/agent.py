@@ -389,7 +389,8 @@ class Worker:
                     bad_records=self.bad_records,
                     multi_line=self.multi_line,
                     partitions=self.partitions,
-                    chunk_lines=self.checkpoint_records,
+                    # delayPerRecord (a demo and test knob) wants kills and progress to land mid-shard.
+                    chunk_lines=self.checkpoint_records or (runtime.CALLBACK_EVERY if self.delay else None),
                 )
                 progress = runtime.run_shard(task, context)
                 records, bytes_read, skipped = progress.records, progress.bytes, progress.skipped
