@@ -7,11 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import yaml
-
-from datajob_testenv.datajobs import Jobs, a_shard_checkpointed, committed, job_manifest, shards_ledger
-from datajob_testenv.nodeagent import SIGNAL_ANNOTATION
-from datajob_worker.cli import main as datajob
+from datajob_testenv.datajobs import Jobs, committed, job_manifest, local_result
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "inference"
 PER_FILE = 1500
@@ -37,21 +33,12 @@ def test_batch_inference_in_the_cluster_survives_a_worker_kill_identical_to_loca
         "checkpoint": {"intervalSeconds": 1, "intervalRecords": 256},
     }
     jobs.create(job_manifest("scores", tmp_path / "in", tmp_path / "out", **spec))
-    jobs.wait("scores", a_shard_checkpointed, 90, "a shard checkpointed")
-    running = shards_ledger(jobs.get("scores")["status"]).get("running") or {}
-    checkpointed = {e["w"] for e in running.values() if (e.get("c") or {}).get("records")}
-    victim = next(p for p in jobs.pods("scores") if p.metadata.name in checkpointed)
-    jobs.core.patch_namespaced_pod(
-        victim.metadata.name, jobs.namespace, {"metadata": {"annotations": {SIGNAL_ANNOTATION: "KILL"}}}
-    )
+    jobs.kill_a_worker_mid_shard("scores")
     status = jobs.wait_phase("scores", "Succeeded", timeout=240)
     assert status["restarts"] >= 1
     results = committed(tmp_path / "out")
     resumed = [r for r in results.values() if r["attempt"] > 1]
     assert resumed and any(r["resumedFrom"] for r in resumed), results
     assert sum(r["records"] for r in results.values()) == 2 * PER_FILE
-    local = job_manifest("scores", tmp_path / "in", tmp_path / "local-out", **spec)
-    local["spec"]["processor"]["options"].pop("delayPerRecord")
-    (tmp_path / "local.yaml").write_text(yaml.safe_dump(local))
-    assert datajob(["run", str(tmp_path / "local.yaml")]) == 0
-    assert (tmp_path / "out" / "result").read_bytes() == (tmp_path / "local-out" / "result").read_bytes()
+    local = local_result(job_manifest("scores", tmp_path / "in", tmp_path / "out", **spec), tmp_path)
+    assert (tmp_path / "out" / "result").read_bytes() == local

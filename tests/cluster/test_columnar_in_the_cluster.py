@@ -7,11 +7,8 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import yaml
 
-from datajob_testenv.datajobs import Jobs, a_shard_checkpointed, committed, job_manifest, shards_ledger
-from datajob_testenv.nodeagent import SIGNAL_ANNOTATION
-from datajob_worker.cli import main as datajob
+from datajob_testenv.datajobs import Jobs, committed, job_manifest, local_result
 
 ROWS_PER_FILE = 3000
 
@@ -39,21 +36,12 @@ def test_a_parquet_aggregate_in_the_cluster_survives_a_worker_kill_identical_to_
         "checkpoint": {"intervalSeconds": 1, "intervalRecords": 250},
     }
     jobs.create(job_manifest("columnar", tmp_path / "in", tmp_path / "out", **spec))
-    jobs.wait("columnar", a_shard_checkpointed, 90, "a shard checkpointed")
-    running = shards_ledger(jobs.get("columnar")["status"]).get("running") or {}
-    checkpointed = {e["w"] for e in running.values() if (e.get("c") or {}).get("records")}
-    victim = next(p for p in jobs.pods("columnar") if p.metadata.name in checkpointed)
-    jobs.core.patch_namespaced_pod(
-        victim.metadata.name, jobs.namespace, {"metadata": {"annotations": {SIGNAL_ANNOTATION: "KILL"}}}
-    )
+    jobs.kill_a_worker_mid_shard("columnar")
     status = jobs.wait_phase("columnar", "Succeeded", timeout=240)
     assert status["restarts"] >= 1
     results = committed(tmp_path / "out")
     resumed = [r for r in results.values() if r["attempt"] > 1]
     assert resumed and all((r["resumedFrom"] or {}).get("offset", 0) % 250 == 0 for r in resumed), results
     assert sum(r["records"] for r in results.values()) == 2 * ROWS_PER_FILE
-    local = job_manifest("columnar", tmp_path / "in", tmp_path / "local-out", **spec)
-    local["spec"]["processor"]["options"].pop("delayPerRecord")
-    (tmp_path / "local.yaml").write_text(yaml.safe_dump(local))
-    assert datajob(["run", str(tmp_path / "local.yaml")]) == 0
-    assert (tmp_path / "out" / "result").read_bytes() == (tmp_path / "local-out" / "result").read_bytes()
+    local = local_result(job_manifest("columnar", tmp_path / "in", tmp_path / "out", **spec), tmp_path)
+    assert (tmp_path / "out" / "result").read_bytes() == local

@@ -7,19 +7,15 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import yaml
 
 from datajob_testenv.datajobs import (
     Jobs,
-    a_shard_checkpointed,
     committed,
     condition,
     job_manifest,
-    shards_ledger,
+    local_result,
     write_inputs,
 )
-from datajob_testenv.nodeagent import SIGNAL_ANNOTATION
-from datajob_worker.cli import main as datajob
 
 ROWS_PER_FILE = 3000
 
@@ -51,23 +47,14 @@ def test_a_sql_job_in_the_cluster_survives_a_worker_kill_identical_to_local_mode
         "checkpoint": {"intervalSeconds": 1, "intervalRecords": 250},
     }
     jobs.create(job_manifest("sql", tmp_path / "in", tmp_path / "out", **spec))
-    jobs.wait("sql", a_shard_checkpointed, 90, "a shard checkpointed")
-    running = shards_ledger(jobs.get("sql")["status"]).get("running") or {}
-    checkpointed = {e["w"] for e in running.values() if (e.get("c") or {}).get("records")}
-    victim = next(p for p in jobs.pods("sql") if p.metadata.name in checkpointed)
-    jobs.core.patch_namespaced_pod(
-        victim.metadata.name, jobs.namespace, {"metadata": {"annotations": {SIGNAL_ANNOTATION: "KILL"}}}
-    )
+    jobs.kill_a_worker_mid_shard("sql")
     status = jobs.wait_phase("sql", "Succeeded", timeout=240)
     assert status["restarts"] >= 1
     results = committed(tmp_path / "out")
     resumed = [r for r in results.values() if r["attempt"] > 1]
     assert resumed and all((r["resumedFrom"] or {}).get("offset", 0) % 250 == 0 for r in resumed), results
-    local = job_manifest("sql", tmp_path / "in", tmp_path / "local-out", **spec)
-    local["spec"]["processor"]["options"].pop("delayPerRecord")
-    (tmp_path / "local.yaml").write_text(yaml.safe_dump(local))
-    assert datajob(["run", str(tmp_path / "local.yaml")]) == 0
-    assert (tmp_path / "out" / "result").read_bytes() == (tmp_path / "local-out" / "result").read_bytes()
+    local = local_result(job_manifest("sql", tmp_path / "in", tmp_path / "out", **spec), tmp_path)
+    assert (tmp_path / "out" / "result").read_bytes() == local
     assert b'"n": 2000' in (tmp_path / "out" / "result").read_bytes()  # 6000 rows, 3 regions
 
 

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import yaml
 from kubernetes import client
 
 from datajob_core.cluster import state_codec
+from datajob_worker.cli import main as datajob
 
 from .localjobs import shard_records
+from .nodeagent import SIGNAL_ANNOTATION
 from .nodes import AGENT_NODE
 from .processes import wait_for
 
@@ -100,6 +104,18 @@ class Jobs:
             wait_for(lambda: any(e.reason == wait_for_reason for e in listed()), timeout, wait_for_reason)
         return listed()
 
+    def kill_a_worker_mid_shard(self, name: str, timeout: float = 90) -> str:
+        """Waits until a shard of job ``name`` has a checkpoint with progress, then SIGKILLs the worker
+        holding it (through the node agent); returns the pod's name."""
+        self.wait(name, a_shard_checkpointed, timeout, "a shard checkpointed")
+        running = shards_ledger(self.get(name)["status"]).get("running") or {}
+        checkpointed = {e["w"] for e in running.values() if (e.get("c") or {}).get("records")}
+        victim = next(p for p in self.pods(name) if p.metadata.name in checkpointed)
+        self.core.patch_namespaced_pod(
+            victim.metadata.name, self.namespace, {"metadata": {"annotations": {SIGNAL_ANNOTATION: "KILL"}}}
+        )
+        return str(victim.metadata.name)
+
     def pods(self, name: str) -> list[Any]:
         return list(
             self.core.list_namespaced_pod(self.namespace, label_selector=f"datajob.dev/job={name}").items
@@ -124,6 +140,16 @@ def a_shard_checkpointed(status: dict[str, Any]) -> bool:
     """Whether some in-flight shard has a checkpoint with progress in the ledger (a kill now resumes)."""
     running = shards_ledger(status).get("running") or {}
     return any(isinstance(e, dict) and (e.get("c") or {}).get("records") for e in running.values())
+
+
+def local_result(manifest: dict[str, Any], work: Path) -> bytes:
+    """The result of ``manifest`` run in local mode (output ``work/local-out``), without its delays."""
+    local = json.loads(json.dumps(manifest))
+    local["spec"]["output"] = {**local["spec"]["output"], "uri": str(work / "local-out")}
+    local["spec"]["processor"].get("options", {}).pop("delayPerRecord", None)
+    (work / "local.yaml").write_text(yaml.safe_dump(local))
+    assert datajob(["run", str(work / "local.yaml")]) == 0
+    return (work / "local-out" / "result").read_bytes()
 
 
 def committed(output: Path) -> dict[int, dict[str, Any]]:

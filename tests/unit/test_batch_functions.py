@@ -124,8 +124,17 @@ def test_the_arrow_format_gives_a_record_batch_and_text_is_one_column_named_line
     lines: list[str] = []
     function.run(["one", "two"], lines, on_bad=lambda r, e: None)
     function.run([{"a": 1, "b": "x"}], lines, on_bad=lambda r, e: None)
+    function.run(
+        [{"a": 2}, {"a": 3, "c": True}], lines, on_bad=lambda r, e: None
+    )  # c: not only the first's keys
     assert seen[0].schema.names == ["line"] and seen[1].schema.names == ["a", "b"]
-    assert lines == ['{"line": "one"}', '{"line": "two"}', '{"a": 1, "b": "x"}']
+    assert lines == [
+        '{"line": "one"}',
+        '{"line": "two"}',
+        '{"a": 1, "b": "x"}',
+        '{"a": 2, "c": null}',
+        '{"a": 3, "c": true}',
+    ]
 
 
 def test_what_process_batch_returns_becomes_lines_numpy_values_included() -> None:

@@ -139,7 +139,9 @@ class BatchFunction:
         if all(isinstance(r, str) for r in records):
             return pa.RecordBatch.from_pydict({"line": records})
         if all(isinstance(r, dict) for r in records):
-            return pa.RecordBatch.from_pylist(records)
+            # Every key any record has (from_pylist would take the first record's keys only).
+            names = dict.fromkeys(key for record in records for key in record)
+            return pa.RecordBatch.from_pydict({name: [r.get(name) for r in records] for name in names})
         return pa.RecordBatch.from_pydict({"value": records})  # JSON Lines of numbers, lists, ...
 
 

@@ -10,9 +10,11 @@ DuckDB runs with external access off: the SQL can read the batch and nothing els
 whatever the query says; the API's checks (datajob_core.api.sql_check) refuse such queries earlier still.
 
 Columns keep the type their input gives them: Parquet's own, JSON's (one type per key: a key holding a
-number in one record and a string in another fails the attempt, saying so), and text for CSV, whose values
-are strings on every path, so a CSV query casts (``sum(amount::DOUBLE)``, ``TRY_CAST`` for dirty columns).
-Never inferring a type from a batch's values keeps a column's type the same in every batch and attempt.
+number in one record and a string in another fails the attempt, saying so; integers and fractions together
+make it DOUBLE in that batch), and text for CSV, whose values are strings on every path, so a CSV query
+casts (``sum(amount::DOUBLE)``, ``TRY_CAST`` for dirty columns). Text is never read as a number because a
+batch's values look numeric: a guess could differ between batches (``01234`` a number in one, text in
+another) and split one group in two.
 """
 
 from __future__ import annotations
