@@ -146,7 +146,7 @@ def local_result(manifest: dict[str, Any], work: Path) -> bytes:
     """The result of ``manifest`` run in local mode (output ``work/local-out``), without its delays."""
     local = json.loads(json.dumps(manifest))
     local["spec"]["output"] = {**local["spec"]["output"], "uri": str(work / "local-out")}
-    local["spec"]["processor"].get("options", {}).pop("delayPerRecord", None)
+    (local["spec"].get("processor") or {}).get("options", {}).pop("delayPerRecord", None)
     (work / "local.yaml").write_text(yaml.safe_dump(local))
     assert datajob(["run", str(work / "local.yaml")]) == 0
     return (work / "local-out" / "result").read_bytes()
