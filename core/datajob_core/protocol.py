@@ -35,6 +35,8 @@ ENV_BAD_RECORDS = "DATAJOB_BAD_RECORD_POLICY"  # spec.input.badRecordPolicy
 ENV_MULTI_LINE = "DATAJOB_MULTI_LINE"  # spec.input.multiLine: "true" or absent
 # spec.retryPolicy.shardTimeoutSeconds and recordTimeoutSeconds, as JSON {"shardSeconds", "recordSeconds"}
 ENV_TIME_LIMITS = "DATAJOB_TIME_LIMITS"
+ENV_PROFILE = "DATAJOB_PROFILE"  # the hardware profile the pod was made for (spec.hardware[].name)
+ENV_NODE = "DATAJOB_NODE"  # the node it runs on (downward API spec.nodeName)
 # Where the worker writes its last error, for the pod's termination message (kubelet reads it).
 ENV_TERMINATION_LOG = "DATAJOB_TERMINATION_LOG"
 # Local mode: the stored plan (datajob_core.data.plan_store), for shards too large to send inline.

@@ -25,7 +25,7 @@ from pydantic import ValidationError
 from datajob_core.api import pod_policy
 from datajob_core.api.conditions import set_condition
 from datajob_core.api.models import DataJobSpec, format_validation_error
-from datajob_core.cluster import sizing, state_codec
+from datajob_core.cluster import hardware, sizing, state_codec
 from datajob_core.cluster.reconciler import (
     Decision,
     JobState,
@@ -164,7 +164,9 @@ class JobController:
         now = time.time()
         nodes = self.nodes.names() if self.nodes else None
         draining = self.nodes.draining() if self.nodes else None
-        pods = [w for w in (observe_pod(p, nodes, draining) for p in self._pods()) if w is not None]
+        raw_pods = self._pods()
+        pods = [w for w in (observe_pod(p, nodes, draining) for p in raw_pods) if w is not None]
+        self._read_devices(raw_pods)
         leases = {view.name: view for view in map(LeaseView.of, self._leases())}
         reports: dict[int, ObservedReport] = {}
         for slot in state.slots:
@@ -192,9 +194,19 @@ class JobController:
             queue=queue,
         )
         self._time(status, state, pods, decision, now)
+        unavailable = self._unavailable(spec, policy)
         new_status = render_status(
-            job, state, policy, pods, decision, runtime=self.runtime, selector=self.jobs.selector, queue=queue
+            job,
+            state,
+            policy,
+            pods,
+            decision,
+            runtime=self.runtime,
+            selector=self.jobs.selector,
+            queue=queue,
+            unavailable=unavailable,
         )
+        self._tell_unavailable(job, status, unavailable)
         if new_status != status:  # a pass that changed nothing writes nothing
             try:
                 self.jobs.replace_status(job, new_status)
@@ -275,9 +287,72 @@ class JobController:
             for _, pod in decision.create:
                 self.runtime.create_failures[pod] = ("PodTemplateRejected", "; ".join(problems))
             decision = replace(decision, create=[])
-        in_parallel([partial(self._create_pod, job, slot, pod, grace) for slot, pod in decision.create])
+        profiles = {
+            slot: hardware.by_name(hardware.profiles(job["spec"]), state.slots[slot].profile)
+            for slot, _ in decision.create
+        }
+        refused = self._claim_templates(job, {p.name for p in profiles.values() if p is not None})
+        for slot, pod in decision.create:
+            profile = profiles[slot]
+            if profile is not None and profile.name in refused:
+                self.runtime.create_failures[pod] = ("DevicesRejected", refused[profile.name])
+        creates = [(slot, pod) for slot, pod in decision.create if pod not in self.runtime.create_failures]
+        in_parallel(
+            [partial(self._create_pod, job, slot, pod, grace, profiles[slot]) for slot, pod in creates]
+        )
         for event in decision.events:
             self.jobs.post_event(job, event.type, event.reason, event.message)
+
+    def _unavailable(self, spec: dict[str, Any], policy: Policy) -> dict[str, str]:
+        """Profiles no node could run a worker of (hardware.unavailable), judged while the job runs."""
+        if self.nodes is None:
+            return {}
+        with_devices = any(p.devices for p in policy.profiles)
+        classes = self.nodes.device_classes() if with_devices else None
+        return hardware.unavailable(policy.profiles, spec.get("nodeSelector"), self.nodes.nodes(), classes)
+
+    def _tell_unavailable(
+        self, job: dict[str, Any], old: dict[str, Any], unavailable: dict[str, str]
+    ) -> None:
+        conditions: list[dict[str, Any]] = old.get("conditions") or []
+        before = next((c for c in conditions if c.get("type") == "HardwareUnavailable"), {})
+        message = "; ".join(f"profile {name}: {why}" for name, why in unavailable.items())
+        if unavailable and (before.get("status") != "True" or before.get("message") != message):
+            self.jobs.post_event(job, "Warning", "HardwareUnavailable", message)
+
+    def _read_devices(self, pods: list[dict[str, Any]]) -> None:
+        """Which devices each worker's claim was allocated (read once per pod, once it is allocated)."""
+        known = self.runtime.devices
+        names = {p["metadata"]["name"] for p in pods}
+        for gone in [name for name in known if name not in names]:
+            del known[gone]
+        for pod in pods:
+            name = pod["metadata"]["name"]
+            if name in known:
+                continue
+            for entry in (pod.get("status") or {}).get("resourceClaimStatuses") or []:
+                if entry.get("name") == hardware.CLAIM_NAME and entry.get("resourceClaimName"):
+                    claim = self.jobs.read_claim(entry["resourceClaimName"])
+                    allocated = hardware.allocated_devices(claim or {})
+                    if allocated:
+                        known[name] = allocated
+
+    def _claim_templates(self, job: dict[str, Any], profiles: set[str]) -> dict[str, str]:
+        """Creates the ResourceClaimTemplates of the profiles with devices; the profiles refused, with why."""
+        refused = {}
+        for profile in hardware.profiles(job["spec"]):
+            name = hardware.claim_template_name(self.jobs.name, profile.name)
+            if not profile.devices or profile.name not in profiles or name in self.runtime.claim_templates:
+                continue
+            try:
+                self.jobs.create_claim_template(
+                    hardware.claim_template(job, profile, sizing.owner_reference(job))
+                )
+            except RejectedError as error:
+                refused[profile.name] = f"ResourceClaimTemplate {name} of profile {profile.name}: {error}"
+                continue
+            self.runtime.claim_templates.add(name)
+        return refused
 
     def _assign(self, job: dict[str, Any], slot: int, lease: str, encoded: str, pod: str) -> None:
         created = False
@@ -292,8 +367,12 @@ class JobController:
             self.jobs.write_assignment(lease, encoded, pod)
         self.runtime.last_assignment[lease] = encoded
 
-    def _create_pod(self, job: dict[str, Any], slot: int, pod: str, grace: int) -> None:
-        manifest = sizing.worker_pod(job, slot, pod, lease_name(self.jobs.name, slot), grace_seconds=grace)
+    def _create_pod(
+        self, job: dict[str, Any], slot: int, pod: str, grace: int, profile: hardware.Profile | None = None
+    ) -> None:
+        manifest = sizing.worker_pod(
+            job, slot, pod, lease_name(self.jobs.name, slot), grace_seconds=grace, profile=profile
+        )
         selector, tolerations = self.runtime.placement
         if selector or tolerations:  # the flavor Kueue admitted the job with
             spec = manifest["spec"]
@@ -425,6 +504,10 @@ def next_timer(
         times.append(slot.not_before)
         if slot.pod and slot.created_at:
             times.append(slot.created_at + policy.startup_timeout)
+            # an unschedulable pod moves to the next hardware profile past its profile's wait
+            profile = hardware.by_name(policy.profiles, slot.profile) or policy.profiles[0]
+            if len(policy.profiles) > 1:
+                times.append(slot.created_at + profile.wait_seconds)
     times += [r.renewed_at + policy.heartbeat_timeout for r in reports.values() if r.renewed_at]
     if policy.progress_deadline and state.progressed_at and not state.stalled and not policy.suspend:
         times.append(state.progressed_at + policy.progress_deadline)

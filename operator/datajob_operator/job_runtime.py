@@ -29,3 +29,5 @@ class JobRuntime:
     placement: tuple[dict[str, str], list[dict[str, Any]]] = ({}, [])
     queue_status: dict[str, Any] = field(default_factory=dict)  # status.queue as of this pass
     replacing: dict[int, float] = field(default_factory=dict)  # slot -> when its worker's death was seen
+    claim_templates: set[str] = field(default_factory=set)  # ResourceClaimTemplates created (DRA profiles)
+    devices: dict[str, list[str]] = field(default_factory=dict)  # pod -> devices its claim was allocated

@@ -52,6 +52,8 @@ class NodeDirectory:
         self._lock = threading.Lock()
         self._nodes: list[dict[str, Any]] | None = None
         self._listed_at = -ttl
+        self._classes: frozenset[str] | None = None
+        self._classes_at = -ttl
 
     def nodes(self) -> list[dict[str, Any]] | None:
         if self.watched is not None:
@@ -73,6 +75,22 @@ class NodeDirectory:
     def names(self) -> frozenset[str] | None:
         nodes = self.nodes()
         return None if nodes is None else frozenset(n["metadata"]["name"] for n in nodes)
+
+    def device_classes(self) -> frozenset[str] | None:
+        """The cluster's DRA DeviceClasses (None: no DRA API, or no RBAC to list them), listed every ttl."""
+        with self._lock:
+            if time.monotonic() - self._classes_at >= self.ttl:
+                self._classes_at = time.monotonic()
+                try:
+                    listing = client.CustomObjectsApi(self.core.api_client).list_cluster_custom_object(
+                        "resource.k8s.io", "v1", "deviceclasses"
+                    )
+                    self._classes = frozenset(c["metadata"]["name"] for c in listing.get("items") or [])
+                except ApiException as error:
+                    if error.status not in (403, 404):
+                        raise
+                    self._classes = None
+            return self._classes
 
     def draining(self) -> dict[str, tuple[str, str]]:
         """Nodes being drained, cordoned or reclaimed, with the taint key and why (node_drain)."""
@@ -331,6 +349,33 @@ class JobClient:
         except ApiException as error:  # events are best effort; never fail a reconcile over one
             if error.status >= 500 or error.status in (403, 404, 409, 422):
                 return
+            raise
+
+    # -- Dynamic Resource Allocation (hardware profiles with devices) ------------------------------------
+    def create_claim_template(self, manifest: dict[str, Any]) -> None:
+        """Creates a profile's ResourceClaimTemplate (one that exists is fine); RejectedError if refused (no
+        DRA API on this cluster, or no RBAC for it)."""
+        try:
+            self.custom.create_namespaced_custom_object(
+                "resource.k8s.io", "v1", self.namespace, "resourceclaimtemplates", manifest
+            )
+        except ApiException as error:
+            if error.status == 409:
+                return
+            if error.status in (400, 403, 404, 422):
+                raise RejectedError(api_message(error)) from error
+            raise
+
+    def read_claim(self, name: str) -> dict[str, Any] | None:
+        """A worker's ResourceClaim (what devices it was allocated), None if gone or not readable."""
+        try:
+            claim: dict[str, Any] = self.custom.get_namespaced_custom_object(
+                "resource.k8s.io", "v1", self.namespace, "resourceclaims", name
+            )
+            return claim
+        except ApiException as error:
+            if error.status in (403, 404):
+                return None
             raise
 
     # -- helpers ---------------------------------------------------------------------------------------

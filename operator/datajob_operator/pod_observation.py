@@ -76,4 +76,5 @@ def observe_pod(
         waiting=waiting,
         waiting_reason=waiting_reason,
         evacuate=evacuate,
+        node=node or "",
     )

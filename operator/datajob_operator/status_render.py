@@ -7,6 +7,7 @@ from typing import Any
 
 from datajob_core.api.conditions import set_condition
 from datajob_core.cluster import state_codec
+from datajob_core.cluster.fleet import fleet_status
 from datajob_core.cluster.queueing import Admission
 from datajob_core.cluster.reconciler import Decision, JobState, ObservedWorker, Phase, Policy
 from datajob_core.shards import progress
@@ -28,6 +29,7 @@ def render_status(
     runtime: JobRuntime,
     selector: str,
     queue: Admission | None = None,
+    unavailable: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """The DataJob status for this pass: counts, workers, progress, output, conditions and the ledger.
 
@@ -57,6 +59,7 @@ def render_status(
         "restarts": state.restarts,
         "disruptions": state.disruptions,
         "processed": {"records": state.records, "bytes": state.bytes, "skippedRecords": state.skipped},
+        "hardware": fleet_status(policy, state, pods, runtime.devices),
         "startTime": old.get("startTime") or now,
         "ledger": state_codec.encode(state),
     }
@@ -95,6 +98,13 @@ def render_status(
             queue.message,
             now=now,
         )
+    if unavailable and state.phase not in (Phase.SUCCEEDED, Phase.FAILED):
+        message = "; ".join(f"profile {name}: {why}" for name, why in unavailable.items())
+        conditions = set_condition(
+            conditions, "HardwareUnavailable", "True", "NoMatchingNode", message, now=now
+        )
+    elif any(c.get("type") == "HardwareUnavailable" for c in conditions):
+        conditions = set_condition(conditions, "HardwareUnavailable", "False", "ProfilesFit", "", now=now)
     status["conditions"] = conditions
     return status
 
@@ -150,6 +160,10 @@ def _conditions(
         c = set_condition(c, "WorkersUnschedulable", "True", "Unschedulable", decision.unschedulable, now=now)
     else:
         c = set_condition(c, "WorkersUnschedulable", "False", "Scheduled", "", now=now)
+    if state.given_up:
+        # The scheduler's own words, per profile given up on: why the job runs on its fallback hardware.
+        message = "; ".join(f"profile {name}: {why}" for name, why in sorted(state.given_up.items()))
+        c = set_condition(c, "HardwareFallback", "True", "ProfileUnschedulable", message[:32768], now=now)
     c = set_condition(c, "ReconcileFailing", "False", "Reconciled", "", now=now)
     if decision.blocked and phase not in (Phase.SUCCEEDED, Phase.FAILED):
         c = set_condition(c, "WorkersBlocked", "True", decision.blocked[0], decision.blocked[1], now=now)

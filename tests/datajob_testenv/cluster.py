@@ -83,9 +83,22 @@ class TestCluster:
                     raise
         wait_for(lambda: all(_node_ready(api, s.name) for s in FAKE_NODES), 60, "kwok nodes Ready")
 
-    def start_node_agent(self, node: str) -> None:
-        """Starts a node agent registering ``node`` (one more node that runs real processes), and waits
-        until the node is Ready."""
+    def start_node_agent(
+        self,
+        node: str,
+        *,
+        labels: dict[str, str] | None = None,
+        gpus: int = 0,
+        gpu_product: str | None = None,
+    ) -> None:
+        """Starts a node agent registering ``node`` (one more node that runs real processes), with extra
+        ``labels`` and ``gpus`` (nvidia.com/gpu capacity, tainted like a GPU node), and waits until the node
+        is Ready."""
+        shape = [f"--label={k}={v}" for k, v in sorted((labels or {}).items())]
+        if gpus:
+            shape.append(f"--gpus={gpus}")
+        if gpu_product:
+            shape.append(f"--gpu-product={gpu_product}")
         kubeconfig = self.control_plane.client_kubeconfig(
             f"node-agent-{node}", f"system:node:{node}", ("system:nodes",)
         )
@@ -98,6 +111,7 @@ class TestCluster:
                 f"--kubeconfig={kubeconfig}",
                 f"--node-name={node}",
                 f"--work-dir={self.directory / _agent_component(node)}",
+                *shape,
             ],
         )
         api = client.CoreV1Api(self.api_client())

@@ -40,7 +40,7 @@ from kubernetes import client, config, watch
 from kubernetes.client.rest import ApiException
 
 from .kubelet_logs import LogServer
-from .nodes import AGENT_SHAPE
+from .nodes import AGENT_SHAPE, NodeShape
 
 log = structlog.get_logger("nodeagent")
 
@@ -198,8 +198,16 @@ class PodRun:
 
 class NodeAgent:
     def __init__(
-        self, api: client.CoreV1Api, node_name: str, work_dir: Path, server_host: str, server_port: int
+        self,
+        api: client.CoreV1Api,
+        node_name: str,
+        work_dir: Path,
+        server_host: str,
+        server_port: int,
+        *,
+        shape: NodeShape = AGENT_SHAPE,
     ):
+        self.shape = shape
         self.api = api
         self.coordination = client.CoordinationV1Api(api.api_client)
         self.node_name = node_name
@@ -213,7 +221,7 @@ class NodeAgent:
 
     # -- node registration and heartbeat --------------------------------------------------------
     def register(self) -> None:
-        manifest = AGENT_SHAPE.manifest(fake=False)
+        manifest = self.shape.manifest(fake=False)
         manifest["metadata"]["name"] = self.node_name
         manifest["metadata"]["labels"]["kubernetes.io/hostname"] = self.node_name
         status = manifest.pop("status")
@@ -688,12 +696,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kubeconfig", required=True)
     parser.add_argument("--node-name", default=AGENT_SHAPE.name)
     parser.add_argument("--work-dir", required=True, type=Path)
+    parser.add_argument("--label", action="append", default=[], help="key=value, a node label (repeatable)")
+    parser.add_argument("--gpus", type=int, default=0, help="nvidia.com/gpu capacity (the node is tainted)")
+    parser.add_argument("--gpu-product", default=None, help="the nvidia.com/gpu.product label")
     args = parser.parse_args(argv)
+    shape = NodeShape(
+        args.node_name,
+        cpu=AGENT_SHAPE.cpu,
+        memory=AGENT_SHAPE.memory,
+        gpus=args.gpus,
+        gpu_product=args.gpu_product,
+        labels=dict(label.split("=", 1) for label in args.label),
+    )
     config.load_kube_config(args.kubeconfig)
     api = client.CoreV1Api()
     host_port = api.api_client.configuration.host.rsplit("//", 1)[1]
     host, _, port = host_port.partition(":")
-    agent = NodeAgent(api, args.node_name, args.work_dir, host, int(port or 443))
+    agent = NodeAgent(api, args.node_name, args.work_dir, host, int(port or 443), shape=shape)
     signal.signal(signal.SIGTERM, lambda *_: agent.stopping.set())
     agent.run()
     return 0

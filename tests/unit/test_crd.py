@@ -62,8 +62,11 @@ def test_identity_columns_and_subresources() -> None:
         "Progress",
         "ETA",
         "Restarts",
+        "Hardware",
         "Age",
     ]
+    hardware = next(c for c in version["additionalPrinterColumns"] if c["name"] == "Hardware")
+    assert hardware["priority"] == 1  # kubectl get -o wide only
 
 
 @pytest.mark.parametrize("field", ["input", "output", "processor"])

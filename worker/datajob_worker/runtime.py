@@ -16,6 +16,7 @@ from __future__ import annotations
 import codecs
 import contextlib
 import json
+import os
 import subprocess
 import tempfile
 import time
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from datajob_core import protocol
 from datajob_core.data import shuffle
 from datajob_core.data.locations import StorageConfig
 from datajob_core.protocol import ShardTask
@@ -137,6 +139,13 @@ class OutputDir:
             dead_letters=None if dead_letters is None else dead_letters.encode(),
             partitions=None if partitions is None else [p.encode() for p in partitions],
         )
+
+
+def where_it_ran() -> dict[str, str]:
+    """The worker pod, its hardware profile and node, for the commit record (and so the _SUCCESS manifest:
+    which shard ran on what hardware); empty in local mode."""
+    names = {"pod": protocol.ENV_POD, "profile": protocol.ENV_PROFILE, "node": protocol.ENV_NODE}
+    return {key: os.environ[env] for key, env in names.items() if os.environ.get(env)}
 
 
 def _no_notice(reason: str, message: str) -> None:
@@ -339,6 +348,9 @@ def run_shard(task: ShardTask, context: ShardContext) -> Progress:
         "resumedFrom": resumed,
         "committedAt": time.time(),
     }
+    ran_on = where_it_ran()
+    if ran_on:
+        meta["hardware"] = ran_on
     dead = (
         "".join(json.dumps(entry, sort_keys=True) + "\n" for entry in progress.bad) if progress.bad else None
     )

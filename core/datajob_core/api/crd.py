@@ -158,6 +158,13 @@ def crd() -> dict[str, Any]:
                             "description": "time left at the recent rate",
                         },
                         {"name": "Restarts", "type": "integer", "jsonPath": ".status.restarts"},
+                        {
+                            "name": "Hardware",
+                            "type": "string",
+                            "jsonPath": ".status.hardware.summary",
+                            "description": "workers per hardware profile",
+                            "priority": 1,
+                        },
                         {"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"},
                     ],
                 }

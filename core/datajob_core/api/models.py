@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import codecs
 import re
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from pydantic.alias_generators import to_camel
@@ -45,6 +45,17 @@ UNSPLITTABLE_ENCODINGS = (
     r"|ibm(037|039|273|424|500|875|1026|1140)|ebcdic.*|csibm.*|(cs)?iso2022.*|hz.*|(raw)?unicodeescape"
     r"|punycode|idna|undefined|mac(arabic|farsi))"
 )
+DNS_LABEL_PATTERN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+MAX_PROFILES = 8
+MAX_PROFILE_NAME = 20  # profile names go into object names: <job>-<profile> ResourceClaimTemplates
+HARDWARE_MESSAGE = (
+    "spec.resources must not be set with spec.hardware: each hardware profile has its own resources"
+)
+CAPS_MESSAGE = (
+    "spec.hardware: every profile has a workers cap and together they hold fewer than spec.workers; "
+    "leave the last profile uncapped"
+)
+DEVICES_MESSAGE = "devices needs exactly one of deviceClassName and firstAvailable"
 MAX_URI = 4096
 MAX_NAME = 63
 NAME_RULE = f"size(self.metadata.name) <= {MAX_NAME}"
@@ -461,23 +472,26 @@ class Gpu(_Model):
     )
 
 
+def _positive_quantities(where: str) -> dict[str, Any]:
+    return _rules(
+        _rule(
+            "quantity(self.cpu).isGreaterThan(quantity('0'))",
+            f"{where}.cpu must be greater than 0",
+            ".cpu",
+        ),
+        _rule(
+            "quantity(self.memory).isGreaterThan(quantity('0'))",
+            f"{where}.memory must be greater than 0",
+            ".memory",
+        ),
+    )
+
+
 class Resources(_Model):
     """Hardware per worker pod: requests (and limits for memory, storage and GPUs)."""
 
-    model_config = ConfigDict(
-        json_schema_extra=_rules(
-            _rule(
-                "quantity(self.cpu).isGreaterThan(quantity('0'))",
-                "spec.resources.cpu must be greater than 0",
-                ".cpu",
-            ),
-            _rule(
-                "quantity(self.memory).isGreaterThan(quantity('0'))",
-                "spec.resources.memory must be greater than 0",
-                ".memory",
-            ),
-        )
-    )
+    model_config = ConfigDict(json_schema_extra=_positive_quantities("spec.resources"))
+    _where: ClassVar[str] = "spec.resources"
 
     cpu: str = Field(
         default="1", pattern=QUANTITY_PATTERN, max_length=64, description="CPU request, e.g. 500m or 4."
@@ -500,8 +514,133 @@ class Resources(_Model):
     def _positive(self) -> Resources:
         for name in ("cpu", "memory"):
             if quantity_value(getattr(self, name)) <= 0:
-                raise ValueError(f"spec.resources.{name} must be greater than 0")
+                raise ValueError(f"{self._where}.{name} must be greater than 0")
         return self
+
+
+class ProfileResources(Resources):
+    """Hardware per worker pod of one hardware profile."""
+
+    model_config = ConfigDict(json_schema_extra=_positive_quantities("a hardware profile's resources"))
+    _where: ClassVar[str] = "a hardware profile's resources"
+
+
+class DeviceOption(_Model):
+    """One device request of Dynamic Resource Allocation: a DeviceClass, how many, and CEL selectors."""
+
+    device_class_name: str = Field(
+        pattern=DNS_SUBDOMAIN_PATTERN,
+        max_length=253,
+        description="The DeviceClass (resource.k8s.io/v1) the devices come from, e.g. gpu.nvidia.com.",
+    )
+    count: int = Field(default=1, ge=1, le=16, description="Devices per worker pod.")
+    selectors: list[str] | None = Field(
+        default=None,
+        max_length=8,
+        description=(
+            "CEL expressions a device must satisfy, as in a ResourceClaim's selectors, e.g. "
+            "device.attributes['gpu.nvidia.com'].productName == 'NVIDIA H100 80GB HBM3'."
+        ),
+        json_schema_extra={"items": {"type": "string", "maxLength": 1024}},
+    )
+
+
+class Devices(_Model):
+    """Devices through Dynamic Resource Allocation: the operator creates one ResourceClaimTemplate per job
+    and profile, and the scheduler allocates each worker its own claim."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_rules(
+            _rule(
+                "has(self.deviceClassName) != has(self.firstAvailable)",
+                DEVICES_MESSAGE,
+            )
+        )
+    )
+
+    device_class_name: str | None = Field(
+        default=None,
+        pattern=DNS_SUBDOMAIN_PATTERN,
+        max_length=253,
+        description="The DeviceClass the devices come from (or firstAvailable: one of the two).",
+    )
+    count: int = Field(default=1, ge=1, le=16, description="Devices per worker pod, with deviceClassName.")
+    selectors: list[str] | None = Field(
+        default=None,
+        max_length=8,
+        description="CEL selectors, with deviceClassName.",
+        json_schema_extra={"items": {"type": "string", "maxLength": 1024}},
+    )
+    first_available: list[DeviceOption] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=8,
+        description=(
+            "Alternatives in order of preference: the scheduler allocates the first that is available "
+            "(DRA's prioritized list, KEP-4816)."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _one_form(self) -> Devices:
+        if (self.device_class_name is None) == (self.first_available is None):
+            raise ValueError(DEVICES_MESSAGE)
+        return self
+
+
+class HardwareProfile(_Model):
+    """One hardware shape workers may run on; profiles are tried in order (see docs/operations.md)."""
+
+    name: str = Field(
+        pattern=DNS_LABEL_PATTERN,
+        max_length=MAX_PROFILE_NAME,
+        description="The profile's name, in status, events, pod labels and the _SUCCESS manifest.",
+    )
+    resources: ProfileResources = Field(
+        default_factory=ProfileResources, description="Requests and limits of a worker on this profile."
+    )
+    devices: Devices | None = Field(
+        default=None, description="Devices allocated by Dynamic Resource Allocation (ResourceClaims)."
+    )
+    node_selector: dict[str, str] | None = Field(
+        default=None,
+        description="Node labels a worker on this profile requires (added to spec.nodeSelector).",
+    )
+    tolerations: list[Toleration] | None = Field(
+        default=None, max_length=64, description="Tolerations of this profile (added to spec.tolerations)."
+    )
+    architecture: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9]+$",
+        max_length=63,
+        description="CPU architecture, the node label kubernetes.io/arch (amd64, arm64, ...).",
+    )
+    capacity_type: Literal["spot", "on-demand"] | None = Field(
+        default=None, description="spot or on-demand nodes, matched on capacityTypeLabel."
+    )
+    capacity_type_label: str = Field(
+        default="karpenter.sh/capacity-type",
+        pattern=LABEL_KEY_PATTERN,
+        max_length=317,
+        description=(
+            "The node label saying spot or on-demand, with those values (Karpenter's; set it for other "
+            "provisioners)."
+        ),
+    )
+    workers: int | None = Field(
+        default=None,
+        ge=1,
+        le=10000,
+        description="At most this many workers run on this profile at once (a mixed fleet); unset: no cap.",
+    )
+    wait_seconds: int = Field(
+        default=300,
+        ge=0,
+        le=86400,
+        description=(
+            "How long a worker of this profile may stay unschedulable before the next profile is tried."
+        ),
+    )
 
 
 class Toleration(_Model):
@@ -776,6 +915,18 @@ class DataJobSpec(_Model):
                 ".workers",
             ),
             _rule(
+                "!has(self.hardware) || (!has(self.resources.gpu) && !has(self.resources.ephemeralStorage) "
+                "&& self.resources.cpu == '1' && self.resources.memory == '1Gi')",
+                HARDWARE_MESSAGE,
+                ".resources",
+            ),
+            _rule(
+                "!has(self.hardware) || self.hardware.exists(p, !has(p.workers)) "
+                "|| self.hardware.map(p, p.workers).sum() >= self.workers",
+                CAPS_MESSAGE,
+                ".hardware",
+            ),
+            _rule(
                 "!has(self.minWorkers) || self.minWorkers <= self.workers",
                 "spec.minWorkers must not exceed spec.workers",
                 ".minWorkers",
@@ -832,7 +983,21 @@ class DataJobSpec(_Model):
             "when the queue has no room for spec.workers (Kueue's partial admission). Unset: all or none."
         ),
     )
-    resources: Resources = Field(default_factory=Resources, description="Hardware per worker.")
+    resources: Resources = Field(
+        default_factory=Resources,
+        description="Hardware per worker: the one-profile shorthand of spec.hardware (not set with it).",
+    )
+    hardware: list[HardwareProfile] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_PROFILES,
+        description=(
+            "Hardware profiles in order of preference: workers go to the first profile that schedules, "
+            "the next once a profile's workers stay unschedulable past its waitSeconds, and profiles with "
+            "a workers cap make a mixed fleet. spec.nodeSelector, tolerations and affinity apply to all."
+        ),
+        json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
     node_selector: dict[str, str] | None = Field(default=None, description="Node labels worker pods require.")
     tolerations: list[Toleration] | None = Field(
         default=None,
@@ -889,6 +1054,18 @@ class DataJobSpec(_Model):
             "with reason ProgressDeadlineExceeded)."
         ),
     )
+
+    @model_validator(mode="after")
+    def _one_hardware_form(self) -> DataJobSpec:
+        if self.hardware is not None and self.resources != Resources():
+            raise ValueError(HARDWARE_MESSAGE)
+        names = [p.name for p in self.hardware or []]
+        if len(set(names)) != len(names):
+            raise ValueError("spec.hardware: profile names must be unique")
+        caps = [p.workers for p in self.hardware or []]
+        if caps and None not in caps and sum(c or 0 for c in caps) < self.workers:
+            raise ValueError(CAPS_MESSAGE)
+        return self
 
     @model_validator(mode="after")
     def _min_workers_fit(self) -> DataJobSpec:
@@ -1031,6 +1208,47 @@ class ProgressStatus(_Model):
     )
 
 
+class ProfileStatus(_Model):
+    """One hardware profile's workers and what they did."""
+
+    name: str | None = Field(default=None, description="spec.hardware[].name (default: spec.resources).")
+    active: int | None = Field(default=None, description="Its worker pods, pending or running.")
+    ready: int | None = Field(default=None, description="Its worker pods running.")
+    records: int | None = Field(default=None, description="Records of the shards its workers committed.")
+    shards: int | None = Field(default=None, description="Shards its workers committed.")
+    records_per_second: int | None = Field(
+        default=None, description="Records per second of one of its workers, while busy."
+    )
+    given_up: str | None = Field(
+        default=None,
+        description="Why new workers no longer go to it: the scheduler's message past waitSeconds.",
+    )
+
+
+class WorkerHardware(_Model):
+    """One live worker: where it runs and how fast."""
+
+    slot: int | None = Field(default=None, description="The worker slot.")
+    pod: str | None = Field(default=None, description="The worker pod.")
+    profile: str | None = Field(default=None, description="Its hardware profile.")
+    node: str | None = Field(default=None, description="The node it runs on.")
+    devices: list[str] | None = Field(
+        default=None, description="Devices allocated to it by DRA, as driver/pool/device."
+    )
+    records: int | None = Field(default=None, description="Records of the shards it committed.")
+    records_per_second: int | None = Field(default=None, description="Its records per second, while busy.")
+
+
+class HardwareStatus(_Model):
+    """Which hardware the workers run on (see spec.hardware)."""
+
+    profiles: list[ProfileStatus] | None = Field(default=None, description="Per profile, in spec order.")
+    workers: list[WorkerHardware] | None = Field(
+        default=None, description="Live workers (at most 64): profile, node, devices, records/s."
+    )
+    summary: str | None = Field(default=None, description="Workers per profile (h100:4 a100:2), for -o wide.")
+
+
 class QueueStatus(_Model):
     """Where a job labelled kueue.x-k8s.io/queue-name stands in Kueue."""
 
@@ -1080,6 +1298,9 @@ class DataJobStatus(_Model):
     processed: ProcessedCounts | None = Field(default=None, description="Input consumed by committed shards.")
     progress: ProgressStatus | None = Field(default=None, description="Percent done, throughput and ETA.")
     queue: QueueStatus | None = Field(default=None, description="Kueue: the queue, Workload and position.")
+    hardware: HardwareStatus | None = Field(
+        default=None, description="Workers per hardware profile, and where each live worker runs."
+    )
     output: OutputStatus | None = Field(default=None, description="The job commit and what it published.")
     start_time: str | None = Field(
         default=None, description="When the job started.", json_schema_extra={"format": "date-time"}

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from datajob_core.cluster import hardware
+from datajob_core.cluster.hardware import Profile
 from datajob_core.cluster.queueing import Admission
 from datajob_core.data import plan_store
 from datajob_core.protocol import AssignmentMessage, ReportMessage, ShardTask
@@ -62,6 +64,7 @@ class Policy:
     fail_on_stall: bool = False
     retry_request: str = ""  # the RETRY_ANNOTATION's value
     max_bad_record_ratio: float | None = None  # spec.input.maxBadRecordRatio
+    profiles: tuple[Profile, ...] = (Profile(hardware.SHORTHAND),)  # spec.hardware, in order of preference
 
 
 def policy_from_spec(spec: dict[str, Any], annotations: dict[str, str] | None = None) -> Policy:
@@ -86,6 +89,7 @@ def policy_from_spec(spec: dict[str, Any], annotations: dict[str, str] | None = 
         fail_on_stall=spec.get("progressDeadlineAction") == "Fail",
         retry_request=str((annotations or {}).get(RETRY_ANNOTATION) or ""),
         max_bad_record_ratio=(spec.get("input") or {}).get("maxBadRecordRatio"),
+        profiles=hardware.profiles(spec),
     )
 
 
@@ -130,6 +134,7 @@ class ObservedWorker:
     # set while it is about to be taken away (its node is drained, cordoned or reclaimed, or it has the
     # DisruptionTarget condition): it is moved first, so it checkpoints instead of being killed mid-shard
     evacuate: str = ""
+    node: str = ""  # the node it was bound to
 
 
 @dataclass(frozen=True)
@@ -156,6 +161,10 @@ class Slot:
     blocked_count: int = 0
     unschedulable: bool = False  # an event was posted for the current pod
     last_failure: str = ""
+    profile: str = ""  # the hardware profile of its current (or last) pod; "": the first
+    records: int = 0  # records of the shards its current pod committed
+    busy: float = 0.0  # seconds its current pod spent on those shards
+    done_at: float = 0.0  # when its pod last committed a shard (busy time counts from there)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -174,6 +183,10 @@ class Slot:
             ("blockedCount", self.blocked_count, 0),
             ("unschedulable", self.unschedulable, False),
             ("lastFailure", self.last_failure, ""),
+            ("profile", self.profile, ""),
+            ("records", self.records, 0),
+            ("busy", self.busy, 0.0),
+            ("doneAt", self.done_at, 0.0),
         ):
             if value != default:
                 out[key] = value
@@ -195,7 +208,27 @@ class Slot:
             blocked_count=int(data.get("blockedCount", 0)),
             unschedulable=bool(data.get("unschedulable", False)),
             last_failure=str(data.get("lastFailure", "")),
+            profile=str(data.get("profile", "")),
+            records=int(data.get("records", 0)),
+            busy=float(data.get("busy", 0.0)),
+            done_at=float(data.get("doneAt", 0.0)),
         )
+
+
+@dataclass
+class ProfileTotals:
+    """What one hardware profile's workers committed over the run."""
+
+    records: int = 0
+    shards: int = 0
+    busy: float = 0.0  # seconds its workers spent on those shards
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"records": self.records, "shards": self.shards, "busy": round(self.busy, 3)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ProfileTotals:
+        return cls(int(data.get("records", 0)), int(data.get("shards", 0)), float(data.get("busy", 0.0)))
 
 
 @dataclass
@@ -215,9 +248,17 @@ class JobState:
     stalled: str = ""  # the reason of the current stall, "" if progressing
     queue: str = ""  # under Kueue: "Queued" or "Admitted" as last acted on; "" when not queued
     retried: str = ""  # the last retry request acted on
+    # hardware profiles given up on for new workers, with the scheduler's reason (hardware.choose)
+    given_up: dict[str, str] = field(default_factory=dict)
+    # per hardware profile: records and shards committed and busy seconds, for its records/s
+    by_profile: dict[str, ProfileTotals] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
+        extra: dict[str, Any] = {"givenUp": dict(self.given_up)} if self.given_up else {}
+        if self.by_profile:
+            extra["byProfile"] = {k: v.to_dict() for k, v in sorted(self.by_profile.items())}
         return {
+            **extra,
             "v": STATE_VERSION,
             "shards": self.ledger.to_dict(),
             "slots": {str(k): s.to_dict() for k, s in sorted(self.slots.items())},
@@ -256,6 +297,8 @@ class JobState:
             stalled=str(data.get("stalled", "")),
             queue=str(data.get("queue", "")),
             retried=str(data.get("retried", "")),
+            given_up={str(k): str(v) for k, v in (data.get("givenUp") or {}).items()},
+            by_profile={str(k): ProfileTotals.from_dict(v) for k, v in (data.get("byProfile") or {}).items()},
         )
 
 
@@ -341,7 +384,8 @@ def reconcile(
     for slot_number, slot in state.slots.items():
         observed = reports.get(slot_number)
         if slot.pod and observed and observed.report and observed.report.pod == slot.pod:
-            _fold(state, slot, observed.report, policy=policy, now=now, decision=decision)
+            started = (by_name[slot.pod].started_at if slot.pod in by_name else None) or 0.0
+            _fold(state, slot, observed.report, policy=policy, now=now, decision=decision, started=started)
 
     # 2. Judge each slot's current pod; release the shards of the dead ones.
     running = sum(1 for w in workers if w.phase == "Running" and not w.deleting)
@@ -362,6 +406,8 @@ def reconcile(
                 decision.events.append(Event("Normal", "WorkerDisrupted", slot.disrupted))
             elif _should_move(worker, slot):
                 _move(ctx, slot_number, slot, worker)
+            elif queue is None:  # under Kueue, the admitted flavor decides the hardware
+                _fall_back(ctx, slot_number, slot, worker)
         report = reports.get(slot_number)
         death = _death(worker, slot, report, policy=policy, now=now, running=running)
         if death is None:
@@ -402,6 +448,11 @@ def reconcile(
     for slot_number in range(wanted):
         slot = state.slots.setdefault(slot_number, Slot())
         if slot.pod is None and now >= slot.not_before:
+            profile = _place(ctx, slot_number, queued=queue is not None)
+            if profile is None:
+                continue
+            slot.profile = profile.name
+            slot.records, slot.busy = 0, 0.0  # per-worker rates are the current pod's
             slot.incarnation += 1
             slot.pod = pod_name(job, slot_number, slot.incarnation)
             slot.created_at = now
@@ -506,6 +557,77 @@ def _move(ctx: _Pass, slot_number: int, slot: Slot, worker: ObservedWorker) -> N
     slot.disrupted = f"{worker.evacuate}; worker {worker.name} (slot {slot_number}) moved"
     ctx.decision.delete.append((worker.name, True))
     ctx.decision.events.append(Event("Normal", "WorkerDisrupted", slot.disrupted))
+
+
+def _profile_of(policy: Policy, slot: Slot) -> Profile:
+    return hardware.by_name(policy.profiles, slot.profile) or policy.profiles[0]
+
+
+def _taken(state: JobState, policy: Policy, but: int) -> dict[str, int]:
+    """Workers per profile among the slots that have a pod (the cap counts pods, not running workers)."""
+    taken: dict[str, int] = {}
+    for number, slot in state.slots.items():
+        if slot.pod and number != but:
+            name = _profile_of(policy, slot).name
+            taken[name] = taken.get(name, 0) + 1
+    return taken
+
+
+def _place(ctx: _Pass, slot_number: int, *, queued: bool) -> Profile | None:
+    """The profile of the slot's new pod (hardware.choose); under Kueue always the first, whose shape the
+    Workload carries (the admitted flavor's node labels are then added to it)."""
+    policy = ctx.policy
+    if queued:
+        return policy.profiles[0]
+    return hardware.choose(
+        policy.profiles, taken=_taken(ctx.state, policy, slot_number), given_up=ctx.state.given_up
+    )
+
+
+def _fall_back(ctx: _Pass, slot_number: int, slot: Slot, worker: ObservedWorker) -> None:
+    """A pod its profile's nodes cannot take: past the profile's waitSeconds (or at once, when the profile
+    was already given up on), the profile is given up on for new workers and the pod moves to the next.
+
+    Only pods the scheduler has not placed move, so no work is ever at stake. The move is the job's own
+    stop (the slot drains: nothing is charged or counted as a restart), and it is repeated each pass until
+    the deletion is seen, so an operator killed between persisting and deleting still moves it.
+    """
+    state, policy, now, decision = ctx.state, ctx.policy, ctx.now, ctx.decision
+    if worker.phase != "Pending" or worker.deleting or not worker.unschedulable or worker.node:
+        return
+    if slot.draining:
+        decision.delete.append((worker.name, True))  # asked before; ask again until it is seen going
+        return
+    if slot.disrupted:
+        return
+    profile = _profile_of(policy, slot)
+    if profile.name not in state.given_up and now - slot.created_at < profile.wait_seconds:
+        return
+    target = hardware.next_after(
+        policy.profiles, profile.name, taken=_taken(state, policy, slot_number), given_up=state.given_up
+    )
+    if target is None:
+        return  # nowhere else to go: it keeps waiting, and WorkersUnschedulable says why
+    if profile.name not in state.given_up:
+        state.given_up[profile.name] = worker.unschedulable
+        decision.events.append(
+            Event(
+                "Warning",
+                "HardwareFallback",
+                f"hardware profile {profile.name}: worker {worker.name} unschedulable for "
+                f"{now - slot.created_at:.0f}s ({worker.unschedulable}); new workers go to profile "
+                f"{target.name}",
+            )
+        )
+    decision.events.append(
+        Event(
+            "Normal",
+            "WorkerMoved",
+            f"worker slot {slot_number} moves from profile {profile.name} to {target.name}",
+        )
+    )
+    slot.draining = True
+    decision.delete.append((worker.name, True))
 
 
 def _blocked(ctx: _Pass, slot_number: int, slot: Slot, reason: str, message: str) -> None:
@@ -714,9 +836,17 @@ def _fail(state: JobState, decision: Decision, reason: str, message: str) -> Non
 
 
 def _fold(
-    state: JobState, slot: Slot, report: ReportMessage, *, policy: Policy, now: float, decision: Decision
+    state: JobState,
+    slot: Slot,
+    report: ReportMessage,
+    *,
+    policy: Policy,
+    now: float,
+    decision: Decision,
+    started: float = 0.0,
 ) -> None:
-    """Applies a worker's report; outcomes up to ``slot.acked`` were applied before and are skipped."""
+    """Applies a worker's report; outcomes up to ``slot.acked`` were applied before and are skipped.
+    ``started``: when its pod started running (busy time never counts the pod's start-up)."""
     ledger = state.ledger
     worker = report.pod
     for outcome in report.done:
@@ -724,8 +854,19 @@ def _fold(
             continue
         attempt = ledger.in_flight.get(outcome.shard)
         if ledger.complete(outcome.shard, worker, outcome.attempt, now).accepted:
+            busy = 0.0
             if attempt is not None and attempt.attempt == outcome.attempt:
                 decision.shard_seconds.append(max(0.0, now - attempt.assigned_at))
+                # Prefetched shards wait behind the one before: busy time starts at the later of the two.
+                busy = max(0.0, now - max(attempt.assigned_at, slot.done_at, started))
+            if outcome.shard < Layout.of(ledger).map_shards:  # input shards; reduce and commit tasks aside
+                totals = state.by_profile.setdefault(slot.profile or policy.profiles[0].name, ProfileTotals())
+                totals.records += outcome.records
+                totals.shards += 1
+                totals.busy += busy
+            slot.busy += busy
+            slot.done_at = now
+            slot.records += outcome.records
             state.progressed_at = now
             if outcome.shard == Layout.of(ledger).commit:
                 decision.events.append(

@@ -7,17 +7,20 @@ from __future__ import annotations
 
 import copy
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from datajob_core import protocol
 from datajob_core.api import pod_policy
+from datajob_core.cluster import hardware
+from datajob_core.cluster.hardware import Profile
 from datajob_core.data.locations import CREDENTIAL_KEYS, SESSION_TOKEN
 
 JOB_LABEL = "datajob.dev/job"
 SLOT_LABEL = "datajob.dev/slot"
 WORKER_CONTAINER = pod_policy.WORKER
-DEFAULT_GPU_RESOURCE = "nvidia.com/gpu"
-DEFAULT_GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
+DEFAULT_GPU_RESOURCE = hardware.DEFAULT_GPU_RESOURCE
+DEFAULT_GPU_PRODUCT_LABEL = hardware.DEFAULT_GPU_PRODUCT_LABEL
 # Short tolerations for node failure so lost pods are evicted, and their shards resumed, within a minute
 # rather than the cluster default of five.
 NODE_FAILURE_TOLERATION_SECONDS = 30
@@ -52,20 +55,20 @@ def service_account_name(job: str) -> str:
     return f"{job}-worker"[:253]
 
 
-def resources(hardware: dict[str, Any]) -> dict[str, dict[str, str]]:
+def resources(shape: Mapping[str, Any]) -> dict[str, dict[str, str]]:
     """Requests from the hardware spec; limits where overcommit hurts (memory, GPUs, ephemeral storage).
 
     CPU gets no limit: CFS throttling slows data jobs without protecting anyone that requests don't.
     """
     requests: dict[str, str] = {}
     limits: dict[str, str] = {}
-    if hardware.get("cpu"):
-        requests["cpu"] = str(hardware["cpu"])
-    if hardware.get("memory"):
-        requests["memory"] = limits["memory"] = str(hardware["memory"])
-    if hardware.get("ephemeralStorage"):
-        requests["ephemeral-storage"] = limits["ephemeral-storage"] = str(hardware["ephemeralStorage"])
-    gpu = hardware.get("gpu")
+    if shape.get("cpu"):
+        requests["cpu"] = str(shape["cpu"])
+    if shape.get("memory"):
+        requests["memory"] = limits["memory"] = str(shape["memory"])
+    if shape.get("ephemeralStorage"):
+        requests["ephemeral-storage"] = limits["ephemeral-storage"] = str(shape["ephemeralStorage"])
+    gpu = shape.get("gpu")
     if gpu and gpu.get("count"):
         name = gpu.get("resourceName") or DEFAULT_GPU_RESOURCE
         # Extended resources must have requests == limits.
@@ -76,10 +79,11 @@ def resources(hardware: dict[str, Any]) -> dict[str, dict[str, str]]:
     return out
 
 
-def _tolerations(spec: dict[str, Any]) -> list[dict[str, Any]]:
+def _tolerations(spec: dict[str, Any], profile: Profile) -> list[dict[str, Any]]:
     tolerations = [dict(t) for t in spec.get("tolerations") or []]
-    gpu = (spec.get("resources") or {}).get("gpu")
-    if gpu and gpu.get("count"):
+    tolerations += [dict(t) for t in profile.tolerations]
+    gpu = profile.gpu
+    if gpu:
         name = gpu.get("resourceName") or DEFAULT_GPU_RESOURCE
         # GPU node pools are tainted with the GPU resource name (GKE, AKS, the NVIDIA operator's docs).
         tolerations.append({"key": name, "operator": "Exists", "effect": "NoSchedule"})
@@ -95,12 +99,10 @@ def _tolerations(spec: dict[str, Any]) -> list[dict[str, Any]]:
     return tolerations
 
 
-def _node_selector(spec: dict[str, Any]) -> dict[str, str]:
-    selector = dict(spec.get("nodeSelector") or {})
-    gpu = (spec.get("resources") or {}).get("gpu")
-    if gpu and gpu.get("product"):
-        selector[gpu.get("productLabel") or DEFAULT_GPU_PRODUCT_LABEL] = str(gpu["product"])
-    return selector
+def node_selector(spec: Mapping[str, Any], profile: Profile) -> dict[str, str]:
+    """spec.nodeSelector and the profile's own (its GPU model, architecture, capacity type): the profile's
+    win where both name a label."""
+    return {**(spec.get("nodeSelector") or {}), **profile.node_selector}
 
 
 def storage_env(storage: dict[str, Any]) -> list[dict[str, Any]]:
@@ -128,10 +130,18 @@ def time_limits(spec: dict[str, Any]) -> str:
 
 
 def worker_pod(
-    job: dict[str, Any], slot: int, pod_name: str, lease: str, *, grace_seconds: int = 30
+    job: dict[str, Any],
+    slot: int,
+    pod_name: str,
+    lease: str,
+    *,
+    grace_seconds: int = 30,
+    profile: Profile | None = None,
 ) -> dict[str, Any]:
-    """The manifest of the worker pod for ``slot``; ``job`` is the DataJob as stored by the API server."""
+    """The manifest of the worker pod for ``slot`` on ``profile`` (default: the job's first); ``job`` is the
+    DataJob as stored by the API server."""
     meta, spec = job["metadata"], job["spec"]
+    profile = profile or hardware.profiles(spec)[0]
     name = meta["name"]
     checkpoint = spec.get("checkpoint") or {}
     processor = spec.get("processor") or {}
@@ -149,6 +159,8 @@ def worker_pod(
         {"name": protocol.ENV_BAD_RECORDS, "value": (spec.get("input") or {}).get("badRecordPolicy", "Fail")},
         {"name": protocol.ENV_TERMINATION_LOG, "value": TERMINATION_MESSAGE_PATH},
         {"name": protocol.ENV_TIME_LIMITS, "value": time_limits(spec)},
+        {"name": protocol.ENV_PROFILE, "value": profile.name},
+        {"name": protocol.ENV_NODE, "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
     ]
     if (spec.get("output") or {}).get("format"):
         env.append({"name": protocol.ENV_OUTPUT_FORMAT, "value": spec["output"]["format"]})
@@ -171,7 +183,7 @@ def worker_pod(
         "image": spec["image"],
         "command": list(spec.get("command") or DEFAULT_COMMAND),
         "env": env,
-        "resources": resources(spec.get("resources") or {}),
+        "resources": resources(profile.resources),
         "securityContext": copy.deepcopy(pod_policy.RESTRICTED_CONTAINER),
         # The worker writes its last error there; if it could not (a crash before Python ran), kubelet
         # takes the tail of the log. Either way the reason outlives the pod, in the DataJob's events.
@@ -188,9 +200,16 @@ def worker_pod(
         "terminationGracePeriodSeconds": grace_seconds,
         "securityContext": copy.deepcopy(pod_policy.RESTRICTED_POD),
         "containers": [container],
-        "tolerations": _tolerations(spec),
+        "tolerations": _tolerations(spec, profile),
     }
-    selector = _node_selector(spec)
+    if profile.devices:
+        # Each worker gets a claim of its own from the profile's template; the scheduler allocates it.
+        template_name = hardware.claim_template_name(name, profile.name)
+        pod_spec["resourceClaims"] = [
+            {"name": hardware.CLAIM_NAME, "resourceClaimTemplateName": template_name}
+        ]
+        container["resources"]["claims"] = [{"name": hardware.CLAIM_NAME}]
+    selector = node_selector(spec, profile)
     if selector:
         pod_spec["nodeSelector"] = selector
     if spec.get("affinity"):
@@ -204,6 +223,7 @@ def worker_pod(
     annotations.update((template.get("metadata") or {}).get("annotations") or {})
     _merge_template(pod_spec, container, template.get("spec") or {})
     labels.update(worker_labels(name, slot))  # the operator's own labels always win
+    labels[hardware.PROFILE_LABEL] = profile.name
     pod = {
         "apiVersion": "v1",
         "kind": "Pod",

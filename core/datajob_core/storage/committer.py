@@ -234,6 +234,8 @@ class Committer:
                     "skipped": record.get("skipped", 0),
                     "resumedFrom": record.get("resumedFrom"),  # the checkpoint the winning attempt began at
                 }
+                if record.get("hardware"):  # the pod, hardware profile and node the winning attempt ran on
+                    entry["hardware"] = record["hardware"]
                 if not partitions:
                     data = self._publish(shard, record, part_name(shard))
                     texts.append(self.codec.decode(data))

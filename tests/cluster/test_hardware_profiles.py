@@ -1,0 +1,184 @@
+"""Hardware profiles on the test control plane: first choice, fallback with the scheduler's reason, a mixed
+fleet that finishes with the right workers per profile, and what each worker ran on.
+
+Real processes run on node agents labelled as GPU nodes (one H100 node with 2 GPUs, one A100 node with 4);
+profiles that no node matches stay unschedulable in the real scheduler.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from datajob_testenv.cluster import TestCluster
+from datajob_testenv.datajobs import Jobs, condition, job_manifest, local_result, write_inputs
+from datajob_testenv.nodes import AGENT_NODE_LABEL
+from datajob_testenv.processes import wait_for
+
+H100_NODE, A100_NODE = "agent-h100", "agent-a100"
+H100, A100, L40S = "NVIDIA-H100-80GB-HBM3", "NVIDIA-A100-SXM4-80GB", "NVIDIA-L40S"
+
+
+@pytest.fixture(scope="module")
+def gpu_agents(cluster: TestCluster) -> Iterator[None]:
+    """Two node agents that run real worker processes, labelled and sized as GPU nodes."""
+    cluster.start_node_agent(
+        H100_NODE, gpus=2, gpu_product=H100, labels={"karpenter.sh/capacity-type": "on-demand"}
+    )
+    cluster.start_node_agent(
+        A100_NODE, gpus=4, gpu_product=A100, labels={"karpenter.sh/capacity-type": "spot"}
+    )
+    try:
+        yield
+    finally:
+        cluster.stop_node_agent(H100_NODE)
+        cluster.stop_node_agent(A100_NODE)
+
+
+def profile(name: str, product: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "name": name,
+        "resources": {"cpu": "100m", "memory": "64Mi", "gpu": {"count": 1, "product": product}},
+        **extra,
+    }
+
+
+def hardware_job(name: str, tmp_path: Path, hardware: list[dict[str, Any]], **spec: Any) -> dict[str, Any]:
+    manifest = job_manifest(name, tmp_path / "in", tmp_path / "out", hardware=hardware, **spec)
+    del manifest["spec"]["resources"]
+    # Real processes: only on node-agent nodes (agent-0 has no GPU, so GPU profiles land on the GPU agents).
+    manifest["spec"]["nodeSelector"] = {AGENT_NODE_LABEL: "true"}
+    return manifest
+
+
+def manifest_entries(output: Path) -> list[dict[str, Any]]:
+    entries: list[dict[str, Any]] = json.loads((output / "_SUCCESS").read_text())["shards"]
+    return entries
+
+
+def test_a_mixed_fleet_falls_back_past_an_unschedulable_profile_and_finishes_with_its_workers_per_profile(
+    jobs: Jobs, tmp_path: Path, gpu_agents: None
+) -> None:
+    write_inputs(tmp_path / "in", files=12, lines=400)
+    hardware = [
+        profile("h100", H100, workers=2, waitSeconds=5),
+        profile("l40s", L40S, waitSeconds=3),  # no node has it: its workers move on after 3 s
+        profile("a100", A100),
+    ]
+    spec = {
+        "workers": 4,
+        "processor": {"builtin": "wordcount", "options": {"delayPerRecord": "0.004"}},
+        "checkpoint": {"intervalSeconds": 1, "intervalRecords": 50},
+    }
+    manifest = hardware_job("fleet", tmp_path, hardware, **spec)
+    jobs.create(manifest)
+
+    # The first choice takes what it can, the unschedulable profile is given up on with the scheduler's
+    # own reason, and its workers go to the next profile.
+    status = jobs.wait(
+        "fleet",
+        lambda s: condition(s, "HardwareFallback").get("status") == "True",
+        60,
+        "the l40s profile given up on",
+    )
+    fallback = condition(status, "HardwareFallback")["message"]
+    assert fallback.startswith("profile l40s: ") and "nodes are available" in fallback
+    assert any(
+        e.reason == "HardwareFallback" for e in jobs.events("fleet", wait_for_reason="HardwareFallback")
+    )
+    status = jobs.wait(
+        "fleet",
+        lambda s: (
+            {p["name"]: p["ready"] for p in s["hardware"]["profiles"]} == {"h100": 2, "l40s": 0, "a100": 2}
+        ),
+        60,
+        "2 workers on h100, 2 on a100",
+    )
+    assert status["hardware"]["summary"] == "h100:2 a100:2"
+    nodes = {w["profile"]: w["node"] for w in status["hardware"]["workers"]}
+    assert nodes == {"h100": H100_NODE, "a100": A100_NODE}
+
+    # A worker killed mid-shard is replaced on its own profile (its place under the cap is free again),
+    # and its shard resumes from the checkpoint.
+    victim = jobs.kill_a_worker_mid_shard("fleet")
+    victim_profile = next(p for p in jobs.pods("fleet") if p.metadata.name == victim).metadata.labels[
+        "datajob.dev/profile"
+    ]
+
+    final = jobs.wait_phase("fleet", "Succeeded", 240)
+    counts = {p["name"]: p for p in final["hardware"]["profiles"]}
+    assert counts["h100"]["shards"] + counts["a100"]["shards"] == 12 and counts["l40s"]["shards"] == 0
+    assert counts["h100"]["recordsPerSecond"] > 0 and counts["a100"]["recordsPerSecond"] > 0
+    assert final["restarts"] == 1  # the kill; the moves off l40s were the job's own, not restarts
+    # The manifest says which shard ran on what hardware.
+    entries = manifest_entries(tmp_path / "out")
+    where = {(e["hardware"]["profile"], e["hardware"]["node"]) for e in entries}
+    assert where <= {("h100", H100_NODE), ("a100", A100_NODE)} and len(where) == 2
+    assert victim_profile in {"h100", "a100"}
+    assert any(e.get("resumedFrom") for e in entries), "the killed worker's shard resumed from its checkpoint"
+    assert (tmp_path / "out" / "result").read_bytes() == local_result(manifest, tmp_path)
+
+
+def test_the_first_profile_is_used_while_it_has_room(jobs: Jobs, tmp_path: Path, gpu_agents: None) -> None:
+    write_inputs(tmp_path / "in", files=4, lines=20)
+    manifest = hardware_job(
+        "first", tmp_path, [profile("a100", A100, waitSeconds=1), profile("h100", H100)], workers=3
+    )
+    jobs.create(manifest)
+    final = jobs.wait_phase("first", "Succeeded", 120)
+    assert {e["hardware"]["profile"] for e in manifest_entries(tmp_path / "out")} == {"a100"}
+    assert condition(final, "HardwareFallback") == {}
+
+
+def test_a_cpu_job_falls_back_from_arm64_spot_to_amd64_on_demand(
+    jobs: Jobs, tmp_path: Path, gpu_agents: None
+) -> None:
+    write_inputs(tmp_path / "in", files=4, lines=20)
+    cpu = {"cpu": "100m", "memory": "64Mi"}
+    hardware: list[dict[str, Any]] = [
+        {
+            "name": "arm-spot",
+            "resources": cpu,
+            "architecture": "arm64",
+            "capacityType": "spot",
+            "waitSeconds": 2,
+        },
+        {
+            "name": "x86",
+            "resources": cpu,
+            "architecture": "amd64",
+            "capacityType": "on-demand",
+            # The only on-demand node here is a GPU node, tainted for GPU pods: this profile tolerates it.
+            "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+        },
+    ]
+    jobs.create(hardware_job("cpu", tmp_path, hardware, workers=1))
+    final = jobs.wait_phase("cpu", "Succeeded", 120)
+    assert "profile arm-spot: " in condition(final, "HardwareFallback")["message"]
+    unavailable = condition(final, "HardwareUnavailable")
+    assert unavailable == {} or unavailable["status"] == "False"  # judged only while the job runs
+    assert {
+        (e["hardware"]["profile"], e["hardware"]["node"]) for e in manifest_entries(tmp_path / "out")
+    } == {("x86", H100_NODE)}
+
+
+def test_a_profile_no_node_can_match_gets_a_condition_naming_it(
+    jobs: Jobs, tmp_path: Path, gpu_agents: None
+) -> None:
+    write_inputs(tmp_path / "in", files=2, lines=5)
+    hardware = [profile("sixteen", A100, resources={"gpu": {"count": 16, "product": A100}}, waitSeconds=600)]
+    jobs.create(hardware_job("huge", tmp_path, hardware, workers=1))
+    status = jobs.wait(
+        "huge",
+        lambda s: condition(s, "HardwareUnavailable").get("status") == "True",
+        60,
+        "HardwareUnavailable",
+    )
+    message = condition(status, "HardwareUnavailable")["message"]
+    assert message.startswith("profile sixteen: no node with its labels can fit one worker")
+    assert "nvidia.com/gpu 16" in message
+    wait_for(lambda: bool(jobs.events("huge", wait_for_reason="HardwareUnavailable")), 30, "an event")

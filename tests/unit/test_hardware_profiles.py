@@ -1,0 +1,307 @@
+"""Hardware profiles as pure decisions: which profile a worker gets, when it falls back, what pods ask for."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from datajob_core.api.models import DataJob, DataJobSpec
+from datajob_core.cluster import hardware, sizing
+from datajob_core.cluster.fleet import fleet_status
+from datajob_core.cluster.reconciler import JobState, ObservedReport, ObservedWorker, Policy, reconcile
+from datajob_core.protocol import ReportMessage, ShardOutcome
+from datajob_core.shards.ledger import Ledger
+
+PLAN: list[dict[str, Any]] = [{"pieces": []} for _ in range(20)]
+H100 = {
+    "name": "h100",
+    "resources": {"gpu": {"count": 1, "product": "NVIDIA-H100-80GB-HBM3"}},
+    "waitSeconds": 60,
+}
+A100 = {
+    "name": "a100",
+    "resources": {"gpu": {"count": 1, "product": "NVIDIA-A100-SXM4-80GB"}},
+    "waitSeconds": 120,
+}
+L4 = {"name": "l4", "resources": {"gpu": {"count": 1, "product": "NVIDIA-L4"}}}
+
+
+def spec(**extra: Any) -> dict[str, Any]:
+    return {"image": "w:1", "input": {"uris": ["/d/*"]}, "output": {"uri": "/out"}, **extra}
+
+
+def policy(workers: int, *profiles: dict[str, Any]) -> Policy:
+    return Policy(workers=workers, profiles=hardware.profiles(spec(hardware=list(profiles))))
+
+
+def job_manifest(**extra: Any) -> dict[str, Any]:
+    return {
+        "apiVersion": "datajob.dev/v1alpha1",
+        "kind": "DataJob",
+        "metadata": {"name": "train", "namespace": "ml", "uid": "u-1"},
+        "spec": spec(**extra),
+    }
+
+
+def pending(
+    pods: list[str], unschedulable: str = "0/6 nodes are available: 6 Insufficient nvidia.com/gpu"
+) -> list[ObservedWorker]:
+    return [
+        ObservedWorker(name=p, slot=i, phase="Pending", unschedulable=unschedulable)
+        for i, p in enumerate(pods)
+    ]
+
+
+def step(state: JobState, rules: Policy, workers: list[ObservedWorker], now: float, **kw: Any) -> Any:
+    return reconcile(
+        "train", rules, state=state, workers=workers, reports=kw.pop("reports", {}), plan=PLAN, now=now, **kw
+    )
+
+
+def profiles_of(state: JobState) -> list[str]:
+    return [state.slots[n].profile for n in sorted(state.slots)]
+
+
+def test_workers_go_to_the_first_profile_while_it_schedules() -> None:
+    state, rules = JobState(Ledger.new(len(PLAN))), policy(3, H100, A100, L4)
+    decision = step(state, rules, [], now=0.0)
+    assert len(decision.create) == 3
+    assert profiles_of(state) == ["h100", "h100", "h100"]
+
+
+def test_an_unschedulable_profile_falls_back_after_its_wait_with_the_schedulers_reason() -> None:
+    state, rules = JobState(Ledger.new(len(PLAN))), policy(2, H100, A100, L4)
+    pods = [pod for _, pod in step(state, rules, [], now=0.0).create]
+    before = step(state, rules, pending(pods), now=59.0)
+    assert not before.delete and "h100" not in state.given_up
+    after = step(state, rules, pending(pods), now=61.0)
+    assert sorted(name for name, _ in after.delete) == sorted(pods)  # both pending pods move
+    assert "Insufficient nvidia.com/gpu" in state.given_up["h100"]
+    assert [e.reason for e in after.events].count("HardwareFallback") == 1
+    # Once they are gone, their replacements are created on the next profile; nothing was charged.
+    replaced = step(state, rules, [], now=62.0)
+    assert len(replaced.create) == 2
+    assert profiles_of(state) == ["a100", "a100"]
+    assert state.restarts == 0 and all(s.restarts == 0 for s in state.slots.values())
+
+
+def test_fallback_goes_on_down_the_list_and_waits_on_the_last_profile() -> None:
+    state, rules = JobState(Ledger.new(len(PLAN))), policy(1, H100, A100, L4)
+    pods = [pod for _, pod in step(state, rules, [], now=0.0).create]
+    step(state, rules, pending(pods), now=61.0)
+    pods = [pod for _, pod in step(state, rules, [], now=62.0).create]
+    assert profiles_of(state) == ["a100"]
+    step(state, rules, pending(pods), now=62.0 + 121)
+    pods = [pod for _, pod in step(state, rules, [], now=184.0).create]
+    assert profiles_of(state) == ["l4"]
+    # The last profile has nowhere else to go: its pod keeps waiting (WorkersUnschedulable says why).
+    stays = step(state, rules, pending(pods), now=10_000.0)
+    assert not stays.delete and stays.unschedulable
+
+
+def test_a_running_worker_never_moves_and_a_scheduled_pod_is_not_moved() -> None:
+    state, rules = JobState(Ledger.new(len(PLAN))), policy(2, H100, A100)
+    pods = [pod for _, pod in step(state, rules, [], now=0.0).create]
+    workers = [
+        ObservedWorker(name=pods[0], slot=0, phase="Running", started_at=1.0, node="gpu-h100-0"),
+        ObservedWorker(name=pods[1], slot=1, phase="Pending", node="gpu-h100-0"),  # bound, starting
+    ]
+    decision = step(state, rules, workers, now=500.0, reports={0: ObservedReport(0, None, 499.0)})
+    assert not decision.delete and not state.given_up
+
+
+def test_a_mixed_fleet_fills_capped_profiles_first_and_the_rest_on_the_next() -> None:
+    capped = {**H100, "workers": 4}
+    state, rules = JobState(Ledger.new(len(PLAN))), policy(6, capped, A100)
+    step(state, rules, [], now=0.0)
+    assert profiles_of(state) == ["h100"] * 4 + ["a100"] * 2
+
+
+def test_a_replacement_takes_the_freed_place_on_a_capped_profile() -> None:
+    capped = {**H100, "workers": 1}
+    state, rules = JobState(Ledger.new(len(PLAN))), policy(2, capped, A100)
+    pods = [pod for _, pod in step(state, rules, [], now=0.0).create]
+    workers = [ObservedWorker(name=p, slot=i, phase="Running", started_at=1.0) for i, p in enumerate(pods)]
+    workers[0] = ObservedWorker(name=pods[0], slot=0, phase="Failed", exit_code=137, reason="OOMKilled")
+    step(state, rules, workers, now=2.0)
+    step(state, rules, workers[1:], now=100.0)  # after the crash-loop backoff
+    assert profiles_of(state) == ["h100", "a100"]
+
+
+def test_a_fallback_decided_before_an_operator_crash_is_carried_out_after_it() -> None:
+    state, rules = JobState(Ledger.new(len(PLAN))), policy(1, H100, A100)
+    pods = [pod for _, pod in step(state, rules, [], now=0.0).create]
+    step(state, rules, pending(pods), now=61.0)  # decided and persisted; the delete never went out
+    restored = JobState.from_dict(state.to_dict())
+    again = step(restored, rules, pending(pods), now=70.0)
+    assert again.delete == [(pods[0], True)]
+
+
+def test_per_profile_and_per_worker_rates_come_from_committed_shards() -> None:
+    capped = {**H100, "workers": 1}
+    state, rules = JobState(Ledger.new(len(PLAN))), policy(2, capped, A100)
+    pods = [pod for _, pod in step(state, rules, [], now=0.0).create]
+    workers = [
+        ObservedWorker(name=p, slot=i, phase="Running", started_at=1.0, node=f"n{i}")
+        for i, p in enumerate(pods)
+    ]
+    step(state, rules, workers, now=1.0)
+    held = {pod: state.ledger.in_flight_for(pod) for pod in pods}
+    reports = {}
+    for slot, pod in enumerate(pods):
+        shard = sorted(held[pod])[0]
+        done = ShardOutcome(seq=1, shard=shard, attempt=1, records=1000 * (2 - slot))
+        reports[slot] = ObservedReport(slot, ReportMessage(pod=pod, seq=1, done=[done]), renewed_at=11.0)
+    step(state, rules, workers, now=11.0, reports=reports)
+    status = fleet_status(rules, state, workers, {pods[0]: ["gpu.example.com/n0/gpu-0"]})
+    by_name = {p["name"]: p for p in status["profiles"]}
+    assert by_name["h100"]["records"] == 2000 and by_name["a100"]["records"] == 1000
+    assert by_name["h100"]["recordsPerSecond"] == 200 and by_name["a100"]["recordsPerSecond"] == 100
+    assert status["workers"][0]["devices"] == ["gpu.example.com/n0/gpu-0"]
+    assert status["workers"][1] == {
+        "slot": 1,
+        "pod": pods[1],
+        "profile": "a100",
+        "records": 1000,
+        "node": "n1",
+        "recordsPerSecond": 100,
+    }
+    assert status["summary"] == "h100:1 a100:1"
+
+
+def test_a_worker_pod_carries_its_profiles_resources_selector_tolerations_and_label() -> None:
+    spot_arm = {
+        "name": "arm-spot",
+        "resources": {"cpu": "4", "memory": "8Gi"},
+        "architecture": "arm64",
+        "capacityType": "spot",
+        "tolerations": [{"key": "spot", "operator": "Exists", "effect": "NoSchedule"}],
+    }
+    job = job_manifest(hardware=[spot_arm, H100], nodeSelector={"team": "ml"})
+    arm, gpu = hardware.profiles(job["spec"])
+    pod = sizing.worker_pod(job, 0, "train-0-1", "lease", profile=arm)
+    assert pod["spec"]["nodeSelector"] == {
+        "team": "ml",
+        "kubernetes.io/arch": "arm64",
+        "karpenter.sh/capacity-type": "spot",
+    }
+    assert pod["metadata"]["labels"][hardware.PROFILE_LABEL] == "arm-spot"
+    assert {"key": "spot", "operator": "Exists", "effect": "NoSchedule"} in pod["spec"]["tolerations"]
+    assert pod["spec"]["containers"][0]["resources"]["requests"] == {"cpu": "4", "memory": "8Gi"}
+    env = {e["name"]: e for e in pod["spec"]["containers"][0]["env"]}
+    assert env["DATAJOB_PROFILE"]["value"] == "arm-spot"
+    assert env["DATAJOB_NODE"]["valueFrom"] == {"fieldRef": {"fieldPath": "spec.nodeName"}}
+    pod = sizing.worker_pod(job, 1, "train-1-1", "lease", profile=gpu)
+    assert pod["spec"]["nodeSelector"]["nvidia.com/gpu.product"] == "NVIDIA-H100-80GB-HBM3"
+    assert pod["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] == "1"
+
+
+def test_spec_resources_stays_the_one_profile_shorthand() -> None:
+    job = job_manifest(resources={"cpu": "2", "memory": "4Gi", "gpu": {"count": 2, "product": "Tesla-T4"}})
+    (only,) = hardware.profiles(job["spec"])
+    assert only.name == hardware.SHORTHAND
+    pod = sizing.worker_pod(job, 0, "p", "lease")
+    assert pod["spec"]["nodeSelector"] == {"nvidia.com/gpu.product": "Tesla-T4"}
+    assert pod["metadata"]["labels"][hardware.PROFILE_LABEL] == "default"
+
+
+def test_a_dra_profile_gets_a_claim_template_with_its_alternatives_in_order() -> None:
+    devices = {
+        "firstAvailable": [
+            {"deviceClassName": "h100.example.com", "selectors": ["device.attributes['x'].mem >= 80"]},
+            {"deviceClassName": "a100.example.com", "count": 2},
+        ]
+    }
+    job = job_manifest(hardware=[{"name": "dra", "devices": devices}])
+    (profile,) = hardware.profiles(job["spec"])
+    template = hardware.claim_template(job, profile, sizing.owner_reference(job))
+    assert template["metadata"]["name"] == "train-dra"
+    (request,) = template["spec"]["spec"]["devices"]["requests"]
+    assert [o["deviceClassName"] for o in request["firstAvailable"]] == [
+        "h100.example.com",
+        "a100.example.com",
+    ]
+    assert request["firstAvailable"][0]["selectors"] == [
+        {"cel": {"expression": "device.attributes['x'].mem >= 80"}}
+    ]
+    assert request["firstAvailable"][1]["count"] == 2
+    pod = sizing.worker_pod(job, 0, "train-0-1", "lease", profile=profile)
+    assert pod["spec"]["resourceClaims"] == [{"name": "devices", "resourceClaimTemplateName": "train-dra"}]
+    assert pod["spec"]["containers"][0]["resources"]["claims"] == [{"name": "devices"}]
+    claim = {
+        "spec": template["spec"]["spec"],
+        "status": {
+            "allocation": {
+                "devices": {
+                    "results": [
+                        {
+                            "request": "devices/option-1",
+                            "driver": "gpu.example.com",
+                            "pool": "n1",
+                            "device": "gpu-3",
+                        }
+                    ]
+                }
+            }
+        },
+    }
+    assert hardware.allocated_devices(claim) == ["gpu.example.com/n1/gpu-3"]
+    assert hardware.chosen_option(claim) == "a100.example.com"
+
+
+def node(name: str, labels: dict[str, str], **allocatable: str) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "labels": labels},
+        "status": {"allocatable": {"cpu": "8", "memory": "32Gi", **allocatable}},
+    }
+
+
+def test_profiles_no_node_can_run_are_named_with_the_reason() -> None:
+    nodes = [
+        node("a", {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"}, **{"nvidia.com/gpu": "8"}),
+        node("c", {"kubernetes.io/arch": "amd64"}),
+    ]
+    eight = {"name": "a100x16", "resources": {"gpu": {"count": 16, "product": "NVIDIA-A100-SXM4-80GB"}}}
+    dra = {"name": "dra", "devices": {"deviceClassName": "nope.example.com"}}
+    arm = {"name": "arm", "architecture": "arm64"}
+    found = hardware.unavailable(
+        hardware.profiles(spec(hardware=[H100, eight, dra, arm, A100])),
+        None,
+        nodes,
+        frozenset({"gpu.example.com"}),
+    )
+    assert found["h100"] == "no node has the labels nvidia.com/gpu.product=NVIDIA-H100-80GB-HBM3"
+    assert "nvidia.com/gpu 16 (the largest node has 8)" in found["a100x16"]
+    assert found["dra"] == "DeviceClass nope.example.com does not exist"
+    assert "kubernetes.io/arch=arm64" in found["arm"]
+    assert "a100" not in found
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            {"hardware": [H100], "resources": {"cpu": "2"}},
+            "spec.resources must not be set with spec.hardware",
+        ),
+        ({"hardware": [H100, {**H100}]}, "profile names must be unique"),
+        (
+            {"hardware": [{**H100, "workers": 1}, {**A100, "workers": 1}], "workers": 3},
+            "leave the last profile uncapped",
+        ),
+        ({"hardware": [{"name": "x", "devices": {}}]}, "exactly one of deviceClassName and firstAvailable"),
+        ({"hardware": [{"name": "Bad_Name"}]}, "spec.hardware[0].name"),
+        (
+            {"hardware": [{"name": "x", "resources": {"cpu": "0"}}]},
+            "a hardware profile's resources.cpu must be greater than 0",
+        ),
+    ],
+)
+def test_impossible_hardware_specs_are_refused_naming_the_field(change: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]").replace(".", r"\.")):
+        DataJob.load({"metadata": {"name": "j"}, "spec": spec(**change)})
+
+
+def test_existing_manifests_without_hardware_still_validate() -> None:
+    DataJobSpec.model_validate(spec(resources={"cpu": "2", "memory": "2Gi"}))
