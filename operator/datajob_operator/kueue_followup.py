@@ -11,7 +11,7 @@ from typing import Any
 
 from kubernetes.client.rest import ApiException
 
-from datajob_core.cluster import queueing, sizing
+from datajob_core.cluster import hardware, queueing, sizing
 from datajob_core.cluster.queueing import Admission
 from datajob_core.cluster.reconciler import RETRY_ANNOTATION, JobState, Phase
 from datajob_core.protocol import lease_name
@@ -53,7 +53,10 @@ class KueueFollowUp:
 
     def _new_workload(self, job: dict[str, Any]) -> dict[str, Any]:
         name = self.jobs.name
-        shape = sizing.worker_pod(job, 0, f"{name}-template", lease_name(name, 0))
+        # Shaped like a worker of the first hardware profile, without the node labels the profiles disagree
+        # on: Kueue picks the flavor, and the workers take the profile that agrees with it (hardware).
+        profile = hardware.for_workload(hardware.profiles(job["spec"]))
+        shape = sizing.worker_pod(job, 0, f"{name}-template", lease_name(name, 0), profile=profile)
         return queueing.workload_manifest(
             job,
             shape,
@@ -104,7 +107,7 @@ class KueueFollowUp:
         self._set_active(workload, not job["spec"].get("suspend", False))
         if admission.admitted:
             self.runtime.placement = queueing.flavor_placement(self.client.flavors(admission.flavors))
-            return admission
+            return replace(admission, node_labels=dict(self.runtime.placement[0]))
         position = None if admission.evicted else queueing.queue_position(workload, self.client.workloads())
         if position is not None:
             self.runtime.queue_status["position"] = position[0]

@@ -16,7 +16,10 @@ import pytest
 
 from datajob_testenv.cluster import TestCluster
 from datajob_testenv.datajobs import Jobs, condition, job_manifest, local_result, write_inputs
-from datajob_testenv.nodes import AGENT_NODE_LABEL
+from datajob_testenv.kueue import GROUP as KUEUE_GROUP
+from datajob_testenv.kueue import VERSION as KUEUE_VERSION
+from datajob_testenv.kueue import Kueue
+from datajob_testenv.nodes import AGENT_NODE_LABEL, GPU_PRODUCT_LABEL
 from datajob_testenv.processes import wait_for
 
 H100_NODE, A100_NODE = "agent-h100", "agent-a100"
@@ -182,3 +185,81 @@ def test_a_profile_no_node_can_match_gets_a_condition_naming_it(
     assert message.startswith("profile sixteen: no node with its labels can fit one worker")
     assert "nvidia.com/gpu 16" in message
     wait_for(lambda: bool(jobs.events("huge", wait_for_reason="HardwareUnavailable")), 30, "an event")
+
+
+def _kueue_object(custom: Any, plural: str, body: dict[str, Any], namespace: str = "") -> None:
+    body = {"apiVersion": f"{KUEUE_GROUP}/{KUEUE_VERSION}", **body}
+    if namespace:
+        custom.create_namespaced_custom_object(KUEUE_GROUP, KUEUE_VERSION, namespace, plural, body)
+    else:
+        custom.create_cluster_custom_object(KUEUE_GROUP, KUEUE_VERSION, plural, body)
+
+
+def test_under_kueue_the_job_takes_the_profile_of_the_flavor_kueue_admitted(
+    jobs: Jobs, tmp_path: Path, gpu_agents: None, kueue: Kueue
+) -> None:
+    """The ClusterQueue's H100 flavor has quota for one GPU, the job wants two workers of one GPU: Kueue's
+    flavor fungibility admits it on the A100 flavor, and the workers run as the job's a100 profile."""
+    custom = jobs.custom
+    suffix = jobs.namespace[-5:]
+    flavors = {f"h100-{suffix}": H100, f"a100-{suffix}": A100}
+    for name, product in flavors.items():
+        _kueue_object(
+            custom,
+            "resourceflavors",
+            {
+                "kind": "ResourceFlavor",
+                "metadata": {"name": name},
+                "spec": {"nodeLabels": {GPU_PRODUCT_LABEL: product}},
+            },
+        )
+    quota = {f"h100-{suffix}": "1", f"a100-{suffix}": "4"}
+    cluster_queue = f"cq-{jobs.namespace}"[:63]
+    spec = {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": jobs.namespace}},
+        "resourceGroups": [
+            {
+                "coveredResources": ["cpu", "memory", "nvidia.com/gpu"],
+                "flavors": [
+                    {
+                        "name": name,
+                        "resources": [
+                            {"name": "cpu", "nominalQuota": "4"},
+                            {"name": "memory", "nominalQuota": "8Gi"},
+                            {"name": "nvidia.com/gpu", "nominalQuota": quota[name]},
+                        ],
+                    }
+                    for name in flavors
+                ],
+            }
+        ],
+    }
+    _kueue_object(
+        custom, "clusterqueues", {"kind": "ClusterQueue", "metadata": {"name": cluster_queue}, "spec": spec}
+    )
+    _kueue_object(
+        custom,
+        "localqueues",
+        {"kind": "LocalQueue", "metadata": {"name": "lq"}, "spec": {"clusterQueue": cluster_queue}},
+        jobs.namespace,
+    )
+    try:
+        write_inputs(tmp_path / "in", files=4, lines=20)
+        manifest = hardware_job("queued", tmp_path, [profile("h100", H100), profile("a100", A100)], workers=2)
+        manifest["metadata"]["labels"] = {"kueue.x-k8s.io/queue-name": "lq"}
+        jobs.create(manifest)
+        final = jobs.wait_phase("queued", "Succeeded", 180)
+        assert {p["name"]: p["shards"] for p in final["hardware"]["profiles"]} == {"h100": 0, "a100": 4}
+        admitted = next(
+            e.message for e in jobs.events("queued", wait_for_reason="Admitted") if e.reason == "Admitted"
+        )
+        assert f"a100-{suffix}" in admitted, admitted
+        where = {
+            (e["hardware"]["profile"], e["hardware"]["node"]) for e in manifest_entries(tmp_path / "out")
+        }
+        assert where == {("a100", A100_NODE)}
+    finally:
+        jobs.custom.delete_namespaced_custom_object(
+            "datajob.dev", "v1alpha1", jobs.namespace, "datajobs", "queued"
+        )
+        custom.delete_cluster_custom_object(KUEUE_GROUP, KUEUE_VERSION, "clusterqueues", cluster_queue)

@@ -305,3 +305,14 @@ def test_impossible_hardware_specs_are_refused_naming_the_field(change: dict[str
 
 def test_existing_manifests_without_hardware_still_validate() -> None:
     DataJobSpec.model_validate(spec(resources={"cpu": "2", "memory": "2Gi"}))
+
+
+def test_under_kueue_the_workload_carries_only_shared_labels_and_workers_follow_the_admitted_flavor() -> None:
+    all_profiles = hardware.profiles(spec(hardware=[H100, A100], nodeSelector={"pool": "gpu"}))
+    shape = hardware.for_workload(all_profiles)
+    assert shape.name == "h100" and shape.node_selector == {}  # the product labels differ: Kueue picks
+    assert (
+        hardware.follow_flavor(all_profiles, {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"}).name
+        == "a100"
+    )
+    assert hardware.follow_flavor(all_profiles, {"zone": "a"}).name == "h100"

@@ -10,7 +10,7 @@ Running workers never move, so no checkpoint is ever at stake. See docs/operatio
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from datajob_core.api.models import quantity_value
@@ -104,6 +104,27 @@ def next_after(
     if target is None or target.name == current or target.name in set(given_up):
         return None
     return target
+
+
+def for_workload(all_profiles: tuple[Profile, ...]) -> Profile:
+    """The shape a Kueue Workload carries: the first profile, with only the node labels every profile asks
+    for alike, so Kueue may admit the job on any flavor one of the profiles can use."""
+    first = all_profiles[0]
+    shared = {
+        key: value
+        for key, value in first.node_selector.items()
+        if all(p.node_selector.get(key) == value for p in all_profiles)
+    }
+    return replace(first, node_selector=shared)
+
+
+def follow_flavor(all_profiles: tuple[Profile, ...], flavor_labels: Mapping[str, str]) -> Profile:
+    """Under Kueue: the first profile whose node labels do not contradict the admitted flavor's (the flavor
+    Kueue chose decides the hardware; its labels are added to the pod); the first if every one does."""
+    for profile in all_profiles:
+        if all(flavor_labels.get(k, v) == v for k, v in profile.node_selector.items()):
+            return profile
+    return all_profiles[0]
 
 
 def claim_template_name(job: str, profile: str) -> str:

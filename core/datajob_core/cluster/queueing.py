@@ -128,6 +128,7 @@ class Admission:
     flavors: tuple[str, ...] = ()
     finished: bool = False
     admission: Mapping[str, Any] = field(default_factory=dict)
+    node_labels: Mapping[str, str] = field(default_factory=dict)  # of the admitted flavors (the operator's)
 
 
 def admission_of(workload: Mapping[str, Any] | None, workers: int) -> Admission:

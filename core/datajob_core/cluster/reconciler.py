@@ -448,7 +448,7 @@ def reconcile(
     for slot_number in range(wanted):
         slot = state.slots.setdefault(slot_number, Slot())
         if slot.pod is None and now >= slot.not_before:
-            profile = _place(ctx, slot_number, queued=queue is not None)
+            profile = _place(ctx, slot_number, queue=queue)
             if profile is None:
                 continue
             slot.profile = profile.name
@@ -573,12 +573,12 @@ def _taken(state: JobState, policy: Policy, but: int) -> dict[str, int]:
     return taken
 
 
-def _place(ctx: _Pass, slot_number: int, *, queued: bool) -> Profile | None:
-    """The profile of the slot's new pod (hardware.choose); under Kueue always the first, whose shape the
-    Workload carries (the admitted flavor's node labels are then added to it)."""
+def _place(ctx: _Pass, slot_number: int, *, queue: Admission | None) -> Profile | None:
+    """The profile of the slot's new pod (hardware.choose); under Kueue the first that agrees with the node
+    labels of the flavor Kueue admitted the job with (hardware.follow_flavor)."""
     policy = ctx.policy
-    if queued:
-        return policy.profiles[0]
+    if queue is not None:
+        return hardware.follow_flavor(policy.profiles, queue.node_labels)
     return hardware.choose(
         policy.profiles, taken=_taken(ctx.state, policy, slot_number), given_up=ctx.state.given_up
     )
