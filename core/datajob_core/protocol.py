@@ -37,6 +37,8 @@ ENV_MULTI_LINE = "DATAJOB_MULTI_LINE"  # spec.input.multiLine: "true" or absent
 ENV_TIME_LIMITS = "DATAJOB_TIME_LIMITS"
 ENV_PROFILE = "DATAJOB_PROFILE"  # the hardware profile the pod was made for (spec.hardware[].name)
 ENV_NODE = "DATAJOB_NODE"  # the node it runs on (downward API spec.nodeName)
+# the devices DRA allocated to it, driver/pool/device comma-separated (once the operator has read its claim)
+ENV_DEVICES = "DATAJOB_DEVICES"
 # Where the worker writes its last error, for the pod's termination message (kubelet reads it).
 ENV_TERMINATION_LOG = "DATAJOB_TERMINATION_LOG"
 # Local mode: the stored plan (datajob_core.data.plan_store), for shards too large to send inline.
@@ -74,6 +76,9 @@ class AssignmentMessage(_Message):
     shards: list[ShardTask] = Field(default_factory=list)
     ack: int = Field(default=0, ge=0, description="highest report seq the operator has durably folded")
     stop: bool = Field(default=False, description="finish nothing new; exit cleanly")
+    devices: list[str] = Field(
+        default_factory=list, description="devices DRA allocated to this pod (driver/pool/device)"
+    )
 
 
 class ShardProgress(_Message):

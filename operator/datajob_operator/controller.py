@@ -272,8 +272,10 @@ class JobController:
             else:
                 self.runtime.rbac_leases |= frozenset(leases)
         writes = []
-        for slot, message in decision.assignments.items():
+        for slot, decided in decision.assignments.items():
             lease = lease_name(name, slot)
+            devices = self.runtime.devices.get(decided.pod)
+            message = decided.model_copy(update={"devices": devices}) if devices else decided
             encoded = message.model_dump_json()
             if self.runtime.last_assignment.get(lease) != encoded:
                 writes.append(partial(self._assign, job, slot, lease, encoded, message.pod))

@@ -13,17 +13,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from kubernetes import client
 
 from datajob_testenv.cluster import TestCluster
 from datajob_testenv.datajobs import Jobs, condition, job_manifest, local_result, write_inputs
 from datajob_testenv.kueue import GROUP as KUEUE_GROUP
 from datajob_testenv.kueue import VERSION as KUEUE_VERSION
 from datajob_testenv.kueue import Kueue
-from datajob_testenv.nodes import AGENT_NODE_LABEL, GPU_PRODUCT_LABEL
+from datajob_testenv.nodes import AGENT_NODE_LABEL, GPU_PRODUCT_LABEL, GPU_TAINT, NodeShape
 from datajob_testenv.processes import wait_for
 
 H100_NODE, A100_NODE = "agent-h100", "agent-a100"
 H100, A100, L40S = "NVIDIA-H100-80GB-HBM3", "NVIDIA-A100-SXM4-80GB", "NVIDIA-L40S"
+MIG = "nvidia.com/mig-1g.10gb"
 
 
 @pytest.fixture(scope="module")
@@ -263,3 +265,47 @@ def test_under_kueue_the_job_takes_the_profile_of_the_flavor_kueue_admitted(
             "datajob.dev", "v1alpha1", jobs.namespace, "datajobs", "queued"
         )
         custom.delete_cluster_custom_object(KUEUE_GROUP, KUEUE_VERSION, "clusterqueues", cluster_queue)
+
+
+@pytest.fixture
+def mig_node(cluster: TestCluster) -> Iterator[str]:
+    """A kwok A100 node partitioned with MIG (the NVIDIA GPU operator's mixed strategy): seven 1g.10gb
+    slices, advertised as their own extended resource, and tainted like any GPU node."""
+    shape = NodeShape(
+        "gpu-a100-mig-0",
+        cpu="32",
+        memory="256Gi",
+        gpu_product=A100,
+        labels={"nvidia.com/mig.strategy": "mixed"},
+    )
+    manifest = shape.manifest(fake=True)
+    for key in ("capacity", "allocatable"):
+        manifest["status"][key][MIG] = "7"
+    manifest["spec"]["taints"] = [GPU_TAINT]
+    api = client.CoreV1Api(cluster.api_client())
+    api.create_node(manifest)
+    try:
+        yield shape.name
+    finally:
+        api.delete_node(shape.name)
+
+
+def test_mig_slices_are_requested_by_their_resource_and_land_on_the_partitioned_node(
+    jobs: Jobs, tmp_path: Path, mig_node: str
+) -> None:
+    write_inputs(tmp_path / "in", files=4, lines=5)
+    sliced = {
+        "name": "mig",
+        "resources": {"cpu": "1", "memory": "1Gi", "gpu": {"count": 1, "resourceName": MIG, "product": A100}},
+    }
+    manifest = hardware_job("mig", tmp_path, [sliced], workers=3)
+    del manifest["spec"]["nodeSelector"]  # kwok nodes: the pods only pretend to run
+    jobs.create(manifest)
+    wait_for(
+        lambda: len([p for p in jobs.pods("mig") if p.spec.node_name]) == 3, 60, "3 MIG workers scheduled"
+    )
+    for pod in jobs.pods("mig"):
+        assert pod.spec.node_name == mig_node  # the whole-GPU A100 node has no MIG slices
+        assert pod.spec.containers[0].resources.limits[MIG] == "1"
+    status = jobs.wait("mig", lambda s: (s.get("hardware") or {}).get("summary") == "mig:3", 60, "3 on mig")
+    assert condition(status, "HardwareUnavailable") == {}

@@ -316,3 +316,22 @@ def test_under_kueue_the_workload_carries_only_shared_labels_and_workers_follow_
         == "a100"
     )
     assert hardware.follow_flavor(all_profiles, {"zone": "a"}).name == "h100"
+
+
+@pytest.mark.parametrize("resource", ["nvidia.com/mig-1g.10gb", "nvidia.com/gpu.shared"])
+def test_mig_slices_and_time_sliced_gpus_are_requested_by_their_resource_and_tolerate_the_gpu_taint(
+    resource: str,
+) -> None:
+    sliced = {
+        "name": "slice",
+        "resources": {"gpu": {"count": 1, "resourceName": resource, "product": "NVIDIA-A100-SXM4-80GB"}},
+    }
+    job = job_manifest(hardware=[sliced])
+    pod = sizing.worker_pod(job, 0, "p", "lease", profile=hardware.profiles(job["spec"])[0])
+    container = pod["spec"]["containers"][0]
+    assert (
+        container["resources"]["limits"][resource] == "1"
+        and "nvidia.com/gpu" not in container["resources"]["limits"]
+    )
+    keys = {t["key"] for t in pod["spec"]["tolerations"] if t.get("effect") == "NoSchedule"}
+    assert keys == {resource, "nvidia.com/gpu"}

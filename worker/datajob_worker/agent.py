@@ -25,6 +25,7 @@ from datajob_core.protocol import (
     ENV_BAD_RECORDS,
     ENV_CHECKPOINT_RECORDS,
     ENV_CHECKPOINT_SECONDS,
+    ENV_DEVICES,
     ENV_DRIVER_PID,
     ENV_ENCODING,
     ENV_FORMAT,
@@ -277,6 +278,9 @@ class Worker:
                 return 0
             with self.lock:
                 self.reporter.acknowledge(message.ack)
+            if message.devices:
+                # What DRA allocated, for user code and for the commit records (runtime.where_it_ran).
+                os.environ[ENV_DEVICES] = ",".join(message.devices)
             if message.stop:
                 self.send()
                 log.info("told to stop")

@@ -141,11 +141,14 @@ class OutputDir:
         )
 
 
-def where_it_ran() -> dict[str, str]:
+def where_it_ran() -> dict[str, Any]:
     """The worker pod, its hardware profile and node, for the commit record (and so the _SUCCESS manifest:
     which shard ran on what hardware); empty in local mode."""
     names = {"pod": protocol.ENV_POD, "profile": protocol.ENV_PROFILE, "node": protocol.ENV_NODE}
-    return {key: os.environ[env] for key, env in names.items() if os.environ.get(env)}
+    out: dict[str, Any] = {key: os.environ[env] for key, env in names.items() if os.environ.get(env)}
+    if os.environ.get(protocol.ENV_DEVICES):
+        out["devices"] = os.environ[protocol.ENV_DEVICES].split(",")
+    return out
 
 
 def _no_notice(reason: str, message: str) -> None:

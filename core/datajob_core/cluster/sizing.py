@@ -85,8 +85,14 @@ def _tolerations(spec: dict[str, Any], profile: Profile) -> list[dict[str, Any]]
     gpu = profile.gpu
     if gpu:
         name = gpu.get("resourceName") or DEFAULT_GPU_RESOURCE
-        # GPU node pools are tainted with the GPU resource name (GKE, AKS, the NVIDIA operator's docs).
-        tolerations.append({"key": name, "operator": "Exists", "effect": "NoSchedule"})
+        # GPU node pools are tainted with the GPU resource name (GKE, AKS, the NVIDIA operator's docs); a
+        # MIG slice (nvidia.com/mig-1g.10gb) or a time-sliced GPU (nvidia.com/gpu.shared) is on a node
+        # tainted for nvidia.com/gpu all the same.
+        keys = [name] + (
+            [DEFAULT_GPU_RESOURCE] if name.startswith("nvidia.com/") and name != DEFAULT_GPU_RESOURCE else []
+        )
+        for key in keys:
+            tolerations.append({"key": key, "operator": "Exists", "effect": "NoSchedule"})
     for key in ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"):
         tolerations.append(
             {
