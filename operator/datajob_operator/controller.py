@@ -511,6 +511,8 @@ def next_timer(
             if len(policy.profiles) > 1:
                 times.append(slot.created_at + profile.wait_seconds)
     times += [r.renewed_at + policy.heartbeat_timeout for r in reports.values() if r.renewed_at]
+    if policy.move_up_seconds and state.given_up:
+        times.append(state.given_up_at + policy.move_up_seconds)
     if policy.progress_deadline and state.progressed_at and not state.stalled and not policy.suspend:
         times.append(state.progressed_at + policy.progress_deadline)
     future = [t for t in times if t > now]

@@ -126,6 +126,7 @@ def status_report(job: dict[str, Any], events: Sequence[EventView]) -> dict[str,
         "progress": status.get("progress") or {},
         "queue": status.get("queue"),
         "output": status.get("output"),
+        "hardware": status.get("hardware"),
         "conditions": true_conditions,
         "recentFailures": failures,
     }
@@ -162,6 +163,7 @@ def format_status(report: dict[str, Any]) -> str:
         where = f", position {queue['position']}" if queue.get("position") else ""
         admitted = f", admitted by {queue['clusterQueue']}" if queue.get("clusterQueue") else ""
         lines.append(f"Queue:      {queue.get('name')} (Kueue){where}{admitted}")
+    lines += _hardware_lines(report.get("hardware") or {})
     if report.get("output"):
         lines.append(f"Output:     {report['output'].get('uri')} (commit {report['output'].get('commit')})")
     for condition in report["conditions"]:
@@ -171,6 +173,29 @@ def format_status(report: dict[str, Any]) -> str:
         for failure in report["recentFailures"]:
             lines.append(f"  {failure['reason']}: {failure['message']}")
     return "\n".join(lines)
+
+
+def _hardware_lines(hardware: dict[str, Any]) -> list[str]:
+    """Per profile (workers, shards, records/s, given up) and per live worker (profile, node, devices)."""
+    profiles = hardware.get("profiles") or []
+    if not profiles or (len(profiles) == 1 and not hardware.get("workers")):
+        return []
+    lines = ["Hardware:   PROFILE  READY/ACTIVE  SHARDS  RECORDS/S  GIVEN UP"]
+    for p in profiles:
+        rate = f"{p['recordsPerSecond']:,}" if p.get("recordsPerSecond") is not None else "-"
+        given_up = (p.get("givenUp") or "-")[:80]
+        lines.append(
+            f"            {p['name']}  {p.get('ready', 0)}/{p.get('active', 0)}  {p.get('shards', 0)}  {rate}"
+            f"  {given_up}"
+        )
+    workers = hardware.get("workers") or []
+    if workers:
+        lines.append("Workers on: POD  PROFILE  NODE  RECORDS/S  DEVICES")
+        for w in workers:
+            rate = f"{w['recordsPerSecond']:,}" if w.get("recordsPerSecond") is not None else "-"
+            devices = ",".join(w.get("devices") or []) or "-"
+            lines.append(f"            {w['pod']}  {w['profile']}  {w.get('node') or '-'}  {rate}  {devices}")
+    return lines
 
 
 def _bytes(value: float) -> str:

@@ -17,6 +17,7 @@ from kubernetes import client
 
 from datajob_testenv.cluster import TestCluster
 from datajob_testenv.datajobs import Jobs, condition, job_manifest, local_result, write_inputs
+from datajob_testenv.kube import Kubectl
 from datajob_testenv.kueue import GROUP as KUEUE_GROUP
 from datajob_testenv.kueue import VERSION as KUEUE_VERSION
 from datajob_testenv.kueue import Kueue
@@ -309,3 +310,68 @@ def test_mig_slices_are_requested_by_their_resource_and_land_on_the_partitioned_
         assert pod.spec.containers[0].resources.limits[MIG] == "1"
     status = jobs.wait("mig", lambda s: (s.get("hardware") or {}).get("summary") == "mig:3", 60, "3 on mig")
     assert condition(status, "HardwareUnavailable") == {}
+
+
+def test_workers_move_back_up_when_the_better_hardware_frees_losing_nothing(
+    jobs: Jobs, tmp_path: Path, gpu_agents: None
+) -> None:
+    # Something else holds both H100s, so the job starts on its A100 fallback.
+    blocker = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": "holds-the-h100s"},
+        "spec": {
+            "nodeSelector": {"kubernetes.io/hostname": H100_NODE},
+            "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+            "containers": [
+                {
+                    "name": "sleep",
+                    "image": "busybox",
+                    "command": ["sleep", "600"],
+                    "resources": {"limits": {"nvidia.com/gpu": "2"}},
+                }
+            ],
+        },
+    }
+    jobs.core.create_namespaced_pod(jobs.namespace, blocker)
+    wait_for(
+        lambda: jobs.core.read_namespaced_pod("holds-the-h100s", jobs.namespace).status.phase == "Running",
+        60,
+        "the blocker running",
+    )
+    write_inputs(tmp_path / "in", files=6, lines=300)
+    spec = {
+        "workers": 1,
+        "hardwareMoveUpSeconds": 10,
+        "processor": {"builtin": "wordcount", "options": {"delayPerRecord": "0.01"}},
+        "checkpoint": {"intervalSeconds": 1, "intervalRecords": 50},
+    }
+    manifest = hardware_job(
+        "up", tmp_path, [profile("h100", H100, waitSeconds=3), profile("a100", A100)], **spec
+    )
+    jobs.create(manifest)
+    jobs.wait(
+        "up",
+        lambda s: any(
+            w["profile"] == "a100" and w.get("node") for w in (s.get("hardware") or {}).get("workers") or []
+        ),
+        60,
+        "the worker on the a100 fallback",
+    )
+    jobs.core.delete_namespaced_pod("holds-the-h100s", jobs.namespace, grace_period_seconds=0)
+
+    final = jobs.wait_phase("up", "Succeeded", 180)
+    moved = [
+        e.message for e in jobs.events("up", wait_for_reason="HardwareMoveUp") if e.reason == "HardwareMoveUp"
+    ]
+    assert any("profile a100) stops after checkpointing" in m for m in moved), moved
+    profiles = {e["hardware"]["profile"] for e in manifest_entries(tmp_path / "out")}
+    assert profiles == {"a100", "h100"}, "shards ran on the fallback, then on the better hardware"
+    assert final["restarts"] == 0 and final["shards"]["failed"] == 0
+    assert (tmp_path / "out" / "result").read_bytes() == local_result(manifest, tmp_path)
+
+
+def test_the_hardware_examples_are_admitted_by_the_api_server(kubectl: Kubectl, namespace: str) -> None:
+    examples = Path(__file__).resolve().parents[2] / "examples" / "hardware"
+    result = kubectl("apply", "--dry-run=server", "-n", namespace, "-f", str(examples))
+    assert result.stdout.count("created (server dry run)") == len(list(examples.glob("*.yaml")))

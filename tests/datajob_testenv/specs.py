@@ -45,6 +45,46 @@ BAD_SPECS: list[tuple[str, dict[str, Any], str]] = [
     ),
     ("zero workers", spec_with(workers=0), "spec.workers"),
     (
+        "hardware profiles and spec.resources",
+        spec_with(hardware=[{"name": "a"}], resources={"cpu": "2"}),
+        "spec.resources must not be set with spec.hardware",
+    ),
+    (
+        "every hardware profile capped below spec.workers",
+        spec_with(workers=5, hardware=[{"name": "a", "workers": 2}, {"name": "b", "workers": 2}]),
+        "leave the last profile uncapped",
+    ),
+    (
+        "devices with both forms",
+        spec_with(
+            hardware=[
+                {
+                    "name": "a",
+                    "devices": {
+                        "deviceClassName": "x.example.com",
+                        "firstAvailable": [{"deviceClassName": "y"}],
+                    },
+                }
+            ]
+        ),
+        "exactly one of deviceClassName and firstAvailable",
+    ),
+    (
+        "hardware profile name not a DNS label",
+        spec_with(hardware=[{"name": "H100_big"}]),
+        "spec.hardware[0].name",
+    ),
+    (
+        "hardware profile with zero cpu",
+        spec_with(hardware=[{"name": "a", "resources": {"cpu": "0"}}]),
+        "a hardware profile's resources.cpu must be greater than 0",
+    ),
+    (
+        "move-up interval too short",
+        spec_with(hardware=[{"name": "a"}], hardwareMoveUpSeconds=1),
+        "spec.hardwareMoveUpSeconds",
+    ),
+    (
         "gpu type without count",
         spec_with(resources={"gpu": {"product": "NVIDIA-A100-SXM4-80GB"}}),
         "spec.resources.gpu.count",

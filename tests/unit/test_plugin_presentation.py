@@ -87,3 +87,32 @@ def test_status_shows_progress_shards_workers_queue_and_recent_failures() -> Non
     assert "Progress:   55%  ETA 3m  1,200 records/s, 2.0 KiB/s" in text
     assert "Shards:     2/4 done" in text and "Workers:    1/2 ready; 1 replaced (1 disruption(s)" in text
     assert "Queue:      lq (Kueue), admitted by cq" in text and "node n1 is cordoned" in text
+
+
+def test_status_shows_workers_per_hardware_profile_and_where_each_worker_runs() -> None:
+    hardware = {
+        "profiles": [
+            {"name": "h100", "active": 2, "ready": 2, "shards": 9, "records": 900, "recordsPerSecond": 4000},
+            {"name": "a100", "active": 1, "ready": 1, "shards": 3, "records": 300, "givenUp": ""},
+            {"name": "l40s", "active": 0, "ready": 0, "shards": 0, "givenUp": "0/6 nodes are available"},
+        ],
+        "workers": [
+            {"slot": 0, "pod": "j-0-1", "profile": "h100", "node": "n1", "recordsPerSecond": 4100},
+            {
+                "slot": 1,
+                "pod": "j-1-1",
+                "profile": "a100",
+                "node": "n2",
+                "devices": ["gpu.example.com/n2/a-0"],
+            },
+        ],
+        "summary": "h100:2 a100:1",
+    }
+    text = format_status(status_report(job("Running", hardware=hardware), []))
+    assert "            h100  2/2  9  4,000  -" in text
+    assert "            l40s  0/0  0  -  0/6 nodes are available" in text
+    assert "            j-0-1  h100  n1  4,100  -" in text
+    assert "            j-1-1  a100  n2  -  gpu.example.com/n2/a-0" in text
+    # One profile (spec.resources) and no workers: nothing to add.
+    plain = {"profiles": [{"name": "default", "active": 0, "ready": 0}], "workers": [], "summary": "-"}
+    assert "Hardware:" not in format_status(status_report(job("Pending", hardware=plain), []))

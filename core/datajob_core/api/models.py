@@ -998,6 +998,17 @@ class DataJobSpec(_Model):
         ),
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
     )
+    hardware_move_up_seconds: int | None = Field(
+        default=None,
+        ge=10,
+        le=86400,
+        description=(
+            "Moving back up to better hardware (off when unset): this long after a profile was given up on, "
+            "it is tried again. New workers try it first, and one running worker of a lower profile stops "
+            "after checkpointing (nothing is charged) so its replacement asks for the better hardware; if "
+            "that is still full, the replacement falls back again after the profile's waitSeconds."
+        ),
+    )
     node_selector: dict[str, str] | None = Field(default=None, description="Node labels worker pods require.")
     tolerations: list[Toleration] | None = Field(
         default=None,

@@ -65,6 +65,7 @@ class Policy:
     retry_request: str = ""  # the RETRY_ANNOTATION's value
     max_bad_record_ratio: float | None = None  # spec.input.maxBadRecordRatio
     profiles: tuple[Profile, ...] = (Profile(hardware.SHORTHAND),)  # spec.hardware, in order of preference
+    move_up_seconds: float = 0.0  # spec.hardwareMoveUpSeconds; 0: workers never move back up
 
 
 def policy_from_spec(spec: dict[str, Any], annotations: dict[str, str] | None = None) -> Policy:
@@ -90,6 +91,7 @@ def policy_from_spec(spec: dict[str, Any], annotations: dict[str, str] | None = 
         retry_request=str((annotations or {}).get(RETRY_ANNOTATION) or ""),
         max_bad_record_ratio=(spec.get("input") or {}).get("maxBadRecordRatio"),
         profiles=hardware.profiles(spec),
+        move_up_seconds=float(spec.get("hardwareMoveUpSeconds") or 0),
     )
 
 
@@ -250,11 +252,14 @@ class JobState:
     retried: str = ""  # the last retry request acted on
     # hardware profiles given up on for new workers, with the scheduler's reason (hardware.choose)
     given_up: dict[str, str] = field(default_factory=dict)
+    given_up_at: float = 0.0  # when a profile was last given up on, or last tried again
     # per hardware profile: records and shards committed and busy seconds, for its records/s
     by_profile: dict[str, ProfileTotals] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         extra: dict[str, Any] = {"givenUp": dict(self.given_up)} if self.given_up else {}
+        if self.given_up_at:
+            extra["givenUpAt"] = self.given_up_at
         if self.by_profile:
             extra["byProfile"] = {k: v.to_dict() for k, v in sorted(self.by_profile.items())}
         return {
@@ -298,6 +303,7 @@ class JobState:
             queue=str(data.get("queue", "")),
             retried=str(data.get("retried", "")),
             given_up={str(k): str(v) for k, v in (data.get("givenUp") or {}).items()},
+            given_up_at=float(data.get("givenUpAt", 0.0)),
             by_profile={str(k): ProfileTotals.from_dict(v) for k, v in (data.get("byProfile") or {}).items()},
         )
 
@@ -465,6 +471,9 @@ def reconcile(
     if blocked:
         decision.blocked = (blocked[0].blocked_reason or "PodCreateRejected", blocked[0].blocked)
 
+    if not finished and not policy.suspend and queue is None:
+        _move_up(ctx, workers)
+
     # 5. Hand out shards to live workers and describe every slot's assignment.
     live = [s.pod for _, s in sorted(state.slots.items()) if s.pod and not s.draining and not s.disrupted]
     if not finished and not policy.suspend and admitted:
@@ -610,6 +619,7 @@ def _fall_back(ctx: _Pass, slot_number: int, slot: Slot, worker: ObservedWorker)
         return  # nowhere else to go: it keeps waiting, and WorkersUnschedulable says why
     if profile.name not in state.given_up:
         state.given_up[profile.name] = worker.unschedulable
+        state.given_up_at = now
         decision.events.append(
             Event(
                 "Warning",
@@ -628,6 +638,44 @@ def _fall_back(ctx: _Pass, slot_number: int, slot: Slot, worker: ObservedWorker)
     )
     slot.draining = True
     decision.delete.append((worker.name, True))
+
+
+def _move_up(ctx: _Pass, workers: list[ObservedWorker]) -> None:
+    """spec.hardwareMoveUpSeconds after a profile was given up on, it is tried again: its mark is cleared
+    (new workers try it first) and one running worker of the lowest profile stops gracefully, so its
+    replacement asks for the better hardware. It checkpoints on the way out and nothing is charged; if the
+    profile is still full, the replacement falls back again after the profile's waitSeconds."""
+    state, policy, now, decision = ctx.state, ctx.policy, ctx.now, ctx.decision
+    if not policy.move_up_seconds or not state.given_up or now - state.given_up_at < policy.move_up_seconds:
+        return
+    rank = {p.name: i for i, p in enumerate(policy.profiles)}
+    best = min(state.given_up, key=lambda name: rank.get(name, len(rank)))
+    del state.given_up[best]
+    state.given_up_at = now
+    running = {w.name for w in workers if w.phase == "Running" and not w.deleting}
+    lower = [
+        (rank.get(_profile_of(policy, slot).name, 0), number, slot)
+        for number, slot in state.slots.items()
+        if slot.pod in running
+        and not slot.draining
+        and not slot.disrupted
+        and rank.get(_profile_of(policy, slot).name, 0) > rank.get(best, 0)
+    ]
+    if not lower:
+        decision.events.append(Event("Normal", "HardwareMoveUp", f"hardware profile {best} is tried again"))
+        return
+    _, number, slot = max(lower, key=lambda entry: (entry[0], entry[1]))
+    assert slot.pod is not None
+    slot.draining = True
+    decision.delete.append((slot.pod, True))
+    decision.events.append(
+        Event(
+            "Normal",
+            "HardwareMoveUp",
+            f"hardware profile {best} is tried again: worker {slot.pod} (slot {number}, profile "
+            f"{_profile_of(policy, slot).name}) stops after checkpointing; its replacement asks for {best}",
+        )
+    )
 
 
 def _blocked(ctx: _Pass, slot_number: int, slot: Slot, reason: str, message: str) -> None:

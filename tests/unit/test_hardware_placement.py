@@ -335,3 +335,34 @@ def test_mig_slices_and_time_sliced_gpus_are_requested_by_their_resource_and_tol
     )
     keys = {t["key"] for t in pod["spec"]["tolerations"] if t.get("effect") == "NoSchedule"}
     assert keys == {resource, "nvidia.com/gpu"}
+
+
+def test_moving_back_up_is_off_by_default() -> None:
+    state, rules = JobState(Ledger.new(len(PLAN))), policy(1, H100, A100)
+    pods = [pod for _, pod in step(state, rules, [], now=0.0).create]
+    step(state, rules, pending(pods), now=61.0)
+    pods = [pod for _, pod in step(state, rules, [], now=62.0).create]
+    up = [ObservedWorker(name=pods[0], slot=0, phase="Running", started_at=63.0)]
+    decision = step(state, rules, up, now=100_000.0, reports={0: ObservedReport(0, None, 99_999.0)})
+    assert not decision.delete and "h100" in state.given_up
+
+
+def test_moving_back_up_stops_a_lower_worker_gracefully_and_its_replacement_asks_for_the_better_profile() -> (
+    None
+):
+    state = JobState(Ledger.new(len(PLAN)))
+    rules = Policy(workers=2, profiles=hardware.profiles(spec(hardware=[H100, A100])), move_up_seconds=600.0)
+    pods = [pod for _, pod in step(state, rules, [], now=0.0).create]
+    step(state, rules, pending(pods), now=61.0)
+    pods = [pod for _, pod in step(state, rules, [], now=62.0).create]
+    up = [ObservedWorker(name=p, slot=i, phase="Running", started_at=63.0) for i, p in enumerate(pods)]
+    beats = {i: ObservedReport(i, None, 600.0) for i in range(2)}
+    assert not step(state, rules, up, now=600.0, reports=beats).delete  # not yet: 600 s after the fallback
+    decision = step(state, rules, up, now=661.0, reports=beats)
+    assert decision.delete == [(pods[1], True)]  # one worker at a time, gracefully (it checkpoints)
+    assert decision.assignments[1].stop and "HardwareMoveUp" in [e.reason for e in decision.events]
+    assert "h100" not in state.given_up
+    gone = [up[0], ObservedWorker(name=pods[1], slot=1, phase="Succeeded")]
+    replaced = step(state, rules, gone, now=662.0, reports=beats)
+    assert len(replaced.create) == 1 and state.slots[1].profile == "h100"
+    assert state.restarts == 0 and not state.ledger.retry  # nothing charged, no restart counted
