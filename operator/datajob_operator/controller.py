@@ -64,6 +64,7 @@ from .timestamps import epoch, now_iso
 
 log = structlog.get_logger("datajob.operator")
 
+UNAVAILABLE_SECONDS = 5.0  # how often profiles are checked against the nodes (HardwareUnavailable)
 EXPECTATION_SECONDS = 30.0  # after this long, a created pod the cache never showed is not waited for
 
 
@@ -306,12 +307,20 @@ class JobController:
             self.jobs.post_event(job, event.type, event.reason, event.message)
 
     def _unavailable(self, spec: dict[str, Any], policy: Policy) -> dict[str, str]:
-        """Profiles no node could run a worker of (hardware.unavailable), judged while the job runs."""
+        """Profiles no node could run a worker of (hardware.unavailable), judged while the job runs, at most
+        every UNAVAILABLE_SECONDS (a pass of a 1,000-worker job must not walk every node each time)."""
         if self.nodes is None:
             return {}
+        runtime, now = self.runtime, time.monotonic()
+        if runtime.unavailable_at and now - runtime.unavailable_at < UNAVAILABLE_SECONDS:
+            return runtime.unavailable
         with_devices = any(p.devices for p in policy.profiles)
         classes = self.nodes.device_classes() if with_devices else None
-        return hardware.unavailable(policy.profiles, spec.get("nodeSelector"), self.nodes.nodes(), classes)
+        runtime.unavailable = hardware.unavailable(
+            policy.profiles, spec.get("nodeSelector"), self.nodes.nodes(), classes
+        )
+        runtime.unavailable_at = now
+        return runtime.unavailable
 
     def _tell_unavailable(
         self, job: dict[str, Any], old: dict[str, Any], unavailable: dict[str, str]

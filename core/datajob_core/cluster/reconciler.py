@@ -350,6 +350,9 @@ class _Pass:
     policy: Policy
     now: float
     decision: Decision
+    # pods per hardware profile as the pass began (hardware.next_after: a moving pod's own profile is
+    # given up on, so counting it there changes nothing)
+    taken: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -377,7 +380,7 @@ def reconcile(
     taken. Those slots back off and report WorkersBlocked; their shards go back uncharged.
     """
     decision = Decision()
-    ctx = _Pass(state, policy, now, decision)
+    ctx = _Pass(state, policy, now, decision, _taken(state, policy) if _placing(policy) else {})
     layout = Layout.of(state.ledger)
     by_name = {w.name: w for w in workers}
     ledger = state.ledger
@@ -446,6 +449,7 @@ def reconcile(
             Event("Normal", "Scaled", f"spec.workers changed from {state.workers} to {policy.workers}")
         )
     state.workers = policy.workers
+    taken = _taken(state, policy) if _placing(policy) else {}
     for slot_number, slot in sorted(state.slots.items()):
         if slot.pod and slot_number >= wanted and not slot.draining:
             # Graceful: the worker checkpoints on SIGTERM; its shards are released once it is gone.
@@ -454,9 +458,10 @@ def reconcile(
     for slot_number in range(wanted):
         slot = state.slots.setdefault(slot_number, Slot())
         if slot.pod is None and now >= slot.not_before:
-            profile = _place(ctx, slot_number, queue=queue)
+            profile = _place(ctx, taken, queue=queue)
             if profile is None:
                 continue
+            taken[profile.name] = taken.get(profile.name, 0) + 1
             slot.profile = profile.name
             slot.records, slot.busy = 0, 0.0  # per-worker rates are the current pod's
             slot.incarnation += 1
@@ -572,25 +577,29 @@ def _profile_of(policy: Policy, slot: Slot) -> Profile:
     return hardware.by_name(policy.profiles, slot.profile) or policy.profiles[0]
 
 
-def _taken(state: JobState, policy: Policy, but: int) -> dict[str, int]:
+def _placing(policy: Policy) -> bool:
+    """Whether placement needs the pods per profile: several profiles, or a cap on the one there is."""
+    return len(policy.profiles) > 1 or policy.profiles[0].workers is not None
+
+
+def _taken(state: JobState, policy: Policy) -> dict[str, int]:
     """Workers per profile among the slots that have a pod (the cap counts pods, not running workers)."""
     taken: dict[str, int] = {}
-    for number, slot in state.slots.items():
-        if slot.pod and number != but:
+    for slot in state.slots.values():
+        if slot.pod:
             name = _profile_of(policy, slot).name
             taken[name] = taken.get(name, 0) + 1
     return taken
 
 
-def _place(ctx: _Pass, slot_number: int, *, queue: Admission | None) -> Profile | None:
-    """The profile of the slot's new pod (hardware.choose); under Kueue the first that agrees with the node
-    labels of the flavor Kueue admitted the job with (hardware.follow_flavor)."""
+def _place(ctx: _Pass, taken: dict[str, int], *, queue: Admission | None) -> Profile | None:
+    """The profile of a new pod (hardware.choose; ``taken``: pods per profile, counted once per pass and
+    kept up to date by the caller); under Kueue the first profile that agrees with the node labels of the
+    flavor Kueue admitted the job with (hardware.follow_flavor)."""
     policy = ctx.policy
     if queue is not None:
         return hardware.follow_flavor(policy.profiles, queue.node_labels)
-    return hardware.choose(
-        policy.profiles, taken=_taken(ctx.state, policy, slot_number), given_up=ctx.state.given_up
-    )
+    return hardware.choose(policy.profiles, taken=taken, given_up=ctx.state.given_up)
 
 
 def _fall_back(ctx: _Pass, slot_number: int, slot: Slot, worker: ObservedWorker) -> None:
@@ -612,9 +621,7 @@ def _fall_back(ctx: _Pass, slot_number: int, slot: Slot, worker: ObservedWorker)
     profile = _profile_of(policy, slot)
     if profile.name not in state.given_up and now - slot.created_at < profile.wait_seconds:
         return
-    target = hardware.next_after(
-        policy.profiles, profile.name, taken=_taken(state, policy, slot_number), given_up=state.given_up
-    )
+    target = hardware.next_after(policy.profiles, profile.name, taken=ctx.taken, given_up=state.given_up)
     if target is None:
         return  # nowhere else to go: it keeps waiting, and WorkersUnschedulable says why
     if profile.name not in state.given_up:
