@@ -164,6 +164,8 @@ def _conditions(
         # The scheduler's own words, per profile given up on: why the job runs on its fallback hardware.
         message = "; ".join(f"profile {name}: {why}" for name, why in sorted(state.given_up.items()))
         c = set_condition(c, "HardwareFallback", "True", "ProfileUnschedulable", message[:32768], now=now)
+    elif any(x.get("type") == "HardwareFallback" for x in c):
+        c = set_condition(c, "HardwareFallback", "False", "NoProfileGivenUp", "", now=now)
     c = set_condition(c, "ReconcileFailing", "False", "Reconciled", "", now=now)
     if decision.blocked and phase not in (Phase.SUCCEEDED, Phase.FAILED):
         c = set_condition(c, "WorkersBlocked", "True", decision.blocked[0], decision.blocked[1], now=now)

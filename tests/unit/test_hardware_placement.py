@@ -79,6 +79,8 @@ def test_an_unschedulable_profile_falls_back_after_its_wait_with_the_schedulers_
     assert sorted(name for name, _ in after.delete) == sorted(pods)  # both pending pods move
     assert "Insufficient nvidia.com/gpu" in state.given_up["h100"]
     assert [e.reason for e in after.events].count("HardwareFallback") == 1
+    moved = [e.message for e in after.events if e.reason == "WorkerMoved"]
+    assert moved == ["2 worker(s) move from profile h100 to a100 (slots 0, 1)"]  # one event, not one per pod
     # Once they are gone, their replacements are created on the next profile; nothing was charged.
     replaced = step(state, rules, [], now=62.0)
     assert len(replaced.create) == 2
@@ -127,6 +129,15 @@ def test_a_replacement_takes_the_freed_place_on_a_capped_profile() -> None:
     step(state, rules, workers, now=2.0)
     step(state, rules, workers[1:], now=100.0)  # after the crash-loop backoff
     assert profiles_of(state) == ["h100", "a100"]
+
+
+def test_a_profile_removed_from_the_spec_is_no_longer_reported_as_given_up() -> None:
+    state, rules = JobState(Ledger.new(len(PLAN))), policy(1, H100, A100)
+    pods = [pod for _, pod in step(state, rules, [], now=0.0).create]
+    step(state, rules, pending(pods), now=61.0)
+    assert "h100" in state.given_up
+    step(state, policy(1, A100), [], now=62.0)
+    assert state.given_up == {}
 
 
 def test_a_fallback_decided_before_an_operator_crash_is_carried_out_after_it() -> None:

@@ -353,6 +353,7 @@ class _Pass:
     # pods per hardware profile as the pass began (hardware.next_after: a moving pod's own profile is
     # given up on, so counting it there changes nothing)
     taken: dict[str, int] = field(default_factory=dict)
+    moves: dict[tuple[str, str], list[int]] = field(default_factory=dict)  # (from, to) -> slots, this pass
 
 
 @dataclass(frozen=True)
@@ -386,6 +387,9 @@ def reconcile(
     ledger = state.ledger
     refused = create_failures or {}
 
+    names = {p.name for p in policy.profiles}
+    for gone in [name for name in state.given_up if name not in names]:  # spec.hardware was edited
+        del state.given_up[gone]
     if policy.retry_request and policy.retry_request != state.retried:
         _retry_failed(ctx)
 
@@ -422,6 +426,16 @@ def reconcile(
         if death is None:
             continue
         _bury(ctx, slot_number, slot, worker=worker, report=report, death=death)
+
+    for (source, target), moved in ctx.moves.items():  # one event per pass, not one per worker
+        slots = ", ".join(map(str, moved[:20])) + (" ..." if len(moved) > 20 else "")
+        decision.events.append(
+            Event(
+                "Normal",
+                "WorkerMoved",
+                f"{len(moved)} worker(s) move from profile {source} to {target} (slots {slots})",
+            )
+        )
 
     # 3. Decide the phase.
     finished = _finish(state, policy, decision, workers, now)
@@ -636,13 +650,7 @@ def _fall_back(ctx: _Pass, slot_number: int, slot: Slot, worker: ObservedWorker)
                 f"{target.name}",
             )
         )
-    decision.events.append(
-        Event(
-            "Normal",
-            "WorkerMoved",
-            f"worker slot {slot_number} moves from profile {profile.name} to {target.name}",
-        )
-    )
+    ctx.moves.setdefault((profile.name, target.name), []).append(slot_number)
     slot.draining = True
     decision.delete.append((worker.name, True))
 
