@@ -25,8 +25,9 @@ from pydantic import ValidationError
 from datajob_core.api import pod_policy
 from datajob_core.api.conditions import set_condition
 from datajob_core.api.models import DataJobSpec, format_validation_error
-from datajob_core.cluster import hardware, sizing, state_codec
+from datajob_core.cluster import hardware, queueing, sizing, state_codec
 from datajob_core.cluster.reconciler import (
+    DEVICES_REJECTED,
     Decision,
     JobState,
     ObservedReport,
@@ -218,7 +219,7 @@ class JobController:
         self.last_status = new_status
         self.runtime.create_failures = {}
         self.storage.collect(job, state)
-        self._act(job, state, decision)
+        self._act(job, state, decision, queued=queue is not None)
         if queue is not None:
             self.kueue.settle(
                 job, state, queue, gone=not pods and not any(s.pod for s in state.slots.values())
@@ -251,7 +252,7 @@ class JobController:
                 self.timings.queue_wait.append(max(0.0, now - since))
 
     # -- acting ----------------------------------------------------------------------------------------
-    def _act(self, job: dict[str, Any], state: JobState, decision: Decision) -> None:
+    def _act(self, job: dict[str, Any], state: JobState, decision: Decision, *, queued: bool = False) -> None:
         name = self.jobs.name
         leases = sorted(lease_name(name, slot) for slot in state.slots)
         if leases and frozenset(leases) - self.runtime.rbac_leases:
@@ -290,15 +291,17 @@ class JobController:
             for _, pod in decision.create:
                 self.runtime.create_failures[pod] = ("PodTemplateRejected", "; ".join(problems))
             decision = replace(decision, create=[])
-        profiles = {
-            slot: hardware.by_name(hardware.profiles(job["spec"]), state.slots[slot].profile)
-            for slot, _ in decision.create
-        }
-        refused = self._claim_templates(job, {p.name for p in profiles.values() if p is not None})
+        every = hardware.profiles(job["spec"])
+        profiles = {}
+        for slot, _ in decision.create:
+            profile = hardware.by_name(every, state.slots[slot].profile)
+            # Queued: the shape Kueue admitted (the first profile's), with this profile's placement.
+            profiles[slot] = hardware.queued_shape(every, profile) if queued and profile else profile
+        refused = self._claim_templates(job, [p for p in profiles.values() if p is not None])
         for slot, pod in decision.create:
             profile = profiles[slot]
             if profile is not None and profile.name in refused:
-                self.runtime.create_failures[pod] = ("DevicesRejected", refused[profile.name])
+                self.runtime.create_failures[pod] = (DEVICES_REJECTED, refused[profile.name])
         creates = [(slot, pod) for slot, pod in decision.create if pod not in self.runtime.create_failures]
         in_parallel(
             [partial(self._create_pod, job, slot, pod, grace, profiles[slot]) for slot, pod in creates]
@@ -325,6 +328,8 @@ class JobController:
     def _tell_unavailable(
         self, job: dict[str, Any], old: dict[str, Any], unavailable: dict[str, str]
     ) -> None:
+        if old.get("phase") in (Phase.SUCCEEDED, Phase.FAILED):
+            return
         conditions: list[dict[str, Any]] = old.get("conditions") or []
         before = next((c for c in conditions if c.get("type") == "HardwareUnavailable"), {})
         message = "; ".join(f"profile {name}: {why}" for name, why in unavailable.items())
@@ -332,33 +337,43 @@ class JobController:
             self.jobs.post_event(job, "Warning", "HardwareUnavailable", message)
 
     def _read_devices(self, pods: list[dict[str, Any]]) -> None:
-        """Which devices each worker's claim was allocated (read once per pod, once it is allocated)."""
+        """Which devices each worker's claim was allocated: read once per pod, once it is bound to a node
+        (the scheduler allocates before it binds); an unreadable claim is not asked again."""
         known = self.runtime.devices
         names = {p["metadata"]["name"] for p in pods}
         for gone in [name for name in known if name not in names]:
             del known[gone]
         for pod in pods:
             name = pod["metadata"]["name"]
-            if name in known:
+            if name in known or not (pod.get("spec") or {}).get("nodeName"):
                 continue
             for entry in (pod.get("status") or {}).get("resourceClaimStatuses") or []:
                 if entry.get("name") == hardware.CLAIM_NAME and entry.get("resourceClaimName"):
                     claim = self.jobs.read_claim(entry["resourceClaimName"])
-                    allocated = hardware.allocated_devices(claim or {})
-                    if allocated:
-                        known[name] = allocated
+                    known[name] = hardware.allocated_devices(claim or {})
 
-    def _claim_templates(self, job: dict[str, Any], profiles: set[str]) -> dict[str, str]:
-        """Creates the ResourceClaimTemplates of the profiles with devices; the profiles refused, with why."""
+    def _claim_templates(self, job: dict[str, Any], profiles: list[hardware.Profile]) -> dict[str, str]:
+        """Creates the ResourceClaimTemplates of the profiles with devices; the profiles refused, with why.
+
+        A template of that name that exists already is used only if this job owns it (its name holds the
+        job's UID and the request's hash, so only a squatter in the namespace could have made it)."""
         refused = {}
-        for profile in hardware.profiles(job["spec"]):
-            name = hardware.claim_template_name(self.jobs.name, profile.name)
-            if not profile.devices or profile.name not in profiles or name in self.runtime.claim_templates:
+        owner = job["metadata"]["uid"]
+        for profile in {p.name: p for p in profiles if p.devices}.values():
+            name = hardware.claim_template_name(job, profile)
+            if name in self.runtime.claim_templates:
                 continue
             try:
-                self.jobs.create_claim_template(
+                created = self.jobs.create_claim_template(
                     hardware.claim_template(job, profile, sizing.owner_reference(job))
                 )
+                if not created:
+                    existing = self.jobs.read_claim_template(name) or {}
+                    owners = (existing.get("metadata") or {}).get("ownerReferences") or []
+                    if not any(o.get("uid") == owner and o.get("controller") for o in owners):
+                        raise RejectedError(
+                            f"it exists and is not this job's (owned by {owners or 'nobody'})"
+                        )
             except RejectedError as error:
                 refused[profile.name] = f"ResourceClaimTemplate {name} of profile {profile.name}: {error}"
                 continue
@@ -423,6 +438,9 @@ class JobController:
             DataJobSpec.model_validate(spec)
         except ValidationError as error:
             return "InvalidSpec", format_validation_error(error)
+        mismatch = hardware.queue_mismatch(hardware.profiles(spec)) if queueing.queue_name(job) else ""
+        if mismatch:  # Kueue would account one shape while workers asked for another
+            return "HardwareNotQueueable", mismatch
         return None
 
     def record_error(self, error: Exception) -> None:
@@ -520,8 +538,8 @@ def next_timer(
             if len(policy.profiles) > 1:
                 times.append(slot.created_at + profile.wait_seconds)
     times += [r.renewed_at + policy.heartbeat_timeout for r in reports.values() if r.renewed_at]
-    if policy.move_up_seconds and state.given_up:
-        times.append(state.given_up_at + policy.move_up_seconds)
+    if policy.move_up_seconds:
+        times += [state.given_up_at.get(name, 0.0) + policy.move_up_seconds for name in state.given_up]
     if policy.progress_deadline and state.progressed_at and not state.stalled and not policy.suspend:
         times.append(state.progressed_at + policy.progress_deadline)
     future = [t for t in times if t > now]

@@ -89,7 +89,8 @@ class NodeDirectory:
                 except ApiException as error:
                     if error.status not in (403, 404):
                         raise
-                    self._classes = None
+                    # 404: no DRA API at all, so no class exists; 403: not known
+                    self._classes = frozenset() if error.status == 404 else None
             return self._classes
 
     def draining(self) -> dict[str, tuple[str, str]]:
@@ -352,18 +353,30 @@ class JobClient:
             raise
 
     # -- Dynamic Resource Allocation (hardware profiles with devices) ------------------------------------
-    def create_claim_template(self, manifest: dict[str, Any]) -> None:
-        """Creates a profile's ResourceClaimTemplate (one that exists is fine); RejectedError if refused (no
-        DRA API on this cluster, or no RBAC for it)."""
+    def create_claim_template(self, manifest: dict[str, Any]) -> bool:
+        """Creates a profile's ResourceClaimTemplate: True, or False if one of that name exists;
+        RejectedError if refused (no DRA API on this cluster, no RBAC for it, an invalid selector)."""
         try:
             self.custom.create_namespaced_custom_object(
                 "resource.k8s.io", "v1", self.namespace, "resourceclaimtemplates", manifest
             )
         except ApiException as error:
             if error.status == 409:
-                return
+                return False
             if error.status in (400, 403, 404, 422):
                 raise RejectedError(api_message(error)) from error
+            raise
+        return True
+
+    def read_claim_template(self, name: str) -> dict[str, Any] | None:
+        try:
+            template: dict[str, Any] = self.custom.get_namespaced_custom_object(
+                "resource.k8s.io", "v1", self.namespace, "resourceclaimtemplates", name
+            )
+            return template
+        except ApiException as error:
+            if error.status == 404:
+                return None
             raise
 
     def read_claim(self, name: str) -> dict[str, Any] | None:

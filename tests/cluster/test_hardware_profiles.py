@@ -62,7 +62,12 @@ def hardware_job(name: str, tmp_path: Path, hardware: list[dict[str, Any]], **sp
 
 
 def manifest_entries(output: Path) -> list[dict[str, Any]]:
-    entries: list[dict[str, Any]] = json.loads((output / "_SUCCESS").read_text())["shards"]
+    """The _SUCCESS manifest's shard entries, each with ``hardware``: the manifest's entry (pod, profile,
+    node, devices) its ``ranOn`` index names (each worker is listed once)."""
+    manifest = json.loads((output / "_SUCCESS").read_text())
+    entries: list[dict[str, Any]] = manifest["shards"]
+    for entry in entries:
+        entry["hardware"] = manifest["hardware"][entry["ranOn"]]
     return entries
 
 
@@ -375,3 +380,22 @@ def test_the_hardware_examples_are_admitted_by_the_api_server(kubectl: Kubectl, 
     examples = Path(__file__).resolve().parents[2] / "examples" / "hardware"
     result = kubectl("apply", "--dry-run=server", "-n", namespace, "-f", str(examples))
     assert result.stdout.count("created (server dry run)") == len(list(examples.glob("*.yaml")))
+
+
+def test_a_queued_job_whose_profiles_ask_for_different_amounts_is_refused_naming_the_profile(
+    jobs: Jobs, tmp_path: Path
+) -> None:
+    write_inputs(tmp_path / "in", files=2, lines=5)
+    big = {
+        "name": "big",
+        "resources": {"cpu": "100m", "memory": "64Mi", "gpu": {"count": 8, "product": A100}},
+    }
+    manifest = hardware_job("unfair", tmp_path, [profile("small", H100), big])
+    manifest["metadata"]["labels"] = {"kueue.x-k8s.io/queue-name": "lq"}
+    jobs.create(manifest)
+    final = jobs.wait_phase("unfair", "Failed", 60)
+    failed = condition(final, "Failed")
+    assert (
+        failed["reason"] == "HardwareNotQueueable" and "profile big differs from small" in failed["message"]
+    )
+    assert not jobs.pods("unfair")

@@ -6,12 +6,14 @@ from typing import Any
 
 import pytest
 
+from datajob_core.api import pod_policy
 from datajob_core.api.models import DataJob, DataJobSpec
 from datajob_core.cluster import hardware, sizing
 from datajob_core.cluster.fleet import fleet_status
-from datajob_core.cluster.reconciler import JobState, ObservedReport, ObservedWorker, Policy, reconcile
+from datajob_core.cluster.reconciler import JobState, ObservedReport, ObservedWorker, Policy, Slot, reconcile
 from datajob_core.protocol import ReportMessage, ShardOutcome
 from datajob_core.shards.ledger import Ledger
+from datajob_core.shards.stages import Layout
 
 PLAN: list[dict[str, Any]] = [{"pieces": []} for _ in range(20)]
 H100 = {
@@ -227,7 +229,8 @@ def test_a_dra_profile_gets_a_claim_template_with_its_alternatives_in_order() ->
     job = job_manifest(hardware=[{"name": "dra", "devices": devices}])
     (profile,) = hardware.profiles(job["spec"])
     template = hardware.claim_template(job, profile, sizing.owner_reference(job))
-    assert template["metadata"]["name"] == "train-dra"
+    name = template["metadata"]["name"]
+    assert name.startswith("train-dra-") and len(name) == len("train-dra-") + 8
     (request,) = template["spec"]["spec"]["devices"]["requests"]
     assert [o["deviceClassName"] for o in request["firstAvailable"]] == [
         "h100.example.com",
@@ -238,7 +241,7 @@ def test_a_dra_profile_gets_a_claim_template_with_its_alternatives_in_order() ->
     ]
     assert request["firstAvailable"][1]["count"] == 2
     pod = sizing.worker_pod(job, 0, "train-0-1", "lease", profile=profile)
-    assert pod["spec"]["resourceClaims"] == [{"name": "devices", "resourceClaimTemplateName": "train-dra"}]
+    assert pod["spec"]["resourceClaims"] == [{"name": "devices", "resourceClaimTemplateName": name}]
     assert pod["spec"]["containers"][0]["resources"]["claims"] == [{"name": "devices"}]
     claim = {
         "spec": template["spec"]["spec"],
@@ -377,3 +380,121 @@ def test_moving_back_up_stops_a_lower_worker_gracefully_and_its_replacement_asks
     replaced = step(state, rules, gone, now=662.0, reports=beats)
     assert len(replaced.create) == 1 and state.slots[1].profile == "h100"
     assert state.restarts == 0 and not state.ledger.retry  # nothing charged, no restart counted
+
+
+def test_claim_templates_of_different_jobs_uids_or_requests_never_share_a_name() -> None:
+    devices = {"deviceClassName": "gpu.example.com"}
+
+    def name(job: str, profile: str, uid: str = "u-1", request: dict[str, Any] = devices) -> str:
+        manifest = job_manifest(hardware=[{"name": profile, "devices": request}])
+        manifest["metadata"].update(name=job, uid=uid)
+        return hardware.claim_template_name(manifest, hardware.profiles(manifest["spec"])[0])
+
+    assert name("a-b", "c") != name("a", "b-c")  # the same "<job>-<profile>" text
+    assert name("a", "c", uid="u-1") != name("a", "c", uid="u-2")  # a job deleted and made again
+    assert name("a", "c") != name("a", "c", request={"deviceClassName": "gpu.example.com", "count": 2})
+    assert len(name("j" * 63, "p" * 20)) <= 253
+
+
+def test_under_kueue_every_worker_asks_for_the_shape_kueue_admitted() -> None:
+    small = {
+        "name": "small",
+        "resources": {"cpu": "1", "memory": "1Gi", "gpu": {"count": 1, "product": "H100"}},
+    }
+    big = {
+        "name": "big",
+        "resources": {"cpu": "64", "memory": "512Gi", "gpu": {"count": 8, "product": "A100"}},
+    }
+    every = hardware.profiles(spec(hardware=[small, big]))
+    assert "profile big differs from small" in hardware.queue_mismatch(every)
+    shape = hardware.queued_shape(every, every[1])
+    assert shape.resources == every[0].resources and shape.node_selector == every[1].node_selector
+    same = hardware.profiles(spec(hardware=[H100, {**A100, "resources": H100["resources"]}]))
+    assert hardware.queue_mismatch(same) == ""
+
+
+def test_a_pending_pod_of_a_profile_removed_from_the_spec_moves_at_once_and_gives_nothing_up() -> None:
+    state, rules = JobState(Ledger.new(len(PLAN))), policy(2, H100, A100, L4)
+    pods = [pod for _, pod in step(state, rules, [], now=0.0).create]
+    edited = policy(2, A100, L4)  # h100 edited away while its pods wait
+    decision = step(state, edited, pending(pods), now=5.0)
+    assert sorted(name for name, _ in decision.delete) == sorted(pods)
+    assert state.given_up == {}
+    step(state, edited, [], now=6.0)
+    assert profiles_of(state) == ["a100", "a100"]
+    # With one profile left, the same: no pod is left waiting for hardware the spec no longer asks for.
+    state, rules = JobState(Ledger.new(len(PLAN))), policy(1, H100, A100)
+    pods = [pod for _, pod in step(state, rules, [], now=0.0).create]
+    assert step(state, policy(1, A100), pending(pods), now=5.0).delete == [(pods[0], True)]
+
+
+def test_each_given_up_profile_is_tried_again_on_its_own_clock() -> None:
+    state = JobState(Ledger.new(len(PLAN)))
+    rules = Policy(
+        workers=1, profiles=hardware.profiles(spec(hardware=[H100, A100, L4])), move_up_seconds=600.0
+    )
+    state.given_up = {"h100": "full", "a100": "full"}
+    state.given_up_at = {"h100": 1000.0, "a100": 500.0}
+    state.slots[0] = Slot(pod="train-0-5", incarnation=5, created_at=900.0, profile="l4")
+    up = [ObservedWorker(name="train-0-5", slot=0, phase="Running", started_at=900.0)]
+    beat = {0: ObservedReport(0, None, 1100.0)}
+    decision = step(state, rules, up, now=1150.0, reports=beat)
+    assert "a100" not in state.given_up and "h100" in state.given_up  # a100's interval ran out first
+    assert decision.delete == [("train-0-5", True)]
+
+
+def test_a_refused_device_template_gives_its_profile_up_at_once_and_the_worker_goes_to_the_next() -> None:
+    dra = {"name": "dra", "devices": {"deviceClassName": "gpu.example.com"}}
+    state, rules = JobState(Ledger.new(len(PLAN))), policy(1, dra, L4)
+    pods = [pod for _, pod in step(state, rules, [], now=0.0).create]
+    refused = {pods[0]: ("DevicesRejected", "the server could not find the requested resource")}
+    decision = step(state, rules, [], now=1.0, create_failures=refused)
+    assert "could not find" in state.given_up["dra"]
+    assert len(decision.create) == 1 and profiles_of(state) == ["l4"]
+    assert decision.blocked is None and state.slots[0].restarts == 0
+
+
+def test_moving_up_never_stops_a_worker_running_the_job_commit() -> None:
+    state = JobState(Layout.for_spec(2, {}).ledger())
+    rules = Policy(workers=1, profiles=hardware.profiles(spec(hardware=[H100, A100])), move_up_seconds=600.0)
+    state.given_up, state.given_up_at = {"h100": "full"}, {"h100": 0.0}
+    state.slots[0] = Slot(pod="train-0-2", incarnation=2, created_at=1.0, profile="a100")
+    for _ in range(2):  # both map shards done
+        held = state.ledger.assign("train-0-2", 1.0)
+        assert held is not None
+        state.ledger.complete(held.shard, "train-0-2", held.attempt, 2.0)
+    assert state.ledger.assign("train-0-2", 3.0) is not None  # the job commit
+    up = [ObservedWorker(name="train-0-2", slot=0, phase="Running", started_at=1.0)]
+    decision = step(state, rules, up, now=700.0, reports={0: ObservedReport(0, None, 699.0)})
+    assert not decision.delete and "h100" not in state.given_up  # tried again for new workers only
+
+
+def test_the_pod_template_cannot_undo_a_profile() -> None:
+    dra = {
+        "name": "dra",
+        "resources": {"cpu": "4", "memory": "8Gi", "gpu": {"count": 1, "product": "NVIDIA-A100-SXM4-80GB"}},
+        "devices": {"deviceClassName": "gpu.example.com"},
+    }
+    template = {
+        "spec": {
+            "nodeSelector": {"team": "a", "nvidia.com/gpu.product": "Tesla-T4"},
+            "resourceClaims": [{"name": "scratch", "resourceClaimTemplateName": "scratch"}],
+            "containers": [
+                {"name": "worker", "resources": {"requests": {"cpu": "1", "example.com/fpga": "1"}}}
+            ],
+        }
+    }
+    job = job_manifest(hardware=[dra], podTemplate=template)
+    pod = sizing.worker_pod(job, 0, "p", "lease", profile=hardware.profiles(job["spec"])[0])
+    assert pod["spec"]["nodeSelector"] == {"team": "a", "nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"}
+    assert [c["name"] for c in pod["spec"]["resourceClaims"]] == ["devices", "scratch"]
+    resources = pod["spec"]["containers"][0]["resources"]
+    assert resources["requests"] == {
+        "cpu": "4",
+        "memory": "8Gi",
+        "nvidia.com/gpu": "1",
+        "example.com/fpga": "1",
+    }
+    assert resources["claims"] == [{"name": "devices"}]
+    squatting = {"resourceClaims": [{"name": "devices", "resourceClaimTemplateName": "mine"}]}
+    assert "resourceClaims[0].name cannot be devices" in pod_policy.violations(squatting)[0]

@@ -81,6 +81,9 @@ MAX_VOLUMES = 128
 _NOT_ROOT = "must not run as root: the `restricted` Pod Security Standard applies to DataJob workers"
 
 
+DEVICE_CLAIM = "devices"  # the pod's claim of its hardware profile's DRA devices (cluster.hardware)
+
+
 def violations(spec: dict[str, Any] | None) -> list[str]:
     """Every problem with a pod template spec, each naming its field; empty when it is acceptable."""
     if not spec:
@@ -109,6 +112,12 @@ def violations(spec: dict[str, Any] | None) -> list[str]:
                     f"{PATH}.volumes[{index}].{source} is not allowed: volume kinds allowed are "
                     + ", ".join(ALLOWED_VOLUME_SOURCES)
                 )
+    for index, claim in enumerate(_items(spec.get("resourceClaims"))):
+        if claim.get("name") == DEVICE_CLAIM:
+            problems.append(
+                f"{PATH}.resourceClaims[{index}].name cannot be {DEVICE_CLAIM}: it is the claim of the "
+                "hardware profile's devices (spec.hardware[].devices)"
+            )
     for key in CONTAINER_LISTS:
         for index, container in enumerate(_items(spec.get(key))):
             where = f"{PATH}.{key}[{index}]"

@@ -9,10 +9,13 @@ Running workers never move, so no checkpoint is ever at stake. See docs/operatio
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from datajob_core.api import pod_policy
 from datajob_core.api.models import quantity_value
 
 PROFILE_LABEL = "datajob.dev/profile"
@@ -20,7 +23,7 @@ ARCH_LABEL = "kubernetes.io/arch"
 DEFAULT_GPU_RESOURCE = "nvidia.com/gpu"
 DEFAULT_GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 SHORTHAND = "default"  # the profile spec.resources stands for
-CLAIM_NAME = "devices"  # the pod's resourceClaims entry and the container's claim
+CLAIM_NAME = pod_policy.DEVICE_CLAIM  # the pod's resourceClaims entry and the container's claim
 
 
 @dataclass(frozen=True)
@@ -127,10 +130,38 @@ def follow_flavor(all_profiles: tuple[Profile, ...], flavor_labels: Mapping[str,
     return all_profiles[0]
 
 
-def claim_template_name(job: str, profile: str) -> str:
-    """The ResourceClaimTemplate of a job's profile with devices (job names are at most 63 characters,
-    profile names 20)."""
-    return f"{job}-{profile}"
+def queued_shape(all_profiles: tuple[Profile, ...], profile: Profile) -> Profile:
+    """What a queued worker of ``profile`` asks for: the first profile's resources and devices, exactly what
+    the Workload told Kueue (for_workload), whatever the profile says; only its placement is its own. So
+    no profile can make a queued job use more than Kueue admitted."""
+    first = all_profiles[0]
+    return replace(profile, resources=first.resources, devices=first.devices)
+
+
+def queue_mismatch(all_profiles: tuple[Profile, ...]) -> str:
+    """Why profiles cannot be queued under Kueue as they are ("" if they can): Kueue accounts one shape, so
+    their requests (cpu, memory, storage, GPUs by resource) and devices must be equal; GPU models, node
+    labels and tolerations may differ (they are placement)."""
+    first = all_profiles[0]
+    for profile in all_profiles[1:]:
+        if _requests(profile) != _requests(first) or profile.devices != first.devices:
+            return (
+                f"spec.hardware: under Kueue every profile must ask for the same resources and devices "
+                f"(Kueue admits the job with one shape, the first profile's); profile {profile.name} differs "
+                f"from {first.name}: give them the same resources, and let Kueue's flavors tell them apart"
+            )
+    return ""
+
+
+def claim_template_name(job: Mapping[str, Any], profile: Profile) -> str:
+    """The ResourceClaimTemplate of a job's profile with devices: ``<job>-<profile>-<hash>``, the hash of
+    the job's UID, the profile's name and its device request, so no two jobs (nor a job deleted and made
+    again) ever share one, and an edited request gets a new one (templates are immutable). At most
+    63 + 20 + 10 characters."""
+    meta = job["metadata"]
+    identity = json.dumps([meta.get("uid"), profile.name, profile.devices], sort_keys=True)
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:8]
+    return f"{meta['name']}-{profile.name}-{digest}"
 
 
 def claim_template(job: Mapping[str, Any], profile: Profile, owner: Mapping[str, Any]) -> dict[str, Any]:
@@ -149,7 +180,7 @@ def claim_template(job: Mapping[str, Any], profile: Profile, owner: Mapping[str,
         "apiVersion": "resource.k8s.io/v1",
         "kind": "ResourceClaimTemplate",
         "metadata": {
-            "name": claim_template_name(name, profile.name),
+            "name": claim_template_name(job, profile),
             "labels": {"datajob.dev/job": name, PROFILE_LABEL: profile.name},
             "ownerReferences": [dict(owner)],
         },

@@ -187,8 +187,9 @@ class Slot:
             ("lastFailure", self.last_failure, ""),
             ("profile", self.profile, ""),
             ("records", self.records, 0),
-            ("busy", self.busy, 0.0),
-            ("doneAt", self.done_at, 0.0),
+            ("busy", round(self.busy, 1), 0.0),
+            # relative to its pod's creation, to the 0.1 s: 10,000 slots must not cost an epoch float each
+            ("doneAt", round(self.done_at - self.created_at, 1) if self.done_at else 0.0, 0.0),
         ):
             if value != default:
                 out[key] = value
@@ -213,7 +214,7 @@ class Slot:
             profile=str(data.get("profile", "")),
             records=int(data.get("records", 0)),
             busy=float(data.get("busy", 0.0)),
-            done_at=float(data.get("doneAt", 0.0)),
+            done_at=float(data["doneAt"]) + float(data.get("created", 0.0)) if data.get("doneAt") else 0.0,
         )
 
 
@@ -252,14 +253,14 @@ class JobState:
     retried: str = ""  # the last retry request acted on
     # hardware profiles given up on for new workers, with the scheduler's reason (hardware.choose)
     given_up: dict[str, str] = field(default_factory=dict)
-    given_up_at: float = 0.0  # when a profile was last given up on, or last tried again
+    given_up_at: dict[str, float] = field(default_factory=dict)  # when each was given up on or tried again
     # per hardware profile: records and shards committed and busy seconds, for its records/s
     by_profile: dict[str, ProfileTotals] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         extra: dict[str, Any] = {"givenUp": dict(self.given_up)} if self.given_up else {}
         if self.given_up_at:
-            extra["givenUpAt"] = self.given_up_at
+            extra["givenUpAt"] = {k: round(v, 1) for k, v in sorted(self.given_up_at.items())}
         if self.by_profile:
             extra["byProfile"] = {k: v.to_dict() for k, v in sorted(self.by_profile.items())}
         return {
@@ -303,7 +304,7 @@ class JobState:
             queue=str(data.get("queue", "")),
             retried=str(data.get("retried", "")),
             given_up={str(k): str(v) for k, v in (data.get("givenUp") or {}).items()},
-            given_up_at=float(data.get("givenUpAt", 0.0)),
+            given_up_at={str(k): float(v) for k, v in (data.get("givenUpAt") or {}).items()},
             by_profile={str(k): ProfileTotals.from_dict(v) for k, v in (data.get("byProfile") or {}).items()},
         )
 
@@ -390,6 +391,7 @@ def reconcile(
     names = {p.name for p in policy.profiles}
     for gone in [name for name in state.given_up if name not in names]:  # spec.hardware was edited
         del state.given_up[gone]
+        state.given_up_at.pop(gone, None)
     if policy.retry_request and policy.retry_request != state.retried:
         _retry_failed(ctx)
 
@@ -407,7 +409,8 @@ def reconcile(
             continue
         worker = by_name.get(slot.pod)
         if worker is None and slot.pod in refused:
-            _blocked(ctx, slot_number, slot, *refused[slot.pod])
+            if not _devices_refused(ctx, slot_number, slot, *refused[slot.pod]):
+                _blocked(ctx, slot_number, slot, *refused[slot.pod])
             continue
         if worker is not None:
             slot.blocked, slot.blocked_reason, slot.blocked_count = "", "", 0
@@ -591,16 +594,22 @@ def _profile_of(policy: Policy, slot: Slot) -> Profile:
     return hardware.by_name(policy.profiles, slot.profile) or policy.profiles[0]
 
 
+def _removed(policy: Policy, slot: Slot) -> bool:
+    """The slot's pod was made for a profile spec.hardware no longer has."""
+    return bool(slot.profile) and hardware.by_name(policy.profiles, slot.profile) is None
+
+
 def _placing(policy: Policy) -> bool:
     """Whether placement needs the pods per profile: several profiles, or a cap on the one there is."""
     return len(policy.profiles) > 1 or policy.profiles[0].workers is not None
 
 
 def _taken(state: JobState, policy: Policy) -> dict[str, int]:
-    """Workers per profile among the slots that have a pod (the cap counts pods, not running workers)."""
+    """Pods per profile (the cap counts pods, not running workers); pods of a removed profile count for
+    none."""
     taken: dict[str, int] = {}
     for slot in state.slots.values():
-        if slot.pod:
+        if slot.pod and not _removed(policy, slot):
             name = _profile_of(policy, slot).name
             taken[name] = taken.get(name, 0) + 1
     return taken
@@ -616,21 +625,46 @@ def _place(ctx: _Pass, taken: dict[str, int], *, queue: Admission | None) -> Pro
     return hardware.choose(policy.profiles, taken=taken, given_up=ctx.state.given_up)
 
 
+def _give_up(ctx: _Pass, profile: str, why: str, *, target: str, worker: str, waited: float | None) -> None:
+    """New workers skip ``profile`` from now on (until it is tried again: _move_up); says so once."""
+    state = ctx.state
+    if profile in state.given_up:
+        return
+    state.given_up[profile] = why
+    state.given_up_at[profile] = ctx.now
+    how = f"unschedulable for {waited:.0f}s" if waited is not None else "refused"
+    ctx.decision.events.append(
+        Event(
+            "Warning",
+            "HardwareFallback",
+            f"hardware profile {profile}: worker {worker} {how} ({why}); new workers go to profile {target}",
+        )
+    )
+
+
 def _fall_back(ctx: _Pass, slot_number: int, slot: Slot, worker: ObservedWorker) -> None:
     """A pod its profile's nodes cannot take: past the profile's waitSeconds (or at once, when the profile
-    was already given up on), the profile is given up on for new workers and the pod moves to the next.
+    was already given up on, or is no longer in spec.hardware), it moves to the next profile, and the
+    profile is given up on for new workers.
 
     Only pods the scheduler has not placed move, so no work is ever at stake. The move is the job's own
     stop (the slot drains: nothing is charged or counted as a restart), and it is repeated each pass until
     the deletion is seen, so an operator killed between persisting and deleting still moves it.
     """
     state, policy, now, decision = ctx.state, ctx.policy, ctx.now, ctx.decision
-    if worker.phase != "Pending" or worker.deleting or not worker.unschedulable or worker.node:
+    if worker.phase != "Pending" or worker.deleting or worker.node:
         return
     if slot.draining:
         decision.delete.append((worker.name, True))  # asked before; ask again until it is seen going
         return
     if slot.disrupted:
+        return
+    if _removed(policy, slot):  # its profile was edited away: a new pod gets a profile the spec has
+        ctx.moves.setdefault((slot.profile, "a profile in spec.hardware"), []).append(slot_number)
+        slot.draining = True
+        decision.delete.append((worker.name, True))
+        return
+    if not worker.unschedulable:
         return
     profile = _profile_of(policy, slot)
     if profile.name not in state.given_up and now - slot.created_at < profile.wait_seconds:
@@ -638,35 +672,58 @@ def _fall_back(ctx: _Pass, slot_number: int, slot: Slot, worker: ObservedWorker)
     target = hardware.next_after(policy.profiles, profile.name, taken=ctx.taken, given_up=state.given_up)
     if target is None:
         return  # nowhere else to go: it keeps waiting, and WorkersUnschedulable says why
-    if profile.name not in state.given_up:
-        state.given_up[profile.name] = worker.unschedulable
-        state.given_up_at = now
-        decision.events.append(
-            Event(
-                "Warning",
-                "HardwareFallback",
-                f"hardware profile {profile.name}: worker {worker.name} unschedulable for "
-                f"{now - slot.created_at:.0f}s ({worker.unschedulable}); new workers go to profile "
-                f"{target.name}",
-            )
-        )
+    waited = now - slot.created_at
+    _give_up(ctx, profile.name, worker.unschedulable, target=target.name, worker=worker.name, waited=waited)
     ctx.moves.setdefault((profile.name, target.name), []).append(slot_number)
     slot.draining = True
     decision.delete.append((worker.name, True))
 
 
+DEVICES_REJECTED = "DevicesRejected"  # the API server refused a profile's ResourceClaimTemplate
+
+
+def _devices_refused(ctx: _Pass, slot_number: int, slot: Slot, reason: str, message: str) -> bool:
+    """The profile's ResourceClaimTemplate was refused (no DRA API, no RBAC, an invalid selector): that
+    will not fix itself, so the profile is given up on at once and the slot goes to the next profile
+    (nothing charged). False when there is no next profile: the slot is blocked and says why."""
+    if reason != DEVICES_REJECTED:
+        return False
+    profile = _profile_of(ctx.policy, slot)
+    target = hardware.next_after(
+        ctx.policy.profiles, profile.name, taken=ctx.taken, given_up=ctx.state.given_up
+    )
+    if target is None:
+        return False
+    assert slot.pod is not None
+    _give_up(ctx, profile.name, message, target=target.name, worker=slot.pod, waited=None)
+    ctx.state.ledger.release_worker(
+        slot.pod, f"pod not created: {message}", ctx.now, max_attempts=ctx.policy.max_shard_attempts
+    )
+    ctx.moves.setdefault((profile.name, target.name), []).append(slot_number)
+    slot.pod = None
+    slot.acked = 0
+    return True
+
+
 def _move_up(ctx: _Pass, workers: list[ObservedWorker]) -> None:
     """spec.hardwareMoveUpSeconds after a profile was given up on, it is tried again: its mark is cleared
-    (new workers try it first) and one running worker of the lowest profile stops gracefully, so its
+    (new workers try it first) and one running worker of a lower profile stops gracefully, so its
     replacement asks for the better hardware. It checkpoints on the way out and nothing is charged; if the
-    profile is still full, the replacement falls back again after the profile's waitSeconds."""
+    profile is still full, the replacement falls back again after the profile's waitSeconds, and the
+    profile waits another interval. Each profile keeps its own clock, so a middle profile that freed up is
+    tried even while a better one stays full. Workers running a reduce task or the job commit (which do
+    not checkpoint) are never stopped for this."""
     state, policy, now, decision = ctx.state, ctx.policy, ctx.now, ctx.decision
-    if not policy.move_up_seconds or not state.given_up or now - state.given_up_at < policy.move_up_seconds:
+    if not policy.move_up_seconds or not state.given_up:
         return
     rank = {p.name: i for i, p in enumerate(policy.profiles)}
-    best = min(state.given_up, key=lambda name: rank.get(name, len(rank)))
+    due = [n for n in state.given_up if now - state.given_up_at.get(n, 0.0) >= policy.move_up_seconds]
+    if not due:
+        return
+    best = min(due, key=lambda name: rank.get(name, len(rank)))
     del state.given_up[best]
-    state.given_up_at = now
+    state.given_up_at[best] = now
+    map_shards = Layout.of(state.ledger).map_shards
     running = {w.name for w in workers if w.phase == "Running" and not w.deleting}
     lower = [
         (rank.get(_profile_of(policy, slot).name, 0), number, slot)
@@ -674,7 +731,9 @@ def _move_up(ctx: _Pass, workers: list[ObservedWorker]) -> None:
         if slot.pod in running
         and not slot.draining
         and not slot.disrupted
+        and not _removed(policy, slot)
         and rank.get(_profile_of(policy, slot).name, 0) > rank.get(best, 0)
+        and all(shard < map_shards for shard in state.ledger.in_flight_for(slot.pod or ""))
     ]
     if not lower:
         decision.events.append(Event("Normal", "HardwareMoveUp", f"hardware profile {best} is tried again"))
@@ -922,14 +981,14 @@ def _fold(
                 decision.shard_seconds.append(max(0.0, now - attempt.assigned_at))
                 # Prefetched shards wait behind the one before: busy time starts at the later of the two.
                 busy = max(0.0, now - max(attempt.assigned_at, slot.done_at, started))
+            slot.done_at = now
             if outcome.shard < Layout.of(ledger).map_shards:  # input shards; reduce and commit tasks aside
                 totals = state.by_profile.setdefault(slot.profile or policy.profiles[0].name, ProfileTotals())
                 totals.records += outcome.records
                 totals.shards += 1
                 totals.busy += busy
-            slot.busy += busy
-            slot.done_at = now
-            slot.records += outcome.records
+                slot.busy += busy
+                slot.records += outcome.records
             state.progressed_at = now
             if outcome.shard == Layout.of(ledger).commit:
                 decision.events.append(

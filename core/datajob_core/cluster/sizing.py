@@ -210,7 +210,7 @@ def worker_pod(
     }
     if profile.devices:
         # Each worker gets a claim of its own from the profile's template; the scheduler allocates it.
-        template_name = hardware.claim_template_name(name, profile.name)
+        template_name = hardware.claim_template_name(job, profile)
         pod_spec["resourceClaims"] = [
             {"name": hardware.CLAIM_NAME, "resourceClaimTemplateName": template_name}
         ]
@@ -254,7 +254,10 @@ def _merge_template(pod_spec: dict[str, Any], container: dict[str, Any], overrid
     the fields the operator owns again).
 
     ``volumeMounts`` and ``envFrom`` in the template apply to the worker container; ``containers`` are added
-    as sidecars (a container named ``worker`` is merged into the worker container instead).
+    as sidecars (a container named ``worker`` is merged into the worker container instead). What the
+    hardware profile decides is never undone: the template's ``nodeSelector`` and the worker's
+    ``resources`` are merged under the profile's (its labels, requests and limits win), and its
+    ``resourceClaims`` are added to the profile's device claim.
     """
     for key, value in override.items():
         if key == "containers":
@@ -263,6 +266,8 @@ def _merge_template(pod_spec: dict[str, Any], container: dict[str, Any], overrid
                     for field_name, field_value in extra.items():
                         if field_name in ("env", "volumeMounts", "envFrom"):
                             container.setdefault(field_name, []).extend(copy.deepcopy(field_value))
+                        elif field_name == "resources":
+                            container["resources"] = _merged_resources(field_value, container["resources"])
                         elif field_name != "name":
                             container[field_name] = copy.deepcopy(field_value)
                 else:
@@ -273,8 +278,25 @@ def _merge_template(pod_spec: dict[str, Any], container: dict[str, Any], overrid
             pod_spec["tolerations"].extend(copy.deepcopy(value))
         elif key == "securityContext":
             pod_spec["securityContext"].update(copy.deepcopy(value))
+        elif key == "nodeSelector":
+            pod_spec["nodeSelector"] = {**(value or {}), **(pod_spec.get("nodeSelector") or {})}
+        elif key == "resourceClaims":
+            pod_spec["resourceClaims"] = [*(pod_spec.get("resourceClaims") or []), *copy.deepcopy(value)]
         else:
             pod_spec[key] = copy.deepcopy(value)
+
+
+def _merged_resources(template: dict[str, Any], profile: dict[str, Any]) -> dict[str, Any]:
+    """A template's worker resources under the profile's: extra resources may be added, the profile's
+    requests and limits stay; claims are added to the profile's."""
+    out = copy.deepcopy(template or {})
+    for key in ("requests", "limits"):
+        if profile.get(key) or out.get(key):
+            out[key] = {**(out.get(key) or {}), **(profile.get(key) or {})}
+    claims = [*(profile.get("claims") or []), *(out.get("claims") or [])]
+    if claims:
+        out["claims"] = claims
+    return out
 
 
 def worker_rbac(

@@ -215,6 +215,7 @@ class Committer:
             records = [self.committed(shard) for shard in range(shards)]
             known = None if failed is None else set(failed)
             entries: list[dict[str, Any]] = []
+            ran_on: dict[str, int] = {}  # each distinct worker (pod, profile, node, devices), by first use
             texts: list[str] = []
             for shard, record in enumerate(records):
                 if record is None:
@@ -234,8 +235,10 @@ class Committer:
                     "skipped": record.get("skipped", 0),
                     "resumedFrom": record.get("resumedFrom"),  # the checkpoint the winning attempt began at
                 }
-                if record.get("hardware"):  # the pod, hardware profile and node the winning attempt ran on
-                    entry["hardware"] = record["hardware"]
+                if record.get("hardware"):  # the pod, profile, node and devices the winning attempt ran on
+                    entry["ranOn"] = ran_on.setdefault(
+                        json.dumps(record["hardware"], sort_keys=True), len(ran_on)
+                    )
                 if not partitions:
                     data = self._publish(shard, record, part_name(shard))
                     texts.append(self.codec.decode(data))
@@ -286,6 +289,8 @@ class Committer:
                 "shards": entries,
                 "missingShards": [s for s, r in enumerate(records) if r is None],
             }
+            if ran_on:  # each worker once; a shard's ranOn is its index (100,000 shards, a few hundred pods)
+                manifest["hardware"] = [json.loads(key) for key in ran_on]
             if partitions:
                 manifest["partitions"] = reduced
             # The last write: its presence says every object it lists is in place. Exclusive: a manifest
