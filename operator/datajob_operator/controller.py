@@ -65,6 +65,7 @@ from .timestamps import epoch, now_iso
 
 log = structlog.get_logger("datajob.operator")
 
+CLAIM_TEMPLATE_SECONDS = 60.0  # how often a profile's ResourceClaimTemplate is made sure of
 UNAVAILABLE_SECONDS = 5.0  # how often profiles are checked against the nodes (HardwareUnavailable)
 EXPECTATION_SECONDS = 30.0  # after this long, a created pod the cache never showed is not waited for
 
@@ -355,29 +356,32 @@ class JobController:
     def _claim_templates(self, job: dict[str, Any], profiles: list[hardware.Profile]) -> dict[str, str]:
         """Creates the ResourceClaimTemplates of the profiles with devices; the profiles refused, with why.
 
-        A template of that name that exists already is used only if this job owns it (its name holds the
-        job's UID and the request's hash, so only a squatter in the namespace could have made it)."""
+        A template of that name that exists already is used only if it is exactly this job's (its owner and
+        its request): its name holds the job's UID and the request's hash, so only someone else in the
+        namespace could have made a different one. Checked again at most every CLAIM_TEMPLATE_SECONDS, so
+        one deleted while the job runs is made again."""
         refused = {}
         owner = job["metadata"]["uid"]
+        now = time.monotonic()
         for profile in {p.name: p for p in profiles if p.devices}.values():
             name = hardware.claim_template_name(job, profile)
-            if name in self.runtime.claim_templates:
+            if now - self.runtime.claim_templates.get(name, -CLAIM_TEMPLATE_SECONDS) < CLAIM_TEMPLATE_SECONDS:
                 continue
+            wanted = hardware.claim_template(job, profile, sizing.owner_reference(job))
             try:
-                created = self.jobs.create_claim_template(
-                    hardware.claim_template(job, profile, sizing.owner_reference(job))
-                )
-                if not created:
+                if not self.jobs.create_claim_template(wanted):
                     existing = self.jobs.read_claim_template(name) or {}
                     owners = (existing.get("metadata") or {}).get("ownerReferences") or []
-                    if not any(o.get("uid") == owner and o.get("controller") for o in owners):
-                        raise RejectedError(
-                            f"it exists and is not this job's (owned by {owners or 'nobody'})"
-                        )
+                    ours = any(o.get("uid") == owner and o.get("controller") for o in owners)
+                    same = hardware.device_request(existing.get("spec") or {}) == hardware.device_request(
+                        wanted["spec"]
+                    )
+                    if not ours or not same:
+                        raise RejectedError("one of that name exists and is not this job's request")
             except RejectedError as error:
                 refused[profile.name] = f"ResourceClaimTemplate {name} of profile {profile.name}: {error}"
                 continue
-            self.runtime.claim_templates.add(name)
+            self.runtime.claim_templates[name] = now
         return refused
 
     def _assign(self, job: dict[str, Any], slot: int, lease: str, encoded: str, pod: str) -> None:

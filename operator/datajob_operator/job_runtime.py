@@ -29,7 +29,7 @@ class JobRuntime:
     placement: tuple[dict[str, str], list[dict[str, Any]]] = ({}, [])
     queue_status: dict[str, Any] = field(default_factory=dict)  # status.queue as of this pass
     replacing: dict[int, float] = field(default_factory=dict)  # slot -> when its worker's death was seen
-    claim_templates: set[str] = field(default_factory=set)  # ResourceClaimTemplates created (DRA profiles)
+    claim_templates: dict[str, float] = field(default_factory=dict)  # ResourceClaimTemplate -> made sure at
     devices: dict[str, list[str]] = field(default_factory=dict)  # pod -> devices its claim was allocated
     unavailable: dict[str, str] = field(default_factory=dict)  # profiles no node can run, with why
     unavailable_at: float = 0.0  # when that was last judged (time.monotonic)

@@ -51,16 +51,19 @@ class KueueFollowUp:
                 return found[0]
         return self.client.read_workload(name)
 
-    def _new_workload(self, job: dict[str, Any]) -> dict[str, Any]:
+    def _shape(self, job: dict[str, Any]) -> dict[str, Any]:
+        """A worker as Kueue sees it: the first hardware profile, without the node labels the profiles
+        disagree on (Kueue picks the flavor; the workers take the profile that agrees with it)."""
         name = self.jobs.name
-        # Shaped like a worker of the first hardware profile, without the node labels the profiles disagree
-        # on: Kueue picks the flavor, and the workers take the profile that agrees with it (hardware).
         profile = hardware.for_workload(hardware.profiles(job["spec"]))
-        shape = sizing.worker_pod(job, 0, f"{name}-template", lease_name(name, 0), profile=profile)
+        return sizing.worker_pod(job, 0, f"{name}-template", lease_name(name, 0), profile=profile)
+
+    def _new_workload(self, job: dict[str, Any]) -> dict[str, Any]:
+        shape = self._shape(job)
         return queueing.workload_manifest(
             job,
             shape,
-            labels=sizing.worker_labels(name),
+            labels=sizing.worker_labels(self.jobs.name),
             owner=sizing.owner_reference(job),
             priority=self._priority(job),
         )
@@ -93,13 +96,13 @@ class KueueFollowUp:
             self.log.info("created workload", workload=name, queue=queue)
             return queueing.admission_of(None, workers)
         admission = self._note_admission(queueing.admission_of(workload, workers))
-        if queueing.needs_new_workload(workload, job) or admission.finished:
+        if queueing.needs_new_workload(workload, job, self._shape(job)) or admission.finished:
             # Kueue keeps an admitted Workload's pod sets fixed, and a finished one is over: stop the
             # workers, then queue a new Workload (see settle).
             why = (
                 "the job runs again (a retry) after its Workload finished"
                 if admission.finished
-                else "spec.workers or the queue changed"
+                else "spec.workers, the queue or what a worker asks for changed"
             )
             return Admission(
                 False, 0, evicted=True, reason="Requeued", message=f"{why}: the job is queued again"

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
 from datajob_core.api import pod_policy
 from datajob_core.api.models import DataJob, DataJobSpec
-from datajob_core.cluster import hardware, sizing
+from datajob_core.cluster import hardware, queueing, sizing
 from datajob_core.cluster.fleet import fleet_status
+from datajob_core.cluster.queueing import Admission
 from datajob_core.cluster.reconciler import JobState, ObservedReport, ObservedWorker, Policy, Slot, reconcile
 from datajob_core.protocol import ReportMessage, ShardOutcome
 from datajob_core.shards.ledger import Ledger
@@ -477,24 +479,122 @@ def test_the_pod_template_cannot_undo_a_profile() -> None:
     }
     template = {
         "spec": {
-            "nodeSelector": {"team": "a", "nvidia.com/gpu.product": "Tesla-T4"},
+            "nodeSelector": {"team": "a", "pool": "batch", "nvidia.com/gpu.product": "Tesla-T4"},
             "resourceClaims": [{"name": "scratch", "resourceClaimTemplateName": "scratch"}],
+        }
+    }
+    job = job_manifest(hardware=[dra], podTemplate=template, nodeSelector={"pool": "general"})
+    pod = sizing.worker_pod(job, 0, "p", "lease", profile=hardware.profiles(job["spec"])[0])
+    # spec.nodeSelector < the template's < the profile's own labels
+    assert pod["spec"]["nodeSelector"] == {
+        "pool": "batch",
+        "team": "a",
+        "nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB",
+    }
+    assert [c["name"] for c in pod["spec"]["resourceClaims"]] == ["devices", "scratch"]
+    assert pod["spec"]["containers"][0]["resources"]["claims"] == [{"name": "devices"}]
+    # The worker's resources come from its profile: a template may not set them with spec.hardware.
+    sized = {"spec": {"containers": [{"name": "worker", "resources": {"requests": {"cpu": "64"}}}]}}
+    with pytest.raises(
+        ValueError, match=r"containers\[worker\]\.resources cannot be set with spec\.hardware"
+    ):
+        DataJob.load({"metadata": {"name": "j"}, "spec": spec(hardware=[dra], podTemplate=sized)})
+    # Nobody else may claim the profile's devices: not the pod, not a sidecar, not the worker twice.
+    for squatting in (
+        {"resourceClaims": [{"name": "devices", "resourceClaimTemplateName": "mine"}]},
+        {"containers": [{"name": "sidecar", "image": "x", "resources": {"claims": [{"name": "devices"}]}}]},
+        {"initContainers": [{"name": "init", "image": "x", "resources": {"claims": [{"name": "devices"}]}}]},
+    ):
+        assert "cannot be devices" in pod_policy.violations(squatting)[0]
+
+
+def test_a_shorthand_jobs_pod_template_still_sizes_the_worker_and_keeps_the_gpu_model() -> None:
+    template = {
+        "spec": {
+            "nodeSelector": {"zone": "a"},
             "containers": [
-                {"name": "worker", "resources": {"requests": {"cpu": "1", "example.com/fpga": "1"}}}
+                {"name": "worker", "resources": {"requests": {"cpu": "250m"}, "limits": {"cpu": "250m"}}}
             ],
         }
     }
-    job = job_manifest(hardware=[dra], podTemplate=template)
-    pod = sizing.worker_pod(job, 0, "p", "lease", profile=hardware.profiles(job["spec"])[0])
-    assert pod["spec"]["nodeSelector"] == {"team": "a", "nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"}
-    assert [c["name"] for c in pod["spec"]["resourceClaims"]] == ["devices", "scratch"]
-    resources = pod["spec"]["containers"][0]["resources"]
-    assert resources["requests"] == {
-        "cpu": "4",
-        "memory": "8Gi",
-        "nvidia.com/gpu": "1",
-        "example.com/fpga": "1",
+    job = job_manifest(
+        resources={"cpu": "1", "gpu": {"count": 1, "product": "Tesla-T4"}}, podTemplate=template
+    )
+    pod = sizing.worker_pod(job, 0, "p", "lease")
+    assert pod["spec"]["containers"][0]["resources"] == {
+        "requests": {"cpu": "250m"},
+        "limits": {"cpu": "250m"},
     }
-    assert resources["claims"] == [{"name": "devices"}]
-    squatting = {"resourceClaims": [{"name": "devices", "resourceClaimTemplateName": "mine"}]}
-    assert "resourceClaims[0].name cannot be devices" in pod_policy.violations(squatting)[0]
+    assert pod["spec"]["nodeSelector"] == {"zone": "a", "nvidia.com/gpu.product": "Tesla-T4"}
+
+
+def test_a_template_of_the_same_name_is_ours_only_if_it_asks_for_the_same_devices() -> None:
+    job = job_manifest(
+        hardware=[{"name": "dra", "devices": {"deviceClassName": "gpu.example.com", "selectors": ["true"]}}]
+    )
+    wanted = hardware.claim_template(job, hardware.profiles(job["spec"])[0], sizing.owner_reference(job))
+    stored = json.loads(json.dumps(wanted["spec"]))
+    stored["spec"]["devices"]["requests"][0]["exactly"]["adminAccess"] = None  # a default the server may add
+    assert hardware.device_request(stored) == hardware.device_request(wanted["spec"])
+    stored["spec"]["devices"]["requests"][0]["exactly"]["count"] = 8
+    assert hardware.device_request(stored) != hardware.device_request(wanted["spec"])
+
+
+def test_ledgers_written_by_earlier_versions_still_read() -> None:
+    data = JobState(Ledger.new(2)).to_dict()
+    data["givenUp"], data["givenUpAt"] = {"h100": "full", "a100": "full"}, 1234.5  # one time for all
+    data["slots"] = {
+        "0": {"pod": "p", "inc": 1, "created": 1_700_000_000.0, "doneAt": 1_700_000_100.0, "busy": 3.5}
+    }
+    state = JobState.from_dict(data)
+    assert state.given_up_at == {"h100": 1234.5, "a100": 1234.5}
+    assert state.slots[0].done_at == 1_700_000_100.0 and state.slots[0].busy == 3.5
+    again = JobState.from_dict(state.to_dict())
+    assert again.slots[0].done_at == 1_700_000_100.0 and again.given_up_at == state.given_up_at
+
+
+def test_busy_time_survives_many_short_passes() -> None:
+    slot = Slot(pod="p", created_at=1_700_000_000.0)
+    for _ in range(100):  # the state is decoded from the status on every pass
+        slot = Slot.from_dict(slot.to_dict())
+        slot.busy += 0.04
+    assert abs(slot.busy - 4.0) < 0.01
+
+
+def test_under_kueue_a_refused_device_template_backs_off_instead_of_looping() -> None:
+    dra = {"name": "a", "devices": {"deviceClassName": "gpu.example.com"}}
+    other = {"name": "b", "devices": {"deviceClassName": "gpu.example.com"}}
+    state, rules = JobState(Ledger.new(len(PLAN))), policy(1, dra, other)
+    admitted = Admission(True, 1)
+    pods = [pod for _, pod in step(state, rules, [], now=0.0, queue=admitted).create]
+    refused = {pods[0]: ("DevicesRejected", "forbidden")}
+    decision = step(state, rules, [], now=1.0, create_failures=refused, queue=admitted)
+    assert not decision.create and decision.blocked == ("DevicesRejected", "forbidden")
+    assert state.slots[0].not_before > 1.0 and state.given_up == {}
+
+
+def test_moving_up_never_retries_a_profile_whose_devices_the_api_refused() -> None:
+    dra = {"name": "dra", "devices": {"deviceClassName": "gpu.example.com"}}
+    state = JobState(Ledger.new(len(PLAN)))
+    rules = Policy(workers=1, profiles=hardware.profiles(spec(hardware=[dra, L4])), move_up_seconds=600.0)
+    pods = [pod for _, pod in step(state, rules, [], now=0.0).create]
+    step(state, rules, [], now=1.0, create_failures={pods[0]: ("DevicesRejected", "forbidden")})
+    pod = state.slots[0].pod  # its replacement, created in the same pass, on the next profile
+    assert pod is not None and state.slots[0].profile == "l4"
+    up = [ObservedWorker(name=pod, slot=0, phase="Running", started_at=3.0)]
+    decision = step(state, rules, up, now=5000.0, reports={0: ObservedReport(0, None, 4999.0)})
+    assert not decision.delete and "dra" in state.given_up
+
+
+def test_a_queued_jobs_workload_is_replaced_when_what_a_worker_asks_for_changes() -> None:
+    job = job_manifest(hardware=[H100], workers=2)
+    job["metadata"]["labels"] = {"kueue.x-k8s.io/queue-name": "lq"}
+    pod = sizing.worker_pod(job, 0, "t", "l", profile=hardware.for_workload(hardware.profiles(job["spec"])))
+    workload = queueing.workload_manifest(job, pod, labels={}, owner={}, priority=None)
+    assert not queueing.needs_new_workload(workload, job, pod)
+    bigger = json.loads(json.dumps(job))
+    bigger["spec"]["hardware"][0]["resources"]["gpu"]["count"] = 8
+    grown = sizing.worker_pod(
+        bigger, 0, "t", "l", profile=hardware.for_workload(hardware.profiles(bigger["spec"]))
+    )
+    assert queueing.needs_new_workload(workload, bigger, grown)

@@ -1073,6 +1073,15 @@ class DataJobSpec(_Model):
         names = [p.name for p in self.hardware or []]
         if len(set(names)) != len(names):
             raise ValueError("spec.hardware: profile names must be unique")
+        template = (self.pod_template.spec if self.pod_template else None) or {}
+        worker = [
+            c for c in template.get("containers") or [] if isinstance(c, dict) and c.get("name") == "worker"
+        ]
+        if self.hardware is not None and any("resources" in c for c in worker):
+            raise ValueError(
+                "spec.podTemplate.spec.containers[worker].resources cannot be set with spec.hardware: each "
+                "hardware profile has its own resources"
+            )
         caps = [p.workers for p in self.hardware or []]
         if caps and None not in caps and sum(c or 0 for c in caps) < self.workers:
             raise ValueError(CAPS_MESSAGE)

@@ -82,6 +82,10 @@ _NOT_ROOT = "must not run as root: the `restricted` Pod Security Standard applie
 
 
 DEVICE_CLAIM = "devices"  # the pod's claim of its hardware profile's DRA devices (cluster.hardware)
+_DEVICES_WHY = (
+    "it is the claim of the hardware profile's devices (spec.hardware[].devices), the worker's alone"
+)
+_NOT_DEVICES = f"!has(self.name) || self.name != '{DEVICE_CLAIM}'"
 
 
 def violations(spec: dict[str, Any] | None) -> list[str]:
@@ -114,10 +118,7 @@ def violations(spec: dict[str, Any] | None) -> list[str]:
                 )
     for index, claim in enumerate(_items(spec.get("resourceClaims"))):
         if claim.get("name") == DEVICE_CLAIM:
-            problems.append(
-                f"{PATH}.resourceClaims[{index}].name cannot be {DEVICE_CLAIM}: it is the claim of the "
-                "hardware profile's devices (spec.hardware[].devices)"
-            )
+            problems.append(f"{PATH}.resourceClaims[{index}].name cannot be {DEVICE_CLAIM}: {_DEVICES_WHY}")
     for key in CONTAINER_LISTS:
         for index, container in enumerate(_items(spec.get(key))):
             where = f"{PATH}.{key}[{index}]"
@@ -151,6 +152,16 @@ def _container_mechanics(container: dict[str, Any], key: str, where: str) -> lis
         problems.append(f"{where}.restartPolicy cannot be set: the pod's containers are never restarted")
     if key == "initContainers" and restart not in (None, "Always"):
         problems.append(f"{where}.restartPolicy may only be Always (a sidecar)")
+    claims = (
+        (container.get("resources") or {}).get("claims")
+        if isinstance(container.get("resources"), dict)
+        else None
+    )
+    for index, claim in enumerate(_items(claims)):
+        if claim.get("name") == DEVICE_CLAIM:
+            problems.append(
+                f"{where}.resources.claims[{index}].name cannot be {DEVICE_CLAIM}: {_DEVICES_WHY}"
+            )
     if key == "containers" and container.get("name") == WORKER:
         for owned in ("terminationMessagePath", "terminationMessagePolicy"):
             if owned in container:
@@ -386,6 +397,14 @@ def _context_schema(*, pod: bool) -> dict[str, Any]:
     return _open(properties, rules)
 
 
+def _named_claim() -> dict[str, Any]:
+    """A pod's or a container's resource claim: any but the hardware profile's own (``devices``)."""
+    return _open(
+        {"name": {"type": "string", "maxLength": 63}},
+        [_rule(_NOT_DEVICES, f"name cannot be {DEVICE_CLAIM}: {_DEVICES_WHY}", "name")],
+    )
+
+
 def _container_schema(key: str) -> dict[str, Any]:
     port = _open(
         {"hostPort": {"type": "integer", "format": "int32"}},
@@ -397,6 +416,7 @@ def _container_schema(key: str) -> dict[str, Any]:
         "securityContext": _context_schema(pod=False),
         "ports": {"type": "array", "maxItems": 64, "items": port},
         "restartPolicy": {"type": "string", "maxLength": 64},
+        "resources": _open({"claims": {"type": "array", "maxItems": 32, "items": _named_claim()}}),
     }
     if key == "initContainers":
         rules = [
@@ -464,6 +484,7 @@ def template_schema() -> dict[str, Any]:
     for key in CONTAINER_LISTS:
         properties[key] = {"type": "array", "maxItems": MAX_CONTAINERS, "items": _container_schema(key)}
     properties["restartPolicy"] = {"type": "string", "maxLength": 64}
+    properties["resourceClaims"] = {"type": "array", "maxItems": 32, "items": _named_claim()}
     properties["terminationGracePeriodSeconds"] = {
         "type": "integer",
         "format": "int64",

@@ -199,6 +199,21 @@ def _exactly(option: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def device_request(template_spec: Mapping[str, Any]) -> list[Any]:
+    """What a ResourceClaimTemplate's spec asks for, in the fields this operator writes (the API server may
+    add defaults around them): to tell this job's template from another one of the same name."""
+
+    def option(entry: Mapping[str, Any]) -> tuple[Any, ...]:
+        selectors = [((x.get("cel") or {}).get("expression")) for x in entry.get("selectors") or []]
+        return (entry.get("name"), entry.get("deviceClassName"), int(entry.get("count") or 1), selectors)
+
+    requests = (((template_spec.get("spec") or {}).get("devices") or {}).get("requests")) or []
+    return [
+        (r.get("name"), option(r.get("exactly") or {}), [option(o) for o in r.get("firstAvailable") or []])
+        for r in requests
+    ]
+
+
 def allocated_devices(claim: Mapping[str, Any]) -> list[str]:
     """What a ResourceClaim was allocated, one ``driver/pool/device`` per device, with the alternative
     (``firstAvailable`` option's device class) it came from, e.g. ``gpu.example.com/node-1/gpu-0``."""

@@ -96,12 +96,30 @@ def _counts(job: Mapping[str, Any]) -> dict[str, int]:
     return counts
 
 
-def needs_new_workload(workload: Mapping[str, Any], job: Mapping[str, Any]) -> bool:
-    """Whether the existing Workload no longer describes the job (its size or queue changed). Kueue keeps
-    pod sets immutable while quota is reserved, so the Workload is replaced and the job queued again."""
+def needs_new_workload(
+    workload: Mapping[str, Any], job: Mapping[str, Any], pod: Mapping[str, Any] | None = None
+) -> bool:
+    """Whether the existing Workload no longer describes the job (its size, its queue, or, given ``pod``
+    (a worker as it would be created now), what each worker asks for). Kueue keeps pod sets immutable while
+    quota is reserved, so the Workload is replaced and the job queued again: an edit of spec.hardware or
+    the pod template can never make workers ask for more than Kueue admitted."""
     have = workload.get("spec") or {}
-    counts = [{k: p[k] for k in ("count", "minCount") if k in p} for p in have.get("podSets") or []]
-    return bool(counts != [_counts(job)] or have.get("queueName") != queue_name(job))
+    pod_sets = have.get("podSets") or []
+    counts = [{k: p[k] for k in ("count", "minCount") if k in p} for p in pod_sets]
+    if counts != [_counts(job)] or have.get("queueName") != queue_name(job):
+        return True
+    if pod is None or not pod_sets:
+        return False
+    return _amounts((pod_sets[0].get("template") or {}).get("spec") or {}) != _amounts(pod.get("spec") or {})
+
+
+def _amounts(pod_spec: Mapping[str, Any]) -> list[Any]:
+    """What a pod asks the cluster for: each container's resources and the pod's resource claims."""
+    containers = [*(pod_spec.get("initContainers") or []), *(pod_spec.get("containers") or [])]
+    return [
+        [(c.get("name"), c.get("resources") or {}) for c in containers],
+        pod_spec.get("resourceClaims") or [],
+    ]
 
 
 def _condition(workload: Mapping[str, Any], kind: str) -> dict[str, Any]:

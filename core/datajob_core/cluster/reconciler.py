@@ -187,9 +187,9 @@ class Slot:
             ("lastFailure", self.last_failure, ""),
             ("profile", self.profile, ""),
             ("records", self.records, 0),
-            ("busy", round(self.busy, 1), 0.0),
-            # relative to its pod's creation, to the 0.1 s: 10,000 slots must not cost an epoch float each
-            ("doneAt", round(self.done_at - self.created_at, 1) if self.done_at else 0.0, 0.0),
+            ("busyMs", round(self.busy * 1000), 0),
+            # milliseconds from its pod's creation: 10,000 slots must not cost an epoch float each
+            ("doneMs", round((self.done_at - self.created_at) * 1000) if self.done_at else None, None),
         ):
             if value != default:
                 out[key] = value
@@ -213,9 +213,27 @@ class Slot:
             last_failure=str(data.get("lastFailure", "")),
             profile=str(data.get("profile", "")),
             records=int(data.get("records", 0)),
-            busy=float(data.get("busy", 0.0)),
-            done_at=float(data["doneAt"]) + float(data.get("created", 0.0)) if data.get("doneAt") else 0.0,
+            busy=int(data.get("busyMs", 0)) / 1000 if "busyMs" in data else float(data.get("busy", 0.0)),
+            done_at=_done_at(data),
         )
+
+
+def _done_at(data: dict[str, Any]) -> float:
+    """A slot's last commit time: milliseconds from its pod's creation (or, as first written, seconds, or
+    an absolute time)."""
+    created = float(data.get("created", 0.0))
+    if data.get("doneMs") is not None:
+        return created + int(data["doneMs"]) / 1000
+    done = float(data.get("doneAt") or 0.0)
+    return done if done > 1e9 else (created + done if done else 0.0)
+
+
+def _given_up_at(data: dict[str, Any]) -> dict[str, float]:
+    """Per profile; a single time (as first written) applies to every profile given up on."""
+    stored = data.get("givenUpAt")
+    if isinstance(stored, (int, float)):
+        return {str(name): float(stored) for name in data.get("givenUp") or {}}
+    return {str(k): float(v) for k, v in (stored or {}).items()}
 
 
 @dataclass
@@ -254,6 +272,7 @@ class JobState:
     # hardware profiles given up on for new workers, with the scheduler's reason (hardware.choose)
     given_up: dict[str, str] = field(default_factory=dict)
     given_up_at: dict[str, float] = field(default_factory=dict)  # when each was given up on or tried again
+    refused: set[str] = field(default_factory=set)  # given up because the API refused its devices: for good
     # per hardware profile: records and shards committed and busy seconds, for its records/s
     by_profile: dict[str, ProfileTotals] = field(default_factory=dict)
 
@@ -261,6 +280,8 @@ class JobState:
         extra: dict[str, Any] = {"givenUp": dict(self.given_up)} if self.given_up else {}
         if self.given_up_at:
             extra["givenUpAt"] = {k: round(v, 1) for k, v in sorted(self.given_up_at.items())}
+        if self.refused:
+            extra["refusedProfiles"] = sorted(self.refused)
         if self.by_profile:
             extra["byProfile"] = {k: v.to_dict() for k, v in sorted(self.by_profile.items())}
         return {
@@ -304,7 +325,8 @@ class JobState:
             queue=str(data.get("queue", "")),
             retried=str(data.get("retried", "")),
             given_up={str(k): str(v) for k, v in (data.get("givenUp") or {}).items()},
-            given_up_at={str(k): float(v) for k, v in (data.get("givenUpAt") or {}).items()},
+            given_up_at=_given_up_at(data),
+            refused={str(name) for name in data.get("refusedProfiles") or []},
             by_profile={str(k): ProfileTotals.from_dict(v) for k, v in (data.get("byProfile") or {}).items()},
         )
 
@@ -392,6 +414,7 @@ def reconcile(
     for gone in [name for name in state.given_up if name not in names]:  # spec.hardware was edited
         del state.given_up[gone]
         state.given_up_at.pop(gone, None)
+        state.refused.discard(gone)
     if policy.retry_request and policy.retry_request != state.retried:
         _retry_failed(ctx)
 
@@ -409,7 +432,8 @@ def reconcile(
             continue
         worker = by_name.get(slot.pod)
         if worker is None and slot.pod in refused:
-            if not _devices_refused(ctx, slot_number, slot, *refused[slot.pod]):
+            # Under Kueue the admitted flavor decides the profile: a refusal there backs off like any other.
+            if queue is not None or not _devices_refused(ctx, slot_number, slot, *refused[slot.pod]):
                 _blocked(ctx, slot_number, slot, *refused[slot.pod])
             continue
         if worker is not None:
@@ -696,6 +720,7 @@ def _devices_refused(ctx: _Pass, slot_number: int, slot: Slot, reason: str, mess
         return False
     assert slot.pod is not None
     _give_up(ctx, profile.name, message, target=target.name, worker=slot.pod, waited=None)
+    ctx.state.refused.add(profile.name)
     ctx.state.ledger.release_worker(
         slot.pod, f"pod not created: {message}", ctx.now, max_attempts=ctx.policy.max_shard_attempts
     )
@@ -717,7 +742,11 @@ def _move_up(ctx: _Pass, workers: list[ObservedWorker]) -> None:
     if not policy.move_up_seconds or not state.given_up:
         return
     rank = {p.name: i for i, p in enumerate(policy.profiles)}
-    due = [n for n in state.given_up if now - state.given_up_at.get(n, 0.0) >= policy.move_up_seconds]
+    due = [
+        name
+        for name in state.given_up
+        if name not in state.refused and now - state.given_up_at.get(name, 0.0) >= policy.move_up_seconds
+    ]
     if not due:
         return
     best = min(due, key=lambda name: rank.get(name, len(rank)))

@@ -228,6 +228,15 @@ def worker_pod(
     labels.update((template.get("metadata") or {}).get("labels") or {})
     annotations.update((template.get("metadata") or {}).get("annotations") or {})
     _merge_template(pod_spec, container, template.get("spec") or {})
+    # spec.nodeSelector, then the template's, then the profile's own labels (its GPU model, architecture,
+    # capacity type), which nothing undoes.
+    selector = {
+        **(spec.get("nodeSelector") or {}),
+        **((template.get("spec") or {}).get("nodeSelector") or {}),
+        **profile.node_selector,
+    }
+    if selector:
+        pod_spec["nodeSelector"] = selector
     labels.update(worker_labels(name, slot))  # the operator's own labels always win
     labels[hardware.PROFILE_LABEL] = profile.name
     pod = {
@@ -254,10 +263,10 @@ def _merge_template(pod_spec: dict[str, Any], container: dict[str, Any], overrid
     the fields the operator owns again).
 
     ``volumeMounts`` and ``envFrom`` in the template apply to the worker container; ``containers`` are added
-    as sidecars (a container named ``worker`` is merged into the worker container instead). What the
-    hardware profile decides is never undone: the template's ``nodeSelector`` and the worker's
-    ``resources`` are merged under the profile's (its labels, requests and limits win), and its
-    ``resourceClaims`` are added to the profile's device claim.
+    as sidecars (a container named ``worker`` is merged into the worker container instead). The worker's
+    ``resources`` replace the job's (as they always have; with spec.hardware they are refused at admission),
+    keeping the profile's device claim; ``resourceClaims`` are added to the profile's; ``nodeSelector``
+    replaces spec.nodeSelector's labels but never the profile's own (worker_pod).
     """
     for key, value in override.items():
         if key == "containers":
@@ -267,7 +276,7 @@ def _merge_template(pod_spec: dict[str, Any], container: dict[str, Any], overrid
                         if field_name in ("env", "volumeMounts", "envFrom"):
                             container.setdefault(field_name, []).extend(copy.deepcopy(field_value))
                         elif field_name == "resources":
-                            container["resources"] = _merged_resources(field_value, container["resources"])
+                            container["resources"] = _with_device_claim(field_value, container["resources"])
                         elif field_name != "name":
                             container[field_name] = copy.deepcopy(field_value)
                 else:
@@ -278,21 +287,15 @@ def _merge_template(pod_spec: dict[str, Any], container: dict[str, Any], overrid
             pod_spec["tolerations"].extend(copy.deepcopy(value))
         elif key == "securityContext":
             pod_spec["securityContext"].update(copy.deepcopy(value))
-        elif key == "nodeSelector":
-            pod_spec["nodeSelector"] = {**(value or {}), **(pod_spec.get("nodeSelector") or {})}
         elif key == "resourceClaims":
             pod_spec["resourceClaims"] = [*(pod_spec.get("resourceClaims") or []), *copy.deepcopy(value)]
         else:
             pod_spec[key] = copy.deepcopy(value)
 
 
-def _merged_resources(template: dict[str, Any], profile: dict[str, Any]) -> dict[str, Any]:
-    """A template's worker resources under the profile's: extra resources may be added, the profile's
-    requests and limits stay; claims are added to the profile's."""
+def _with_device_claim(template: dict[str, Any], profile: dict[str, Any]) -> dict[str, Any]:
+    """A template's worker resources, with the profile's device claim kept (claims of its own added)."""
     out = copy.deepcopy(template or {})
-    for key in ("requests", "limits"):
-        if profile.get(key) or out.get(key):
-            out[key] = {**(out.get(key) or {}), **(profile.get(key) or {})}
     claims = [*(profile.get("claims") or []), *(out.get("claims") or [])]
     if claims:
         out["claims"] = claims
