@@ -369,25 +369,21 @@ class JobClient:
         return True
 
     def read_claim_template(self, name: str) -> dict[str, Any] | None:
-        try:
-            template: dict[str, Any] = self.custom.get_namespaced_custom_object(
-                "resource.k8s.io", "v1", self.namespace, "resourceclaimtemplates", name
-            )
-            return template
-        except ApiException as error:
-            if error.status == 404:
-                return None
-            raise
+        """A ResourceClaimTemplate, None if there is none (a 403 is raised: the caller must know)."""
+        return self._read_dra("resourceclaimtemplates", name, (404,))
 
     def read_claim(self, name: str) -> dict[str, Any] | None:
         """A worker's ResourceClaim (what devices it was allocated), None if gone or not readable."""
+        return self._read_dra("resourceclaims", name, (403, 404))
+
+    def _read_dra(self, plural: str, name: str, absent: tuple[int, ...]) -> dict[str, Any] | None:
         try:
-            claim: dict[str, Any] = self.custom.get_namespaced_custom_object(
-                "resource.k8s.io", "v1", self.namespace, "resourceclaims", name
+            found: dict[str, Any] = self.custom.get_namespaced_custom_object(
+                "resource.k8s.io", "v1", self.namespace, plural, name
             )
-            return claim
+            return found
         except ApiException as error:
-            if error.status in (403, 404):
+            if error.status in absent:
                 return None
             raise
 
