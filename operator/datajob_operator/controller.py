@@ -370,7 +370,10 @@ class JobController:
             wanted = hardware.claim_template(job, profile, sizing.owner_reference(job))
             try:
                 if not self.jobs.create_claim_template(wanted):
-                    existing = self.jobs.read_claim_template(name) or {}
+                    try:
+                        existing = self.jobs.read_claim_template(name) or {}
+                    except ApiException as error:  # e.g. no RBAC to get it: cannot be told apart
+                        raise RejectedError(api_message(error)) from error
                     owners = (existing.get("metadata") or {}).get("ownerReferences") or []
                     ours = any(o.get("uid") == owner and o.get("controller") for o in owners)
                     same = hardware.device_request(existing.get("spec") or {}) == hardware.device_request(
