@@ -39,6 +39,21 @@ BAD_SPECS: list[tuple[str, dict[str, Any], str]] = [
         "spec.input.partitioning.targetShardSize is required when mode is size",
     ),
     (
+        "combineFiles outside size mode",
+        spec_with(input={"uris": ["a"], "partitioning": {"mode": "perFile", "combineFiles": True}}),
+        "spec.input.partitioning.combineFiles and fileOpenCost are only allowed when mode is size",
+    ),
+    (
+        "fileOpenCost too large",
+        spec_with(
+            input={
+                "uris": ["a"],
+                "partitioning": {"mode": "size", "targetShardSize": "1Mi", "fileOpenCost": "2Gi"},
+            }
+        ),
+        "spec.input.partitioning.fileOpenCost must be",
+    ),
+    (
         "more workers than shards",
         spec_with(workers=8, input={"uris": ["a"], "partitioning": {"mode": "count", "shards": 4}}),
         "spec.workers must not exceed spec.input.partitioning.shards",

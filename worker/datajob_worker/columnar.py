@@ -128,12 +128,21 @@ def columnar_aggregate(
 _PYTHON_ONLY_WHITESPACE = (b"\x1c", b"\x1d", b"\x1e", b"\x1f")
 
 
+# Measured (2 cores): Arrow 84 us vs str.split 15 us at 1 KiB, 274 vs 281 us at 16 KiB, 624 vs 1266 at 64 KiB.
+_ARROW_FROM_BYTES = 16 * 1024
+
+
 def columnar_word_count(chunk: bytes, state: State) -> bool:
     """Word count over a chunk of whole text lines: Arrow splits and counts the words (in C++), the state
     gets one addition per distinct word. Only for ASCII text without the separators \\x1c-\\x1f: there,
     Arrow's whitespace is Python's, so the counts are the record path's (``str.split()`` per line)."""
     if not chunk.isascii() or any(separator in chunk for separator in _PYTHON_ONLY_WHITESPACE):
         return False
+    if len(chunk) < _ARROW_FROM_BYTES:
+        # Under ~16 KiB a call into Arrow costs more than splitting in Python (the end of a piece, or a
+        # small file packed with thousands of others); the words are the same here, so are the counts.
+        state["counts"].update(chunk.decode("ascii").split())
+        return True
     import pyarrow as pa  # noqa: PLC0415 - only columnar jobs pay for importing pyarrow
     import pyarrow.compute as pc  # noqa: PLC0415
 

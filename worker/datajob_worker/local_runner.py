@@ -178,6 +178,21 @@ class Stats:
         return sum(self.records_done.values()) + self.records_running
 
 
+def _inside_of(root: Path, paths: list[str]) -> list[str]:
+    """The paths that resolve inside ``root``. Each directory is resolved once and a file again only when
+    it is a link: resolving 50,000 small files one by one took 1.5 s of a 3 s run."""
+    directories: dict[str, Path] = {}
+    inside = []
+    for path in paths:
+        parent, name = os.path.split(path)
+        if parent not in directories:
+            directories[parent] = Path(parent or ".").resolve()
+        real = Path(path).resolve() if os.path.islink(path) else directories[parent] / name
+        if real.is_relative_to(root):
+            inside.append(path)
+    return inside
+
+
 class LocalRun:
     def __init__(
         self,
@@ -195,6 +210,9 @@ class LocalRun:
         check_local(job)
         self.name = str(job.metadata.get("name") or "datajob")
         spec = resolve_paths(job.spec.model_dump(by_alias=True, exclude_none=True), base)
+        # The plan follows the manifest's workers, not --workers: a rerun with another count must find
+        # the same shards (the output's owner is a fingerprint of the plan).
+        self.plan_workers = int(spec["workers"])
         if workers is not None:
             spec["workers"] = workers
         self.spec = spec
@@ -355,10 +373,10 @@ class LocalRun:
         worker_process.warm_up()  # imports the worker while the input is listed and planned
         files = list_inputs(self.spec["input"]["uris"], self.storage)
         here = None if self.store.remote else Path(self.store.root).resolve()
-        inside = [f.path for f in files if here and Path(f.path).resolve().is_relative_to(here)]
+        inside = _inside_of(here, [f.path for f in files]) if here else []
         if inside:
             raise PlanError(f"spec.input.uris match the job's own output ({inside[0]}); narrow them")
-        plan = plan_shards(files, self.spec["input"].get("partitioning") or {})
+        plan = plan_shards(files, self.spec["input"].get("partitioning") or {}, self.plan_workers)
         self.owner = output_identity.fingerprint(plan, self.spec)
         # Raises OutputInUseError if the output is another job's (or this job's before its input changed).
         output_identity.claim(self.store, {"job": self.name, "id": self.owner}, overwrite=self.overwrite)

@@ -43,7 +43,9 @@ def replay_shard(
         raise ValueError("--shard replays builtin and function processors; processor.exec is not supported")
     readers.use_storage(job.storage)
     plan = plan_shards(
-        list_inputs(spec["input"]["uris"], job.storage), spec["input"].get("partitioning") or {}
+        list_inputs(spec["input"]["uris"], job.storage),
+        spec["input"].get("partitioning") or {},
+        job.plan_workers,
     )
     if not 0 <= shard < len(plan):
         raise ValueError(

@@ -130,6 +130,18 @@ class Partitioning(_Model):
                 "spec.input.partitioning.targetShardSize must be a quantity of at least 1 byte (e.g. 64Mi)",
                 ".targetShardSize",
             ),
+            _rule(
+                "self.mode == 'size' || (!has(self.combineFiles) && !has(self.fileOpenCost))",
+                "spec.input.partitioning.combineFiles and fileOpenCost are only allowed when mode is size",
+                ".mode",
+            ),
+            _rule(
+                "!has(self.fileOpenCost) || (isQuantity(self.fileOpenCost) && "
+                "quantity(self.fileOpenCost).compareTo(quantity('0')) >= 0 && "
+                "quantity(self.fileOpenCost).compareTo(quantity('1Gi')) <= 0)",
+                "spec.input.partitioning.fileOpenCost must be a quantity from 0 to 1Gi (e.g. 64Ki)",
+                ".fileOpenCost",
+            ),
         )
     )
 
@@ -150,6 +162,24 @@ class Partitioning(_Model):
         max_length=64,
         description="Bytes per shard as a quantity, e.g. 64Mi (mode size only).",
     )
+    combine_files: bool | None = Field(
+        default=None,
+        description=(
+            "Mode size only; default true. Consecutive files smaller than targetShardSize share a shard of "
+            "at most targetShardSize, each counted as its size plus fileOpenCost (lowered to an even share "
+            "per worker when the whole input is small, so no worker idles that one file per shard would "
+            "have kept busy). false: every file starts its own shard."
+        ),
+    )
+    file_open_cost: str | None = Field(
+        default=None,
+        pattern=QUANTITY_PATTERN,
+        max_length=64,
+        description=(
+            "Mode size only; default 64Ki. What opening a file costs a shard, in bytes it could have read "
+            "instead, when small files are combined; raise it for object stores (Spark uses 4Mi)."
+        ),
+    )
 
     @model_validator(mode="after")
     def _mode_fields(self) -> Partitioning:
@@ -166,6 +196,17 @@ class Partitioning(_Model):
                 byte_quantity(self.target_shard_size)
             except ValueError as error:
                 raise ValueError(f"spec.input.partitioning.targetShardSize: {error}") from None
+        if self.mode != "size" and (self.combine_files is not None or self.file_open_cost is not None):
+            raise ValueError(
+                "spec.input.partitioning.combineFiles and fileOpenCost are only allowed when mode is size"
+            )
+        if self.file_open_cost is not None and self.file_open_cost.strip() not in ("0", "0.0"):
+            try:
+                cost = byte_quantity(self.file_open_cost)
+            except ValueError as error:
+                raise ValueError(f"spec.input.partitioning.fileOpenCost: {error}") from None
+            if cost > 2**30:
+                raise ValueError("spec.input.partitioning.fileOpenCost must be at most 1Gi")
         return self
 
 

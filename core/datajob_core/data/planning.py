@@ -1,7 +1,9 @@
 """Splitting the input into shards. Pure: a file listing in, the shard plan out.
 
 A shard is a list of byte-range pieces ``{"path", "start", "end"}``; readers align pieces to record
-boundaries (a record belongs to the piece in which it starts), as Hadoop's input splits do.
+boundaries (a record belongs to the piece in which it starts), as Hadoop's input splits do. In ``size``
+mode consecutive small files share a shard (Hadoop's CombineFileInputFormat, Spark's file packing), each
+counted as its bytes plus an open cost, so 50,000 tiny files do not become 50,000 shards.
 """
 
 from __future__ import annotations
@@ -70,7 +72,16 @@ def byte_quantity(value: str) -> int:
     return int(amount)
 
 
-def plan_shards(files: list[InputFile], partitioning: dict[str, Any]) -> list[dict[str, Any]]:
+# What opening one more file costs a shard, in bytes it could have read instead: a local open plus the
+# per-piece bookkeeping of the worker. Object stores cost more per file (a request); see docs/operations.md.
+DEFAULT_FILE_OPEN_COST = "64Ki"
+
+
+def plan_shards(
+    files: list[InputFile], partitioning: dict[str, Any], workers: int = 1
+) -> list[dict[str, Any]]:
+    """The shard plan. ``workers`` (``spec.workers`` as written in the manifest) only bounds packing, so
+    that combining small files never leaves fewer shards than workers when the input could fill them."""
     if not files:
         raise PlanError("no input files matched spec.input.uris")
     mode = partitioning.get("mode", "perFile")
@@ -87,17 +98,26 @@ def plan_shards(files: list[InputFile], partitioning: dict[str, Any]) -> list[di
             target = byte_quantity(partitioning["targetShardSize"])
         except ValueError as error:
             raise PlanError(f"spec.input.partitioning.targetShardSize: {error}", "InvalidSpec") from None
-        count = sum(max(math.ceil(f.size / target), 1) for f in files)
+        combine = partitioning.get("combineFiles", True)
+        # Counted before anything is built: a tiny target over a huge file must not exhaust memory first.
+        count = sum(max(math.ceil(f.size / target), 1) for f in files if not combine or f.size >= target)
+        if count <= MAX_SHARDS:
+            shards = (
+                _packed(files, target, _open_cost(partitioning), workers)
+                if combine
+                else [
+                    {"pieces": [_piece(f, start, min(start + target, f.size))]}
+                    for f in files
+                    for start in range(0, max(f.size, 1), target)
+                ]
+            )
+            count = len(shards)
         if count > MAX_SHARDS:
             raise PlanError(
                 f"spec.input.partitioning.targetShardSize {partitioning['targetShardSize']} would make "
                 f"{count:,} shards, more than the {MAX_SHARDS:,} a job may have; choose a larger size",
                 "PlanTooLarge",
             )
-        shards = []
-        for f in files:
-            for start in range(0, max(f.size, 1), target):
-                shards.append({"pieces": [_piece(f, start, min(start + target, f.size))]})
         return shards
     if mode == "count":
         return _even_split(files, int(partitioning["shards"]))
@@ -124,4 +144,44 @@ def _even_split(files: list[InputFile], count: int) -> list[dict[str, Any]]:
             shards[index]["pieces"].append(_piece(f, start, end))
             offset += end - start
             start = end
+    return shards
+
+
+def _open_cost(partitioning: dict[str, Any]) -> int:
+    text = str(partitioning.get("fileOpenCost", DEFAULT_FILE_OPEN_COST))
+    if text.strip() in ("0", "0.0"):
+        return 0
+    try:
+        return byte_quantity(text)
+    except ValueError as error:
+        raise PlanError(f"spec.input.partitioning.fileOpenCost: {error}", "InvalidSpec") from None
+
+
+def _packed(files: list[InputFile], target: int, open_cost: int, workers: int) -> list[dict[str, Any]]:
+    """Files at least ``target`` bytes are cut into ``target``-byte shards, as without packing; runs of
+    smaller files share shards of at most ``limit`` (bytes + open cost per file). The limit is the target,
+    lowered to an even share per worker when the whole input is small (Spark's ``maxSplitBytes``), so
+    packing never idles workers that one-file-per-shard would have kept busy. File order is kept, so
+    outputs concatenate in input order."""
+    total = sum(f.size + open_cost for f in files)
+    limit = max(min(target, max(open_cost, math.ceil(total / max(workers, 1)))), 1)
+    shards: list[dict[str, Any]] = []
+    pack: list[dict[str, Any]] = []
+    packed = 0
+    for f in files:
+        cost = f.size + open_cost
+        if f.size >= target:
+            if pack:
+                shards.append({"pieces": pack})
+                pack, packed = [], 0
+            for start in range(0, f.size, target):
+                shards.append({"pieces": [_piece(f, start, min(start + target, f.size))]})
+            continue
+        if pack and packed + cost > limit:
+            shards.append({"pieces": pack})
+            pack, packed = [], 0
+        pack.append(_piece(f, 0, f.size))
+        packed += cost
+    if pack:
+        shards.append({"pieces": pack})
     return shards
