@@ -10,7 +10,10 @@ so it never holds one entry per shard for the common states:
   (went back to PENDING after an interrupted or failed attempt) and ``failed``.
 
 The key sets of ``succeeded``, ``failed``, ``in_flight`` and ``retry`` are disjoint and together are exactly
-``range(0, next_fresh)``.
+``range(0, next_fresh)``. A shard in flight may also have one *backup* attempt (speculation, on another
+worker, from the same checkpoint): ``backups`` keys are a subset of ``in_flight``'s. The first of the two
+attempts to commit wins; the other is dropped uncharged, and if the original ends first (dies or fails)
+the backup becomes the shard's attempt instead of the shard going back to PENDING.
 
 Attempt numbers are issued per shard, 1, 2, 3, ... one per assignment and never reused, so a report from an
 earlier attempt (a worker that was presumed dead, a delayed message) can always be told apart from the
@@ -70,6 +73,13 @@ class InFlight:
     updated_at: float  # last assignment or accepted checkpoint; lets the caller spot stuck shards
     # Non-empty: a verifying attempt (see Retry.verify); the reason the shard fails if it finds no commit.
     verify: str = ""
+    # The highest attempt number issued for the shard when above ``attempt`` (a backup attempt was issued
+    # and dropped): the next attempt's number comes after it, so no number is ever issued twice.
+    issued: int = 0
+
+    @property
+    def highest(self) -> int:
+        return max(self.attempt, self.issued)
 
 
 @dataclass(frozen=True)
@@ -125,6 +135,8 @@ class Completion:
     preempted_worker: str | None = None
     preempted_attempt: int | None = None
     reason: str = ""
+    # The shard had a backup attempt: "won" (the backup committed first) or "lost" (another attempt did).
+    speculation: str = ""
 
     @property
     def accepted(self) -> bool:
@@ -191,6 +203,7 @@ class Ledger:
     in_flight: dict[int, InFlight] = field(default_factory=dict)
     retry: dict[int, Retry] = field(default_factory=dict)
     barriers: tuple[int, ...] = ()  # first shard of each stage after the first
+    backups: dict[int, InFlight] = field(default_factory=dict)  # speculative attempts of in-flight shards
 
     def __post_init__(self) -> None:
         self.check_invariant()
@@ -240,11 +253,24 @@ class Ledger:
         return self.next_fresh == self.total and not self.retry and not self.in_flight
 
     def workers(self) -> set[str]:
-        """Workers holding at least one shard."""
-        return {entry.worker for entry in self.in_flight.values()}
+        """Workers holding at least one shard (an attempt of their own or a backup attempt)."""
+        return {entry.worker for entry in (*self.in_flight.values(), *self.backups.values())}
 
     def in_flight_for(self, worker: str) -> list[int]:
         return sorted(shard for shard, entry in self.in_flight.items() if entry.worker == worker)
+
+    def held_by(self, worker: str) -> list[tuple[int, InFlight]]:
+        """Every attempt ``worker`` holds, its own shards' and backups, by shard."""
+        mine = [(s, e) for s, e in self.in_flight.items() if e.worker == worker]
+        mine += [(s, e) for s, e in self.backups.items() if e.worker == worker]
+        return sorted(mine, key=lambda item: item[0])
+
+    def attempt_of(self, shard: int, worker: str, attempt: int) -> InFlight | None:
+        """The running attempt ``attempt`` of ``shard`` if ``worker`` holds it (original or backup)."""
+        for entry in (self.in_flight.get(shard), self.backups.get(shard)):
+            if entry is not None and entry.worker == worker and entry.attempt == attempt:
+                return entry
+        return None
 
     def stage_limit(self) -> int:
         """The first shard that may not start yet: the first barrier above the lowest unfinished shard."""
@@ -291,6 +317,35 @@ class Ledger:
         self.in_flight[shard] = entry
         return Assignment(shard=shard, attempt=entry.attempt, checkpoint=copy.deepcopy(entry.checkpoint))
 
+    def speculate(self, shard: int, worker: str, now: float) -> Assignment | None:
+        """Starts a backup attempt of in-flight ``shard`` on ``worker``, from the original's checkpoint, with
+        the next attempt number. None (ledger unchanged) if the shard is not in flight, already has a
+        backup, is held by ``worker`` itself, or is a verifying attempt (those only read storage)."""
+        _check_worker(worker)
+        now = _time("now", now)
+        original = self.in_flight.get(shard) if _is_int(shard) else None
+        if original is None or shard in self.backups or original.worker == worker or original.verify:
+            return None
+        entry = InFlight(
+            worker=worker,
+            attempt=original.highest + 1,
+            failures=original.failures,
+            checkpoint=copy.deepcopy(original.checkpoint),
+            assigned_at=now,
+            updated_at=now,
+        )
+        self.backups[shard] = entry
+        return Assignment(shard=shard, attempt=entry.attempt, checkpoint=copy.deepcopy(entry.checkpoint))
+
+    def drop_backup(self, shard: int) -> InFlight | None:
+        """Ends ``shard``'s backup attempt, uncharged (its worker is told to drop it); the original goes
+        on. The original remembers the backup's number so that it is never issued again."""
+        backup = self.backups.pop(shard, None)
+        original = self.in_flight.get(shard)
+        if backup is not None and original is not None and backup.attempt > original.highest:
+            self.in_flight[shard] = replace(original, issued=backup.attempt)
+        return backup
+
     def record_checkpoint(
         self, shard: int, worker: str, attempt: int, checkpoint: Checkpoint, now: float
     ) -> bool:
@@ -300,13 +355,14 @@ class Ledger:
         and for a checkpoint that is not a small JSON object (:func:`checkpoint_problem` says why): worker
         input must neither break nor bloat the status document, nor make the reconcile raise.
         """
-        entry = self.in_flight.get(shard) if _is_int(shard) else None
-        if entry is None or entry.worker != worker or entry.attempt != attempt:
+        entry = self.attempt_of(shard, worker, attempt) if _is_int(shard) else None
+        if entry is None:
             return False
         stored, problem = _normalise_checkpoint(checkpoint)
         if problem is not None:
             return False
-        self.in_flight[shard] = replace(entry, checkpoint=stored, updated_at=_time("now", now))
+        table = self.backups if self.backups.get(shard) is entry else self.in_flight
+        table[shard] = replace(entry, checkpoint=stored, updated_at=_time("now", now))
         return True
 
     def complete(self, shard: int, worker: str, attempt: int, now: float) -> Completion:
@@ -337,9 +393,22 @@ class Ledger:
             )
         preempted_worker: str | None = None
         preempted_attempt: int | None = None
+        backup = self.backups.pop(shard, None)
+        if backup is not None and backup.attempt == attempt and backup.worker != worker:
+            self.backups[shard] = backup
+            return Completion(
+                shard,
+                CompletionStatus.REJECTED,
+                previous_state=state,
+                reason=f"attempt {attempt} belongs to worker {backup.worker!r}, not {worker!r}",
+            )
+        if backup is not None and backup.attempt != attempt:
+            preempted_worker, preempted_attempt = backup.worker, backup.attempt  # the backup lost
         running = self.in_flight.get(shard)
         if running is not None:
             if running.attempt == attempt and running.worker != worker:
+                if backup is not None:
+                    self.backups[shard] = backup
                 return Completion(
                     shard,
                     CompletionStatus.REJECTED,
@@ -349,6 +418,7 @@ class Ledger:
             if running.attempt != attempt:
                 preempted_worker, preempted_attempt = running.worker, running.attempt
             del self.in_flight[shard]
+        speculation = "" if backup is None else ("won" if backup.attempt == attempt else "lost")
         self.retry.pop(shard, None)
         self.failed.pop(shard, None)
         self.succeeded.add(shard)
@@ -358,6 +428,7 @@ class Ledger:
             previous_state=state,
             preempted_worker=preempted_worker,
             preempted_attempt=preempted_attempt,
+            speculation=speculation,
         )
 
     def fail_attempt(
@@ -383,6 +454,11 @@ class Ledger:
         check_max_attempts(max_attempts)
         backoff = _seconds("backoff_seconds", backoff_seconds)
         entry = self.in_flight.get(shard) if _is_int(shard) else None
+        backup = self.backups.get(shard) if _is_int(shard) else None
+        if backup is not None and backup.worker == worker and backup.attempt == attempt:
+            # A backup's failure is not charged: the original goes on, and fails on its own if it must.
+            self.drop_backup(shard)
+            return AttemptOutcome(shard, worker, attempt, OutcomeKind.IGNORED, reason="backup attempt ended")
         if entry is None or entry.worker != worker or entry.attempt != attempt:
             return AttemptOutcome(
                 shard, worker, attempt, OutcomeKind.IGNORED, reason="stale or unknown report"
@@ -446,6 +522,8 @@ class Ledger:
         now = _time("now", now)
         text = _reason(reason)
         outcomes = []
+        for shard in [s for s, e in self.backups.items() if e.worker == worker]:
+            self.drop_backup(shard)  # never charged: the original goes on
         for shard in self.in_flight_for(worker):
             entry = self.in_flight[shard]
             charged = charge is not None and charge == (shard, entry.attempt)
@@ -479,9 +557,19 @@ class Ledger:
         failures = entry.failures + 1 if count_attempt else entry.failures
         exhausted = count_attempt and shard_attempts_exhausted(failures, max_attempts)
         verify = entry.verify
-        if exhausted and (verify or not died):
+        backup = self.backups.pop(shard, None)
+        issued = max(entry.highest, backup.attempt if backup else 0)
+        fails_now = exhausted and bool(verify or not died)
+        if backup is not None and not fails_now:
+            # The backup, already running from a checkpoint at least as recent, becomes the shard's attempt
+            # (also when a death used the last attempt: the backup's own commit or death then decides).
+            self.in_flight[shard] = replace(backup, failures=failures, issued=issued)
+            return AttemptOutcome(
+                shard, entry.worker, entry.attempt, OutcomeKind.RETRY, failures=failures, reason=reason
+            )
+        if fails_now:
             reason = verify or reason  # a verifying attempt that found nothing: the death's reason stands
-            self.failed[shard] = FailedShard(attempts=entry.attempt, failures=failures, reason=reason)
+            self.failed[shard] = FailedShard(attempts=issued, failures=failures, reason=reason)
             return AttemptOutcome(
                 shard, entry.worker, entry.attempt, OutcomeKind.FAILED, failures=failures, reason=reason
             )
@@ -489,7 +577,7 @@ class Ledger:
             verify, backoff = reason, 0.0  # a death used the last attempt: verify before failing
         not_before = now + backoff if backoff > 0 else 0.0
         self.retry[shard] = Retry(
-            attempts=entry.attempt,
+            attempts=issued,
             failures=failures,
             checkpoint=entry.checkpoint,
             reason=reason,
@@ -508,7 +596,8 @@ class Ledger:
 
     def _attempts_issued(self, shard: int) -> int:
         if shard in self.in_flight:
-            return self.in_flight[shard].attempt
+            backup = self.backups.get(shard)
+            return max(self.in_flight[shard].highest, backup.attempt if backup else 0)
         if shard in self.retry:
             return self.retry[shard].attempts
         if shard in self.failed:
@@ -567,6 +656,18 @@ class Ledger:
                 shard,
                 "in-flight failures must be in [0, attempt)",
             )
+        for shard, backup in self.backups.items():
+            original = self.in_flight.get(shard) if _is_int(shard) else None
+            _check_entry(original is not None, shard, "a backup attempt of a shard not in flight")
+            _check_entry(isinstance(backup, InFlight), shard, "backup entry has the wrong type")
+            assert original is not None
+            _check_entry(bool(backup.worker) and isinstance(backup.worker, str), shard, "empty worker")
+            _check_entry(backup.worker != original.worker, shard, "a backup on the original's worker")
+            _check_entry(
+                _is_int(backup.attempt) and backup.attempt != original.attempt and backup.attempt >= 1,
+                shard,
+                "a backup must have an attempt number of its own",
+            )
         for shard, waiting in self.retry.items():
             _check_entry(isinstance(waiting, Retry), shard, "retry entry has the wrong type")
             _check_counts(shard, waiting.attempts, waiting.failures)
@@ -582,16 +683,8 @@ class Ledger:
         Top-level keys are spelled out (they appear once); per-shard entries use one- or two-letter keys
         and omit defaults, because there can be thousands of them. Shard keys are decimal strings.
         """
-        running: dict[str, Any] = {}
-        for shard in sorted(self.in_flight):
-            e = self.in_flight[shard]
-            item: dict[str, Any] = {"w": e.worker, "a": e.attempt}
-            _put(item, "f", e.failures, 0)
-            _put(item, "c", copy.deepcopy(e.checkpoint), None)
-            item["t"] = e.assigned_at
-            item["u"] = e.updated_at
-            _put(item, "v", e.verify, "")
-            running[str(shard)] = item
+        running = {str(shard): _running_item(self.in_flight[shard]) for shard in sorted(self.in_flight)}
+        backups = {str(shard): _running_item(self.backups[shard]) for shard in sorted(self.backups)}
         retry: dict[str, Any] = {}
         for shard in sorted(self.retry):
             r = self.retry[shard]
@@ -618,6 +711,7 @@ class Ledger:
             "retry": retry,
             "failed": failed,
             **({"barriers": list(self.barriers)} if self.barriers else {}),
+            **({"backups": backups} if backups else {}),
         }
 
     @classmethod
@@ -635,17 +729,12 @@ class Ledger:
         except ValueError as error:
             raise ValueError(f"ledger: succeeded: {error}") from None
 
-        in_flight: dict[int, InFlight] = {}
-        for shard, item in _entries(data, "running"):
-            in_flight[shard] = InFlight(
-                worker=_field(item, "w", _is_str, "a string", where=f"running[{shard}]"),
-                attempt=_field(item, "a", _is_int, "an int", where=f"running[{shard}]"),
-                failures=_field(item, "f", _is_int, "an int", where=f"running[{shard}]", default=0),
-                checkpoint=_checkpoint_field(item, f"running[{shard}]"),
-                assigned_at=_time_field(item, "t", f"running[{shard}]"),
-                updated_at=_time_field(item, "u", f"running[{shard}]"),
-                verify=_field(item, "v", _is_str, "a string", where=f"running[{shard}]", default=""),
-            )
+        in_flight = {
+            shard: _running_entry(item, f"running[{shard}]") for shard, item in _entries(data, "running")
+        }
+        backups = {
+            shard: _running_entry(item, f"backups[{shard}]") for shard, item in _entries(data, "backups")
+        }
         retry: dict[int, Retry] = {}
         for shard, item in _entries(data, "retry"):
             retry[shard] = Retry(
@@ -674,6 +763,7 @@ class Ledger:
             in_flight=in_flight,
             retry=retry,
             barriers=tuple(barriers),
+            backups=backups,
         )
 
     def _check_shard(self, shard: int) -> None:
@@ -682,6 +772,30 @@ class Ledger:
 
 
 # -- helpers --------------------------------------------------------------------------------------------
+
+
+def _running_item(e: InFlight) -> dict[str, Any]:
+    item: dict[str, Any] = {"w": e.worker, "a": e.attempt}
+    _put(item, "f", e.failures, 0)
+    _put(item, "c", copy.deepcopy(e.checkpoint), None)
+    item["t"] = e.assigned_at
+    item["u"] = e.updated_at
+    _put(item, "v", e.verify, "")
+    _put(item, "i", e.issued if e.issued > e.attempt else 0, 0)
+    return item
+
+
+def _running_entry(item: dict[str, Any], where: str) -> InFlight:
+    return InFlight(
+        worker=_field(item, "w", _is_str, "a string", where=where),
+        attempt=_field(item, "a", _is_int, "an int", where=where),
+        failures=_field(item, "f", _is_int, "an int", where=where, default=0),
+        checkpoint=_checkpoint_field(item, where),
+        assigned_at=_time_field(item, "t", where),
+        updated_at=_time_field(item, "u", where),
+        verify=_field(item, "v", _is_str, "a string", where=where, default=""),
+        issued=_field(item, "i", _is_int, "an int", where=where, default=0),
+    )
 
 
 def _is_int(value: object) -> bool:
