@@ -85,7 +85,8 @@ class ShardProgress(_Message):
     attempt: int = Field(ge=1)
     checkpoint: dict[str, Any] | None = None
     records: int = Field(default=0, ge=0)
-    bytes: int = Field(default=0, ge=0)
+    bytes: int = Field(default=0, ge=0)  # read so far, counted from the shard's start
+    resumed_bytes: int = Field(default=0, ge=0)  # of which before this attempt began
 
 
 class ShardOutcome(_Message):

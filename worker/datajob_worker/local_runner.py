@@ -178,6 +178,10 @@ class Stats:
         return sum(self.records_done.values()) + self.records_running
 
 
+# Normal events worth a line on the terminal: what speculation did.
+SHOWN_EVENTS = frozenset({"Speculated", "SpeculationEnded"})
+
+
 def _inside_of(root: Path, paths: list[str]) -> list[str]:
     """The paths that resolve inside ``root``. Each directory is resolved once and a file again only when
     it is a link: resolving 50,000 small files one by one took 1.5 s of a 3 s run."""
@@ -431,7 +435,7 @@ class LocalRun:
                 for slot, name in decision.create:
                     self._start(slot, name)
                 for event in decision.events:
-                    if event.type == "Warning":
+                    if event.type == "Warning" or event.reason in SHOWN_EVENTS:
                         self._line(f"{event.reason}: {event.message}")
                 self._progress(state, reports)
                 self._kill_overdue()
@@ -503,8 +507,14 @@ class LocalRun:
             f"shards committed, {counts.failed} failed, {state.records:,} records, "
             f"{state.restarts} worker restart(s){injected}"
         )
+        if state.backups:
+            launched, won = state.backups.get("launched", 0), state.backups.get("won", 0)
+            self._line(
+                f"speculation: {launched} backup attempt(s), {won} committed first, "
+                f"{state.backups.get('wasted', 0)} lost to the original"
+            )
         read = read_counter.total(self.run_dir / "slots")
-        redone = state.restarts or state.disruptions or self.stats.kills
+        redone = state.restarts or state.disruptions or self.stats.kills or state.backups
         if redone and state.records and read > state.records:
             # Records read again after failures: the work lost to each kill since its last checkpoint.
             self._line(

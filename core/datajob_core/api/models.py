@@ -809,6 +809,33 @@ class RetryPolicy(_Model):
     )
 
 
+class Speculation(_Model):
+    """Backup attempts for straggling shards (MapReduce's backup tasks, Spark's spark.speculation)."""
+
+    enabled: bool = Field(default=False, description="Start backup attempts for straggling map shards.")
+    quantile: float = Field(
+        default=0.75,
+        ge=0,
+        le=1,
+        description="Fraction of map shards that must have finished before any shard is judged (Spark's).",
+    )
+    multiplier: float = Field(
+        default=1.5,
+        ge=1,
+        le=100,
+        description=(
+            "A shard is a straggler when its attempt has run this many times as long as its size needs at "
+            "the median rate of finished attempts, and reads bytes this many times slower than that rate."
+        ),
+    )
+    min_runtime_seconds: int = Field(
+        default=10, ge=0, le=86400, description="No attempt younger than this is judged."
+    )
+    max_backups: int = Field(
+        default=1, ge=1, le=1000, description="Backup attempts running at once, each on an idle worker."
+    )
+
+
 class Checkpoint(_Model):
     """How often workers record their position: work lost to a crash is at most one interval."""
 
@@ -1038,6 +1065,15 @@ class DataJobSpec(_Model):
             "a workers cap make a mixed fleet. spec.nodeSelector, tolerations and affinity apply to all."
         ),
         json_schema_extra={"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+    )
+    speculation: Speculation | None = Field(
+        default=None,
+        description=(
+            "Speculative attempts: when idle workers remain and a running map shard reads well below its "
+            "peers' rate, a backup attempt starts on an idle worker from the shard's latest checkpoint. The "
+            "first to commit wins (the exclusive commit record decides); the other is told to stop and is "
+            "never charged. See docs/design.md, 'Speculation'."
+        ),
     )
     hardware_move_up_seconds: int | None = Field(
         default=None,

@@ -30,6 +30,7 @@ from datajob_core.shards.ledger import Ledger
 from datajob_core.shards.progress import Picture, Stall, stall_cause
 from datajob_core.shards.rangeset import RangeSet
 from datajob_core.shards.retry import backoff_seconds
+from datajob_core.shards.speculation import SAMPLES, Running, SpeculationPolicy, stragglers
 from datajob_core.shards.stages import Layout
 
 STATE_VERSION = 1
@@ -66,6 +67,7 @@ class Policy:
     max_bad_record_ratio: float | None = None  # spec.input.maxBadRecordRatio
     profiles: tuple[Profile, ...] = (Profile(hardware.SHORTHAND),)  # spec.hardware, in order of preference
     move_up_seconds: float = 0.0  # spec.hardwareMoveUpSeconds; 0: workers never move back up
+    speculation: SpeculationPolicy = field(default_factory=SpeculationPolicy)  # spec.speculation
 
 
 def policy_from_spec(spec: dict[str, Any], annotations: dict[str, str] | None = None) -> Policy:
@@ -92,6 +94,19 @@ def policy_from_spec(spec: dict[str, Any], annotations: dict[str, str] | None = 
         max_bad_record_ratio=(spec.get("input") or {}).get("maxBadRecordRatio"),
         profiles=hardware.profiles(spec),
         move_up_seconds=float(spec.get("hardwareMoveUpSeconds") or 0),
+        speculation=speculation_from_spec(spec.get("speculation")),
+    )
+
+
+def speculation_from_spec(spec: dict[str, Any] | None) -> SpeculationPolicy:
+    spec = spec or {}
+    default = SpeculationPolicy()
+    return SpeculationPolicy(
+        enabled=bool(spec.get("enabled", False)),
+        quantile=float(spec.get("quantile", default.quantile)),
+        multiplier=float(spec.get("multiplier", default.multiplier)),
+        min_runtime=float(spec.get("minRuntimeSeconds", default.min_runtime)),
+        max_backups=int(spec.get("maxBackups", default.max_backups)),
     )
 
 
@@ -275,9 +290,20 @@ class JobState:
     refused: set[str] = field(default_factory=set)  # given up because the API refused its devices: for good
     # per hardware profile: records and shards committed and busy seconds, for its records/s
     by_profile: dict[str, ProfileTotals] = field(default_factory=dict)
+    # speculation: (busy ms, bytes) of recently committed first attempts, for the typical rate; backups
+    # launched, won (committed first) and wasted (the original committed first); recent [shard, winner]
+    samples: list[tuple[int, int]] = field(default_factory=list)
+    backups: dict[str, int] = field(default_factory=dict)
+    speculated: list[list[Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         extra: dict[str, Any] = {"givenUp": dict(self.given_up)} if self.given_up else {}
+        if self.samples:
+            extra["samples"] = [list(sample) for sample in self.samples]
+        if self.backups:
+            extra["backups"] = dict(self.backups)
+        if self.speculated:
+            extra["speculated"] = [list(item) for item in self.speculated]
         if self.given_up_at:
             extra["givenUpAt"] = {k: round(v, 1) for k, v in sorted(self.given_up_at.items())}
         if self.refused:
@@ -328,6 +354,9 @@ class JobState:
             given_up_at=_given_up_at(data),
             refused={str(name) for name in data.get("refusedProfiles") or []},
             by_profile={str(k): ProfileTotals.from_dict(v) for k, v in (data.get("byProfile") or {}).items()},
+            samples=[(int(ms), int(size)) for ms, size in data.get("samples") or []],
+            backups={str(k): int(v) for k, v in (data.get("backups") or {}).items()},
+            speculated=[list(item) for item in data.get("speculated") or []],
         )
 
 
@@ -524,16 +553,17 @@ def reconcile(
     live = [s.pod for _, s in sorted(state.slots.items()) if s.pod and not s.draining and not s.disrupted]
     if not finished and not policy.suspend and admitted:
         plan_assignments(ledger, [p for p in live if p], policy.prefetch, now)
+        if policy.speculation.enabled:
+            _speculate(ctx, [p for p in live if p], by_name, reports, plan)
     for slot_number, slot in state.slots.items():
         if slot.pod is None:
             continue
         tasks = []
-        for shard in ledger.in_flight_for(slot.pod):
+        for shard, held in ledger.held_by(slot.pod):
             entry = layout.entry(shard, plan)
             if shard == layout.commit:
                 entry = {**entry, "failed": failed_ranges(ledger, layout.map_shards)}
             small = plan_store.inline(entry)
-            held = ledger.in_flight[shard]
             tasks.append(
                 ShardTask(
                     shard=shard,
@@ -567,6 +597,91 @@ def reconcile(
         elif previous is Phase.SUSPENDED and state.phase is not Phase.SUSPENDED:
             decision.events.append(Event("Normal", "Resumed", "spec.suspend is false: workers start again"))
     return decision
+
+
+def _speculate(
+    ctx: _Pass,
+    live: list[str],
+    by_name: dict[str, ObservedWorker],
+    reports: dict[int, ObservedReport],
+    plan: list[dict[str, Any]],
+) -> None:
+    """Backup attempts for straggling map shards, on running workers that hold nothing (speculation)."""
+    state, policy, now = ctx.state, ctx.policy, ctx.now
+    ledger = state.ledger
+    idle = [
+        pod
+        for pod in live
+        if not ledger.held_by(pod) and by_name.get(pod) and by_name[pod].phase == "Running"
+    ]
+    room = policy.speculation.max_backups - len(ledger.backups)
+    if not idle or room <= 0:
+        return
+    layout = Layout.of(ledger)
+    slots = {s.pod: (n, s) for n, s in state.slots.items() if s.pod}
+    running: list[Running] = []
+    for pod in live:
+        if pod not in slots or pod not in by_name:
+            continue
+        number, slot = slots[pod]
+        observed = reports.get(number)
+        report = observed.report if observed and observed.report and observed.report.pod == pod else None
+        current = report.current if report else None
+        for shard, entry in ledger.held_by(pod):
+            if shard >= layout.map_shards or shard in ledger.backups or entry.worker != pod or entry.verify:
+                continue
+            read = 0
+            began = entry.assigned_at  # a queued shard has waited since it was handed out
+            if current is not None and (current.shard, current.attempt) == (shard, entry.attempt):
+                began = max(entry.assigned_at, slot.done_at, by_name[pod].started_at or 0.0)
+                progress = report.progress.get(str(shard)) if report else None
+                if progress is not None and progress.attempt == entry.attempt:
+                    read = max(0, progress.bytes - progress.resumed_bytes)
+            size = sum(
+                max(0, int(p.get("end", 0)) - int(p.get("start", 0))) for p in plan[shard].get("pieces") or []
+            )
+            running.append(Running(shard, pod, max(0.0, now - began), read, size))
+    counts = ledger.counts(0, layout.map_shards)
+    finished = (counts.succeeded + counts.failed) / max(layout.map_shards, 1)
+    samples = [(ms / 1000, size) for ms, size in state.samples]
+    for straggler in stragglers(running, samples, finished, policy.speculation)[: min(room, len(idle))]:
+        target = idle.pop(0)
+        backup = ledger.speculate(straggler.shard, target, now)
+        if backup is None:
+            continue
+        state.backups["launched"] = state.backups.get("launched", 0) + 1
+        ctx.decision.events.append(
+            Event(
+                "Normal",
+                "Speculated",
+                f"shard {straggler.shard} runs slow on {straggler.worker} ({_per_second(straggler.rate)}, "
+                f"typical {_per_second(straggler.typical)}): backup attempt {backup.attempt} on {target}",
+            )
+        )
+
+
+def _per_second(rate: float) -> str:
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if rate >= size:
+            return f"{rate / size:.1f} {unit}/s"
+    return f"{rate:.0f} B/s"
+
+
+MAX_SPECULATED = 20  # recent speculated shards named in the status
+
+
+def _speculation_ended(state: JobState, decision: Decision, shard: int, outcome: str, worker: str) -> None:
+    key = "won" if outcome == "won" else "wasted"
+    state.backups[key] = state.backups.get(key, 0) + 1
+    state.speculated = [*state.speculated, [shard, "backup" if outcome == "won" else "original"]][
+        -MAX_SPECULATED:
+    ]
+    who = "the backup" if outcome == "won" else "the original attempt"
+    decision.events.append(
+        Event(
+            "Normal", "SpeculationEnded", f"shard {shard}: {who} committed first ({worker}); the other stops"
+        )
+    )
 
 
 # Container waiting reasons that will not fix themselves; ContainerCreating and PodInitializing are normal.
@@ -1003,13 +1118,18 @@ def _fold(
     for outcome in report.done:
         if outcome.seq <= slot.acked:
             continue
-        attempt = ledger.in_flight.get(outcome.shard)
-        if ledger.complete(outcome.shard, worker, outcome.attempt, now).accepted:
+        attempt = ledger.attempt_of(outcome.shard, worker, outcome.attempt)
+        completion = ledger.complete(outcome.shard, worker, outcome.attempt, now)
+        if completion.accepted:
             busy = 0.0
-            if attempt is not None and attempt.attempt == outcome.attempt:
+            if attempt is not None:
                 decision.shard_seconds.append(max(0.0, now - attempt.assigned_at))
                 # Prefetched shards wait behind the one before: busy time starts at the later of the two.
                 busy = max(0.0, now - max(attempt.assigned_at, slot.done_at, started))
+                if attempt.attempt == 1 and outcome.shard < Layout.of(ledger).map_shards and busy > 0:
+                    state.samples = [*state.samples, (round(busy * 1000), outcome.bytes)][-SAMPLES:]
+            if completion.speculation:
+                _speculation_ended(state, decision, completion.shard, completion.speculation, worker)
             slot.done_at = now
             if outcome.shard < Layout.of(ledger).map_shards:  # input shards; reduce and commit tasks aside
                 totals = state.by_profile.setdefault(slot.profile or policy.profiles[0].name, ProfileTotals())
@@ -1071,12 +1191,13 @@ def _fold(
     for shard, progress in report.progress.items():
         # Oversized or malformed checkpoints are refused by the ledger; the previous one stands.
         if progress.checkpoint is not None and shard.isdigit():
-            entry = ledger.in_flight.get(int(shard))
+            entry = ledger.attempt_of(int(shard), worker, progress.attempt)
             before = entry.checkpoint if entry else None
             accepted = ledger.record_checkpoint(
                 int(shard), worker, progress.attempt, progress.checkpoint, now
             )
-            if accepted and ledger.in_flight[int(shard)].checkpoint != before:
+            after = ledger.attempt_of(int(shard), worker, progress.attempt)
+            if accepted and after is not None and after.checkpoint != before:
                 state.progressed_at = now
     slot.acked = max(slot.acked, report.seq)
 

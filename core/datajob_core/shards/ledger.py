@@ -563,7 +563,9 @@ class Ledger:
         if backup is not None and not fails_now:
             # The backup, already running from a checkpoint at least as recent, becomes the shard's attempt
             # (also when a death used the last attempt: the backup's own commit or death then decides).
-            self.in_flight[shard] = replace(backup, failures=failures, issued=issued)
+            self.in_flight[shard] = replace(
+                backup, failures=failures, issued=issued if issued > backup.attempt else 0
+            )
             return AttemptOutcome(
                 shard, entry.worker, entry.attempt, OutcomeKind.RETRY, failures=failures, reason=reason
             )

@@ -1,0 +1,140 @@
+"""Backup attempts in the ledger (speculation): first commit wins, the loser is never charged, the backup
+takes over when the original ends, attempt numbers are never issued twice, and the ledger round-trips."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from datajob_core.shards.ledger import CompletionStatus, Ledger, OutcomeKind, ShardState
+
+pytestmark = pytest.mark.unit
+
+
+def round_trip(ledger: Ledger) -> Ledger:
+    return Ledger.from_dict(json.loads(json.dumps(ledger.to_dict(), allow_nan=False)))
+
+
+def _running_with_backup() -> Ledger:
+    ledger = Ledger.new(3)
+    assert ledger.assign("slow", 0.0) is not None
+    assert ledger.record_checkpoint(0, "slow", 1, {"piece": 0, "offset": 40}, 5.0)
+    return ledger
+
+
+def test_a_backup_resumes_from_the_originals_checkpoint_with_the_next_attempt_number() -> None:
+    ledger = _running_with_backup()
+    backup = ledger.speculate(0, "idle", 10.0)
+    assert backup is not None
+    assert (backup.shard, backup.attempt, backup.checkpoint) == (0, 2, {"piece": 0, "offset": 40})
+    assert ledger.held_by("idle")[0][1].attempt == 2
+    assert ledger.workers() == {"slow", "idle"}
+    # One backup per shard, never on the original's own worker.
+    assert ledger.speculate(0, "third", 11.0) is None
+    assert round_trip(ledger) == ledger
+
+
+def test_a_backup_is_never_started_on_the_originals_worker_or_for_a_shard_not_running() -> None:
+    ledger = _running_with_backup()
+    assert ledger.speculate(0, "slow", 10.0) is None
+    assert ledger.speculate(1, "idle", 10.0) is None  # pending, not running
+
+
+def test_when_the_backup_commits_first_it_wins_and_the_original_is_dropped_uncharged() -> None:
+    ledger = _running_with_backup()
+    ledger.speculate(0, "idle", 10.0)
+    done = ledger.complete(0, "idle", 2, 20.0)
+    assert done.status is CompletionStatus.ACCEPTED and done.speculation == "won"
+    assert (done.preempted_worker, done.preempted_attempt) == ("slow", 1)
+    assert ledger.state_of(0) is ShardState.SUCCEEDED
+    assert ledger.held_by("slow") == [] and ledger.held_by("idle") == []
+    # The original's late commit is a duplicate, never a failure.
+    assert ledger.complete(0, "slow", 1, 21.0).duplicate
+
+
+def test_when_the_original_commits_first_the_backup_is_dropped_uncharged() -> None:
+    ledger = _running_with_backup()
+    ledger.speculate(0, "idle", 10.0)
+    done = ledger.complete(0, "slow", 1, 20.0)
+    assert done.accepted and done.speculation == "lost"
+    assert (done.preempted_worker, done.preempted_attempt) == ("idle", 2)
+    assert ledger.backups == {}
+
+
+def test_a_failing_backup_is_not_charged_and_the_original_goes_on() -> None:
+    ledger = _running_with_backup()
+    ledger.speculate(0, "idle", 10.0)
+    outcome = ledger.fail_attempt(0, "idle", 2, "boom", 12.0, max_attempts=1, backoff_seconds=0)
+    assert outcome.kind is OutcomeKind.IGNORED
+    assert ledger.in_flight[0].worker == "slow" and ledger.in_flight[0].failures == 0
+    # Its number is never issued again: the next attempt after the original's death is 3.
+    ledger.release_worker("slow", "killed", 13.0, max_attempts=3)
+    nxt = ledger.assign("other", 14.0)
+    assert nxt is not None and (nxt.shard, nxt.attempt) == (0, 3)
+
+
+def test_when_the_original_dies_the_backup_becomes_the_shards_attempt() -> None:
+    ledger = _running_with_backup()
+    ledger.speculate(0, "idle", 10.0)
+    outcomes = ledger.release_worker("slow", "OOMKilled", 12.0, max_attempts=3, charge=(0, 1))
+    assert [o.kind for o in outcomes] == [OutcomeKind.RETRY]
+    assert ledger.in_flight[0].worker == "idle" and ledger.in_flight[0].attempt == 2
+    assert ledger.in_flight[0].failures == 1 and 0 not in ledger.retry and ledger.backups == {}
+    assert ledger.complete(0, "idle", 2, 20.0).accepted
+
+
+def test_when_the_backups_worker_dies_nothing_is_charged() -> None:
+    ledger = _running_with_backup()
+    ledger.speculate(0, "idle", 10.0)
+    ledger.release_worker("idle", "evicted", 12.0, max_attempts=1, charge=(0, 2))
+    assert ledger.backups == {} and ledger.in_flight[0].failures == 0
+    assert ledger.in_flight[0].issued == 2  # attempt 2 was issued; the next is 3
+    assert round_trip(ledger).in_flight[0].issued == 2
+
+
+def test_checkpoints_of_each_attempt_go_to_that_attempt() -> None:
+    ledger = _running_with_backup()
+    ledger.speculate(0, "idle", 10.0)
+    assert ledger.record_checkpoint(0, "idle", 2, {"piece": 0, "offset": 90}, 11.0)
+    assert ledger.in_flight[0].checkpoint == {"piece": 0, "offset": 40}
+    assert ledger.backups[0].checkpoint == {"piece": 0, "offset": 90}
+    assert not ledger.record_checkpoint(0, "idle", 1, {"piece": 0}, 12.0)  # not its attempt
+
+
+def test_random_histories_with_backups_keep_the_invariant_and_never_reuse_an_attempt_number() -> None:
+    for seed in range(300):
+        rng = random.Random(seed)
+        ledger = Ledger.new(4)
+        workers = ["a", "b", "c", "d"]
+        issued: dict[int, set[int]] = {s: set() for s in range(4)}
+        now = 0.0
+        for _ in range(60):
+            now += 1
+            worker = rng.choice(workers)
+            action = rng.random()
+            if action < 0.3:
+                got = ledger.assign(worker, now)
+            elif action < 0.5:
+                got = ledger.speculate(rng.randrange(4), worker, now)
+            else:
+                got = None
+                held = ledger.held_by(worker)
+                if held:
+                    shard, entry = rng.choice(held)
+                    if action < 0.7:
+                        ledger.complete(shard, worker, entry.attempt, now)
+                    elif action < 0.85:
+                        ledger.fail_attempt(
+                            shard, worker, entry.attempt, "x", now, max_attempts=4, backoff_seconds=0
+                        )
+                    else:
+                        ledger.release_worker(
+                            worker, "gone", now, max_attempts=4, charge=(shard, entry.attempt)
+                        )
+            if got is not None:
+                assert got.attempt not in issued[got.shard], (seed, got)
+                issued[got.shard].add(got.attempt)
+            ledger.check_invariant()
+            assert round_trip(ledger) == ledger
