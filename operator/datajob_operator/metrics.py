@@ -17,6 +17,7 @@ from prometheus_client import Counter, Gauge, Histogram, start_http_server
 PHASES = ("Pending", "Running", "Suspended", "Succeeded", "Failed")
 SHARD_STATES = ("pending", "running", "succeeded", "failed")
 CAUSES = ("failure", "disruption")
+BACKUP_OUTCOMES = ("launched", "won", "wasted")
 JOB = ["namespace", "job"]
 
 JOB_PHASE = Gauge("datajob_job_phase", "1 for the DataJob's current phase, 0 for the others", [*JOB, "phase"])
@@ -35,6 +36,12 @@ FAILOVERS = Counter(
     "datajob_worker_failovers_total",
     "Worker pods replaced, by cause: failure (charged to the worker) or disruption (eviction, drain, ...)",
     [*JOB, "cause"],
+)
+BACKUPS = Counter(
+    "datajob_speculative_attempts_total",
+    "Backup attempts of straggling shards (spec.speculation), by outcome: launched, won (committed before "
+    "the original) or wasted (the original committed first)",
+    [*JOB, "outcome"],
 )
 SHARD_SECONDS = Histogram(
     "datajob_shard_duration_seconds",
@@ -88,6 +95,9 @@ def observe(namespace: str, job: str, status: dict[str, Any]) -> None:
         "failure": max(0, restarts - disruptions),
         "disruption": disruptions,
     }
+    speculation = status.get("speculation") or {}
+    for outcome in BACKUP_OUTCOMES:
+        sources[f"backup-{outcome}"] = int(speculation.get(outcome, 0))
     with _lock:
         last = _last.get((namespace, job), {})
         _last[(namespace, job)] = sources
@@ -96,6 +106,10 @@ def observe(namespace: str, job: str, status: dict[str, Any]) -> None:
         counter.labels(namespace, job).inc(_increase(sources[key], last.get(key)))
     for cause in CAUSES:
         FAILOVERS.labels(namespace, job, cause).inc(_increase(sources[cause], last.get(cause)))
+    if speculation:
+        for outcome in BACKUP_OUTCOMES:
+            key = f"backup-{outcome}"
+            BACKUPS.labels(namespace, job, outcome).inc(_increase(sources[key], last.get(key)))
 
 
 def _increase(value: int, last: int | None) -> int:
@@ -117,7 +131,12 @@ def observe_timings(
 
 def forget(namespace: str, job: str) -> None:
     """Drops a deleted job's series, so dashboards do not show it forever."""
-    for metric, values in ((JOB_PHASE, PHASES), (SHARDS, SHARD_STATES), (FAILOVERS, CAUSES)):
+    for metric, values in (
+        (JOB_PHASE, PHASES),
+        (SHARDS, SHARD_STATES),
+        (FAILOVERS, CAUSES),
+        (BACKUPS, BACKUP_OUTCOMES),
+    ):
         for value in values:
             with contextlib.suppress(KeyError):
                 metric.remove(namespace, job, value)

@@ -78,6 +78,14 @@ def render_status(
         stalled=decision.stall is not None,
         running=state.phase is Phase.RUNNING,
     )
+    if policy.speculation.enabled or state.backups:
+        status["speculation"] = {
+            "launched": state.backups.get("launched", 0),
+            "won": state.backups.get("won", 0),
+            "wasted": state.backups.get("wasted", 0),
+            "running": len(state.ledger.backups),
+            "shards": [{"shard": shard, "winner": winner} for shard, winner in state.speculated],
+        }
     if layout.partitions:
         reduce = state.ledger.counts(layout.map_shards, layout.map_shards + layout.partitions)
         status["reduce"] = _counts_status(reduce)

@@ -1346,6 +1346,25 @@ class HardwareStatus(_Model):
     summary: str | None = Field(default=None, description="Workers per profile (h100:4 a100:2), for -o wide.")
 
 
+class SpeculatedShard(_Model):
+    shard: int = Field(description="The map shard.")
+    winner: Literal["backup", "original"] = Field(description="Which attempt committed first.")
+
+
+class SpeculationStatus(_Model):
+    """Backup attempts (spec.speculation) over the run."""
+
+    launched: int | None = Field(default=None, description="Backup attempts started.")
+    won: int | None = Field(default=None, description="Backups that committed before the original.")
+    wasted: int | None = Field(
+        default=None, description="Backups that lost to the original (their work was discarded)."
+    )
+    running: int | None = Field(default=None, description="Backup attempts running now.")
+    shards: list[SpeculatedShard] | None = Field(
+        default=None, description="The last 20 speculated shards that finished, and which attempt won."
+    )
+
+
 class QueueStatus(_Model):
     """Where a job labelled kueue.x-k8s.io/queue-name stands in Kueue."""
 
@@ -1397,6 +1416,9 @@ class DataJobStatus(_Model):
     queue: QueueStatus | None = Field(default=None, description="Kueue: the queue, Workload and position.")
     hardware: HardwareStatus | None = Field(
         default=None, description="Workers per hardware profile, and where each live worker runs."
+    )
+    speculation: SpeculationStatus | None = Field(
+        default=None, description="Backup attempts of straggling shards (with spec.speculation)."
     )
     output: OutputStatus | None = Field(default=None, description="The job commit and what it published.")
     start_time: str | None = Field(
