@@ -34,6 +34,7 @@ from datajob_core.cluster.reconciler import (
     ObservedWorker,
     Phase,
     Policy,
+    deadline_at,
     policy_from_spec,
     reconcile,
 )
@@ -549,5 +550,8 @@ def next_timer(
         times += [state.given_up_at.get(name, 0.0) + policy.move_up_seconds for name in state.given_up]
     if policy.progress_deadline and state.progressed_at and not state.stalled and not policy.suspend:
         times.append(state.progressed_at + policy.progress_deadline)
+    deadline = deadline_at(state, policy)
+    if deadline is not None and state.phase not in (Phase.SUCCEEDED, Phase.FAILED):
+        times.append(deadline)
     future = [t for t in times if t > now]
     return min(future) - now + 0.01 if future else None

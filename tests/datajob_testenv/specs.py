@@ -38,6 +38,7 @@ BAD_SPECS: list[tuple[str, dict[str, Any], str]] = [
         spec_with(input={"uris": ["a"], "partitioning": {"mode": "size"}}),
         "spec.input.partitioning.targetShardSize is required when mode is size",
     ),
+    ("activeDeadlineSeconds zero", spec_with(activeDeadlineSeconds=0), "spec.activeDeadlineSeconds"),
     (
         "combineFiles outside size mode",
         spec_with(input={"uris": ["a"], "partitioning": {"mode": "perFile", "combineFiles": True}}),

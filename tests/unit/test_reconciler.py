@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from datajob_core.cluster.queueing import Admission
@@ -14,8 +15,10 @@ from datajob_core.cluster.reconciler import (
     ObservedWorker,
     Phase,
     Policy,
+    deadline_at,
     failed_ranges,
     pod_name,
+    policy_from_spec,
     reconcile,
 )
 from datajob_core.protocol import CurrentShard, ReportMessage, ShardOutcome
@@ -438,3 +441,61 @@ def test_the_job_commit_is_told_which_map_shards_failed_as_ranges_or_nothing_whe
     for shard in range(0, 2 * MAX_FAILED_RANGES + 2, 2):
         scattered.failed[shard] = FailedShard(attempts=1, failures=1, reason="bad")
     assert failed_ranges(scattered, 2 * MAX_FAILED_RANGES + 2) is None
+
+
+# -- spec.activeDeadlineSeconds: active time only (not suspended, not queued) -----------------------------
+
+
+def test_a_job_active_longer_than_its_deadline_fails_with_deadline_exceeded() -> None:
+    state, policy, pods = start(active_deadline=100.0, progress_deadline=0.0)
+    step(state, policy, running(pods), now=50.0)
+    assert phase(state) is Phase.RUNNING
+    assert deadline_at(state, policy) == 100.0
+    decision = step(state, policy, running(pods), now=101.0)
+    assert phase(state) is Phase.FAILED and state.reason == "DeadlineExceeded"
+    assert "spec.activeDeadlineSeconds (100" in state.message
+    assert decision.finished and {pod for pod, _ in decision.delete} == set(pods)
+
+
+def test_time_suspended_is_not_counted_against_the_deadline() -> None:
+    state, policy, pods = start(active_deadline=100.0, progress_deadline=0.0)
+    step(state, policy, running(pods), now=60.0)
+    suspended = dataclasses.replace(policy, suspend=True)
+    step(state, suspended, running(pods), now=61.0)
+    step(state, suspended, [], now=5000.0)
+    assert deadline_at(state, suspended) is None
+    step(state, policy, [], now=5001.0)  # resumed: 61 s used, 39 s left
+    assert deadline_at(state, policy) == 5001.0 + 39.0
+    step(state, policy, running(pods), now=5030.0)
+    assert phase(state) is not Phase.FAILED
+    step(state, policy, running(pods), now=5041.0)
+    assert phase(state) is Phase.FAILED and state.reason == "DeadlineExceeded"
+
+
+def test_time_queued_by_kueue_is_not_counted_and_the_clock_survives_a_restart() -> None:
+    state, policy, pods = start(active_deadline=100.0, progress_deadline=0.0)
+    queued = Admission(admitted=False, workers=0, reason="Pending", message="waiting")
+    admitted = Admission(admitted=True, workers=2, reason="Admitted", message="ok")
+    step(state, policy, [], now=10.0, queue=queued)
+    step(state, policy, [], now=900.0, queue=queued)
+    assert state.active == 10.0 and deadline_at(state, policy) is None  # before it was queued: 10 s
+    step(state, policy, running(pods), now=901.0, queue=admitted)
+    restored = JobState.from_dict(state.to_dict())  # an operator restart reads the status
+    step(restored, policy, running(pods), now=990.0, queue=admitted)
+    assert phase(restored) is not Phase.FAILED  # 99 s active
+    step(restored, policy, running(pods), now=992.0, queue=admitted)
+    assert phase(restored) is Phase.FAILED and restored.reason == "DeadlineExceeded"
+
+
+def test_a_pass_that_changes_nothing_leaves_the_deadline_clock_unchanged() -> None:
+    state, policy, pods = start(active_deadline=1000.0, progress_deadline=0.0)
+    step(state, policy, running(pods), now=5.0)
+    before = state.to_dict()
+    step(state, policy, running(pods), now=6.0)
+    after = state.to_dict()
+    assert (before["active"], before["activeSince"]) == (after["active"], after["activeSince"])
+
+
+def test_the_spec_field_reaches_the_policy() -> None:
+    assert policy_from_spec({"activeDeadlineSeconds": 3600}).active_deadline == 3600.0
+    assert policy_from_spec({}).active_deadline == 0.0

@@ -1125,6 +1125,17 @@ class DataJobSpec(_Model):
             "does. Pods waiting for a node (Unschedulable) are not timed out."
         ),
     )
+    active_deadline_seconds: int | None = Field(
+        default=None,
+        ge=1,
+        le=31536000,
+        description=(
+            "The longest the job may be active before it fails with reason DeadlineExceeded (its workers "
+            "stop, committed output is kept). Unlike a Job's, time suspended (spec.suspend) or queued "
+            "(waiting for Kueue's admission, or evicted by it) does not count; time with workers pending "
+            "does. Unset: no limit."
+        ),
+    )
     progress_deadline_seconds: int = Field(
         default=600,
         ge=0,

@@ -68,6 +68,7 @@ class Policy:
     profiles: tuple[Profile, ...] = (Profile(hardware.SHORTHAND),)  # spec.hardware, in order of preference
     move_up_seconds: float = 0.0  # spec.hardwareMoveUpSeconds; 0: workers never move back up
     speculation: SpeculationPolicy = field(default_factory=SpeculationPolicy)  # spec.speculation
+    active_deadline: float = 0.0  # spec.activeDeadlineSeconds; 0: none
 
 
 def policy_from_spec(spec: dict[str, Any], annotations: dict[str, str] | None = None) -> Policy:
@@ -95,6 +96,7 @@ def policy_from_spec(spec: dict[str, Any], annotations: dict[str, str] | None = 
         profiles=hardware.profiles(spec),
         move_up_seconds=float(spec.get("hardwareMoveUpSeconds") or 0),
         speculation=speculation_from_spec(spec.get("speculation")),
+        active_deadline=float(spec.get("activeDeadlineSeconds") or 0),
     )
 
 
@@ -295,6 +297,11 @@ class JobState:
     samples: list[tuple[int, int]] = field(default_factory=list)
     backups: dict[str, int] = field(default_factory=dict)
     speculated: list[list[Any]] = field(default_factory=list)
+    # activeDeadlineSeconds: seconds active (neither suspended nor queued) before the current active
+    # period, and when that period began (0: not active now). Both change only when the job starts or
+    # stops being active, so a pass that changes nothing else writes no status.
+    active: float = 0.0
+    active_since: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         extra: dict[str, Any] = {"givenUp": dict(self.given_up)} if self.given_up else {}
@@ -304,6 +311,8 @@ class JobState:
             extra["backups"] = dict(self.backups)
         if self.speculated:
             extra["speculated"] = [list(item) for item in self.speculated]
+        if self.active or self.active_since is not None:
+            extra["active"], extra["activeSince"] = round(self.active, 3), self.active_since
         if self.given_up_at:
             extra["givenUpAt"] = {k: round(v, 1) for k, v in sorted(self.given_up_at.items())}
         if self.refused:
@@ -357,6 +366,8 @@ class JobState:
             samples=[(int(ms), int(size)) for ms, size in data.get("samples") or []],
             backups={str(k): int(v) for k, v in (data.get("backups") or {}).items()},
             speculated=[list(item) for item in data.get("speculated") or []],
+            active=float(data.get("active", 0.0)),
+            active_since=None if data.get("activeSince") is None else float(data["activeSince"]),
         )
 
 
@@ -507,6 +518,8 @@ def reconcile(
         )
         finished = True
     admitted = _follow_queue(ctx, queue) if not finished else True
+    if not finished:
+        finished = _check_deadline(ctx, admitted)
     if not finished:
         finished = _check_progress(ctx, workers, admitted)
     decision.finished = finished
@@ -1092,6 +1105,36 @@ def _check_progress(ctx: _Pass, workers: list[ObservedWorker], admitted: bool = 
         _fail(state, decision, "ProgressDeadlineExceeded", decision.stall.message)
         return True
     return False
+
+
+def _check_deadline(ctx: _Pass, admitted: bool) -> bool:
+    """spec.activeDeadlineSeconds over the time the job was active (not suspended, not queued); True if it
+    failed the job."""
+    state, policy, now = ctx.state, ctx.policy, ctx.now
+    counting = admitted and not policy.suspend
+    if counting and state.active_since is None:
+        state.active_since = now
+    elif not counting and state.active_since is not None:
+        state.active += max(0.0, now - state.active_since)
+        state.active_since = None
+    active = state.active + (0.0 if state.active_since is None else max(0.0, now - state.active_since))
+    if not policy.active_deadline or active < policy.active_deadline:
+        return False
+    _fail(
+        state,
+        ctx.decision,
+        "DeadlineExceeded",
+        f"the job was active for {active:.0f}s, more than spec.activeDeadlineSeconds "
+        f"({policy.active_deadline:.0f}; time suspended or queued is not counted); committed output is kept",
+    )
+    return True
+
+
+def deadline_at(state: JobState, policy: Policy) -> float | None:
+    """When spec.activeDeadlineSeconds runs out if the job stays active; None if it is not counting."""
+    if not policy.active_deadline or state.active_since is None:
+        return None
+    return state.active_since + max(0.0, policy.active_deadline - state.active)
 
 
 def _fail(state: JobState, decision: Decision, reason: str, message: str) -> None:
