@@ -8,6 +8,7 @@ returned state, and only then carry out the returned actions. Everything that mu
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -182,6 +183,7 @@ class Slot:
     last_failure: str = ""
     profile: str = ""  # the hardware profile of its current (or last) pod; "": the first
     records: int = 0  # records of the shards its current pod committed
+    shards: int = 0  # map shards its current pod committed (its shard rate sizes its prefetch)
     busy: float = 0.0  # seconds its current pod spent on those shards
     done_at: float = 0.0  # when its pod last committed a shard (busy time counts from there)
 
@@ -204,6 +206,7 @@ class Slot:
             ("lastFailure", self.last_failure, ""),
             ("profile", self.profile, ""),
             ("records", self.records, 0),
+            ("shards", self.shards, 0),
             ("busyMs", round(self.busy * 1000), 0),
             # milliseconds from its pod's creation: 10,000 slots must not cost an epoch float each
             ("doneMs", round((self.done_at - self.created_at) * 1000) if self.done_at else None, None),
@@ -230,6 +233,7 @@ class Slot:
             last_failure=str(data.get("lastFailure", "")),
             profile=str(data.get("profile", "")),
             records=int(data.get("records", 0)),
+            shards=int(data.get("shards", 0)),
             busy=int(data.get("busyMs", 0)) / 1000 if "busyMs" in data else float(data.get("busy", 0.0)),
             done_at=_done_at(data),
         )
@@ -546,7 +550,7 @@ def reconcile(
                 continue
             taken[profile.name] = taken.get(profile.name, 0) + 1
             slot.profile = profile.name
-            slot.records, slot.busy = 0, 0.0  # per-worker rates are the current pod's
+            slot.records, slot.shards, slot.busy = 0, 0, 0.0  # per-worker rates are the current pod's
             slot.incarnation += 1
             slot.pod = pod_name(job, slot_number, slot.incarnation)
             slot.created_at = now
@@ -565,7 +569,8 @@ def reconcile(
     # 5. Hand out shards to live workers and describe every slot's assignment.
     live = [s.pod for _, s in sorted(state.slots.items()) if s.pod and not s.draining and not s.disrupted]
     if not finished and not policy.suspend and admitted:
-        plan_assignments(ledger, [p for p in live if p], policy.prefetch, now)
+        pods = [p for p in live if p]
+        plan_assignments(ledger, pods, policy.prefetch, now, limits=_prefetch(state, policy))
         if policy.speculation.enabled:
             _speculate(ctx, [p for p in live if p], by_name, reports, plan)
     for slot_number, slot in state.slots.items():
@@ -610,6 +615,23 @@ def reconcile(
         elif previous is Phase.SUSPENDED and state.phase is not Phase.SUSPENDED:
             decision.events.append(Event("Normal", "Resumed", "spec.suspend is false: workers start again"))
     return decision
+
+
+# Adaptive prefetch: a worker holds about this many seconds of its own measured shard rate, so that a fast
+# worker never idles between two reconcile passes; between policy.prefetch and MAX_PREFETCH shards.
+PREFETCH_SECONDS = 1.0
+MAX_PREFETCH = 32
+
+
+def _prefetch(state: JobState, policy: Policy) -> dict[str, int]:
+    """Shards each worker may hold, from the rate its current pod committed shards at; workers without a
+    rate yet (and slow ones) hold policy.prefetch."""
+    limits = {}
+    for slot in state.slots.values():
+        if slot.pod and slot.shards >= 4 and slot.busy > 0:
+            wanted = math.ceil(slot.shards / slot.busy * PREFETCH_SECONDS)
+            limits[slot.pod] = max(policy.prefetch, min(MAX_PREFETCH, wanted))
+    return limits
 
 
 def _speculate(
@@ -1181,6 +1203,7 @@ def _fold(
                 totals.busy += busy
                 slot.busy += busy
                 slot.records += outcome.records
+                slot.shards += 1
             state.progressed_at = now
             if outcome.shard == Layout.of(ledger).commit:
                 decision.events.append(
