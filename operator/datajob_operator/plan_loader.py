@@ -36,7 +36,7 @@ def load_plan(
         files = list_inputs(spec_input["uris"], config, credentials)
         for found in files:  # a link met below the prefix; its name and target are not told
             storage.confine(found.path, "spec.input.uris", shown=None)
-        plan = plan_shards(files, spec_input.get("partitioning") or {}, int(job["spec"].get("workers", 1)))
+        plan = plan_shards(files, spec_input.get("partitioning") or {})
         chunks = plan_store.split(plan_store.encode(plan))
         names = plan_store.chunk_names(jobs.name, len(chunks))
         # The index (chunk 0, with the count) goes last: once it exists, every chunk does.

@@ -193,3 +193,12 @@ def test_another_jobs_result_left_in_an_unclaimed_output_is_never_published_as_t
     manifest = json.loads(store.read_bytes(SUCCESS))
     assert manifest["owner"] == OWNER
     assert store.read_text("result") == "this job's data\n" == store.read_text("part-000000")
+
+
+def test_a_late_attempt_after_the_job_commit_leaves_nothing_in_the_published_output(store: Store) -> None:
+    # A speculation's loser (or a zombie) finishing after the job commit published and cleaned up.
+    committed(store)
+    Committer(store, OWNER).commit_job(SHARDS, concatenate, {}, failed=[])
+    before = sorted(store.list(""))
+    assert not Committer(store, OWNER).commit_shard(0, 7, b"late output\n", {"records": 1})
+    assert sorted(store.list("")) == before

@@ -8,7 +8,9 @@ import random
 
 import pytest
 
+from datajob_core.shards.assignment import plan_assignments
 from datajob_core.shards.ledger import CompletionStatus, Ledger, OutcomeKind, ShardState
+from datajob_core.shards.speculation import Running, SpeculationPolicy, stragglers
 
 pytestmark = pytest.mark.unit
 
@@ -138,3 +140,39 @@ def test_random_histories_with_backups_keep_the_invariant_and_never_reuse_an_att
                 issued[got.shard].add(got.attempt)
             ledger.check_invariant()
             assert round_trip(ledger) == ledger
+
+
+def test_a_shard_gets_one_backup_per_attempt_so_a_failing_backup_is_not_relaunched_for_ever() -> None:
+    ledger = _running_with_backup()
+    ledger.speculate(0, "idle", 10.0)
+    ledger.release_worker("idle", "OOMKilled", 11.0, max_attempts=3, charge=(0, 2))
+    assert ledger.speculate(0, "other", 12.0) is None
+    # A later attempt of the shard may be backed up again.
+    ledger.release_worker("slow", "killed", 13.0, max_attempts=3)
+    nxt = ledger.assign("third", 14.0)
+    assert nxt is not None and nxt.attempt == 3
+    assert ledger.speculate(0, "fourth", 15.0) is not None
+
+
+def test_a_reopened_shard_never_reuses_the_number_of_a_losing_backup() -> None:
+    ledger = _running_with_backup()
+    ledger.speculate(0, "idle", 10.0)  # attempt 2
+    assert ledger.complete(0, "slow", 1, 20.0).accepted  # the original (1) wins; 2 was issued
+    assert ledger.reopen(0, attempts=1, reason="output lost", now=21.0)  # the record names attempt 1
+    nxt = ledger.assign("other", 22.0)
+    assert nxt is not None and nxt.shard == 0 and nxt.attempt == 3
+
+
+def test_a_worker_running_a_backup_is_not_also_prefetched_work() -> None:
+    ledger = Ledger.new(4)
+    plan_assignments(ledger, ["a"], 1, 0.0)
+    ledger.speculate(0, "b", 1.0)
+    made = plan_assignments(ledger, ["a", "b", "c"], 1, 2.0)
+    assert [worker for worker, _ in made] == ["c"]  # a holds its shard, b its backup
+
+
+def test_a_shard_assigned_this_very_pass_is_not_judged_even_with_no_minimum_runtime() -> None:
+    policy = SpeculationPolicy(enabled=True, quantile=0.0, min_runtime=0.0)
+    samples = [(1.0, 1000)] * 3
+    assert stragglers([Running(0, "w", 0.0, 0, 1000)], samples, 1.0, policy) == []
+    assert [s.shard for s in stragglers([Running(0, "w", 5.0, 0, 1000)], samples, 1.0, policy)] == [0]

@@ -214,9 +214,6 @@ class LocalRun:
         check_local(job)
         self.name = str(job.metadata.get("name") or "datajob")
         spec = resolve_paths(job.spec.model_dump(by_alias=True, exclude_none=True), base)
-        # The plan follows the manifest's workers, not --workers: a rerun with another count must find
-        # the same shards (the output's owner is a fingerprint of the plan).
-        self.plan_workers = int(spec["workers"])
         if workers is not None:
             spec["workers"] = workers
         self.spec = spec
@@ -380,7 +377,7 @@ class LocalRun:
         inside = _inside_of(here, [f.path for f in files]) if here else []
         if inside:
             raise PlanError(f"spec.input.uris match the job's own output ({inside[0]}); narrow them")
-        plan = plan_shards(files, self.spec["input"].get("partitioning") or {}, self.plan_workers)
+        plan = plan_shards(files, self.spec["input"].get("partitioning") or {})
         self.owner = output_identity.fingerprint(plan, self.spec)
         # Raises OutputInUseError if the output is another job's (or this job's before its input changed).
         output_identity.claim(self.store, {"job": self.name, "id": self.owner}, overwrite=self.overwrite)

@@ -43,9 +43,7 @@ def replay_shard(
         raise ValueError("--shard replays builtin and function processors; processor.exec is not supported")
     readers.use_storage(job.storage)
     plan = plan_shards(
-        list_inputs(spec["input"]["uris"], job.storage),
-        spec["input"].get("partitioning") or {},
-        job.plan_workers,
+        list_inputs(spec["input"]["uris"], job.storage), spec["input"].get("partitioning") or {}
     )
     if not 0 <= shard < len(plan):
         raise ValueError(

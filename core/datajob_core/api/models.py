@@ -17,7 +17,7 @@ from datajob_core.api import aggregate_options, sql_check
 from datajob_core.api.pod_policy import annotation_violations, annotations_schema, template_schema, violations
 from datajob_core.api.sql_check import MAX_SQL_CHARS
 from datajob_core.data.locations import output_inside_input
-from datajob_core.data.planning import byte_quantity
+from datajob_core.data.planning import byte_quantity, open_cost_bytes
 
 GROUP = "datajob.dev"
 VERSION = "v1alpha1"
@@ -200,9 +200,9 @@ class Partitioning(_Model):
             raise ValueError(
                 "spec.input.partitioning.combineFiles and fileOpenCost are only allowed when mode is size"
             )
-        if self.file_open_cost is not None and self.file_open_cost.strip() not in ("0", "0.0"):
+        if self.file_open_cost is not None:
             try:
-                cost = byte_quantity(self.file_open_cost)
+                cost = open_cost_bytes(self.file_open_cost)
             except ValueError as error:
                 raise ValueError(f"spec.input.partitioning.fileOpenCost: {error}") from None
             if cost > 2**30:

@@ -77,11 +77,13 @@ def byte_quantity(value: str) -> int:
 DEFAULT_FILE_OPEN_COST = "64Ki"
 
 
-def plan_shards(
-    files: list[InputFile], partitioning: dict[str, Any], workers: int = 1
-) -> list[dict[str, Any]]:
-    """The shard plan. ``workers`` (``spec.workers`` as written in the manifest) only bounds packing, so
-    that combining small files never leaves fewer shards than workers when the input could fill them."""
+# Packing never makes fewer shards than this when one file per shard would have made more: the plan must
+# not depend on spec.workers (which may change while a job runs, and a replay must find the same shards),
+# yet packing must not idle the workers of a job of a few medium files.
+PACK_MIN_SHARDS = 128
+
+
+def plan_shards(files: list[InputFile], partitioning: dict[str, Any]) -> list[dict[str, Any]]:
     if not files:
         raise PlanError("no input files matched spec.input.uris")
     mode = partitioning.get("mode", "perFile")
@@ -103,7 +105,7 @@ def plan_shards(
         count = sum(max(math.ceil(f.size / target), 1) for f in files if not combine or f.size >= target)
         if count <= MAX_SHARDS:
             shards = (
-                _packed(files, target, _open_cost(partitioning), workers)
+                _packed(files, target, _open_cost(partitioning))
                 if combine
                 else [
                     {"pieces": [_piece(f, start, min(start + target, f.size))]}
@@ -147,24 +149,39 @@ def _even_split(files: list[InputFile], count: int) -> list[dict[str, Any]]:
     return shards
 
 
-def _open_cost(partitioning: dict[str, Any]) -> int:
-    text = str(partitioning.get("fileOpenCost", DEFAULT_FILE_OPEN_COST))
-    if text.strip() in ("0", "0.0"):
-        return 0
+def open_cost_bytes(value: str) -> int:
+    """``fileOpenCost`` in whole bytes: any quantity from 0 up, fractions of a byte rounded down (the API
+    server's rule admits every non-negative quantity, so each of them means something here)."""
+    text = str(value).strip()
     try:
         return byte_quantity(text)
     except ValueError as error:
+        if "less than one byte" not in str(error):
+            raise
+        mantissa = text.split("e")[0].split("E")[0]
+        if text.startswith("-") and any(digit in mantissa for digit in "123456789"):
+            raise ValueError(f"{text!r} is below zero") from None
+        return 0  # "0", "0Ki", "+0", "0e3", "500m": less than a byte
+
+
+def _open_cost(partitioning: dict[str, Any]) -> int:
+    try:
+        cost = open_cost_bytes(str(partitioning.get("fileOpenCost", DEFAULT_FILE_OPEN_COST)))
+    except ValueError as error:
         raise PlanError(f"spec.input.partitioning.fileOpenCost: {error}", "InvalidSpec") from None
+    if cost > 2**30:
+        raise PlanError("spec.input.partitioning.fileOpenCost must be at most 1Gi", "InvalidSpec")
+    return cost
 
 
-def _packed(files: list[InputFile], target: int, open_cost: int, workers: int) -> list[dict[str, Any]]:
+def _packed(files: list[InputFile], target: int, open_cost: int) -> list[dict[str, Any]]:
     """Files at least ``target`` bytes are cut into ``target``-byte shards, as without packing; runs of
     smaller files share shards of at most ``limit`` (bytes + open cost per file). The limit is the target,
-    lowered to an even share per worker when the whole input is small (Spark's ``maxSplitBytes``), so
-    packing never idles workers that one-file-per-shard would have kept busy. File order is kept, so
-    outputs concatenate in input order."""
+    lowered to a 1/PACK_MIN_SHARDS share of the input when the whole input is small (as Spark's
+    ``maxSplitBytes`` lowers it to a share per core), so packing does not idle workers that one file per
+    shard would have kept busy. File order is kept, so outputs concatenate in input order."""
     total = sum(f.size + open_cost for f in files)
-    limit = max(min(target, max(open_cost, math.ceil(total / max(workers, 1)))), 1)
+    limit = max(min(target, max(open_cost, math.ceil(total / PACK_MIN_SHARDS))), 1)
     shards: list[dict[str, Any]] = []
     pack: list[dict[str, Any]] = []
     packed = 0

@@ -33,7 +33,7 @@ def plan_assignments(
         raise ValueError(f"per_worker must be a non-negative int, got {per_worker!r}")
     order = list(dict.fromkeys(workers))
     limits = limits or {}
-    held = Counter(entry.worker for entry in ledger.in_flight.values())
+    held = Counter(entry.worker for entry in (*ledger.in_flight.values(), *ledger.backups.values()))
     made: list[tuple[str, Assignment]] = []
     for level in range(max([per_worker, *limits.values()])):
         for worker in order:

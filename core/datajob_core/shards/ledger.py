@@ -326,6 +326,10 @@ class Ledger:
         original = self.in_flight.get(shard) if _is_int(shard) else None
         if original is None or shard in self.backups or original.worker == worker or original.verify:
             return None
+        if original.issued > original.attempt:
+            # One backup per attempt: a backup that failed or lost its worker is not tried again (its
+            # failures are never charged, so retrying it would loop, and crash its workers, for ever).
+            return None
         entry = InFlight(
             worker=worker,
             attempt=original.highest + 1,
@@ -481,7 +485,9 @@ class Ledger:
         if self.state_of(shard) is not ShardState.SUCCEEDED:
             return False
         self.succeeded.discard(shard)
-        issued = max(int(attempts), 1)
+        # The winner's number, plus one: a backup of the winner's attempt may have been issued (a shard has
+        # at most one backup per attempt), and the succeeded set does not remember it.
+        issued = max(int(attempts), 1) + 1
         self.retry[shard] = Retry(issued, failures=0, checkpoint=None, reason=_reason(reason), not_before=now)
         return True
 

@@ -66,7 +66,7 @@ def stragglers(
         return []
     found: list[tuple[float, Straggler]] = []
     for shard in running:
-        if shard.elapsed < policy.min_runtime or shard.read >= shard.size:
+        if shard.elapsed <= 0 or shard.elapsed < policy.min_runtime or shard.read >= shard.size:
             continue
         rate = shard.read / shard.elapsed
         if shard.elapsed < policy.multiplier * shard.size / typical or rate * policy.multiplier >= typical:

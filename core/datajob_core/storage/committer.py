@@ -135,6 +135,10 @@ class Committer:
         duplicate got there first) and leaves only garbage the job commit deletes: the record, not the data,
         decides what is published.
         """
+        if self.store.exists(SUCCESS):
+            # The job is committed (a backup or a replacement won and the job commit ran): a late attempt,
+            # e.g. a speculation's loser that has not yet heard it lost, must leave nothing in the output.
+            return False
         prefix = attempt_prefix(shard, attempt, uuid.uuid4().hex[:12])
         named = [("part", data)] if data is not None else []
         named += [(shuffle.object_name(p), text) for p, text in enumerate(partitions or [])]
@@ -149,6 +153,10 @@ class Committer:
         if self.owner:
             record["owner"] = self.owner
         text = json.dumps(record, sort_keys=True) + "\n"
+        if self.store.exists(SUCCESS):  # checked again: writing the objects took time
+            for key, _ in named:
+                self.store.delete(f"{prefix}/{OBJECT_FILES.get(key, key)}")
+            return False
         if self.store.create(record_name(shard), text):
             return True
         if self.lost(self.committed(shard)):
