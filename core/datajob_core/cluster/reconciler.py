@@ -672,9 +672,8 @@ def _speculate(
                 progress = report.progress.get(str(shard)) if report else None
                 if progress is not None and progress.attempt == entry.attempt:
                     read = max(0, progress.bytes - progress.resumed_bytes)
-            size = sum(
-                max(0, int(p.get("end", 0)) - int(p.get("start", 0))) for p in plan[shard].get("pieces") or []
-            )
+            pieces = (plan[shard] if shard < len(plan) else {}).get("pieces") or []
+            size = sum(max(0, int(p.get("end", 0)) - int(p.get("start", 0))) for p in pieces)
             running.append(Running(shard, pod, max(0.0, now - began), read, size))
     counts = ledger.counts(0, layout.map_shards)
     finished = (counts.succeeded + counts.failed) / max(layout.map_shards, 1)
