@@ -73,8 +73,9 @@ def test_a_lost_map_output_reruns_only_that_map_shard(tmp_path: Path) -> None:
     assert deleted, "the map output was never deleted"
     assert (out / "result").read_bytes() == (tmp_path / "ref" / "result").read_bytes()
     attempts = {m["shard"]: m["attempt"] for m in markers(out)}
-    assert attempts[expected - 1] == 2, "the shard whose output was lost did not run again"
-    assert set(attempts.values()) == {1, 2} and list(attempts.values()).count(2) == 1, "others re-ran too"
+    # Attempt 3: a reopened shard skips one number past the winner's (a backup of it may have been issued).
+    assert attempts[expected - 1] == 3, "the shard whose output was lost did not run again"
+    assert set(attempts.values()) == {1, 3} and list(attempts.values()).count(3) == 1, "others re-ran too"
 
 
 MAPREDUCE = """

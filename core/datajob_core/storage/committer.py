@@ -135,9 +135,10 @@ class Committer:
         duplicate got there first) and leaves only garbage the job commit deletes: the record, not the data,
         decides what is published.
         """
-        if self.store.exists(SUCCESS):
-            # The job is committed (a backup or a replacement won and the job commit ran): a late attempt,
+        if self.published() is not None:
+            # This job is committed (a backup or a replacement won and the job commit ran): a late attempt,
             # e.g. a speculation's loser that has not yet heard it lost, must leave nothing in the output.
+            # (Another job's _SUCCESS in an unclaimed output is not this job's: it is replaced.)
             return False
         prefix = attempt_prefix(shard, attempt, uuid.uuid4().hex[:12])
         named = [("part", data)] if data is not None else []
@@ -153,7 +154,7 @@ class Committer:
         if self.owner:
             record["owner"] = self.owner
         text = json.dumps(record, sort_keys=True) + "\n"
-        if self.store.exists(SUCCESS):  # checked again: writing the objects took time
+        if self.published() is not None:  # checked again: writing the objects took time
             for key, _ in named:
                 self.store.delete(f"{prefix}/{OBJECT_FILES.get(key, key)}")
             return False
