@@ -77,6 +77,7 @@ bench: install ## Run the benchmarks (they print figures; see docs/benchmarks.md
 	$(BIN)/python benchmarks/sales_engines.py --mb 300 --processor sql
 	$(BIN)/python benchmarks/wordcount_engines.py --mb 300
 	$(BIN)/python benchmarks/small_files.py
+	$(BIN)/python benchmarks/skew.py
 	$(BIN)/python benchmarks/dispatch_local.py --failures
 
 .PHONY: bench-dispatch
