@@ -499,3 +499,35 @@ def test_a_pass_that_changes_nothing_leaves_the_deadline_clock_unchanged() -> No
 def test_the_spec_field_reaches_the_policy() -> None:
     assert policy_from_spec({"activeDeadlineSeconds": 3600}).active_deadline == 3600.0
     assert policy_from_spec({}).active_deadline == 0.0
+
+
+def test_a_retried_job_goes_on_from_the_active_time_it_had_used_not_from_its_failure() -> None:
+    state, policy, pods = start(active_deadline=100.0, progress_deadline=0.0)
+    step(state, policy, running(pods), now=101.0)
+    assert state.reason == "DeadlineExceeded"
+    step(state, policy, [], now=102.0)
+    raised = dataclasses.replace(policy, active_deadline=1000.0, retry_request="1")
+    step(state, raised, [], now=5000.0)  # a day later: 101 s used, not 5,000
+    assert phase(state) is not Phase.FAILED, state.message
+    assert deadline_at(state, raised) == 5000.0 + 1000.0 - 101.0
+
+
+def test_the_deadline_does_not_fail_a_job_whose_commit_is_publishing() -> None:
+    layout = Layout.new(len(PLAN))
+    state = JobState(layout.ledger())
+    policy = Policy(workers=1, active_deadline=100.0, progress_deadline=0.0)
+    plan = [*PLAN, {"pieces": []}]
+    created = reconcile("job", policy, state=state, workers=[], reports={}, plan=plan, now=0.0).create
+    pod = created[0][1]
+    for shard in range(layout.map_shards):
+        state.ledger.in_flight.pop(shard, None)
+    state.ledger.next_fresh = layout.map_shards
+    for shard in range(layout.map_shards):
+        state.ledger.succeeded.add(shard)
+    worker = [ObservedWorker(name=pod, slot=0, phase="Running", started_at=0.0)]
+    reconcile("job", policy, state=state, workers=worker, reports={}, plan=plan, now=50.0)
+    assert layout.commit in state.ledger.in_flight  # the job commit is publishing
+    alive = {0: ObservedReport(0, ReportMessage(pod=pod, seq=0), renewed_at=149.0)}
+    reconcile("job", policy, state=state, workers=worker, reports=alive, plan=plan, now=150.0)
+    assert layout.commit in state.ledger.in_flight
+    assert phase(state) is not Phase.FAILED, state.message

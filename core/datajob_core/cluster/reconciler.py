@@ -303,9 +303,9 @@ class JobState:
     samples: list[tuple[int, int]] = field(default_factory=list)
     backups: dict[str, int] = field(default_factory=dict)
     speculated: list[list[Any]] = field(default_factory=list)
-    # activeDeadlineSeconds: seconds active (neither suspended nor queued) before the current active
-    # period, and when that period began (0: not active now). Both change only when the job starts or
-    # stops being active, so a pass that changes nothing else writes no status.
+    # activeDeadlineSeconds: seconds active (neither suspended, queued nor finished) before the current
+    # active period, and when that period began (None: not active now). Both change only when the job
+    # starts or stops being active, so a pass that changes nothing else writes no status.
     active: float = 0.0
     active_since: float | None = None
 
@@ -524,8 +524,7 @@ def reconcile(
         )
         finished = True
     admitted = _follow_queue(ctx, queue) if not finished else True
-    if not finished:
-        finished = _check_deadline(ctx, admitted)
+    finished = _check_deadline(ctx, admitted, finished)
     if not finished:
         finished = _check_progress(ctx, workers, admitted)
     decision.finished = finished
@@ -620,22 +619,22 @@ def reconcile(
     return decision
 
 
-# Adaptive prefetch, like a TCP window: a worker that finished everything it held by the time its report
-# was folded (it waited for the operator) may hold twice as many shards; one that still holds most of its
-# window made little progress in that time and holds half as many. Between policy.prefetch and
-# MAX_PREFETCH; its measured rate cannot be the signal, since the window itself limits that rate.
+# Adaptive prefetch, like a TCP window: a worker that ran dry (it reports shards done and nothing current:
+# it waited for the operator) may hold twice as many shards; one whose shards take longer than
+# PREFETCH_SECONDS each has no use for more than policy.prefetch. Between policy.prefetch and MAX_PREFETCH.
+# The worker's measured rate cannot be the signal to grow, since the window itself limits it.
 MAX_PREFETCH = 8  # 1,000 workers x 32 put a 200 KiB ledger in the status for 8 % more shards/s
+PREFETCH_SECONDS = 1.0
 
 
-def _adapt_window(state: JobState, slot: Slot, policy: Policy, completed: int) -> None:
+def _adapt_window(slot: Slot, policy: Policy, completed: int, idle: bool) -> None:
     if not slot.pod:
         return
     window = max(slot.window, policy.prefetch)
-    held = sum(1 for _, entry in state.ledger.held_by(slot.pod) if entry.worker == slot.pod)
-    if completed and not held:
+    if completed and idle:
         window = min(MAX_PREFETCH, window * 2)
-    elif held >= window - 1 and window > policy.prefetch:
-        window = max(policy.prefetch, window // 2)
+    elif slot.shards and slot.busy / slot.shards > PREFETCH_SECONDS:
+        window = policy.prefetch
     slot.window = window if window > policy.prefetch else 0
 
 
@@ -1137,19 +1136,25 @@ def _check_progress(ctx: _Pass, workers: list[ObservedWorker], admitted: bool = 
     return False
 
 
-def _check_deadline(ctx: _Pass, admitted: bool) -> bool:
-    """spec.activeDeadlineSeconds over the time the job was active (not suspended, not queued); True if it
-    failed the job."""
+def _check_deadline(ctx: _Pass, admitted: bool, finished: bool) -> bool:
+    """spec.activeDeadlineSeconds over the time the job was active (not suspended, not queued, not
+    finished: a retried job goes on from the time it had used); True if the job is finished now."""
     state, policy, now = ctx.state, ctx.policy, ctx.now
-    counting = admitted and not policy.suspend
+    if not policy.active_deadline and state.active_since is None:
+        return finished  # no deadline: nothing to count (a deadline added later counts from then)
+    counting = admitted and not policy.suspend and not finished
     if counting and state.active_since is None:
         state.active_since = now
     elif not counting and state.active_since is not None:
         state.active += max(0.0, now - state.active_since)
         state.active_since = None
     active = state.active + (0.0 if state.active_since is None else max(0.0, now - state.active_since))
-    if not policy.active_deadline or active < policy.active_deadline:
-        return False
+    if finished or not policy.active_deadline or active < policy.active_deadline:
+        return finished
+    commit = Layout.of(state.ledger).commit
+    if commit is not None and commit in state.ledger.in_flight:
+        return False  # the job commit is publishing: failing now would leave a _SUCCESS on a Failed job
+    state.active, state.active_since = active, None  # the job is over: a retry goes on from here
     _fail(
         state,
         ctx.decision,
@@ -1274,7 +1279,8 @@ def _fold(
             if accepted and after is not None and after.checkpoint != before:
                 state.progressed_at = now
     if report.seq > slot.acked:
-        _adapt_window(state, slot, policy, sum(1 for outcome in report.done if outcome.seq > slot.acked))
+        completed = sum(1 for outcome in report.done if outcome.seq > slot.acked)
+        _adapt_window(slot, policy, completed, idle=report.current is None)
     slot.acked = max(slot.acked, report.seq)
 
 

@@ -95,6 +95,7 @@ class JobCommit:
 
 class Committer:
     def __init__(self, store: Store, owner: str | None = None, codec: OutputCodec | None = None) -> None:
+        self._foreign = False  # a _SUCCESS of another job was found (see _job_committed)
         self.store = store
         # How published objects are written (spec.output.format); merges see their text.
         self.codec = codec or OutputCodec()
@@ -135,7 +136,7 @@ class Committer:
         duplicate got there first) and leaves only garbage the job commit deletes: the record, not the data,
         decides what is published.
         """
-        if self.published() is not None:
+        if self._job_committed():
             # This job is committed (a backup or a replacement won and the job commit ran): a late attempt,
             # e.g. a speculation's loser that has not yet heard it lost, must leave nothing in the output.
             # (Another job's _SUCCESS in an unclaimed output is not this job's: it is replaced.)
@@ -154,7 +155,7 @@ class Committer:
         if self.owner:
             record["owner"] = self.owner
         text = json.dumps(record, sort_keys=True) + "\n"
-        if self.published() is not None:  # checked again: writing the objects took time
+        if self._job_committed():  # checked again: writing the objects took time
             for key, _ in named:
                 self.store.delete(f"{prefix}/{OBJECT_FILES.get(key, key)}")
             return False
@@ -364,6 +365,19 @@ class Committer:
         except FileNotFoundError:
             if not self.store.exists(target):
                 raise MissingOutputError(shard, f"shard {shard}: {bad['object']} is gone") from None
+
+    def _job_committed(self) -> bool:
+        """Whether this job's ``_SUCCESS`` is published; another job's, seen once, is not read again (a
+        100,000-shard manifest is tens of MB, and every shard commit asks)."""
+        if self._foreign or not self.store.exists(SUCCESS):
+            return False
+        done = self._manifest()
+        if done is None:
+            return False
+        if not self.owner or done.get("owner") == self.owner:
+            return True
+        self._foreign = True
+        return False
 
     def _manifest(self) -> dict[str, Any] | None:
         try:
