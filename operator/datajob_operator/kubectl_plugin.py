@@ -127,6 +127,7 @@ def status_report(job: dict[str, Any], events: Sequence[EventView]) -> dict[str,
         "queue": status.get("queue"),
         "output": status.get("output"),
         "hardware": status.get("hardware"),
+        "speculation": status.get("speculation"),
         "conditions": true_conditions,
         "recentFailures": failures,
     }
@@ -164,6 +165,14 @@ def format_status(report: dict[str, Any]) -> str:
         admitted = f", admitted by {queue['clusterQueue']}" if queue.get("clusterQueue") else ""
         lines.append(f"Queue:      {queue.get('name')} (Kueue){where}{admitted}")
     lines += _hardware_lines(report.get("hardware") or {})
+    speculation = report.get("speculation") or {}
+    if speculation.get("launched"):
+        shards = ", ".join(f"{s['shard']} ({s['winner']})" for s in speculation.get("shards") or [])
+        lines.append(
+            f"Backups:    {speculation['launched']} launched, {speculation.get('won', 0)} won, "
+            f"{speculation.get('wasted', 0)} wasted, {speculation.get('running', 0)} running"
+            + (f"; shards: {shards}" if shards else "")
+        )
     if report.get("output"):
         lines.append(f"Output:     {report['output'].get('uri')} (commit {report['output'].get('commit')})")
     for condition in report["conditions"]:

@@ -116,3 +116,16 @@ def test_status_shows_workers_per_hardware_profile_and_where_each_worker_runs() 
     # One profile (spec.resources) and no workers: nothing to add.
     plain = {"profiles": [{"name": "default", "active": 0, "ready": 0}], "workers": [], "summary": "-"}
     assert "Hardware:" not in format_status(status_report(job("Pending", hardware=plain), []))
+
+
+def test_status_shows_backup_attempts_and_who_won() -> None:
+    speculation = {
+        "launched": 3,
+        "won": 2,
+        "wasted": 1,
+        "running": 0,
+        "shards": [{"shard": 4, "winner": "backup"}, {"shard": 9, "winner": "original"}],
+    }
+    text = format_status(status_report(job("Running", speculation=speculation), []))
+    assert "Backups:    3 launched, 2 won, 1 wasted, 0 running; shards: 4 (backup), 9 (original)" in text
+    assert "Backups:" not in format_status(status_report(job("Running"), []))
