@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -24,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import yaml
+from dispatch_local import datajob_argv, manifest
 
 SLEEPY = """
 import os, time
@@ -44,27 +43,17 @@ def write_input(directory: Path, sizes: list[int]) -> None:
 
 def run(work: Path, name: str, data: Path, *, slow: str = "", **spec: Any) -> tuple[float, bytes, str]:
     output = work / f"out-{name}"
-    shutil.rmtree(output, ignore_errors=True)
-    body: dict[str, Any] = {
-        "image": "local",
-        "workers": 4,
-        "input": {"uris": [f"{data}/*.txt"]},
-        "output": {"uri": str(output)},
-        "processor": {"function": "sleepy:process"},
-        "checkpoint": {"intervalSeconds": 1},
+    # Every variant is job "skew", so slot 0's first pod is always skew-0-1.
+    job = manifest(
+        "skew",
+        data,
+        output,
+        4,
+        processor={"function": "sleepy:process"},
+        checkpoint={"intervalSeconds": 1},
         **spec,
-    }
-    manifest = work / f"{name}.yaml"
-    manifest.write_text(
-        yaml.safe_dump(
-            {
-                "apiVersion": "datajob.dev/v1alpha1",
-                "kind": "DataJob",
-                "metadata": {"name": "skew"},
-                "spec": body,
-            }
-        )
     )
+    argv = datajob_argv(work, job)
     env = {
         **os.environ,
         "PYTHONPATH": f"{work}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
@@ -72,7 +61,7 @@ def run(work: Path, name: str, data: Path, *, slow: str = "", **spec: Any) -> tu
     }
     started = time.monotonic()
     done = subprocess.run(
-        [sys.executable, "-m", "datajob_worker.cli", "run", str(manifest)],
+        argv,
         env=env,
         capture_output=True,
         text=True,

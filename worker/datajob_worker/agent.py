@@ -313,24 +313,23 @@ class Worker:
         progress.state_file = self.output.checkpoints.save(
             task.shard, task.attempt, self.saves, progress.position(), state, bad=progress.bad
         )
-        with self.lock:
-            self.reporter.progress[str(task.shard)] = ShardProgress(
-                attempt=task.attempt,
-                checkpoint=progress.checkpoint(),
-                records=progress.records,
-                bytes=progress.bytes,
-                resumed_bytes=_resumed_bytes(task),
-            )
+        self._put_progress(task, progress, progress.checkpoint())
 
     def heartbeat_progress(self, task: ShardTask, progress: runtime.Progress) -> None:
         """How far the shard is between checkpoints (the last checkpoint stands): the operator judges
         stragglers by bytes read per second (speculation)."""
         with self.lock:
-            key = str(task.shard)
-            last = self.reporter.progress.get(key)
-            self.reporter.progress[key] = ShardProgress(
+            last = self.reporter.progress.get(str(task.shard))
+        checkpoint = last.checkpoint if last is not None and last.attempt == task.attempt else None
+        self._put_progress(task, progress, checkpoint)
+
+    def _put_progress(
+        self, task: ShardTask, progress: runtime.Progress, checkpoint: dict[str, Any] | None
+    ) -> None:
+        with self.lock:
+            self.reporter.progress[str(task.shard)] = ShardProgress(
                 attempt=task.attempt,
-                checkpoint=last.checkpoint if last is not None and last.attempt == task.attempt else None,
+                checkpoint=checkpoint,
                 records=progress.records,
                 bytes=progress.bytes,
                 resumed_bytes=_resumed_bytes(task),

@@ -27,7 +27,7 @@ from datajob_core.shards.failure_policy import (
     rules_from_spec,
 )
 from datajob_core.shards.ledger import Ledger
-from datajob_core.shards.progress import Picture, Stall, stall_cause
+from datajob_core.shards.progress import Picture, Stall, input_bytes, stall_cause
 from datajob_core.shards.rangeset import RangeSet
 from datajob_core.shards.retry import backoff_seconds
 from datajob_core.shards.speculation import SAMPLES, Running, SpeculationPolicy, stragglers
@@ -680,8 +680,7 @@ def _speculate(
                 progress = report.progress.get(str(shard)) if report else None
                 if progress is not None and progress.attempt == entry.attempt:
                     read = max(0, progress.bytes - progress.resumed_bytes)
-            pieces = (plan[shard] if shard < len(plan) else {}).get("pieces") or []
-            size = sum(max(0, int(p.get("end", 0)) - int(p.get("start", 0))) for p in pieces)
+            size = input_bytes(plan[shard : shard + 1])
             running.append(Running(shard, pod, max(0.0, now - began), read, size))
     counts = ledger.counts(0, layout.map_shards)
     finished = (counts.succeeded + counts.failed) / max(layout.map_shards, 1)
@@ -1193,6 +1192,7 @@ def _fold(
     ``started``: when its pod started running (busy time never counts the pod's start-up)."""
     ledger = state.ledger
     worker = report.pod
+    layout = Layout.of(ledger)
     for outcome in report.done:
         if outcome.seq <= slot.acked:
             continue
@@ -1204,12 +1204,12 @@ def _fold(
                 decision.shard_seconds.append(max(0.0, now - attempt.assigned_at))
                 # Prefetched shards wait behind the one before: busy time starts at the later of the two.
                 busy = max(0.0, now - max(attempt.assigned_at, slot.done_at, started))
-                if attempt.attempt == 1 and outcome.shard < Layout.of(ledger).map_shards and busy > 0:
+                if attempt.attempt == 1 and outcome.shard < layout.map_shards and busy > 0:
                     state.samples = [*state.samples, (round(busy * 1000), outcome.bytes)][-SAMPLES:]
             if completion.speculation:
                 _speculation_ended(state, decision, completion.shard, completion.speculation, worker)
             slot.done_at = now
-            if outcome.shard < Layout.of(ledger).map_shards:  # input shards; reduce and commit tasks aside
+            if outcome.shard < layout.map_shards:  # input shards; reduce and commit tasks aside
                 totals = state.by_profile.setdefault(slot.profile or policy.profiles[0].name, ProfileTotals())
                 totals.records += outcome.records
                 totals.shards += 1
@@ -1218,14 +1218,13 @@ def _fold(
                 slot.records += outcome.records
                 slot.shards += 1
             state.progressed_at = now
-            if outcome.shard == Layout.of(ledger).commit:
+            if outcome.shard == layout.commit:
                 decision.events.append(
                     Event("Normal", "Committed", "the job commit published the output's result and manifest")
                 )
             state.records += outcome.records
             state.bytes += outcome.bytes
             state.skipped += outcome.skipped
-    layout = Layout.of(ledger)
     for outcome in report.failed:
         if outcome.seq > slot.acked:
             lost = outcome.lost

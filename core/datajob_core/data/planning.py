@@ -149,29 +149,34 @@ def _even_split(files: list[InputFile], count: int) -> list[dict[str, Any]]:
     return shards
 
 
+MAX_FILE_OPEN_COST = 2**30
+
+
 def open_cost_bytes(value: str) -> int:
-    """``fileOpenCost`` in whole bytes: any quantity from 0 up, fractions of a byte rounded down (the API
-    server's rule admits every non-negative quantity, so each of them means something here)."""
+    """``spec.input.partitioning.fileOpenCost`` in whole bytes: any quantity from 0 to 1Gi, fractions of a
+    byte rounded down (the API server's rule admits every such quantity, so each of them means something
+    here). Raises ValueError naming the field."""
+    field = "spec.input.partitioning.fileOpenCost"
     text = str(value).strip()
     try:
-        return byte_quantity(text)
+        cost = byte_quantity(text)
     except ValueError as error:
         if "less than one byte" not in str(error):
-            raise
+            raise ValueError(f"{field}: {error}") from None
         mantissa = text.split("e")[0].split("E")[0]
         if text.startswith("-") and any(digit in mantissa for digit in "123456789"):
-            raise ValueError(f"{text!r} is below zero") from None
+            raise ValueError(f"{field}: {text!r} is below zero") from None
         return 0  # "0", "0Ki", "+0", "0e3", "500m": less than a byte
+    if cost > MAX_FILE_OPEN_COST:
+        raise ValueError(f"{field} must be at most 1Gi")
+    return cost
 
 
 def _open_cost(partitioning: dict[str, Any]) -> int:
     try:
-        cost = open_cost_bytes(str(partitioning.get("fileOpenCost", DEFAULT_FILE_OPEN_COST)))
+        return open_cost_bytes(str(partitioning.get("fileOpenCost", DEFAULT_FILE_OPEN_COST)))
     except ValueError as error:
-        raise PlanError(f"spec.input.partitioning.fileOpenCost: {error}", "InvalidSpec") from None
-    if cost > 2**30:
-        raise PlanError("spec.input.partitioning.fileOpenCost must be at most 1Gi", "InvalidSpec")
-    return cost
+        raise PlanError(str(error), "InvalidSpec") from None
 
 
 def _packed(files: list[InputFile], target: int, open_cost: int) -> list[dict[str, Any]]:

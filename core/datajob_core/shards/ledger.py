@@ -397,28 +397,21 @@ class Ledger:
             )
         preempted_worker: str | None = None
         preempted_attempt: int | None = None
-        backup = self.backups.pop(shard, None)
-        if backup is not None and backup.attempt == attempt and backup.worker != worker:
-            self.backups[shard] = backup
-            return Completion(
-                shard,
-                CompletionStatus.REJECTED,
-                previous_state=state,
-                reason=f"attempt {attempt} belongs to worker {backup.worker!r}, not {worker!r}",
-            )
-        if backup is not None and backup.attempt != attempt:
-            preempted_worker, preempted_attempt = backup.worker, backup.attempt  # the backup lost
+        backup = self.backups.get(shard)
         running = self.in_flight.get(shard)
-        if running is not None:
-            if running.attempt == attempt and running.worker != worker:
-                if backup is not None:
-                    self.backups[shard] = backup
+        for holder in (backup, running):
+            if holder is not None and holder.attempt == attempt and holder.worker != worker:
                 return Completion(
                     shard,
                     CompletionStatus.REJECTED,
                     previous_state=state,
-                    reason=f"attempt {attempt} belongs to worker {running.worker!r}, not {worker!r}",
+                    reason=f"attempt {attempt} belongs to worker {holder.worker!r}, not {worker!r}",
                 )
+        if backup is not None:
+            del self.backups[shard]
+            if backup.attempt != attempt:
+                preempted_worker, preempted_attempt = backup.worker, backup.attempt  # the backup lost
+        if running is not None:
             if running.attempt != attempt:
                 preempted_worker, preempted_attempt = running.worker, running.attempt
             del self.in_flight[shard]
@@ -567,8 +560,9 @@ class Ledger:
         issued = max(entry.highest, backup.attempt if backup else 0)
         fails_now = exhausted and bool(verify or not died)
         if backup is not None and not fails_now:
-            # The backup, already running from a checkpoint at least as recent, becomes the shard's attempt
-            # (also when a death used the last attempt: the backup's own commit or death then decides).
+            # The backup, already running (from the original's checkpoint when it started), becomes the
+            # shard's attempt (also when a death used the last attempt: the backup's own commit or death
+            # then decides).
             self.in_flight[shard] = replace(
                 backup, failures=failures, issued=issued if issued > backup.attempt else 0
             )

@@ -156,8 +156,8 @@ class Committer:
             record["owner"] = self.owner
         text = json.dumps(record, sort_keys=True) + "\n"
         if self._job_committed():  # checked again: writing the objects took time
-            for key, _ in named:
-                self.store.delete(f"{prefix}/{OBJECT_FILES.get(key, key)}")
+            for entry in objects.values():
+                self.store.delete(str(entry["object"]))
             return False
         if self.store.create(record_name(shard), text):
             return True
