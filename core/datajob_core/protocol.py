@@ -67,6 +67,9 @@ class ShardTask(_Message):
     # The worker running the last attempt died, perhaps after committing: report the shard's commit
     # record if there is one, and otherwise fail it without processing (the ledger keeps the reason).
     verify: bool = False
+    # Stop at the next record boundary and commit what is read: the rest of the shard is split off into
+    # new shards for idle workers (datajob_core.shards.splitting). Only ever set on a running map shard.
+    split: bool = False
 
 
 class AssignmentMessage(_Message):
@@ -105,6 +108,9 @@ class ShardOutcome(_Message):
     # A reduce task that found a map shard's output deleted: that shard runs again; this attempt is not
     # charged (the reducer is retried after it).
     lost: LostInput | None = None
+    # Where the committed output of this shard ends, as [piece, offset] in the task's input, when it
+    # stopped early (a split): the winning commit record's, whichever attempt won. None: the whole shard.
+    end: list[int] | None = Field(default=None, min_length=2, max_length=2)
 
 
 class LostInput(_Message):

@@ -10,7 +10,7 @@ from datajob_core.cluster import state_codec
 from datajob_core.cluster.fleet import fleet_status
 from datajob_core.cluster.queueing import Admission
 from datajob_core.cluster.reconciler import Decision, JobState, ObservedWorker, Phase, Policy
-from datajob_core.shards import progress
+from datajob_core.shards import progress, splitting
 from datajob_core.shards.ledger import Counts, ShardState
 from datajob_core.shards.stages import Layout
 from datajob_core.storage import committer
@@ -86,6 +86,15 @@ def render_status(
             "running": len(state.ledger.backups),
             "shards": [{"shard": shard, "winner": winner} for shard, winner in state.speculated],
         }
+    wanted = bool((job["spec"].get("splitting") or {}).get("enabled"))
+    if wanted or state.splits:
+        status["splitting"] = {
+            "shards": state.splits.get("shards", 0),
+            "made": state.splits.get("made", 0),
+            "requested": len(state.split_requests),
+        }
+        if wanted and not policy.splitting.enabled:
+            status["splitting"]["off"] = splitting.splittable(job["spec"])
     if layout.partitions:
         reduce = state.ledger.counts(layout.map_shards, layout.map_shards + layout.partitions)
         status["reduce"] = _counts_status(reduce)

@@ -53,7 +53,7 @@ from datajob_core.protocol import (
     ShardTask,
     WorkerNotice,
 )
-from datajob_core.shards import stages
+from datajob_core.shards import splitting, stages
 from datajob_core.shards.rangeset import RangeSet
 from datajob_core.storage.committer import MissingOutputError
 from datajob_core.storage.output_format import OutputCodec
@@ -115,6 +115,7 @@ class Reporter:
         permanent: bool = False,
         skipped: int = 0,
         lost: LostInput | None = None,
+        end: list[int] | None = None,
     ) -> None:
         self.seq += 1
         entry = ShardOutcome(
@@ -127,6 +128,7 @@ class Reporter:
             reason=reason,
             permanent=permanent,
             lost=lost,
+            end=end,
         )
         (self.failed if reason else self.done).append(entry)
         self.progress.pop(str(task.shard), None)
@@ -341,7 +343,12 @@ class Worker:
             return task
         if self.plan is None:
             self.plan = plan_store.decode(self.client.plan())
-        return task.model_copy(update={"input": self.plan[task.shard], "planned": False})
+        if task.input.get("cut") is not None:  # a shard split off a planned one: its range of that entry
+            cut = splitting.Cut.from_list(task.input["cut"])
+            entry = splitting.entry(cut, splitting.pieces_of(self.plan[cut.root]))
+        else:
+            entry = self.plan[task.shard]
+        return task.model_copy(update={"input": entry, "planned": False})
 
     def process(self, task: ShardTask) -> None:
         log.info("processing shard", shard=task.shard, attempt=task.attempt, resume=task.checkpoint)
@@ -367,8 +374,11 @@ class Worker:
                 if not (self.stopping or due):
                     self.heartbeat_progress(task, progress)
                 self.send()
-                if self.stopping or not self.still_assigned(task):
+                current = None if self.stopping else self.assigned(task)
+                if current is None:
                     raise runtime.ShardInterruptedError
+                if current.split and self.fmt != "parquet":  # parquet positions are rows: never split
+                    raise runtime.ShardSplitRequestedError
 
         try:
             task = self.resolve(task)
@@ -377,6 +387,7 @@ class Worker:
             time.sleep(RETRY_SECONDS)
             return
         records = bytes_read = skipped = 0
+        end: list[int] | None = None
         try:
             marker = None if stages.is_commit(task.input) else self.output.committed(task.shard)
             if stages.is_commit(task.input):
@@ -386,6 +397,7 @@ class Worker:
                 # Counted from the marker, so status.processed does not depend on who committed it.
                 records, bytes_read = int(marker.get("records", 0)), int(marker.get("bytes", 0))
                 skipped = int(marker.get("skipped", 0))
+                end = runtime.end_of(marker)
                 log.info("shard already committed by another attempt", shard=task.shard)
             elif task.verify:
                 # The last attempt's worker died; it had not committed (storage is the truth): the shard
@@ -414,6 +426,7 @@ class Worker:
                 )
                 progress = runtime.run_shard(task, context)
                 records, bytes_read, skipped = progress.records, progress.bytes, progress.skipped
+                end = progress.end
         except runtime.ShardInterruptedError:
             self.watch.end_shard()
             log.info("shard interrupted; its last checkpoint stands", shard=task.shard)
@@ -442,7 +455,7 @@ class Worker:
         self.watch.end_shard()
         self.finished.add((task.shard, task.attempt))
         with self.lock:
-            self.reporter.outcome(task, records=records, bytes_read=bytes_read, skipped=skipped)
+            self.reporter.outcome(task, records=records, bytes_read=bytes_read, skipped=skipped, end=end)
         # The outcome goes out with the next shard's "current" (one write), or alone when idle.
         log.info("shard committed", shard=task.shard, attempt=task.attempt, records=records)
 
@@ -480,6 +493,7 @@ class Worker:
             on_shard=on_shard,
             partitions=int(task.input.get("partitions", 0)),
             failed=None if task.input.get("failed") is None else RangeSet.from_list(task.input["failed"]),
+            segments={int(root): list(parts) for root, parts in (task.input.get("segments") or {}).items()},
         )
         log.info("job committed", result=done.result, manifest=done.manifest, missing=done.missing)
 
@@ -513,12 +527,16 @@ class Worker:
         return check
 
     def still_assigned(self, task: ShardTask) -> bool:
+        return self.assigned(task) is not None
+
+    def assigned(self, task: ShardTask) -> ShardTask | None:
+        """The operator's current version of ``task`` (it may ask for a split); None once it is taken away."""
         message = self.fetch()
         if message is None:
-            return True  # keep working through an API outage
+            return task  # keep working through an API outage
         if message.pod != self.reporter.pod or message.stop:
-            return False
-        return any(t.shard == task.shard and t.attempt == task.attempt for t in message.shards)
+            return None
+        return next((t for t in message.shards if (t.shard, t.attempt) == (task.shard, task.attempt)), None)
 
 
 def _resumed_bytes(task: ShardTask) -> int:

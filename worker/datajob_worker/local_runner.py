@@ -178,8 +178,8 @@ class Stats:
         return sum(self.records_done.values()) + self.records_running
 
 
-# Normal events worth a line on the terminal: what speculation did.
-SHOWN_EVENTS = frozenset({"Speculated", "SpeculationEnded"})
+# Normal events worth a line on the terminal: what speculation and splitting did.
+SHOWN_EVENTS = frozenset({"Speculated", "SpeculationEnded", "SplitRequested", "ShardSplit"})
 
 
 def _inside_of(root: Path, paths: list[str]) -> list[str]:

@@ -48,6 +48,10 @@ class ShardInterruptedError(Exception):
     """Processing stopped early (SIGTERM, shard taken away); the last checkpoint stands."""
 
 
+class ShardSplitRequestedError(Exception):
+    """The operator asked for the rest of this shard to be split off: stop here and commit what is read."""
+
+
 class PermanentShardError(Exception):
     """A failure every attempt would repeat (a malformed record): the shard fails without retries."""
 
@@ -64,6 +68,8 @@ class Progress:
     # The rest of this CSV piece is read record by record (a chunk Arrow could not read as csv.reader
     # would): kept in checkpoints, so a resumed attempt reads it the same way.
     record_path: bool = False
+    # Set when the committed output stops early (a split): [piece, offset] of the first record not in it.
+    end: list[int] | None = None
 
     def position(self) -> dict[str, Any]:
         position = {
@@ -285,7 +291,62 @@ def run_shard(task: ShardTask, context: ShardContext) -> Progress:
     def on_bad(record: object, error: Exception) -> None:
         errors.failed(pieces[progress.piece]["path"], record, error)
 
-    process, on_record, every = processor.batch(on_bad), context.on_record, records_per_call(processor)
+    process, every = processor.batch(on_bad), records_per_call(processor)
+    try:
+        _read_pieces(context, progress, state, pieces, errors, process=process, every=every)
+    except ShardSplitRequestedError:
+        # Every callback comes where the state covers exactly the records before progress.offset.
+        progress.end = [progress.piece, int(progress.offset or 0)]
+    meta: dict[str, Any] = {
+        "shard": task.shard,
+        "records": progress.records,
+        "bytes": progress.bytes,
+        "skipped": progress.skipped,
+        "attempt": task.attempt,
+        "resumedFrom": resumed,
+        "committedAt": time.time(),
+    }
+    if progress.end is not None:
+        meta["end"] = progress.end
+    if task.input.get("cut") is not None:
+        meta["cut"] = task.input["cut"]  # the range of its root shard this shard covers (a split)
+    ran_on = where_it_ran()
+    if ran_on:
+        meta["hardware"] = ran_on
+    dead = (
+        "".join(json.dumps(entry, sort_keys=True) + "\n" for entry in progress.bad) if progress.bad else None
+    )
+    rendered = context.processor.render(state)
+    if context.partitions and context.processor.key is not None:
+        split = shuffle.split(rendered, context.partitions, context.processor.key)
+        won = context.output.commit(task.shard, task.attempt, None, meta, dead_letters=dead, partitions=split)
+    else:
+        won = context.output.commit(task.shard, task.attempt, rendered, meta, dead_letters=dead)
+    if not won:
+        # Another attempt's record stands: where it ends is what the ledger must hear (it splits the rest).
+        progress.end = end_of(context.output.committed(task.shard))
+    return progress
+
+
+def end_of(record: dict[str, Any] | None) -> list[int] | None:
+    """Where a commit record's output stops early ([piece, offset]); None: it covers its whole shard."""
+    end = (record or {}).get("end")
+    if isinstance(end, list) and len(end) == 2 and all(type(v) is int and v >= 0 for v in end):
+        return list(end)
+    return None
+
+
+def _read_pieces(
+    context: ShardContext,
+    progress: Progress,
+    state: State,
+    pieces: list[dict[str, Any]],
+    errors: RecordErrors,
+    *,
+    process: Callable[[list[Any], State], None],
+    every: int,
+) -> None:
+    processor, on_record = context.processor, context.on_record
     while progress.piece < len(pieces):
         piece = pieces[progress.piece]
         path, start, end = piece["path"], int(piece["start"]), int(piece["end"])
@@ -342,28 +403,6 @@ def run_shard(task: ShardTask, context: ShardContext) -> Progress:
                 on_record(progress, state, pending)
         progress.piece += 1
         progress.offset, progress.record_path = None, False
-    meta = {
-        "shard": task.shard,
-        "records": progress.records,
-        "bytes": progress.bytes,
-        "skipped": progress.skipped,
-        "attempt": task.attempt,
-        "resumedFrom": resumed,
-        "committedAt": time.time(),
-    }
-    ran_on = where_it_ran()
-    if ran_on:
-        meta["hardware"] = ran_on
-    dead = (
-        "".join(json.dumps(entry, sort_keys=True) + "\n" for entry in progress.bad) if progress.bad else None
-    )
-    rendered = context.processor.render(state)
-    if context.partitions and context.processor.key is not None:
-        split = shuffle.split(rendered, context.partitions, context.processor.key)
-        context.output.commit(task.shard, task.attempt, None, meta, dead_letters=dead, partitions=split)
-    else:
-        context.output.commit(task.shard, task.attempt, rendered, meta, dead_letters=dead)
-    return progress
 
 
 def records_per_call(processor: Processor) -> int:

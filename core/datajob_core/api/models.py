@@ -831,6 +831,39 @@ class Speculation(_Model):
     )
 
 
+class Splitting(_Model):
+    """Splitting a straggling shard's remainder among idle workers (Dataflow's dynamic work rebalancing)."""
+
+    enabled: bool = Field(
+        default=False,
+        description=(
+            "When workers sit idle with nothing left to hand out, ask the worker of the running map shard "
+            "with the most left to read to stop at its next record boundary and commit what it has read; "
+            "the rest becomes new shards for the idle workers. Applies to text, jsonl and (with "
+            "spec.input.multiLine: true) csv input, without a reduce stage or a command processor; "
+            "elsewhere it is off, and status.splitting says why."
+        ),
+    )
+    min_remainder: str | None = Field(
+        default=None,
+        pattern=QUANTITY_PATTERN,
+        max_length=64,
+        description=(
+            "Default 8Mi. A shard is split only when at least twice this much is left to read, and into "
+            "parts of at least this much."
+        ),
+    )
+
+    @model_validator(mode="after")
+    def _quantity(self) -> Splitting:
+        if self.min_remainder is not None:
+            try:
+                byte_quantity(self.min_remainder)
+            except ValueError as error:
+                raise ValueError(f"spec.splitting.minRemainder: {error}") from None
+        return self
+
+
 class Checkpoint(_Model):
     """How often workers record their position: work lost to a crash is at most one interval."""
 
@@ -1068,6 +1101,15 @@ class DataJobSpec(_Model):
             "peers' rate, a backup attempt starts on an idle worker from the shard's latest checkpoint. The "
             "first to commit wins (the exclusive commit record decides); the other is told to stop and is "
             "never charged. See docs/design.md, 'Speculation'."
+        ),
+    )
+    splitting: Splitting | None = Field(
+        default=None,
+        description=(
+            "Splitting a straggler's remainder: near the end of a job, a running shard with much left to "
+            "read stops at a record boundary and the rest is split among idle workers. Exactly-once holds: "
+            "the stopped attempt's commit record says where it stopped. See docs/design.md, 'Splitting a "
+            "straggler's remainder'."
         ),
     )
     hardware_move_up_seconds: int | None = Field(
@@ -1371,6 +1413,15 @@ class SpeculationStatus(_Model):
     )
 
 
+class SplittingStatus(_Model):
+    """Shards split (spec.splitting) over the run."""
+
+    shards: int | None = Field(default=None, description="Running shards whose remainder was split off.")
+    made: int | None = Field(default=None, description="New shards made from those remainders.")
+    requested: int | None = Field(default=None, description="Workers asked to stop for a split right now.")
+    off: str | None = Field(default=None, description="Why spec.splitting.enabled has no effect on this job.")
+
+
 class QueueStatus(_Model):
     """Where a job labelled kueue.x-k8s.io/queue-name stands in Kueue."""
 
@@ -1422,6 +1473,9 @@ class DataJobStatus(_Model):
     queue: QueueStatus | None = Field(default=None, description="Kueue: the queue, Workload and position.")
     hardware: HardwareStatus | None = Field(
         default=None, description="Workers per hardware profile, and where each live worker runs."
+    )
+    splitting: SplittingStatus | None = Field(
+        default=None, description="Remainders of straggling shards split off (with spec.splitting)."
     )
     speculation: SpeculationStatus | None = Field(
         default=None, description="Backup attempts of straggling shards (with spec.speculation)."

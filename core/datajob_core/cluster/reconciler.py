@@ -16,7 +16,9 @@ from datajob_core.cluster import hardware
 from datajob_core.cluster.hardware import Profile
 from datajob_core.cluster.queueing import Admission
 from datajob_core.data import plan_store
+from datajob_core.data.planning import byte_quantity
 from datajob_core.protocol import AssignmentMessage, ReportMessage, ShardTask
+from datajob_core.shards import splitting
 from datajob_core.shards.assignment import plan_assignments
 from datajob_core.shards.failure_policy import (
     Action,
@@ -31,6 +33,7 @@ from datajob_core.shards.progress import Picture, Stall, input_bytes, stall_caus
 from datajob_core.shards.rangeset import RangeSet
 from datajob_core.shards.retry import backoff_seconds
 from datajob_core.shards.speculation import SAMPLES, Running, SpeculationPolicy, stragglers
+from datajob_core.shards.splitting import SplittingPolicy
 from datajob_core.shards.stages import Layout
 
 STATE_VERSION = 1
@@ -69,6 +72,7 @@ class Policy:
     move_up_seconds: float = 0.0  # spec.hardwareMoveUpSeconds; 0: workers never move back up
     speculation: SpeculationPolicy = field(default_factory=SpeculationPolicy)  # spec.speculation
     active_deadline: float = 0.0  # spec.activeDeadlineSeconds; 0: none
+    splitting: SplittingPolicy = field(default_factory=SplittingPolicy)  # spec.splitting, where it applies
 
 
 def policy_from_spec(spec: dict[str, Any], annotations: dict[str, str] | None = None) -> Policy:
@@ -97,6 +101,19 @@ def policy_from_spec(spec: dict[str, Any], annotations: dict[str, str] | None = 
         move_up_seconds=float(spec.get("hardwareMoveUpSeconds") or 0),
         speculation=speculation_from_spec(spec.get("speculation")),
         active_deadline=float(spec.get("activeDeadlineSeconds") or 0),
+        splitting=splitting_from_spec(spec),
+    )
+
+
+def splitting_from_spec(spec: dict[str, Any]) -> SplittingPolicy:
+    """spec.splitting; off where the job's shards cannot be split (splitting.splittable says why)."""
+    settings = spec.get("splitting") or {}
+    try:  # admission checked it; an object stored before that check must not stop the reconcile
+        least = byte_quantity(str(settings.get("minRemainder", splitting.DEFAULT_MIN_REMAINDER)))
+    except ValueError:
+        least = SplittingPolicy().min_remainder
+    return SplittingPolicy(
+        enabled=bool(settings.get("enabled", False)) and not splitting.splittable(spec), min_remainder=least
     )
 
 
@@ -308,6 +325,10 @@ class JobState:
     # starts or stops being active, so a pass that changes nothing else writes no status.
     active: float = 0.0
     active_since: float | None = None
+    # splitting: the running attempts asked to stop so that their rest is split off, as [shard, attempt];
+    # and how many shards were split, into how many new ones
+    split_requests: list[list[int]] = field(default_factory=list)
+    splits: dict[str, int] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         extra: dict[str, Any] = {"givenUp": dict(self.given_up)} if self.given_up else {}
@@ -317,6 +338,10 @@ class JobState:
             extra["backups"] = dict(self.backups)
         if self.speculated:
             extra["speculated"] = [list(item) for item in self.speculated]
+        if self.split_requests:
+            extra["splitRequests"] = [list(item) for item in self.split_requests]
+        if self.splits:
+            extra["splits"] = dict(self.splits)
         if self.active or self.active_since is not None:
             extra["active"], extra["activeSince"] = round(self.active, 3), self.active_since
         if self.given_up_at:
@@ -372,6 +397,8 @@ class JobState:
             samples=[(int(ms), int(size)) for ms, size in data.get("samples") or []],
             backups={str(k): int(v) for k, v in (data.get("backups") or {}).items()},
             speculated=[list(item) for item in data.get("speculated") or []],
+            split_requests=[[int(s), int(a)] for s, a in data.get("splitRequests") or []],
+            splits={str(k): int(v) for k, v in (data.get("splits") or {}).items()},
             active=float(data.get("active", 0.0)),
             active_since=None if data.get("activeSince") is None else float(data["activeSince"]),
         )
@@ -469,7 +496,16 @@ def reconcile(
         observed = reports.get(slot_number)
         if slot.pod and observed and observed.report and observed.report.pod == slot.pod:
             started = (by_name[slot.pod].started_at if slot.pod in by_name else None) or 0.0
-            _fold(state, slot, observed.report, policy=policy, now=now, decision=decision, started=started)
+            _fold(
+                state,
+                slot,
+                observed.report,
+                policy=policy,
+                now=now,
+                decision=decision,
+                started=started,
+                plan=plan,
+            )
 
     # 2. Judge each slot's current pod; release the shards of the dead ones.
     running = sum(1 for w in workers if w.phase == "Running" and not w.deleting)
@@ -573,25 +609,29 @@ def reconcile(
     if not finished and not policy.suspend and admitted:
         pods = [p for p in live if p]
         plan_assignments(ledger, pods, policy.prefetch, now, limits=_prefetch(state))
+        if policy.splitting.enabled:
+            _request_splits(ctx, [p for p in live if p], by_name, reports, plan)
         if policy.speculation.enabled:
             _speculate(ctx, [p for p in live if p], by_name, reports, plan)
+    requested = {(s, a) for s, a in state.split_requests}
     for slot_number, slot in state.slots.items():
         if slot.pod is None:
             continue
         tasks = []
         for shard, held in ledger.held_by(slot.pod):
-            entry = layout.entry(shard, plan)
-            if shard == layout.commit:
-                entry = {**entry, "failed": failed_ranges(ledger, layout.map_shards)}
+            entry = _entry(ledger, layout, shard, plan)
             small = plan_store.inline(entry)
+            cut = ledger.cuts.get(shard)
             tasks.append(
                 ShardTask(
                     shard=shard,
                     attempt=held.attempt,
                     checkpoint=held.checkpoint,
-                    input=entry if small else {},
+                    # Too large to send: the worker reads the stored plan (and cuts the root's entry).
+                    input=entry if small else ({"cut": cut.to_list()} if cut else {}),
                     planned=not small,
                     verify=bool(held.verify),
+                    split=(shard, held.attempt) in requested and ledger.in_flight.get(shard) is held,
                 )
             )
         decision.assignments[slot_number] = AssignmentMessage(
@@ -671,7 +711,13 @@ def _speculate(
         report = observed.report if observed and observed.report and observed.report.pod == pod else None
         current = report.current if report else None
         for shard, entry in ledger.held_by(pod):
-            if shard >= layout.map_shards or shard in ledger.backups or entry.worker != pod or entry.verify:
+            if (
+                ledger.placed(shard) >= layout.map_shards
+                or shard in ledger.backups
+                or entry.worker != pod
+                or entry.verify
+                or [shard, entry.attempt] in state.split_requests
+            ):
                 continue
             read = 0
             began = entry.assigned_at  # a queued shard has waited since it was handed out
@@ -680,7 +726,7 @@ def _speculate(
                 progress = report.progress.get(str(shard)) if report else None
                 if progress is not None and progress.attempt == entry.attempt:
                     read = max(0, progress.bytes - progress.resumed_bytes)
-            size = input_bytes(plan[shard : shard + 1])
+            size = _input_size(ledger, shard, plan)
             running.append(Running(shard, pod, max(0.0, now - began), read, size))
     counts = ledger.counts(0, layout.map_shards)
     finished = (counts.succeeded + counts.failed) / max(layout.map_shards, 1)
@@ -697,6 +743,122 @@ def _speculate(
                 "Speculated",
                 f"shard {straggler.shard} runs slow on {straggler.worker} ({_per_second(straggler.rate)}, "
                 f"typical {_per_second(straggler.typical)}): backup attempt {backup.attempt} on {target}",
+            )
+        )
+
+
+def _entry(ledger: Ledger, layout: Layout, shard: int, plan: list[dict[str, Any]]) -> dict[str, Any]:
+    """What a task's worker is sent: its plan entry, or its cut of its root's; the job commit also gets the
+    failed shards and the order of split shards."""
+    cut = ledger.cuts.get(shard)
+    if cut is not None:
+        return splitting.entry(cut, splitting.pieces_of(layout.entry(cut.root, plan)))
+    entry = layout.entry(shard, plan)
+    if shard == layout.commit:
+        entry = {**entry, "failed": failed_ranges(ledger, layout.map_shards)}
+        if ledger.children:
+            entry["segments"] = {str(r): parts for r, parts in splitting.segments(ledger.cuts).items()}
+    return entry
+
+
+def _input_size(ledger: Ledger, shard: int, plan: list[dict[str, Any]]) -> int:
+    cut = ledger.cuts.get(shard)
+    if cut is None:
+        return input_bytes(plan[shard : shard + 1])
+    return splitting.size(cut, splitting.pieces_of(plan[cut.root] if cut.root < len(plan) else {}))
+
+
+def _split_off(
+    state: JobState,
+    decision: Decision,
+    shard: int,
+    end: list[int],
+    *,
+    plan: list[dict[str, Any]],
+    now: float,
+    least: int,
+) -> None:
+    """A shard committed only up to ``end`` (it was asked to stop): the rest becomes new shards, one for
+    each worker that holds nothing (the one that stopped among them). Done whenever a committed record
+    stops early, asked or not, so that its rest is never lost."""
+    ledger = state.ledger
+    state.split_requests = [item for item in state.split_requests if item[0] != shard]
+    root = ledger.cuts[shard].root if shard in ledger.cuts else shard
+    if root >= len(plan):
+        return
+    pieces = splitting.pieces_of(plan[root])
+    idle = sum(1 for slot in state.slots.values() if slot.pod and not ledger.held_by(slot.pod))
+    split = splitting.split_rest(root, ledger.cuts.get(shard), end, pieces, workers=idle, least=least)
+    if split is None:
+        return
+    keep, rest = split
+    made = ledger.split(shard, keep, rest, now)
+    left = sum(splitting.size(cut, pieces) for cut in rest)
+    state.splits["shards"] = state.splits.get("shards", 0) + 1
+    state.splits["made"] = state.splits.get("made", 0) + len(made)
+    decision.events.append(
+        Event(
+            "Normal",
+            "ShardSplit",
+            f"shard {shard} stopped at piece {keep.end[0]} byte {keep.end[1]}; its remaining {left:,} bytes "
+            f"became shard(s) {', '.join(map(str, made))}",
+        )
+    )
+
+
+def _request_splits(
+    ctx: _Pass,
+    live: list[str],
+    by_name: dict[str, ObservedWorker],
+    reports: dict[int, ObservedReport],
+    plan: list[dict[str, Any]],
+) -> None:
+    """Asks the workers of the map shards with the most left to read to stop, so that their rest can be
+    split among the running workers that hold nothing (nothing else is left to hand out: assignment ran)."""
+    state, policy = ctx.state, ctx.policy
+    ledger = state.ledger
+    layout = Layout.of(ledger)
+    # Requests whose attempt is over (committed, died, taken away) are forgotten.
+    state.split_requests = [
+        [s, a] for s, a in state.split_requests if (entry := ledger.in_flight.get(s)) and entry.attempt == a
+    ]
+    idle = [p for p in live if not ledger.held_by(p) and by_name.get(p) and by_name[p].phase == "Running"]
+    room = min(len(idle), splitting.MAX_CUTS - ledger.children - len(idle)) - len(state.split_requests)
+    if room <= 0:
+        return
+    asked = {s for s, _ in state.split_requests}
+    least = policy.splitting.min_remainder
+    slots = {s.pod: n for n, s in state.slots.items() if s.pod}
+    candidates: list[tuple[int, int, int]] = []  # (bytes left, shard, attempt)
+    for shard, entry in ledger.in_flight.items():
+        if (
+            shard in asked
+            or shard in ledger.backups
+            or entry.verify
+            or ledger.placed(shard) >= layout.map_shards
+        ):
+            continue
+        observed = reports.get(slots.get(entry.worker, -1))
+        report = (
+            observed.report if observed and observed.report and observed.report.pod == entry.worker else None
+        )
+        if report is None or report.current is None or report.current.shard != shard:
+            continue  # queued behind another shard, or not started: it can still go to an idle worker whole
+        if report.current.attempt != entry.attempt:
+            continue
+        progress = report.progress.get(str(shard))
+        read = progress.bytes if progress is not None and progress.attempt == entry.attempt else 0
+        left = _input_size(ledger, shard, plan) - read
+        if left >= 2 * least:
+            candidates.append((left, shard, entry.attempt))
+    for left, shard, attempt in sorted(candidates, reverse=True)[:room]:
+        state.split_requests.append([shard, attempt])
+        ctx.decision.events.append(
+            Event(
+                "Normal",
+                "SplitRequested",
+                f"shard {shard} has about {left:,} bytes left and {len(idle)} worker(s) are idle: its "
+                f"worker {ledger.in_flight[shard].worker} is asked to stop so that the rest can be split",
             )
         )
 
@@ -1187,6 +1349,7 @@ def _fold(
     now: float,
     decision: Decision,
     started: float = 0.0,
+    plan: list[dict[str, Any]] | None = None,
 ) -> None:
     """Applies a worker's report; outcomes up to ``slot.acked`` were applied before and are skipped.
     ``started``: when its pod started running (busy time never counts the pod's start-up)."""
@@ -1208,8 +1371,11 @@ def _fold(
                     state.samples = [*state.samples, (round(busy * 1000), outcome.bytes)][-SAMPLES:]
             if completion.speculation:
                 _speculation_ended(state, decision, completion.shard, completion.speculation, worker)
+            if outcome.end is not None and ledger.placed(outcome.shard) < layout.map_shards:
+                least = policy.splitting.min_remainder
+                _split_off(state, decision, outcome.shard, outcome.end, plan=plan or [], now=now, least=least)
             slot.done_at = now
-            if outcome.shard < layout.map_shards:  # input shards; reduce and commit tasks aside
+            if ledger.placed(outcome.shard) < layout.map_shards:  # input shards; reduce and commit aside
                 totals = state.by_profile.setdefault(slot.profile or policy.profiles[0].name, ProfileTotals())
                 totals.records += outcome.records
                 totals.shards += 1
@@ -1287,12 +1453,13 @@ MAX_FAILED_RANGES = 2000  # of the commit task's failed list, to keep the assign
 
 
 def failed_ranges(ledger: Ledger, map_shards: int) -> list[int] | None:
-    """The map shards that failed for good, as RangeSet's flat list, for the job commit: any other missing
-    commit record is then an error (deleted by a concurrent cleanup, or lost), never a silent gap. None
-    (every gap taken as a failure, as before) when they are too scattered to send in an assignment."""
+    """The map shards (and shards split off them) that failed for good, as RangeSet's flat list, for the
+    job commit: any other missing commit record is then an error (deleted by a concurrent cleanup, or
+    lost), never a silent gap. None (every gap taken as a failure, as before) when they are too scattered
+    to send in an assignment."""
     failed = RangeSet()
     for shard in ledger.failed:
-        if shard < map_shards:
+        if ledger.placed(shard) < map_shards:
             failed.add(shard)
     return failed.to_list() if failed.interval_count <= MAX_FAILED_RANGES else None
 

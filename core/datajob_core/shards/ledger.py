@@ -15,6 +15,12 @@ worker, from the same checkpoint): ``backups`` keys are a subset of ``in_flight`
 attempts to commit wins; the other is dropped uncharged, and if the original ends first (dies or fails)
 the backup becomes the shard's attempt instead of the shard going back to PENDING.
 
+A map shard's unprocessed remainder may be *split* off (:mod:`datajob_core.shards.splitting`): the shard
+then covers only a *cut* of its planned input, and each part of the rest becomes a new shard, numbered from
+``total`` up (``total .. total+children-1``, in the map stage whatever their number). ``cuts`` holds the
+range of every such shard; the others cover their plan entry. Children are never fresh: they start in
+``retry``, so the invariant above holds over ``range(0, next_fresh)`` plus the children.
+
 Attempt numbers are issued per shard, 1, 2, 3, ... one per assignment and never reused, so a report from an
 earlier attempt (a worker that was presumed dead, a delayed message) can always be told apart from the
 current one. Separately, ``failures`` counts the attempts that count toward ``max_attempts``: a graceful
@@ -40,6 +46,7 @@ from typing import Any
 
 from datajob_core.shards.rangeset import RangeSet
 from datajob_core.shards.retry import check_max_attempts, shard_attempts_exhausted
+from datajob_core.shards.splitting import Cut
 
 FORMAT_VERSION = 1
 
@@ -204,6 +211,8 @@ class Ledger:
     retry: dict[int, Retry] = field(default_factory=dict)
     barriers: tuple[int, ...] = ()  # first shard of each stage after the first
     backups: dict[int, InFlight] = field(default_factory=dict)  # speculative attempts of in-flight shards
+    cuts: dict[int, Cut] = field(default_factory=dict)  # the input range of split shards and their children
+    children: int = 0  # shards made by splits, numbered total .. total+children-1
 
     def __post_init__(self) -> None:
         self.check_invariant()
@@ -218,7 +227,7 @@ class Ledger:
         self._check_shard(shard)
         if shard in self.in_flight:
             return ShardState.ASSIGNED
-        if shard in self.retry or shard >= self.next_fresh:
+        if shard in self.retry or self.next_fresh <= shard < self.total:
             return ShardState.PENDING
         if shard in self.failed:
             return ShardState.FAILED
@@ -229,7 +238,7 @@ class Ledger:
         end = self.total if end is None else end
         if (first, end) == (0, self.total):
             return Counts(
-                total=self.total,
+                total=self.total + self.children,
                 pending=len(self.retry) + self.total - self.next_fresh,
                 running=len(self.in_flight),
                 succeeded=len(self.succeeded),
@@ -274,8 +283,17 @@ class Ledger:
 
     def stage_limit(self) -> int:
         """The first shard that may not start yet: the first barrier above the lowest unfinished shard."""
-        lowest = min((*self.retry, *self.in_flight), default=self.next_fresh)
+        lowest = min((self.placed(s) for s in (*self.retry, *self.in_flight)), default=self.next_fresh)
+        lowest = min(lowest, self.next_fresh)
         return min((b for b in self.barriers if b > lowest), default=self.total)
+
+    def placed(self, shard: int) -> int:
+        """Where a shard stands in stage order: a child of a split stands where its root does."""
+        return self.cuts[shard].root if shard >= self.total else shard
+
+    def map_shards_of(self, map_shards: int) -> list[int]:
+        """The shards of the map stage: ``0 .. map_shards-1`` and every child of a split."""
+        return [*range(map_shards), *range(self.total, self.total + self.children)]
 
     def next_retry_time(self) -> float | None:
         """Earliest ``not_before`` of any retry shard, so the caller can schedule a wake-up; None if none."""
@@ -293,9 +311,9 @@ class Ledger:
         now = _time("now", now)
         # Stages: nothing at or past the first barrier above the lowest unfinished shard may start.
         limit = self.stage_limit()
-        ready = [s for s, entry in self.retry.items() if entry.not_before <= now and s < limit]
+        ready = [s for s, entry in self.retry.items() if entry.not_before <= now and self.placed(s) < limit]
         if ready:
-            shard = min(ready)
+            shard = min(ready, key=lambda s: (self.placed(s), s))
             previous = self.retry.pop(shard)
             entry = InFlight(
                 worker=worker,
@@ -378,7 +396,7 @@ class Ledger:
         caller can tell that worker to drop it. Reports for never-issued attempts are rejected.
         """
         del now  # part of the uniform signature; completion does not depend on time
-        if not _is_int(shard) or not 0 <= shard < self.total:
+        if not _is_int(shard) or not 0 <= shard < self.total + self.children:
             return Completion(shard, CompletionStatus.REJECTED, reason=f"shard {shard!r} is out of range")
         state = self.state_of(shard)
         if state is ShardState.SUCCEEDED:
@@ -483,6 +501,23 @@ class Ledger:
         issued = max(int(attempts), 1) + 1
         self.retry[shard] = Retry(issued, failures=0, checkpoint=None, reason=_reason(reason), not_before=now)
         return True
+
+    def split(self, shard: int, keep: Cut, rest: list[Cut], now: float) -> list[int]:
+        """``shard`` succeeded covering only ``keep`` (its worker stopped early, when asked to): each cut of
+        ``rest`` becomes a new pending shard. Returns their numbers. The caller makes ``keep`` and ``rest``
+        tile the shard's old range (:mod:`datajob_core.shards.splitting`); the ledger keeps them."""
+        self._check_shard(shard)
+        if self.state_of(shard) is not ShardState.SUCCEEDED:
+            raise ValueError(f"shard {shard} is split only once its commit is accepted")
+        self.cuts[shard] = keep
+        made = []
+        for cut in rest:
+            child = self.total + self.children
+            self.children += 1
+            self.cuts[child] = cut
+            self.retry[child] = Retry(0, failures=0, checkpoint=None, reason="split off", not_before=now)
+            made.append(child)
+        return made
 
     def requeue_failed(self, reason: str, now: float) -> list[int]:
         """Gives every permanently failed shard a fresh attempt budget (a user's retry): each goes back to
@@ -625,17 +660,35 @@ class Ledger:
         if list(self.barriers) != sorted(set(self.barriers)):
             raise ValueError(f"ledger: barriers must be increasing, got {self.barriers!r}")
 
+        if not _is_int(self.children) or self.children < 0:
+            raise ValueError(f"ledger: children must be a non-negative int, got {self.children!r}")
+        end = self.total + self.children
         top = self.succeeded.max()
-        if top is not None and top >= self.next_fresh:
+        never = sum(
+            max(0, min(b, self.total) - max(a, self.next_fresh)) for a, b in self.succeeded.intervals()
+        )
+        if (top is not None and top >= end) or never:
             raise ValueError(
-                f"ledger: succeeded shard {top} was never assigned (next_fresh={self.next_fresh})"
+                f"ledger: a succeeded shard was never assigned (next_fresh={self.next_fresh}, "
+                f"children={self.children})"
             )
+        for shard, cut in self.cuts.items():
+            _check_entry(_is_int(shard) and 0 <= shard < end, shard, "a cut of a shard that does not exist")
+            _check_entry(isinstance(cut, Cut), shard, "cut entry has the wrong type")
+            _check_entry(
+                cut.root == shard if shard < self.total else 0 <= cut.root < self.total,
+                shard,
+                f"a cut of the wrong root shard {cut.root}",
+            )
+        if any(child not in self.cuts for child in range(self.total, end)):
+            raise ValueError("ledger: a child of a split has no cut")
         seen: dict[int, str] = {}
         for name, keys in (("failed", self.failed), ("in_flight", self.in_flight), ("retry", self.retry)):
             for shard in keys:
-                if not _is_int(shard) or not 0 <= shard < self.next_fresh:
+                if not _is_int(shard) or not (0 <= shard < self.next_fresh or self.total <= shard < end):
                     raise ValueError(
                         f"ledger: {name} shard {shard!r} is outside [0, next_fresh={self.next_fresh})"
+                        f" and the children [{self.total}, {end})"
                     )
                 if shard in seen:
                     raise ValueError(f"ledger: shard {shard} is both {seen[shard]} and {name}")
@@ -644,10 +697,10 @@ class Ledger:
                 seen[shard] = name
         # Disjoint sets, all below next_fresh: their union is range(0, next_fresh) iff the sizes add up.
         covered = len(self.succeeded) + len(seen)
-        if covered != self.next_fresh:
+        if covered != self.next_fresh + self.children:
             raise ValueError(
-                f"ledger: {self.next_fresh - covered} shard(s) below next_fresh={self.next_fresh}"
-                " are in no state"
+                f"ledger: {self.next_fresh + self.children - covered} shard(s) below "
+                f"next_fresh={self.next_fresh} or among the children are in no state"
             )
         for shard, running in self.in_flight.items():
             _check_entry(isinstance(running, InFlight), shard, "in_flight entry has the wrong type")
@@ -672,6 +725,9 @@ class Ledger:
             )
         for shard, waiting in self.retry.items():
             _check_entry(isinstance(waiting, Retry), shard, "retry entry has the wrong type")
+            if shard >= self.total and waiting.attempts == 0:  # a child of a split, not yet started
+                _check_entry(waiting.failures == 0, shard, "failures before the first attempt")
+                continue
             _check_counts(shard, waiting.attempts, waiting.failures)
         for shard, dead in self.failed.items():
             _check_entry(isinstance(dead, FailedShard), shard, "failed entry has the wrong type")
@@ -714,6 +770,8 @@ class Ledger:
             "failed": failed,
             **({"barriers": list(self.barriers)} if self.barriers else {}),
             **({"backups": backups} if backups else {}),
+            **({"cuts": {str(s): self.cuts[s].to_list() for s in sorted(self.cuts)}} if self.cuts else {}),
+            **({"children": self.children} if self.children else {}),
         }
 
     @classmethod
@@ -757,6 +815,17 @@ class Ledger:
         barriers = data.get("barriers") or []
         if not isinstance(barriers, list):
             raise ValueError("ledger: barriers must be a list")
+        cuts_data = data.get("cuts") or {}
+        if not isinstance(cuts_data, dict):
+            raise ValueError("ledger: cuts must be an object keyed by shard number")
+        cuts: dict[int, Cut] = {}
+        for shard, item in cuts_data.items():
+            if not isinstance(shard, str) or not shard.isascii() or not shard.isdigit():
+                raise ValueError(f"ledger: cuts key {shard!r} is not a shard number")
+            try:
+                cuts[int(shard)] = Cut.from_list(item)
+            except ValueError as error:
+                raise ValueError(f"ledger: cuts[{shard}]: {error}") from None
         return cls(
             total=total,
             next_fresh=next_fresh,
@@ -766,11 +835,13 @@ class Ledger:
             retry=retry,
             barriers=tuple(barriers),
             backups=backups,
+            cuts=cuts,
+            children=_field(data, "children", _is_int, "an int", default=0),
         )
 
     def _check_shard(self, shard: int) -> None:
-        if not _is_int(shard) or not 0 <= shard < self.total:
-            raise ValueError(f"shard {shard!r} is out of range [0, {self.total})")
+        if not _is_int(shard) or not 0 <= shard < self.total + self.children:
+            raise ValueError(f"shard {shard!r} is out of range [0, {self.total + self.children})")
 
 
 # -- helpers --------------------------------------------------------------------------------------------

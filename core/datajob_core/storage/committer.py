@@ -25,6 +25,7 @@ does not list as failed is an error (it was deleted by a concurrent commit's cle
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import uuid
 from collections.abc import Callable, Iterable
@@ -81,6 +82,46 @@ def record_name(shard: int) -> str:
 
 def checksum(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+def _in_input_order(shards: int, segments: dict[int, list[int]]) -> list[tuple[int, str]]:
+    """(shard, published name) of every map shard and every shard split off one, in input order."""
+    order = []
+    for root in range(shards):
+        parts = segments.get(root) or [root]
+        order += [(s, part_name(root) + (f"-{i:04d}" if i else "")) for i, s in enumerate(parts)]
+    return order
+
+
+def _check_tiling(segments: dict[int, list[int]], records: dict[int, dict[str, Any] | None]) -> None:
+    """Each shard split off a map shard must begin where the record before it ends: a record that ran past
+    a split (or stopped short of one) would publish records twice (or lose them)."""
+    for root, parts in segments.items():
+        for before, after in itertools.pairwise(parts):
+            left, right = records.get(before), records.get(after)
+            if left is None or right is None:
+                continue  # a failed shard (within maxFailedShards): its records are missing anyway
+            ends, starts = _ends(left), _starts(right)
+            if ends is None or ends != starts:
+                raise MissingOutputError(
+                    after,
+                    f"shard {after} (split off shard {root}) begins at {starts} but shard {before} "
+                    f"ends at {ends or 'the end of the shard'}: its output would be published twice or lost",
+                )
+
+
+def _starts(record: dict[str, Any]) -> list[int] | None:
+    cut = record.get("cut")
+    return [int(cut[1]), int(cut[2])] if isinstance(cut, list) and len(cut) == 5 else None
+
+
+def _ends(record: dict[str, Any]) -> list[int] | None:
+    """Where a record's output ends in its root shard; None: at the root's end."""
+    cut, end = record.get("cut"), record.get("end")
+    first = int(cut[1]) if isinstance(cut, list) and len(cut) == 5 else 0
+    if isinstance(end, list) and len(end) == 2:
+        return [first + int(end[0]), int(end[1])]
+    return [int(cut[3]), int(cut[4])] if isinstance(cut, list) and len(cut) == 5 else None
 
 
 @dataclass(frozen=True)
@@ -161,8 +202,10 @@ class Committer:
             return False
         if self.store.create(record_name(shard), text):
             return True
-        if self.lost(self.committed(shard)):
-            # The winner's objects were deleted (the reason this shard runs again): this attempt replaces it.
+        existing = self.committed(shard)
+        if self.lost(existing) and (existing or {}).get("end") == record.get("end"):
+            # The winner's objects were deleted (the reason this shard runs again): this attempt replaces it
+            # (only if it covers the same range: a split was made from where the winner stopped).
             self.store.write(record_name(shard), text)
             return True
         return False
@@ -200,6 +243,7 @@ class Committer:
         on_shard: Callable[[int], None] = lambda shard: None,
         partitions: int = 0,
         failed: Iterable[int] | None = None,
+        segments: dict[int, list[int]] | None = None,
     ) -> JobCommit:
         """Publishes every committed shard, the merged ``result`` and the ``_SUCCESS`` manifest, then
         deletes scratch. Safe to rerun from any point; MissingOutputError if a winner's data is gone.
@@ -213,7 +257,12 @@ class Committer:
         ``failed``: the map shards the ledger says failed for good (within maxFailedShards); any other
         shard without a commit record raises MissingOutputError, unless a ``_SUCCESS`` of this job appeared
         meanwhile (a concurrent commit published and cleaned up): then that manifest is adopted. None: an
-        older operator's task, which does not say; every gap is then taken as a failed shard."""
+        older operator's task, which does not say; every gap is then taken as a failed shard.
+
+        ``segments``: for each map shard that was split (datajob_core.shards.splitting), the shards that now
+        cover it, in input order (itself first); their parts are published as ``part-<shard>``,
+        ``part-<shard>-0001``, ... so that names sort in input order, and each must begin where the one
+        before it ended (checked from the records: a gap or an overlap is an error, never published)."""
         done = self._manifest()
         if done is not None and self.owner and done.get("owner") != self.owner:
             # Another job's publication, left here (an output the operator could not claim): not ours to
@@ -222,12 +271,14 @@ class Committer:
             self.store.delete(RESULT)
             done = None
         if done is None:
-            records = [self.committed(shard) for shard in range(shards)]
+            order = _in_input_order(shards, segments or {})
+            records = [self.committed(shard) for shard, _ in order]
+            _check_tiling(segments or {}, {shard: r for (shard, _), r in zip(order, records, strict=True)})
             known = None if failed is None else set(failed)
             entries: list[dict[str, Any]] = []
             ran_on: dict[str, int] = {}  # each distinct worker (pod, profile, node, devices), by first use
             texts: list[str] = []
-            for shard, record in enumerate(records):
+            for (shard, name), record in zip(order, records, strict=True):
                 if record is None:
                     if known is None or shard in known:
                         continue
@@ -249,10 +300,12 @@ class Committer:
                     entry["ranOn"] = ran_on.setdefault(
                         json.dumps(record["hardware"], sort_keys=True), len(ran_on)
                     )
+                if isinstance(record.get("cut"), list) and record["cut"]:
+                    entry["of"] = record["cut"][0]  # a shard split off the map shard it names
                 if not partitions:
-                    data = self._publish(shard, record, part_name(shard))
+                    data = self._publish(shard, record, name)
                     texts.append(self.codec.decode(data))
-                    entry.update(object=part_name(shard), size=len(data), checksum=checksum(data))
+                    entry.update(object=name, size=len(data), checksum=checksum(data))
                 self._publish_bad_records(shard, record)
                 on_shard(shard)
                 entries.append(entry)
@@ -297,7 +350,7 @@ class Committer:
                 "result": {"object": RESULT, "size": len(result), "checksum": checksum(result)},
                 "format": self.codec.format,
                 "shards": entries,
-                "missingShards": [s for s, r in enumerate(records) if r is None],
+                "missingShards": [s for (s, _), r in zip(order, records, strict=True) if r is None],
             }
             if ran_on:  # each worker once; a shard's ranOn is its index (100,000 shards, a few hundred pods)
                 manifest["hardware"] = [json.loads(key) for key in ran_on]
