@@ -9,6 +9,9 @@ the same job on even workers, in one run. Also one input file 10x the others.
     long shard), and size partitioning (the big file cut into shards of the others' size).
 Every variant's result is checked equal to the even run's. Best of ``--repeat``.
 
+With splitting (spec.splitting, minRemainder 2Ki for these small shards) the straggling shard's rest is
+split among idle workers: (b) and (a) are also timed with speculation and splitting both on.
+
 Run: .venv/bin/python benchmarks/skew.py [--repeat 3]
 """
 
@@ -68,7 +71,10 @@ def run(work: Path, name: str, data: Path, *, slow: str = "", **spec: Any) -> tu
         check=True,
     )
     seconds = time.monotonic() - started
-    summary = next((line for line in done.stderr.splitlines() if line.startswith("speculation:")), "")
+    lines = done.stderr.splitlines()
+    summary = next((line for line in lines if line.startswith("speculation:")), "")
+    splits = sum(1 for line in lines if line.startswith("ShardSplit:"))
+    summary += f"{'; ' if summary else ''}{splits} split(s)" if splits else ""
     return seconds, (output / "result").read_bytes(), summary
 
 
@@ -89,6 +95,8 @@ def main() -> int:
         write_input(even, [500] * 24)
         write_input(skewed, [500] * 23 + [5000])
         speculation = {"enabled": True, "minRuntimeSeconds": 1}
+        # These shards are ~10 KB (the default minRemainder, 8Mi, is for real shards of 64Mi or more).
+        splitting = {"enabled": True, "minRemainder": "2Ki"}
         base = best(args.repeat, work, "even", even)
         rows = [
             ("(b) even workers", base),
@@ -99,6 +107,18 @@ def main() -> int:
             (
                 "(b) slot 0 5x slower, speculation on",
                 best(args.repeat, work, "slow-on", even, slow="skew-0-1", speculation=speculation),
+            ),
+            (
+                "(b) slot 0 5x slower, speculation and splitting",
+                best(
+                    args.repeat,
+                    work,
+                    "slow-both",
+                    even,
+                    slow="skew-0-1",
+                    speculation=speculation,
+                    splitting=splitting,
+                ),
             ),
         ]
         (work / "even-33").mkdir()
@@ -113,6 +133,17 @@ def main() -> int:
                 best(args.repeat, work, "even-33", work / "even-33"),
             ),
             ("(a) one file 10x, perFile", best(args.repeat, work, "skew-perfile", skewed)),
+            (
+                "(a) one file 10x, perFile, speculation and splitting",
+                best(
+                    args.repeat,
+                    work,
+                    "skew-split",
+                    skewed,
+                    speculation=speculation,
+                    splitting=splitting,
+                ),
+            ),
             (
                 "(a) one file 10x, size partitioning",
                 best(

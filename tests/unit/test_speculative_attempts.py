@@ -176,3 +176,26 @@ def test_a_shard_assigned_this_very_pass_is_not_judged_even_with_no_minimum_runt
     samples = [(1.0, 1000)] * 3
     assert stragglers([Running(0, "w", 0.0, 0, 1000)], samples, 1.0, policy) == []
     assert [s.shard for s in stragglers([Running(0, "w", 5.0, 0, 1000)], samples, 1.0, policy)] == [0]
+
+
+def test_a_shard_time_limit_starts_a_backup_at_half_the_limit_before_any_rate_or_quantile_says_so() -> None:
+    policy = SpeculationPolicy(enabled=True, time_limit=60.0)
+    # No finished attempts yet (no typical rate) and no shard finished (quantile not reached).
+    assert stragglers([Running(0, "w", 29.0, 10, 1000)], [], 0.0, policy) == []
+    found = stragglers([Running(0, "w", 30.0, 10, 1000)], [], 0.0, policy)
+    assert [(s.shard, s.timed) for s in found] == [(0, True)]
+    # Without speculation the limit only fails attempts (the worker's watchdog).
+    assert stragglers([Running(0, "w", 59.0, 10, 1000)], [], 0.0, SpeculationPolicy(time_limit=60.0)) == []
+
+
+def test_an_original_that_runs_out_of_time_hands_its_shard_to_the_backup_instead_of_failing_it() -> None:
+    ledger = _running_with_backup()
+    assert ledger.speculate(0, "fast", 30.0) is not None
+    # The watchdog ends the original's pod at the limit (exit 124): charged, even on its last attempt.
+    [outcome] = ledger.release_worker("slow", "shardTimeoutSeconds", 60.0, max_attempts=1, charge=(0, 1))
+    assert outcome.kind is OutcomeKind.RETRY
+    assert ledger.state_of(0) is ShardState.ASSIGNED and ledger.in_flight[0].worker == "fast"
+    # The backup running out too uses the shard's last attempt: one attempt only checks storage for a commit
+    # (a death may come after it), then the shard fails with the time limit's reason.
+    ledger.release_worker("fast", "shardTimeoutSeconds", 90.0, max_attempts=1, charge=(0, 2))
+    assert ledger.state_of(0) is ShardState.PENDING and ledger.retry[0].verify == "shardTimeoutSeconds"

@@ -789,7 +789,10 @@ class RetryPolicy(_Model):
         description=(
             "Time limit of one attempt of one map shard (from its start or resume; builtin and function "
             "processors, not exec, reduce tasks or the job commit). On expiry the worker ends (exit code "
-            "124) and the shard is charged, with a reason naming the record it was at. Default: none."
+            "124) and the shard is charged, with a reason naming the record it was at. With "
+            "spec.speculation.enabled, an attempt that has used half of it gets a backup attempt, which "
+            "takes the shard over when the original runs out: the shard fails only when the backup runs "
+            "out too. Default: none."
         ),
     )
     record_timeout_seconds: int | None = Field(

@@ -99,7 +99,7 @@ def policy_from_spec(spec: dict[str, Any], annotations: dict[str, str] | None = 
         max_bad_record_ratio=(spec.get("input") or {}).get("maxBadRecordRatio"),
         profiles=hardware.profiles(spec),
         move_up_seconds=float(spec.get("hardwareMoveUpSeconds") or 0),
-        speculation=speculation_from_spec(spec.get("speculation")),
+        speculation=speculation_from_spec(spec.get("speculation"), retry.get("shardTimeoutSeconds")),
         active_deadline=float(spec.get("activeDeadlineSeconds") or 0),
         splitting=splitting_from_spec(spec),
     )
@@ -117,7 +117,7 @@ def splitting_from_spec(spec: dict[str, Any]) -> SplittingPolicy:
     )
 
 
-def speculation_from_spec(spec: dict[str, Any] | None) -> SpeculationPolicy:
+def speculation_from_spec(spec: dict[str, Any] | None, time_limit: float | None = None) -> SpeculationPolicy:
     spec = spec or {}
     default = SpeculationPolicy()
     return SpeculationPolicy(
@@ -126,6 +126,7 @@ def speculation_from_spec(spec: dict[str, Any] | None) -> SpeculationPolicy:
         multiplier=float(spec.get("multiplier", default.multiplier)),
         min_runtime=float(spec.get("minRuntimeSeconds", default.min_runtime)),
         max_backups=int(spec.get("maxBackups", default.max_backups)),
+        time_limit=float(time_limit or 0),
     )
 
 
@@ -741,8 +742,14 @@ def _speculate(
             Event(
                 "Normal",
                 "Speculated",
-                f"shard {straggler.shard} runs slow on {straggler.worker} ({_per_second(straggler.rate)}, "
-                f"typical {_per_second(straggler.typical)}): backup attempt {backup.attempt} on {target}",
+                (
+                    f"shard {straggler.shard} has used half of retryPolicy.shardTimeoutSeconds on "
+                    f"{straggler.worker}"
+                    if straggler.timed
+                    else f"shard {straggler.shard} runs slow on {straggler.worker} "
+                    f"({_per_second(straggler.rate)}, typical {_per_second(straggler.typical)})"
+                )
+                + f": backup attempt {backup.attempt} on {target}",
             )
         )
 

@@ -8,6 +8,11 @@ long as its size needs at the median rate, *and* its own rate is below the media
 shard that is merely large (one file ten times the others) reads at the usual rate and is not speculated;
 a shard on a slow node (a noisy neighbour, an older GPU) is. A shard queued behind another on a busy
 worker has read nothing, so it counts as a straggler once it has waited as long.
+
+With a shard time limit (``spec.retryPolicy.shardTimeoutSeconds``) an attempt that has used half of it is
+a straggler whatever the rates and the quantile say: its backup starts in time to finish within its own
+limit, so the limit fails the shard only when the backup runs out too (a death with a backup running
+hands the shard to the backup, datajob_core.shards.ledger).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ class SpeculationPolicy:
     multiplier: float = 1.5
     min_runtime: float = 10.0
     max_backups: int = 1  # backup attempts running at once
+    time_limit: float = 0.0  # spec.retryPolicy.shardTimeoutSeconds; 0: none
 
 
 @dataclass(frozen=True)
@@ -44,7 +50,8 @@ class Straggler:
     shard: int
     worker: str
     rate: float  # its bytes/s
-    typical: float  # the median bytes/s of finished attempts
+    typical: float  # the median bytes/s of finished attempts (0: none yet)
+    timed: bool = False  # judged by the shard time limit, not by rates
 
 
 def typical_rate(samples: Sequence[tuple[float, int]]) -> float | None:
@@ -62,16 +69,24 @@ def stragglers(
     """The shards worth a backup, the one with the most time left first. ``finished``: the fraction of
     map shards done."""
     typical = typical_rate(samples)
-    if not policy.enabled or typical is None or finished < policy.quantile:
+    if not policy.enabled:
         return []
+    judged = typical is not None and finished >= policy.quantile
     found: list[tuple[float, Straggler]] = []
     for shard in running:
-        if shard.elapsed <= 0 or shard.elapsed < policy.min_runtime or shard.read >= shard.size:
+        if shard.elapsed <= 0 or shard.read >= shard.size:
             continue
         rate = shard.read / shard.elapsed
-        if shard.elapsed < policy.multiplier * shard.size / typical or rate * policy.multiplier >= typical:
-            continue
+        timed = policy.time_limit > 0 and shard.elapsed >= policy.time_limit / 2
+        if not timed:
+            if not judged or typical is None or shard.elapsed < policy.min_runtime:
+                continue
+            if (
+                shard.elapsed < policy.multiplier * shard.size / typical
+                or rate * policy.multiplier >= typical
+            ):
+                continue
         left = (shard.size - shard.read) / rate if rate > 0 else float("inf")
-        found.append((left, Straggler(shard.shard, shard.worker, rate, typical)))
+        found.append((left, Straggler(shard.shard, shard.worker, rate, typical or 0.0, timed)))
     found.sort(key=lambda item: (-item[0], item[1].shard))
     return [straggler for _, straggler in found]
