@@ -128,6 +128,7 @@ def status_report(job: dict[str, Any], events: Sequence[EventView]) -> dict[str,
         "output": status.get("output"),
         "hardware": status.get("hardware"),
         "speculation": status.get("speculation"),
+        "splitting": status.get("splitting"),
         "conditions": true_conditions,
         "recentFailures": failures,
     }
@@ -172,6 +173,14 @@ def format_status(report: dict[str, Any]) -> str:
             f"Backups:    {speculation['launched']} launched, {speculation.get('won', 0)} won, "
             f"{speculation.get('wasted', 0)} wasted, {speculation.get('running', 0)} running"
             + (f"; shards: {shards}" if shards else "")
+        )
+    splitting = report.get("splitting") or {}
+    if splitting.get("shards") or splitting.get("off"):
+        lines.append(
+            f"Splits:     off: {splitting['off']}"
+            if splitting.get("off")
+            else f"Splits:     {splitting['shards']} shard(s) split into {splitting.get('made', 0)} more, "
+            f"{splitting.get('requested', 0)} requested now"
         )
     if report.get("output"):
         lines.append(f"Output:     {report['output'].get('uri')} (commit {report['output'].get('commit')})")

@@ -43,6 +43,14 @@ BACKUPS = Counter(
     "the original) or wasted (the original committed first)",
     [*JOB, "outcome"],
 )
+SPLITS = Counter(
+    "datajob_shard_splits_total",
+    "Running shards whose remainder was split off into new shards (spec.splitting)",
+    JOB,
+)
+SPLIT_SHARDS = Counter(
+    "datajob_split_shards_total", "Shards made from split-off remainders (spec.splitting)", JOB
+)
 SHARD_SECONDS = Histogram(
     "datajob_shard_duration_seconds",
     "Duration of shard attempts that committed (assignment to commit)",
@@ -95,6 +103,9 @@ def observe(namespace: str, job: str, status: dict[str, Any]) -> None:
         "failure": max(0, restarts - disruptions),
         "disruption": disruptions,
     }
+    splitting = status.get("splitting") or {}
+    sources["splits"] = int(splitting.get("shards", 0))
+    sources["split-shards"] = int(splitting.get("made", 0))
     speculation = status.get("speculation") or {}
     for outcome in BACKUP_OUTCOMES:
         sources[f"backup-{outcome}"] = int(speculation.get(outcome, 0))
@@ -104,6 +115,9 @@ def observe(namespace: str, job: str, status: dict[str, Any]) -> None:
     # A counter only goes up: a lower value (the job was recreated under the same name) counts from 0.
     for key, counter in (("records", RECORDS), ("bytes", BYTES), ("skipped", SKIPPED)):
         counter.labels(namespace, job).inc(_increase(sources[key], last.get(key)))
+    if splitting:
+        SPLITS.labels(namespace, job).inc(_increase(sources["splits"], last.get("splits")))
+        SPLIT_SHARDS.labels(namespace, job).inc(_increase(sources["split-shards"], last.get("split-shards")))
     for cause in CAUSES:
         FAILOVERS.labels(namespace, job, cause).inc(_increase(sources[cause], last.get(cause)))
     if speculation:

@@ -129,3 +129,15 @@ def test_status_shows_backup_attempts_and_who_won() -> None:
     text = format_status(status_report(job("Running", speculation=speculation), []))
     assert "Backups:    3 launched, 2 won, 1 wasted, 0 running; shards: 4 (backup), 9 (original)" in text
     assert "Backups:" not in format_status(status_report(job("Running"), []))
+
+
+def test_status_shows_split_shards_or_why_splitting_is_off() -> None:
+    text = format_status(
+        status_report(job("Running", splitting={"shards": 2, "made": 5, "requested": 1}), [])
+    )
+    assert "Splits:     2 shard(s) split into 5 more, 1 requested now" in text
+    off = {"shards": 0, "made": 0, "requested": 0, "off": "input format parquet is not split"}
+    assert "Splits:     off: input format parquet is not split" in format_status(
+        status_report(job("Running", splitting=off), [])
+    )
+    assert "Splits:" not in format_status(status_report(job("Running"), []))
