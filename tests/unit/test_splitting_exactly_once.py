@@ -99,7 +99,10 @@ class Simulation:
         if attempt is None:
             return
         if attempt.asked and attempt.offset is not None:
-            self.commit(worker, attempt, [attempt.piece, attempt.offset], now)
+            # As the worker does: an end only when something is left past it.
+            at = (attempt.piece, attempt.offset)
+            left = splitting.remainder(splitting.whole(0, attempt.pieces), at, attempt.pieces)
+            self.commit(worker, attempt, None if left is None else list(at), now)
             return
         if attempt.read(count):
             self.commit(worker, attempt, None, now)

@@ -29,6 +29,7 @@ from datajob_core import protocol
 from datajob_core.data import shuffle
 from datajob_core.data.locations import StorageConfig
 from datajob_core.protocol import ShardTask
+from datajob_core.shards import splitting
 from datajob_core.storage.checkpoint_store import CheckpointStore, CheckpointUnreadableError, Saved
 from datajob_core.storage.committer import Committer, ForeignOutputError
 from datajob_core.storage.output_format import OutputCodec
@@ -296,7 +297,9 @@ def run_shard(task: ShardTask, context: ShardContext) -> Progress:
         _read_pieces(context, progress, state, pieces, errors, process=process, every=every)
     except ShardSplitRequestedError:
         # Every callback comes where the state covers exactly the records before progress.offset.
-        progress.end = [progress.piece, int(progress.offset or 0)]
+        at = (progress.piece, int(progress.offset or 0))
+        if splitting.remainder(splitting.whole(task.shard, pieces), at, pieces) is not None:
+            progress.end = list(at)  # else nothing is left: an ordinary commit of the whole shard
     meta: dict[str, Any] = {
         "shard": task.shard,
         "records": progress.records,
@@ -323,8 +326,13 @@ def run_shard(task: ShardTask, context: ShardContext) -> Progress:
     else:
         won = context.output.commit(task.shard, task.attempt, rendered, meta, dead_letters=dead)
     if not won:
-        # Another attempt's record stands: where it ends is what the ledger must hear (it splits the rest).
-        progress.end = end_of(context.output.committed(task.shard))
+        # Another attempt's record stands: where it ends is what the ledger must hear (it splits the rest),
+        # and what it counted (the records it covers), as for a shard found already committed.
+        winner = context.output.committed(task.shard) or {}
+        progress.end = end_of(winner)
+        progress.records = int(winner.get("records", progress.records))
+        progress.bytes = int(winner.get("bytes", progress.bytes))
+        progress.skipped = int(winner.get("skipped", progress.skipped))
     return progress
 
 
@@ -350,6 +358,8 @@ def _read_pieces(
     while progress.piece < len(pieces):
         piece = pieces[progress.piece]
         path, start, end = piece["path"], int(piece["start"]), int(piece["end"])
+        if progress.offset is None and piece.get("exact"):
+            progress.offset = start  # a split off where a worker stopped: a record boundary, as a checkpoint
         if context.fmt == "parquet":
             # For parquet the offset counts rows of this piece rather than bytes.
             try:

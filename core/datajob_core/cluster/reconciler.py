@@ -17,7 +17,7 @@ from datajob_core.cluster.hardware import Profile
 from datajob_core.cluster.queueing import Admission
 from datajob_core.data import plan_store
 from datajob_core.data.planning import byte_quantity
-from datajob_core.protocol import AssignmentMessage, ReportMessage, ShardTask
+from datajob_core.protocol import AssignmentMessage, LostInput, ReportMessage, ShardTask
 from datajob_core.shards import splitting
 from datajob_core.shards.assignment import plan_assignments
 from datajob_core.shards.failure_policy import (
@@ -28,7 +28,7 @@ from datajob_core.shards.failure_policy import (
     judge_exit,
     rules_from_spec,
 )
-from datajob_core.shards.ledger import Ledger
+from datajob_core.shards.ledger import Ledger, ShardState
 from datajob_core.shards.progress import Picture, Stall, input_bytes, stall_cause
 from datajob_core.shards.rangeset import RangeSet
 from datajob_core.shards.retry import backoff_seconds
@@ -794,8 +794,15 @@ def _split_off(
     if root >= len(plan):
         return
     pieces = splitting.pieces_of(plan[root])
-    idle = sum(1 for slot in state.slots.values() if slot.pod and not ledger.held_by(slot.pod))
-    split = splitting.split_rest(root, ledger.cuts.get(shard), end, pieces, workers=idle, least=least)
+    busy = ledger.workers()
+    idle = sum(
+        1
+        for slot in state.slots.values()
+        if slot.pod and slot.pod not in busy and not slot.draining and not slot.disrupted
+    )
+    split = splitting.split_rest(
+        root, ledger.cuts.get(shard), end, pieces, workers=idle, least=least, made=ledger.children
+    )
     if split is None:
         return
     keep, rest = split
@@ -829,8 +836,9 @@ def _request_splits(
     state.split_requests = [
         [s, a] for s, a in state.split_requests if (entry := ledger.in_flight.get(s)) and entry.attempt == a
     ]
-    idle = [p for p in live if not ledger.held_by(p) and by_name.get(p) and by_name[p].phase == "Running"]
-    room = min(len(idle), splitting.MAX_CUTS - ledger.children - len(idle)) - len(state.split_requests)
+    busy = ledger.workers()
+    idle = [p for p in live if p not in busy and by_name.get(p) and by_name[p].phase == "Running"]
+    room = len(idle) - len(state.split_requests) if ledger.children < splitting.MAX_CUTS else 0
     if room <= 0:
         return
     asked = {s for s, _ in state.split_requests}
@@ -854,8 +862,9 @@ def _request_splits(
         if report.current.attempt != entry.attempt:
             continue
         progress = report.progress.get(str(shard))
-        read = progress.bytes if progress is not None and progress.attempt == entry.attempt else 0
-        left = _input_size(ledger, shard, plan) - read
+        if progress is None or progress.attempt != entry.attempt or not progress.bytes:
+            continue  # not read from yet: how much is left is not known, and it may end as soon
+        left = _input_size(ledger, shard, plan) - progress.bytes
         if left >= 2 * least:
             candidates.append((left, shard, entry.attempt))
     for left, shard, attempt in sorted(candidates, reverse=True)[:room]:
@@ -1087,7 +1096,7 @@ def _move_up(ctx: _Pass, workers: list[ObservedWorker]) -> None:
         and not slot.disrupted
         and not _removed(policy, slot)
         and rank.get(_profile_of(policy, slot).name, 0) > rank.get(best, 0)
-        and all(shard < map_shards for shard in state.ledger.in_flight_for(slot.pod or ""))
+        and all(state.ledger.placed(s) < map_shards for s in state.ledger.in_flight_for(slot.pod or ""))
     ]
     if not lower:
         decision.events.append(Event("Normal", "HardwareMoveUp", f"hardware profile {best} is tried again"))
@@ -1212,11 +1221,10 @@ def _retry_failed(ctx: _Pass) -> None:
         decision.events.append(Event("Normal", "RetryIgnored", "the job has succeeded; nothing to retry"))
         return
     map_shards = Layout.of(ledger).map_shards
-    failed_maps = [s for s in ledger.failed if s < map_shards]
-    top = ledger.succeeded.max()
-    later_started = (top is not None and top >= map_shards) or any(
-        shard >= map_shards for shard in (*ledger.in_flight, *ledger.retry, *ledger.failed)
-    )
+    failed_maps = [s for s in ledger.failed if ledger.placed(s) < map_shards]
+    later_started = any(
+        max(a, map_shards) < min(b, ledger.total) for a, b in ledger.succeeded.intervals()
+    ) or any(ledger.placed(s) >= map_shards for s in (*ledger.in_flight, *ledger.retry, *ledger.failed))
     if failed_maps and later_started:
         decision.events.append(
             Event(
@@ -1272,7 +1280,7 @@ def _check_progress(ctx: _Pass, workers: list[ObservedWorker], admitted: bool = 
     if not state.progressed_at or state.phase is Phase.SUSPENDED:
         state.progressed_at = now
     map_shards = Layout.of(state.ledger).map_shards
-    if any(shard >= map_shards for shard in state.ledger.in_flight):
+    if any(state.ledger.placed(shard) >= map_shards for shard in state.ledger.in_flight):
         # Reduce tasks and the job commit do not checkpoint; their workers' heartbeats show they are alive
         # (a silent one is replaced at the heartbeat deadline). Their completion is progress.
         return False
@@ -1411,12 +1419,14 @@ def _fold(
                 max_attempts=policy.max_shard_attempts,
                 backoff_seconds=delay,
                 permanent=outcome.permanent,
-                counted=lost is None,
+                # Not the task's fault when a map shard's output is gone and can run again; otherwise it is
+                # charged, so a task that keeps finding the same problem fails instead of looping.
+                counted=not _reopenable(ledger, layout, lost),
             )
             reopened = (
                 lost is not None
                 and result.retrying
-                and lost.shard < layout.map_shards
+                and _reopenable(ledger, layout, lost)
                 and ledger.reopen(lost.shard, lost.attempt, f"its output was lost: {outcome.reason}", now)
             )
             if reopened and lost is not None:
@@ -1454,6 +1464,16 @@ def _fold(
         completed = sum(1 for outcome in report.done if outcome.seq > slot.acked)
         _adapt_window(slot, policy, completed, idle=report.current is None)
     slot.acked = max(slot.acked, report.seq)
+
+
+def _reopenable(ledger: Ledger, layout: Layout, lost: LostInput | None) -> bool:
+    """Whether a lost map output can be made again: a succeeded map shard (or one split off one)."""
+    return (
+        lost is not None
+        and 0 <= lost.shard < ledger.total + ledger.children
+        and ledger.placed(lost.shard) < layout.map_shards
+        and ledger.state_of(lost.shard) is ShardState.SUCCEEDED
+    )
 
 
 MAX_FAILED_RANGES = 2000  # of the commit task's failed list, to keep the assignment small
@@ -1534,7 +1554,7 @@ def _finish(
         return True
     layout = Layout.of(ledger)
     # A reduce task or the job commit out of attempts fails the job (maxFailedShards is for map shards).
-    after_map = sorted(shard for shard in ledger.failed if shard >= layout.map_shards)
+    after_map = sorted(shard for shard in ledger.failed if ledger.placed(shard) >= layout.map_shards)
     if after_map:
         shard, entry = after_map[0], ledger.failed[after_map[0]]
         reason = "JobCommitFailed" if shard == layout.commit else "ReduceFailed"
@@ -1543,7 +1563,7 @@ def _finish(
         return True
     failed = ledger.failed_count(0, layout.map_shards)
     if failed > policy.max_failed_shards:
-        first = min((s for s in ledger.failed if s < layout.map_shards), default=None)
+        first = min((s for s in ledger.failed if ledger.placed(s) < layout.map_shards), default=None)
         named = f"shard {first}: {ledger.failed[first].reason}" if first is not None else "unknown"
         _fail(
             state,

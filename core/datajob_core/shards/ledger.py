@@ -234,7 +234,7 @@ class Ledger:
         return ShardState.SUCCEEDED
 
     def counts(self, first: int = 0, end: int | None = None) -> Counts:
-        """Counts over shards ``[first, end)`` (default: all)."""
+        """Counts over shards ``[first, end)`` (default: all), with the children of splits of those shards."""
         end = self.total if end is None else end
         if (first, end) == (0, self.total):
             return Counts(
@@ -245,17 +245,22 @@ class Ledger:
                 failed=len(self.failed),
             )
         succeeded = sum(max(0, min(b, end) - max(a, first)) for a, b in self.succeeded.intervals())
+        children = [
+            c for c in range(self.total, self.total + self.children) if first <= self.cuts[c].root < end
+        ]
+        succeeded += sum(1 for c in children if c in self.succeeded)
         return Counts(
-            total=end - first,
-            pending=sum(first <= s < end for s in self.retry) + max(0, end - max(first, self.next_fresh)),
-            running=sum(first <= s < end for s in self.in_flight),
+            total=end - first + len(children),
+            pending=sum(first <= self.placed(s) < end for s in self.retry)
+            + max(0, end - max(first, self.next_fresh)),
+            running=sum(first <= self.placed(s) < end for s in self.in_flight),
             succeeded=succeeded,
-            failed=sum(first <= s < end for s in self.failed),
+            failed=self.failed_count(first, end),
         )
 
     def failed_count(self, first: int = 0, end: int | None = None) -> int:
         end = self.total if end is None else end
-        return sum(first <= s < end for s in self.failed)
+        return sum(first <= self.placed(s) < end for s in self.failed)
 
     def is_finished(self) -> bool:
         """Nothing pending and nothing in flight: every shard either succeeded or failed."""
@@ -289,7 +294,8 @@ class Ledger:
 
     def placed(self, shard: int) -> int:
         """Where a shard stands in stage order: a child of a split stands where its root does."""
-        return self.cuts[shard].root if shard >= self.total else shard
+        cut = self.cuts.get(shard) if shard >= self.total else None
+        return cut.root if cut is not None else shard
 
     def map_shards_of(self, map_shards: int) -> list[int]:
         """The shards of the map stage: ``0 .. map_shards-1`` and every child of a split."""

@@ -29,7 +29,7 @@ SPLITTABLE_FORMATS = ("text", "jsonl", "csv")
 DEFAULT_MIN_REMAINDER = "8Mi"
 # Cuts the ledger may hold (each is a few numbers in the status): splitting is for a job's tail, not a
 # second partitioning.
-MAX_CUTS = 2000
+MAX_CUTS = 1000
 
 
 @dataclass(frozen=True)
@@ -45,21 +45,25 @@ class Cut:
     root: int
     start: Position
     end: Position
+    # The start is where a worker stopped: a record boundary as its reader saw it, read from exactly there
+    # (as a checkpoint's offset is) rather than aligned again (a CSV quote parity scan could disagree).
+    exact: bool = False
 
     def to_list(self) -> list[int]:
-        return [self.root, *self.start, *self.end]
+        return [self.root, *self.start, *self.end, *([1] if self.exact else [])]
 
     @classmethod
     def from_list(cls, value: Any) -> Cut:
         if (
             not isinstance(value, list)
-            or len(value) != 5
+            or len(value) not in (5, 6)
             or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)
         ):
             raise ValueError(
-                f"a cut must be 5 non-negative ints [root, piece, offset, piece, offset], got {value!r}"
+                "a cut must be 5 or 6 non-negative ints [root, piece, offset, piece, offset, exact], "
+                f"got {value!r}"
             )
-        cut = cls(value[0], (value[1], value[2]), (value[3], value[4]))
+        cut = cls(value[0], (value[1], value[2]), (value[3], value[4]), len(value) == 6 and value[5] == 1)
         if cut.end < cut.start:
             raise ValueError(f"a cut must not end before it starts, got {value!r}")
         return cut
@@ -115,6 +119,8 @@ def entry(cut: Cut, pieces: list[dict[str, Any]]) -> dict[str, Any]:
     root's piece ``cut.start[0] + i`` (so a position it reports maps back: :func:`absolute`). The cut itself
     goes with it, for the commit record."""
     clipped = [{**pieces[index], "start": first, "end": end} for index, first, end in _spans(cut, pieces)]
+    if cut.exact and clipped:
+        clipped[0]["exact"] = True
     return {"pieces": clipped, "cut": cut.to_list()}
 
 
@@ -157,18 +163,29 @@ def divide(cut: Cut, parts: int, pieces: list[dict[str, Any]]) -> list[Cut]:
 
 
 def split_rest(
-    root: int, cut: Cut | None, end: Any, pieces: list[dict[str, Any]], *, workers: int, least: int
+    root: int,
+    cut: Cut | None,
+    end: Any,
+    pieces: list[dict[str, Any]],
+    *,
+    workers: int,
+    least: int,
+    made: int = 0,
 ) -> tuple[Cut, list[Cut]] | None:
     """A shard of ``root`` (covering ``cut``, None: the whole root) committed only up to ``end`` (its
     worker's ``[piece, offset]``): the cut it keeps, and its rest in at most ``workers`` parts of at least
-    ``least`` bytes (one part at the least). None when nothing is left past ``end``."""
+    ``least`` bytes, and no more than leave ``made`` (children so far) within MAX_CUTS (one part at the
+    least: a rest is never dropped). None when nothing is left past ``end``."""
     cut = cut or whole(root, pieces)
     at = absolute(cut, end)
-    rest = None if at is None else remainder(cut, at, pieces)
-    if at is None or rest is None:
+    if at is None or not cut.start <= at <= cut.end:
+        return None  # not a position in this shard: nothing is split (and the job commit refuses the record)
+    rest = remainder(cut, at, pieces)
+    if rest is None:
         return None
-    parts = max(1, min(workers, size(rest, pieces) // max(least, 1)))
-    return Cut(root, cut.start, at), divide(rest, parts, pieces)
+    parts = max(1, min(workers, size(rest, pieces) // max(least, 1), MAX_CUTS - made))
+    first, *others = divide(rest, parts, pieces)
+    return Cut(root, cut.start, at, cut.exact), [Cut(root, first.start, first.end, exact=True), *others]
 
 
 def segments(cuts: dict[int, Cut]) -> dict[int, list[int]]:

@@ -54,6 +54,11 @@ class ForeignOutputError(Exception):
     """A commit record in this output was written by another job."""
 
 
+class SplitMismatchError(Exception):
+    """The commit records of a split shard do not tile its input: publishing would lose or repeat records.
+    An ordinary (charged) failure of the job commit: rerunning it reads the same records."""
+
+
 class MissingOutputError(Exception):
     """A committed shard's objects are gone (deleted by someone else): the shard must run again."""
 
@@ -96,6 +101,13 @@ def _in_input_order(shards: int, segments: dict[int, list[int]]) -> list[tuple[i
 def _check_tiling(segments: dict[int, list[int]], records: dict[int, dict[str, Any] | None]) -> None:
     """Each shard split off a map shard must begin where the record before it ends: a record that ran past
     a split (or stopped short of one) would publish records twice (or lose them)."""
+    followed = {shard for parts in segments.values() for shard in parts[:-1]}
+    for shard, record in records.items():
+        if record is not None and "end" in record and shard not in followed:
+            # It stopped early, yet no shard follows it (its rest was split off after this commit began).
+            raise SplitMismatchError(
+                f"shard {shard} stopped at {record['end']}, but no shard covers the rest of its input"
+            )
     for root, parts in segments.items():
         for before, after in itertools.pairwise(parts):
             left, right = records.get(before), records.get(after)
@@ -103,8 +115,7 @@ def _check_tiling(segments: dict[int, list[int]], records: dict[int, dict[str, A
                 continue  # a failed shard (within maxFailedShards): its records are missing anyway
             ends, starts = _ends(left), _starts(right)
             if ends is None or ends != starts:
-                raise MissingOutputError(
-                    after,
+                raise SplitMismatchError(
                     f"shard {after} (split off shard {root}) begins at {starts} but shard {before} "
                     f"ends at {ends or 'the end of the shard'}: its output would be published twice or lost",
                 )
@@ -112,16 +123,16 @@ def _check_tiling(segments: dict[int, list[int]], records: dict[int, dict[str, A
 
 def _starts(record: dict[str, Any]) -> list[int] | None:
     cut = record.get("cut")
-    return [int(cut[1]), int(cut[2])] if isinstance(cut, list) and len(cut) == 5 else None
+    return [int(cut[1]), int(cut[2])] if isinstance(cut, list) and len(cut) >= 5 else None
 
 
 def _ends(record: dict[str, Any]) -> list[int] | None:
     """Where a record's output ends in its root shard; None: at the root's end."""
     cut, end = record.get("cut"), record.get("end")
-    first = int(cut[1]) if isinstance(cut, list) and len(cut) == 5 else 0
+    first = int(cut[1]) if isinstance(cut, list) and len(cut) >= 5 else 0
     if isinstance(end, list) and len(end) == 2:
         return [first + int(end[0]), int(end[1])]
-    return [int(cut[3]), int(cut[4])] if isinstance(cut, list) and len(cut) == 5 else None
+    return [int(cut[3]), int(cut[4])] if isinstance(cut, list) and len(cut) >= 5 else None
 
 
 @dataclass(frozen=True)
