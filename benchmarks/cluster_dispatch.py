@@ -44,11 +44,11 @@ from kubernetes.client.rest import ApiException
 
 from datajob_core.protocol import (
     ASSIGNMENT_ANNOTATION,
-    REPORT_ANNOTATION,
     AssignmentMessage,
     CurrentShard,
     ReportMessage,
     ShardOutcome,
+    report_annotation,
 )
 from datajob_testenv.cluster import TestCluster
 from datajob_testenv.datajobs import GROUP, PLURAL, VERSION
@@ -201,7 +201,8 @@ class Fleet:
         self._send(worker, text)
 
     def _send(self, worker: FakeWorker, text: str) -> None:
-        body = {"metadata": {"annotations": {REPORT_ANNOTATION: text}}, "spec": {"renewTime": now_iso()}}
+        key = report_annotation(worker.pod)
+        body = {"metadata": {"annotations": {key: text}}, "spec": {"renewTime": now_iso()}}
         try:
             self.leases.patch_namespaced_lease(worker.lease, NAMESPACE, body)
             worker.last_beat = time.monotonic()

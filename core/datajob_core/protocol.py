@@ -12,6 +12,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 ASSIGNMENT_ANNOTATION = "datajob.dev/assignment"
 REPORT_ANNOTATION = "datajob.dev/report"
+# A slot's replacement pod is created while the pod it replaces still terminates (and sends its final
+# checkpoint): pods of even incarnations report under this key instead, so neither overwrites the other.
+REPORT_ANNOTATION_EVEN = "datajob.dev/report-b"
+REPORT_ANNOTATIONS = (REPORT_ANNOTATION, REPORT_ANNOTATION_EVEN)
 LEASE_SUFFIX = "-w"
 
 # Env vars the operator sets on worker pods; the worker reads them at start.
@@ -49,6 +53,15 @@ ENV_DRIVER_PID = "DATAJOB_DRIVER_PID"
 
 def lease_name(job: str, slot: int) -> str:
     return f"{job}{LEASE_SUFFIX}{slot}"
+
+
+def report_annotation(pod: str) -> str:
+    """The annotation a worker pod writes its reports to: by its incarnation (the pod name's last number,
+    ``<job>-<slot>-<incarnation>``), so a pod and its replacement alternate keys."""
+    _, _, incarnation = pod.rpartition("-")
+    return (
+        REPORT_ANNOTATION_EVEN if incarnation.isdigit() and int(incarnation) % 2 == 0 else REPORT_ANNOTATION
+    )
 
 
 class _Message(BaseModel):

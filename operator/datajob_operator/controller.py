@@ -173,17 +173,21 @@ class JobController:
         self._read_devices(raw_pods)
         leases = {view.name: view for view in map(LeaseView.of, self._leases())}
         reports: dict[int, ObservedReport] = {}
-        for slot in state.slots:
+        for slot, held in state.slots.items():
             view = leases.get(lease_name(self.jobs.name, slot))
             if view is None:
                 continue
-            report = None
-            if view.report:
-                try:
-                    report = ReportMessage.model_validate_json(view.report)
-                except ValueError:
-                    self.log.warning("ignoring malformed worker report", lease=view.name)
-            reports[slot] = ObservedReport(slot, report, epoch(view.renew_time))
+            found: list[ReportMessage] = []
+            for raw in (view.report, view.report_even):
+                if raw:
+                    try:
+                        found.append(ReportMessage.model_validate_json(raw))
+                    except ValueError:
+                        self.log.warning("ignoring malformed worker report", lease=view.name)
+            # The slot's pod's own report, and the final one of the pod it replaces while that terminates.
+            report = next((r for r in found if r.pod == held.pod), found[0] if found else None)
+            leaving = next((r for r in found if held.leaving and r.pod == held.leaving), None)
+            reports[slot] = ObservedReport(slot, report, epoch(view.renew_time), leaving=leaving)
 
         queue = self.kueue.follow(job, state)
         decision = reconcile(

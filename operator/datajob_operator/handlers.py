@@ -20,7 +20,7 @@ from kubernetes import client, config
 from datajob_core.cluster.node_drain import draining_reason
 from datajob_core.cluster.reconciler import RETRY_ANNOTATION
 from datajob_core.data.storage_access import StorageAccessPolicy
-from datajob_core.protocol import REPORT_ANNOTATION
+from datajob_core.protocol import REPORT_ANNOTATIONS
 
 from . import informer, metrics
 from .controller import JobController, PassTimings
@@ -188,7 +188,8 @@ def _worker_wrote(old: dict[str, Any], new: dict[str, Any]) -> bool:
     news: the cache keeps it for the next pass, and the heartbeat deadline is a timer of its own."""
 
     def report(lease: dict[str, Any]) -> Any:
-        return ((lease.get("metadata") or {}).get("annotations") or {}).get(REPORT_ANNOTATION)
+        annotations = (lease.get("metadata") or {}).get("annotations") or {}
+        return [annotations.get(key) for key in REPORT_ANNOTATIONS]
 
     return bool(report(old) != report(new))
 

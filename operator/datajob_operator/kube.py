@@ -18,7 +18,7 @@ from kubernetes import client
 from kubernetes.client.rest import ApiException
 
 from datajob_core.cluster.node_drain import draining_nodes
-from datajob_core.protocol import ASSIGNMENT_ANNOTATION, REPORT_ANNOTATION
+from datajob_core.protocol import ASSIGNMENT_ANNOTATION, REPORT_ANNOTATION, REPORT_ANNOTATION_EVEN
 
 from .timestamps import now_iso
 
@@ -125,6 +125,7 @@ class LeaseView:
     assignment: str | None
     report: str | None
     renew_time: str | None
+    report_even: str | None = None  # what a pod of an even incarnation reports (protocol.report_annotation)
 
     @classmethod
     def of(cls, lease: dict[str, Any]) -> LeaseView:
@@ -136,6 +137,7 @@ class LeaseView:
             annotations.get(ASSIGNMENT_ANNOTATION),
             annotations.get(REPORT_ANNOTATION),
             (lease.get("spec") or {}).get("renewTime"),
+            annotations.get(REPORT_ANNOTATION_EVEN),
         )
 
 

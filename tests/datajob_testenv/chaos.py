@@ -24,7 +24,7 @@ from typing import Any
 import yaml
 from kubernetes import client
 
-from datajob_core.protocol import REPORT_ANNOTATION, ReportMessage
+from datajob_core.protocol import REPORT_ANNOTATIONS, ReportMessage
 from datajob_worker.cli import main as datajob
 
 from .cluster import TestCluster
@@ -162,8 +162,8 @@ class WorkerKiller(threading.Thread):
             except Exception:  # noqa: BLE001 - the API server is being restarted too
                 continue
             now = time.monotonic()
-            for lease in leases.items:
-                raw = (lease.metadata.annotations or {}).get(REPORT_ANNOTATION)
+            for lease, annotation in ((item, k) for item in leases.items for k in REPORT_ANNOTATIONS):
+                raw = (lease.metadata.annotations or {}).get(annotation)
                 report = ReportMessage.model_validate_json(raw) if raw else None
                 if report is None or report.current is None:
                     continue

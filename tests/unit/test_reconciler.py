@@ -21,7 +21,7 @@ from datajob_core.cluster.reconciler import (
     policy_from_spec,
     reconcile,
 )
-from datajob_core.protocol import CurrentShard, ReportMessage, ShardOutcome
+from datajob_core.protocol import CurrentShard, ReportMessage, ShardOutcome, ShardProgress, report_annotation
 from datajob_core.shards.failure_policy import Action, ExitCodeRule
 from datajob_core.shards.ledger import FailedShard, Ledger, ShardState
 from datajob_core.shards.stages import Layout
@@ -123,17 +123,46 @@ def test_disruptions_charge_nothing_and_are_replaced_at_once() -> None:
     assert state.slots[0].restarts == 0
 
 
-def test_a_pod_deleted_by_someone_else_gets_no_new_shards_and_is_not_charged() -> None:
+def test_a_pod_deleted_by_someone_else_is_replaced_while_it_terminates_and_its_final_checkpoint_is_kept() -> (
+    None
+):
     state, policy, pods = start()
     deleting = running(pods, **{pods[0]: {"deleting": True}})
     decision = step(state, policy, deleting, processing(pods[0], 0, 0))
-    assert decision.assignments[0].stop
-    assert state.ledger.in_flight_for(pods[0]) == [0, 2]  # kept until it is gone (its last report folds)
-    exited = running(pods)
-    exited[0] = ObservedWorker(name=pods[0], slot=0, phase="Succeeded", started_at=0.0)
-    step(state, policy, exited, processing(pods[0], 0, 0), now=3.0)
-    assert all(entry.failures == 0 for entry in state.ledger.retry.values())
+    new = state.slots[0].pod
+    assert new is not None and new != pods[0] and (0, new) in decision.create  # in the same pass
+    assert decision.assignments[0].pod == new and not decision.assignments[0].stop
+    assert state.slots[0].leaving == pods[0]
+    assert state.ledger.in_flight_for(pods[0]) == [0, 2]  # kept until it is gone or says it stopped
+    assert report_annotation(new) != report_annotation(pods[0])  # neither report overwrites the other
+    # Its final report, under its own key, carries its SIGTERM checkpoint; then its shards go back, uncharged.
+    checkpoint = {"piece": 0, "offset": 99, "records": 7}
+    final = ReportMessage(
+        pod=pods[0], seq=2, progress={"0": ShardProgress(attempt=1, checkpoint=checkpoint)}, terminated=True
+    )
+    workers = [*deleting, ObservedWorker(name=new, slot=0, phase="Pending")]
+    reports = {0: ObservedReport(0, None, renewed_at=3.0, leaving=final)}
+    step(state, policy, workers, reports, now=3.0)
+    assert state.ledger.in_flight_for(pods[0]) == [] and state.slots[0].leaving == ""
+    assert state.ledger.retry[0].checkpoint == checkpoint and state.ledger.retry[0].failures == 0
     assert state.slots[0].restarts == 0 and state.disruptions == 1
+
+
+def test_a_replaced_pod_that_is_gone_before_saying_it_stopped_releases_its_shards_uncharged() -> None:
+    state, policy, pods = start()
+    step(state, policy, running(pods, **{pods[0]: {"deleting": True}}), processing(pods[0], 0, 0))
+    new = state.slots[0].pod
+    assert new is not None
+    step(state, policy, [ObservedWorker(name=new, slot=0, phase="Pending"), running(pods)[1]], now=3.0)
+    assert state.slots[0].leaving == "" and set(state.ledger.retry) == {0, 2}
+    assert all(entry.failures == 0 for entry in state.ledger.retry.values())
+
+
+def test_under_kueue_a_deleted_pod_is_replaced_only_once_it_is_gone() -> None:
+    state, policy, pods = start()
+    admitted = Admission(admitted=True, workers=2)
+    decision = step(state, policy, running(pods, **{pods[0]: {"deleting": True}}), queue=admitted)
+    assert decision.assignments[0].stop and decision.create == [] and state.slots[0].pod == pods[0]
 
 
 def test_an_exit_0_nobody_asked_for_charges_the_shard_and_counts_a_restart() -> None:

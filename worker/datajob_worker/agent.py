@@ -376,6 +376,11 @@ class Worker:
                 self.send()
                 current = None if self.stopping else self.assigned(task)
                 if current is None:
+                    if not self.stopping:
+                        # Taken away, or the slot has a new pod (this one is being deleted and SIGTERM is
+                        # still on its way): leave a checkpoint to resume from, as on SIGTERM.
+                        self.checkpoint(task, progress, state)
+                        self.send()
                     raise runtime.ShardInterruptedError
                 if current.split and self.fmt != "parquet":  # parquet positions are rows: never split
                     raise runtime.ShardSplitRequestedError

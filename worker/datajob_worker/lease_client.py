@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from datajob_core.data import plan_store
-from datajob_core.protocol import ASSIGNMENT_ANNOTATION, REPORT_ANNOTATION, AssignmentMessage, ReportMessage
+from datajob_core.protocol import ASSIGNMENT_ANNOTATION, AssignmentMessage, ReportMessage, report_annotation
 
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 POLL_SECONDS = 1.0  # without watch rights
@@ -145,7 +145,7 @@ class LeaseClient:
         self._request(
             "PATCH",
             {
-                "metadata": {"annotations": {REPORT_ANNOTATION: message.model_dump_json()}},
+                "metadata": {"annotations": {report_annotation(message.pod): message.model_dump_json()}},
                 "spec": {"renewTime": now},
             },
         )

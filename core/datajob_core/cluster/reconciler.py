@@ -179,6 +179,7 @@ class ObservedReport:
     slot: int
     report: ReportMessage | None
     renewed_at: float | None  # the worker's last heartbeat
+    leaving: ReportMessage | None = None  # the final report of the slot's pod that is still terminating
 
 
 @dataclass
@@ -204,6 +205,10 @@ class Slot:
     window: int = 0  # shards its current pod may hold (adaptive prefetch); 0: the policy's prefetch
     busy: float = 0.0  # seconds its current pod spent on those shards
     done_at: float = 0.0  # when its pod last committed a shard (busy time counts from there)
+    # A deleted pod still terminating after its replacement was created: it keeps the shards it held until
+    # it is gone or has said it stopped, and its final report (its last checkpoints) is folded first.
+    leaving: str = ""
+    leaving_acked: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -229,6 +234,8 @@ class Slot:
             ("busyMs", round(self.busy * 1000), 0),
             # milliseconds from its pod's creation: 10,000 slots must not cost an epoch float each
             ("doneMs", round((self.done_at - self.created_at) * 1000) if self.done_at else None, None),
+            ("leaving", self.leaving, ""),
+            ("leavingAcked", self.leaving_acked, 0),
         ):
             if value != default:
                 out[key] = value
@@ -238,6 +245,8 @@ class Slot:
     def from_dict(cls, data: dict[str, Any]) -> Slot:
         return cls(
             pod=data.get("pod"),
+            leaving=str(data.get("leaving", "")),
+            leaving_acked=int(data.get("leavingAcked", 0)),
             incarnation=int(data.get("inc", 0)),
             restarts=int(data.get("restarts", 0)),
             not_before=float(data.get("notBefore", 0.0)),
@@ -492,7 +501,16 @@ def reconcile(
     if policy.retry_request and policy.retry_request != state.retried:
         _retry_failed(ctx)
 
-    # 1. Fold what workers reported into the ledger, before judging anything else.
+    # 1. Fold what workers reported into the ledger, before judging anything else: first what pods still
+    # terminating after their replacement was made said last (their final checkpoints), then the others.
+    for slot_number, slot in state.slots.items():
+        observed = reports.get(slot_number)
+        final = observed.leaving if observed else None
+        if slot.leaving and final is not None and final.pod == slot.leaving:
+            shadow = Slot(pod=slot.leaving, acked=slot.leaving_acked, profile=slot.profile)
+            _fold(state, shadow, final, policy=policy, now=now, decision=decision, plan=plan)
+            slot.leaving_acked = shadow.acked
+        _let_go(ctx, slot, by_name.get(slot.leaving) if slot.leaving else None, final)
     for slot_number, slot in state.slots.items():
         observed = reports.get(slot_number)
         if slot.pod and observed and observed.report and observed.report.pod == slot.pod:
@@ -522,9 +540,21 @@ def reconcile(
         if worker is not None:
             slot.blocked, slot.blocked_reason, slot.blocked_count = "", "", 0
             _watch_start(slot, slot_number, worker, decision)
+            if (
+                worker.deleting
+                and not slot.draining
+                and not slot.disrupted
+                and queue is None
+                and not slot.leaving
+            ):
+                # Deleted by someone else (eviction, drain, kubectl delete): its replacement starts now, as a
+                # Job's podReplacementPolicy TerminatingOrFailed does. The old pod checkpoints on SIGTERM and
+                # keeps its shards (charged nothing) until it is gone or says it stopped.
+                _replace_while_terminating(ctx, slot_number, slot)
+                continue
             if worker.deleting and not slot.draining and not slot.disrupted:
-                # Deleted by someone else (eviction, drain, kubectl delete): it checkpoints on SIGTERM;
-                # give it nothing new, and charge nothing when it is gone.
+                # Under Kueue, a replacement would count against the quota while the old pod still does: it
+                # is made once the old pod is gone. Give it nothing new, and charge nothing when it is gone.
                 slot.disrupted = f"pod {worker.name} was deleted (eviction, drain or a user)"
                 decision.events.append(Event("Normal", "WorkerDisrupted", slot.disrupted))
             elif _should_move(worker, slot):
@@ -1207,6 +1237,40 @@ def _bury(
     slot.draining = False
     slot.disrupted = ""
     slot.acked = 0
+
+
+def _replace_while_terminating(ctx: _Pass, slot_number: int, slot: Slot) -> None:
+    """The slot's pod is being deleted by someone else: it becomes the slot's *leaving* pod and the slot is
+    free for a replacement this very pass. A disruption: nothing is charged, no backoff."""
+    state = ctx.state
+    assert slot.pod is not None
+    ctx.decision.events.append(
+        Event(
+            "Normal",
+            "WorkerDisrupted",
+            f"worker {slot.pod} (slot {slot_number}) was deleted (eviction, drain or a user): replaced "
+            "while it terminates; its shards resume from its final checkpoint",
+        )
+    )
+    state.restarts += 1
+    state.disruptions += 1
+    slot.leaving, slot.leaving_acked = slot.pod, slot.acked
+    slot.pod = None
+    slot.acked = 0
+
+
+def _let_go(ctx: _Pass, slot: Slot, old: ObservedWorker | None, final: ReportMessage | None) -> None:
+    """Releases a leaving pod's shards (uncharged) once it is gone or ended, or once its final report says
+    it stopped (SIGTERM, nothing current): it will process nothing more, and its checkpoints are folded."""
+    if not slot.leaving:
+        return
+    stopped = final is not None and final.pod == slot.leaving and final.terminated and final.current is None
+    if old is not None and old.phase not in ("Failed", "Succeeded") and not stopped:
+        return
+    ctx.state.ledger.release_worker(
+        slot.leaving, "its pod was deleted", ctx.now, max_attempts=ctx.policy.max_shard_attempts
+    )
+    slot.leaving, slot.leaving_acked = "", 0
 
 
 def _retry_failed(ctx: _Pass) -> None:
