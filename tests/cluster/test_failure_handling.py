@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from kubernetes import client
@@ -189,3 +190,32 @@ def test_a_regex_that_does_not_compile_fails_the_job_before_any_worker_starts(
     assert failed["reason"] == "InvalidSpec"
     assert "spec.processor.options.pattern is not a valid regular expression" in failed["message"]
     assert not jobs.pods("badregex")
+
+
+def test_a_deleted_worker_is_replaced_while_it_terminates_and_its_shard_resumes_from_its_final_checkpoint(
+    jobs: Jobs, tmp_path: Path
+) -> None:
+    total = write_inputs(tmp_path / "in", files=2, lines=2000)
+    manifest = job_manifest(
+        "replace",
+        tmp_path / "in",
+        tmp_path / "out",
+        workers=1,
+        processor={"builtin": "wordcount", "options": {"delayPerRecord": "0.002"}},
+        # No periodic checkpoint within the run: a resumed shard can only have the one taken on SIGTERM.
+        checkpoint={"intervalSeconds": 3600},
+        retryPolicy={"maxShardAttempts": 1},
+    )
+    jobs.create(manifest)
+    jobs.wait("replace", lambda s: s.get("phase") == "Running", 60, "running")
+    time.sleep(1.5)  # into its first shard (4 s of reading)
+    [pod] = jobs.pods("replace")
+    jobs.core.delete_namespaced_pod(pod.metadata.name, jobs.namespace)
+    events = jobs.events("replace", wait_for_reason="WorkerDisrupted")
+    assert any("replaced while it terminates" in e.message for e in events if e.reason == "WorkerDisrupted")
+    status = jobs.wait_phase("replace", "Succeeded", timeout=120)
+    assert status["shards"]["failed"] == 0 and status["disruptions"] == 1
+    records = committed(tmp_path / "out")
+    assert sum(r["records"] for r in records.values()) == total
+    # The shard the deleted pod was reading resumed from the checkpoint it wrote on its way out.
+    assert any(r.get("resumedFrom") for r in records.values()), records

@@ -21,7 +21,14 @@ from datajob_core.cluster.reconciler import (
     policy_from_spec,
     reconcile,
 )
-from datajob_core.protocol import CurrentShard, ReportMessage, ShardOutcome, ShardProgress, report_annotation
+from datajob_core.protocol import (
+    CurrentShard,
+    LostInput,
+    ReportMessage,
+    ShardOutcome,
+    ShardProgress,
+    report_annotation,
+)
 from datajob_core.shards.failure_policy import Action, ExitCodeRule
 from datajob_core.shards.ledger import FailedShard, Ledger, ShardState
 from datajob_core.shards.stages import Layout
@@ -560,3 +567,52 @@ def test_the_deadline_does_not_fail_a_job_whose_commit_is_publishing() -> None:
     reconcile("job", policy, state=state, workers=worker, reports=alive, plan=plan, now=150.0)
     assert layout.commit in state.ledger.in_flight
     assert phase(state) is not Phase.FAILED, state.message
+
+
+def test_reducers_that_find_the_same_map_output_lost_are_not_charged_while_it_runs_again() -> None:
+    layout = Layout.new(2, partitions=2)  # map 0-1, reduce 2-3, commit 4
+    state = JobState(layout.ledger())
+    policy = Policy(workers=2, max_shard_attempts=1)
+    pods = [
+        pod
+        for _, pod in reconcile(
+            "job", policy, state=state, workers=[], reports={}, plan=PLAN[:2], now=0.0
+        ).create
+    ]
+    plan = PLAN[:2]
+    reconcile("job", policy, state=state, workers=running(pods), reports={}, plan=plan, now=1.0)
+    done = {
+        slot: ObservedReport(
+            slot,
+            ReportMessage(pod=pods[slot], seq=1, done=[ShardOutcome(shard=slot, attempt=1, seq=1)]),
+            renewed_at=2.0,
+        )
+        for slot in (0, 1)
+    }
+    reconcile("job", policy, state=state, workers=running(pods), reports=done, plan=plan, now=2.0)
+    held = {slot: state.ledger.in_flight_for(pods[slot]) for slot in (0, 1)}
+    assert sorted(s for shards in held.values() for s in shards) == [2, 3]  # one reducer each
+    lost = {
+        slot: ObservedReport(
+            slot,
+            ReportMessage(
+                pod=pods[slot],
+                seq=2,
+                failed=[
+                    ShardOutcome(
+                        shard=held[slot][0],
+                        attempt=1,
+                        seq=2,
+                        reason="map output gone",
+                        lost=LostInput(shard=0, attempt=1),
+                    )
+                ],
+            ),
+            renewed_at=3.0,
+        )
+        for slot in (0, 1)
+    }
+    reconcile("job", policy, state=state, workers=running(pods), reports=lost, plan=plan, now=3.0)
+    # The first report sent map shard 0 back; the second found it pending: neither reducer is charged.
+    assert state.ledger.state_of(0) is not ShardState.SUCCEEDED
+    assert not state.ledger.failed and all(entry.failures == 0 for entry in state.ledger.retry.values())

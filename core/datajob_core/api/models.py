@@ -842,9 +842,8 @@ class Splitting(_Model):
         description=(
             "When workers sit idle with nothing left to hand out, ask the worker of the running map shard "
             "with the most left to read to stop at its next record boundary and commit what it has read; "
-            "the rest becomes new shards for the idle workers. Applies to text, jsonl and (with "
-            "spec.input.multiLine: true) csv input, without a reduce stage or a command processor; "
-            "elsewhere it is off, and status.splitting says why."
+            "the rest becomes new shards for the idle workers. Applies to text and jsonl input, without a "
+            "reduce stage or a command processor; elsewhere it is off, and status.splitting says why."
         ),
     )
     min_remainder: str | None = Field(

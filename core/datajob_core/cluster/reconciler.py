@@ -760,7 +760,7 @@ def _speculate(
             size = _input_size(ledger, shard, plan)
             running.append(Running(shard, pod, max(0.0, now - began), read, size))
     counts = ledger.counts(0, layout.map_shards)
-    finished = (counts.succeeded + counts.failed) / max(layout.map_shards, 1)
+    finished = (counts.succeeded + counts.failed) / max(counts.total, 1)
     samples = [(ms / 1000, size) for ms, size in state.samples]
     for straggler in stragglers(running, samples, finished, policy.speculation)[: min(room, len(idle))]:
         target = idle.pop(0)
@@ -1485,7 +1485,7 @@ def _fold(
                 permanent=outcome.permanent,
                 # Not the task's fault when a map shard's output is gone and can run again; otherwise it is
                 # charged, so a task that keeps finding the same problem fails instead of looping.
-                counted=not _reopenable(ledger, layout, lost),
+                counted=_lost_for_good(ledger, layout, lost),
             )
             reopened = (
                 lost is not None
@@ -1538,6 +1538,17 @@ def _reopenable(ledger: Ledger, layout: Layout, lost: LostInput | None) -> bool:
         and ledger.placed(lost.shard) < layout.map_shards
         and ledger.state_of(lost.shard) is ShardState.SUCCEEDED
     )
+
+
+def _lost_for_good(ledger: Ledger, layout: Layout, lost: LostInput | None) -> bool:
+    """Whether a task's failure is charged: always, unless it lost a map output that runs (or will run)
+    again, e.g. one another reducer already sent back. A failed or unknown one cannot: its task fails for
+    good in the end instead of retrying uncharged for ever."""
+    if lost is None:
+        return True
+    if not 0 <= lost.shard < ledger.total + ledger.children or ledger.placed(lost.shard) >= layout.map_shards:
+        return True
+    return ledger.state_of(lost.shard) is ShardState.FAILED
 
 
 MAX_FAILED_RANGES = 2000  # of the commit task's failed list, to keep the assignment small

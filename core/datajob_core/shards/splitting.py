@@ -25,7 +25,7 @@ Position = tuple[int, int]
 
 # Formats whose records are byte ranges that a boundary anywhere splits exactly. Parquet positions count
 # rows of a row group, which a piece cannot express; command processors read their pieces themselves.
-SPLITTABLE_FORMATS = ("text", "jsonl", "csv")
+SPLITTABLE_FORMATS = ("text", "jsonl")
 DEFAULT_MIN_REMAINDER = "8Mi"
 # Cuts the ledger may hold (each is a few numbers in the status): splitting is for a job's tail, not a
 # second partitioning.
@@ -75,10 +75,12 @@ def splittable(spec: dict[str, Any]) -> str:
     fmt = source.get("format", "text")
     if (spec.get("reduce") or {}).get("partitions"):
         return "a job with a reduce stage is not split (its reducers read every map shard by number)"
+    if fmt == "parquet":
+        return "input format parquet is not split (its positions are rows, not bytes)"
     if fmt not in SPLITTABLE_FORMATS:
-        return f"input format {fmt} is not split (its positions are rows, not bytes)"
-    if fmt == "csv" and not source.get("multiLine"):
-        return "CSV is split only with spec.input.multiLine: true (a whole file may hold quoted newlines)"
+        # A record may span lines (quoted newlines), and after a stray quote whether a byte is a record
+        # boundary depends on where reading began: a split could read records twice or not at all.
+        return f"input format {fmt} is not split (where its records begin depends on quotes before them)"
     if (spec.get("processor") or {}).get("exec"):
         return "a command processor reads its pieces itself and is not split"
     return ""
