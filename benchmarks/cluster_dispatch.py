@@ -44,11 +44,12 @@ from kubernetes.client.rest import ApiException
 
 from datajob_core.protocol import (
     ASSIGNMENT_ANNOTATION,
+    ENV_REPORT_ANNOTATION,
+    REPORT_ANNOTATION,
     AssignmentMessage,
     CurrentShard,
     ReportMessage,
     ShardOutcome,
-    report_annotation,
 )
 from datajob_testenv.cluster import TestCluster
 from datajob_testenv.datajobs import GROUP, PLURAL, VERSION
@@ -97,6 +98,7 @@ class Fleet:
         self.pool = ThreadPoolExecutor(16, thread_name_prefix="fleet")
         self.stopping = threading.Event()
         self.holding: set[str] = set()  # pods that reported a current shard
+        self.keys: dict[str, str] = {}  # the report annotation the operator gave each pod (its env)
         self.completed = 0
         self.threads = [
             threading.Thread(target=self._watch, args=("pods",), daemon=True),
@@ -145,7 +147,11 @@ class Fleet:
         if kind == "pods":
             running = event != "DELETED" and (obj.get("status") or {}).get("phase") == "Running"
             running = running and not obj["metadata"].get("deletionTimestamp")
+            env = ((obj.get("spec") or {}).get("containers") or [{}])[0].get("env") or []
+            key = next((e.get("value") for e in env if e.get("name") == ENV_REPORT_ANNOTATION), None)
             with self.lock:
+                if key:
+                    self.keys[name] = key
                 (self.running.add if running else self.running.discard)(name)
                 if not running:
                     self.workers.pop(name, None)
@@ -201,7 +207,7 @@ class Fleet:
         self._send(worker, text)
 
     def _send(self, worker: FakeWorker, text: str) -> None:
-        key = report_annotation(worker.pod)
+        key = self.keys.get(worker.pod, REPORT_ANNOTATION)
         body = {"metadata": {"annotations": {key: text}}, "spec": {"renewTime": now_iso()}}
         try:
             self.leases.patch_namespaced_lease(worker.lease, NAMESPACE, body)

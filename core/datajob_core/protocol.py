@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 ASSIGNMENT_ANNOTATION = "datajob.dev/assignment"
 REPORT_ANNOTATION = "datajob.dev/report"
 # A slot's replacement pod is created while the pod it replaces still terminates (and sends its final
-# checkpoint): pods of even incarnations report under this key instead, so neither overwrites the other.
+# checkpoint): it is told (ENV_REPORT_ANNOTATION) to report under the key the other does not use.
 REPORT_ANNOTATION_EVEN = "datajob.dev/report-b"
 REPORT_ANNOTATIONS = (REPORT_ANNOTATION, REPORT_ANNOTATION_EVEN)
 LEASE_SUFFIX = "-w"
@@ -43,6 +43,8 @@ ENV_PROFILE = "DATAJOB_PROFILE"  # the hardware profile the pod was made for (sp
 ENV_NODE = "DATAJOB_NODE"  # the node it runs on (downward API spec.nodeName)
 # the devices DRA allocated to it, driver/pool/device comma-separated (once the operator has read its claim)
 ENV_DEVICES = "DATAJOB_DEVICES"
+# The Lease annotation the worker reports under (absent: REPORT_ANNOTATION).
+ENV_REPORT_ANNOTATION = "DATAJOB_REPORT_ANNOTATION"
 # Where the worker writes its last error, for the pod's termination message (kubelet reads it).
 ENV_TERMINATION_LOG = "DATAJOB_TERMINATION_LOG"
 # Local mode: the stored plan (datajob_core.data.plan_store), for shards too large to send inline.
@@ -55,13 +57,9 @@ def lease_name(job: str, slot: int) -> str:
     return f"{job}{LEASE_SUFFIX}{slot}"
 
 
-def report_annotation(pod: str) -> str:
-    """The annotation a worker pod writes its reports to: by its incarnation (the pod name's last number,
-    ``<job>-<slot>-<incarnation>``), so a pod and its replacement alternate keys."""
-    _, _, incarnation = pod.rpartition("-")
-    return (
-        REPORT_ANNOTATION_EVEN if incarnation.isdigit() and int(incarnation) % 2 == 0 else REPORT_ANNOTATION
-    )
+def other_report_annotation(key: str) -> str:
+    """The report key a replacement uses while the pod it replaces, reporting under ``key``, terminates."""
+    return REPORT_ANNOTATION if key == REPORT_ANNOTATION_EVEN else REPORT_ANNOTATION_EVEN
 
 
 class _Message(BaseModel):
@@ -160,3 +158,5 @@ class ReportMessage(_Message):
     notices: list[WorkerNotice] = Field(default_factory=list)
     # It received SIGTERM (a deletion, a drain, kill -TERM): the clean exit that follows was not its code's.
     terminated: bool = False
+    # It saw its slot given to another pod (its replacement): it processes nothing more and exits.
+    stopped: bool = False

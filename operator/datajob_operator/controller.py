@@ -310,7 +310,10 @@ class JobController:
                 self.runtime.create_failures[pod] = (DEVICES_REJECTED, refused[profile.name])
         creates = [(slot, pod) for slot, pod in decision.create if pod not in self.runtime.create_failures]
         in_parallel(
-            [partial(self._create_pod, job, slot, pod, grace, profiles[slot]) for slot, pod in creates]
+            [
+                partial(self._create_pod, job, slot, pod, grace, profiles[slot], state.slots[slot].report_key)
+                for slot, pod in creates
+            ]
         )
         for event in decision.events:
             self.jobs.post_event(job, event.type, event.reason, event.message)
@@ -405,11 +408,23 @@ class JobController:
             self.jobs.write_assignment(lease, encoded, pod)
         self.runtime.last_assignment[lease] = encoded
 
-    def _create_pod(
-        self, job: dict[str, Any], slot: int, pod: str, grace: int, profile: hardware.Profile | None = None
+    def _create_pod(  # noqa: PLR0917 - one partial per pod
+        self,
+        job: dict[str, Any],
+        slot: int,
+        pod: str,
+        grace: int,
+        profile: hardware.Profile | None = None,
+        report_key: str = "",
     ) -> None:
         manifest = sizing.worker_pod(
-            job, slot, pod, lease_name(self.jobs.name, slot), grace_seconds=grace, profile=profile
+            job,
+            slot,
+            pod,
+            lease_name(self.jobs.name, slot),
+            grace_seconds=grace,
+            profile=profile,
+            report_key=report_key,
         )
         selector, tolerations = self.runtime.placement
         if selector or tolerations:  # the flavor Kueue admitted the job with

@@ -22,12 +22,12 @@ from datajob_core.cluster.reconciler import (
     reconcile,
 )
 from datajob_core.protocol import (
+    REPORT_ANNOTATION_EVEN,
     CurrentShard,
     LostInput,
     ReportMessage,
     ShardOutcome,
     ShardProgress,
-    report_annotation,
 )
 from datajob_core.shards.failure_policy import Action, ExitCodeRule
 from datajob_core.shards.ledger import FailedShard, Ledger, ShardState
@@ -141,7 +141,8 @@ def test_a_pod_deleted_by_someone_else_is_replaced_while_it_terminates_and_its_f
     assert decision.assignments[0].pod == new and not decision.assignments[0].stop
     assert state.slots[0].leaving == pods[0]
     assert state.ledger.in_flight_for(pods[0]) == [0, 2]  # kept until it is gone or says it stopped
-    assert report_annotation(new) != report_annotation(pods[0])  # neither report overwrites the other
+    # It reports under the key the old pod does not use: neither report overwrites the other.
+    assert state.slots[0].report_key == REPORT_ANNOTATION_EVEN and state.slots[0].leaving_key == ""
     # Its final report, under its own key, carries its SIGTERM checkpoint; then its shards go back, uncharged.
     checkpoint = {"piece": 0, "offset": 99, "records": 7}
     final = ReportMessage(
@@ -163,6 +164,44 @@ def test_a_replaced_pod_that_is_gone_before_saying_it_stopped_releases_its_shard
     step(state, policy, [ObservedWorker(name=new, slot=0, phase="Pending"), running(pods)[1]], now=3.0)
     assert state.slots[0].leaving == "" and set(state.ledger.retry) == {0, 2}
     assert all(entry.failures == 0 for entry in state.ledger.retry.values())
+
+
+def test_a_second_replacement_beside_a_pod_still_terminating_never_shares_its_report_key() -> None:
+    state, policy, pods = start()
+    step(state, policy, running(pods, **{pods[0]: {"deleting": True}}), processing(pods[0], 0, 0))
+    second = state.slots[0].pod
+    assert second is not None
+    # The replacement dies at once while the first pod still terminates: a third pod is made.
+    crashed = ObservedWorker(name=second, slot=0, phase="Failed", started_at=0.0, reason="Error")
+    step(state, policy, [*running(pods, **{pods[0]: {"deleting": True}}), crashed], now=3.0)
+    step(state, policy, [*running(pods, **{pods[0]: {"deleting": True}})], now=60.0)
+    third = state.slots[0].pod
+    assert third not in (None, second) and state.slots[0].leaving == pods[0]
+    assert state.slots[0].report_key == REPORT_ANNOTATION_EVEN  # the old pod reports under the default
+
+
+def test_a_pod_that_never_finishes_terminating_gives_its_shards_back_after_the_longest_grace_period() -> None:
+    state, policy, pods = start()
+    stuck = running(pods, **{pods[0]: {"deleting": True}})  # its node is lost: it stays Running, deleted
+    step(state, policy, stuck, processing(pods[0], 0, 0))
+    step(state, policy, stuck, now=200.0)
+    assert state.ledger.in_flight_for(pods[0]) == [0, 2]
+    step(state, policy, stuck, now=2.0 + 300 + policy.heartbeat_timeout + 1)
+    assert state.ledger.in_flight_for(pods[0]) == [] and state.slots[0].leaving == ""
+    assert all(entry.failures == 0 for entry in state.ledger.retry.values())
+
+
+def test_a_replacement_refused_while_the_old_pod_terminates_waits_without_a_warning() -> None:
+    state, policy, pods = start()
+    step(state, policy, running(pods, **{pods[0]: {"deleting": True}}), processing(pods[0], 0, 0))
+    new = state.slots[0].pod
+    assert new is not None
+    refused = {new: ("PodCreateRejected", "exceeded quota: pods=2")}
+    decision = step(
+        state, policy, running(pods, **{pods[0]: {"deleting": True}}), now=3.0, create_failures=refused
+    )
+    assert "WorkersBlocked" not in reasons(decision) and decision.blocked is None
+    assert state.slots[0].blocked_count == 0 and state.slots[0].not_before <= 4.0
 
 
 def test_under_kueue_a_deleted_pod_is_replaced_only_once_it_is_gone() -> None:

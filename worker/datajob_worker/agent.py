@@ -42,6 +42,7 @@ from datajob_core.protocol import (
     ENV_REDUCE_PARTITIONS,
     ENV_REDUCE_SQL,
     ENV_REDUCER,
+    ENV_REPORT_ANNOTATION,
     ENV_STORAGE,
     ENV_TIME_LIMITS,
     AssignmentMessage,
@@ -99,6 +100,7 @@ class Reporter:
     current: CurrentShard | None = None
     notices: list[WorkerNotice] = field(default_factory=list)
     terminated: bool = False  # SIGTERM received: the exit that follows is not the user code's
+    stopped: bool = False  # its slot was given to another pod: it processes nothing more
 
     def acknowledge(self, ack: int) -> None:
         self.done = [o for o in self.done if o.seq > ack]
@@ -148,6 +150,7 @@ class Reporter:
             current=self.current,
             notices=list(self.notices),
             terminated=self.terminated,
+            stopped=self.stopped,
         )
 
 
@@ -205,6 +208,7 @@ class Worker:
         self.stopping = False
         self.driver: int | None = None  # local mode: the driver's pidfd (lifeline.watch)
         self.finished: set[tuple[int, int]] = set()
+        self.moved_on = False  # its slot was given to another pod, or it was told to stop
         self.last_report = 0.0
         self.saves = 0  # checkpoint files written by this process; names are <attempt>.<saves>
         self.plan: list[dict[str, Any]] | None = None
@@ -277,6 +281,9 @@ class Worker:
                 continue
             if message.pod != self.reporter.pod:
                 log.info("this slot now belongs to another pod; exiting", owner=message.pod)
+                with self.lock:
+                    self.reporter.stopped = True
+                self.send()  # the operator hands this pod's shards on once it hears it stopped
                 return 0
             with self.lock:
                 self.reporter.acknowledge(message.ack)
@@ -376,9 +383,9 @@ class Worker:
                 self.send()
                 current = None if self.stopping else self.assigned(task)
                 if current is None:
-                    if not self.stopping:
-                        # Taken away, or the slot has a new pod (this one is being deleted and SIGTERM is
-                        # still on its way): leave a checkpoint to resume from, as on SIGTERM.
+                    if self.moved_on:
+                        # The slot has a new pod (this one is being deleted and SIGTERM is still on its way):
+                        # leave a checkpoint to resume from, as on SIGTERM.
                         self.checkpoint(task, progress, state)
                         self.send()
                     raise runtime.ShardInterruptedError
@@ -540,6 +547,7 @@ class Worker:
         if message is None:
             return task  # keep working through an API outage
         if message.pod != self.reporter.pod or message.stop:
+            self.moved_on = True
             return None
         return next((t for t in message.shards if (t.shard, t.attempt) == (task.shard, task.attempt)), None)
 
@@ -572,7 +580,12 @@ def main() -> int:
         channel: Channel = (
             PipeChannel.from_env(env.get(ENV_PLAN_FILE))
             if env.get(ENV_ASSIGNMENT_FD)
-            else LeaseClient(env[ENV_NAMESPACE], env[ENV_LEASE], job=env[ENV_JOB])
+            else LeaseClient(
+                env[ENV_NAMESPACE],
+                env[ENV_LEASE],
+                job=env[ENV_JOB],
+                report_key=env.get(ENV_REPORT_ANNOTATION, ""),
+            )
         )
         worker = Worker(
             channel,

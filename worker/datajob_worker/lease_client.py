@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from datajob_core.data import plan_store
-from datajob_core.protocol import ASSIGNMENT_ANNOTATION, AssignmentMessage, ReportMessage, report_annotation
+from datajob_core.protocol import ASSIGNMENT_ANNOTATION, REPORT_ANNOTATION, AssignmentMessage, ReportMessage
 
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 POLL_SECONDS = 1.0  # without watch rights
@@ -41,7 +41,10 @@ class LeaseError(RuntimeError):
 
 
 class LeaseClient:
-    def __init__(self, namespace: str, name: str, *, job: str = "", timeout: float = 10.0) -> None:
+    def __init__(
+        self, namespace: str, name: str, *, job: str = "", timeout: float = 10.0, report_key: str = ""
+    ) -> None:
+        self.report_key = report_key or REPORT_ANNOTATION  # the operator's choice (ENV_REPORT_ANNOTATION)
         host = os.environ["KUBERNETES_SERVICE_HOST"]
         port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
         if ":" in host:
@@ -145,7 +148,7 @@ class LeaseClient:
         self._request(
             "PATCH",
             {
-                "metadata": {"annotations": {report_annotation(message.pod): message.model_dump_json()}},
+                "metadata": {"annotations": {self.report_key: message.model_dump_json()}},
                 "spec": {"renewTime": now},
             },
         )

@@ -12,12 +12,20 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
+from datajob_core.api.pod_policy import MAX_GRACE_SECONDS
 from datajob_core.cluster import hardware
 from datajob_core.cluster.hardware import Profile
 from datajob_core.cluster.queueing import Admission
 from datajob_core.data import plan_store
 from datajob_core.data.planning import byte_quantity
-from datajob_core.protocol import AssignmentMessage, LostInput, ReportMessage, ShardTask
+from datajob_core.protocol import (
+    REPORT_ANNOTATION,
+    AssignmentMessage,
+    LostInput,
+    ReportMessage,
+    ShardTask,
+    other_report_annotation,
+)
 from datajob_core.shards import splitting
 from datajob_core.shards.assignment import plan_assignments
 from datajob_core.shards.failure_policy import (
@@ -209,6 +217,10 @@ class Slot:
     # it is gone or has said it stopped, and its final report (its last checkpoints) is folded first.
     leaving: str = ""
     leaving_acked: int = 0
+    leaving_profile: str = ""  # its hardware profile (it still counts against the profile's cap)
+    leaving_key: str = ""  # the Lease annotation it reports under ("": protocol.REPORT_ANNOTATION)
+    leaving_since: float = 0.0
+    report_key: str = ""  # the annotation the current pod reports under ("": protocol.REPORT_ANNOTATION)
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
@@ -236,6 +248,10 @@ class Slot:
             ("doneMs", round((self.done_at - self.created_at) * 1000) if self.done_at else None, None),
             ("leaving", self.leaving, ""),
             ("leavingAcked", self.leaving_acked, 0),
+            ("leavingProfile", self.leaving_profile, ""),
+            ("leavingKey", self.leaving_key, ""),
+            ("leavingSince", self.leaving_since, 0.0),
+            ("reportKey", self.report_key, ""),
         ):
             if value != default:
                 out[key] = value
@@ -247,6 +263,10 @@ class Slot:
             pod=data.get("pod"),
             leaving=str(data.get("leaving", "")),
             leaving_acked=int(data.get("leavingAcked", 0)),
+            leaving_profile=str(data.get("leavingProfile", "")),
+            leaving_key=str(data.get("leavingKey", "")),
+            leaving_since=float(data.get("leavingSince", 0.0)),
+            report_key=str(data.get("reportKey", "")),
             incarnation=int(data.get("inc", 0)),
             restarts=int(data.get("restarts", 0)),
             not_before=float(data.get("notBefore", 0.0)),
@@ -507,7 +527,7 @@ def reconcile(
         observed = reports.get(slot_number)
         final = observed.leaving if observed else None
         if slot.leaving and final is not None and final.pod == slot.leaving:
-            shadow = Slot(pod=slot.leaving, acked=slot.leaving_acked, profile=slot.profile)
+            shadow = Slot(pod=slot.leaving, acked=slot.leaving_acked, profile=slot.leaving_profile)
             _fold(state, shadow, final, policy=policy, now=now, decision=decision, plan=plan)
             slot.leaving_acked = shadow.acked
         _let_go(ctx, slot, by_name.get(slot.leaving) if slot.leaving else None, final)
@@ -532,6 +552,11 @@ def reconcile(
         if slot.pod is None:
             continue
         worker = by_name.get(slot.pod)
+        if worker is None and slot.pod in refused and slot.leaving:
+            # Refused while the pod it replaces still terminates (a ResourceQuota still counts that one):
+            # try again shortly, without a warning or a backoff, as once it is gone nothing stands in the way.
+            slot.pod, slot.not_before = None, now + 1.0
+            continue
         if worker is None and slot.pod in refused:
             # Under Kueue the admitted flavor decides the profile: a refusal there backs off like any other.
             if queue is not None or not _devices_refused(ctx, slot_number, slot, *refused[slot.pod]):
@@ -622,6 +647,9 @@ def reconcile(
             slot.window = 0
             slot.incarnation += 1
             slot.pod = pod_name(job, slot_number, slot.incarnation)
+            # Beside a pod still terminating, under the key it does not use; else the default key.
+            key = other_report_annotation(slot.leaving_key or REPORT_ANNOTATION) if slot.leaving else ""
+            slot.report_key = "" if key == REPORT_ANNOTATION else key
             slot.created_at = now
             slot.acked = 0
             slot.unschedulable = False
@@ -1000,6 +1028,9 @@ def _taken(state: JobState, policy: Policy) -> dict[str, int]:
         if slot.pod and not _removed(policy, slot):
             name = _profile_of(policy, slot).name
             taken[name] = taken.get(name, 0) + 1
+        if slot.leaving and any(p.name == slot.leaving_profile for p in policy.profiles):
+            # A pod replaced while it terminates still holds its share until it is gone.
+            taken[slot.leaving_profile] = taken.get(slot.leaving_profile, 0) + 1
     return taken
 
 
@@ -1254,7 +1285,8 @@ def _replace_while_terminating(ctx: _Pass, slot_number: int, slot: Slot) -> None
     )
     state.restarts += 1
     state.disruptions += 1
-    slot.leaving, slot.leaving_acked = slot.pod, slot.acked
+    slot.leaving, slot.leaving_acked, slot.leaving_since = slot.pod, slot.acked, ctx.now
+    slot.leaving_profile, slot.leaving_key = slot.profile, slot.report_key
     slot.pod = None
     slot.acked = 0
 
@@ -1264,13 +1296,18 @@ def _let_go(ctx: _Pass, slot: Slot, old: ObservedWorker | None, final: ReportMes
     it stopped (SIGTERM, nothing current): it will process nothing more, and its checkpoints are folded."""
     if not slot.leaving:
         return
-    stopped = final is not None and final.pod == slot.leaving and final.terminated and final.current is None
-    if old is not None and old.phase not in ("Failed", "Succeeded") and not stopped:
+    said = final is not None and final.pod == slot.leaving
+    stopped = said and final is not None and (final.stopped or (final.terminated and final.current is None))
+    # A pod that neither ends nor says so within the longest grace period and a heartbeat deadline (its node
+    # is lost): its shards go on elsewhere; a late commit of it is a zombie's, which the commit record fences.
+    overdue = ctx.now - slot.leaving_since > MAX_GRACE_SECONDS + ctx.policy.heartbeat_timeout
+    if old is not None and old.phase not in ("Failed", "Succeeded") and not stopped and not overdue:
         return
     ctx.state.ledger.release_worker(
         slot.leaving, "its pod was deleted", ctx.now, max_attempts=ctx.policy.max_shard_attempts
     )
-    slot.leaving, slot.leaving_acked = "", 0
+    slot.leaving, slot.leaving_acked, slot.leaving_since = "", 0, 0.0
+    slot.leaving_profile = slot.leaving_key = ""
 
 
 def _retry_failed(ctx: _Pass) -> None:

@@ -143,6 +143,7 @@ def worker_pod(
     *,
     grace_seconds: int = 30,
     profile: Profile | None = None,
+    report_key: str = "",
 ) -> dict[str, Any]:
     """The manifest of the worker pod for ``slot`` on ``profile`` (default: the job's first); ``job`` is the
     DataJob as stored by the API server."""
@@ -168,6 +169,8 @@ def worker_pod(
         {"name": protocol.ENV_PROFILE, "value": profile.name},
         {"name": protocol.ENV_NODE, "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
     ]
+    if report_key:  # beside a pod still terminating: report under the key it does not use
+        env.append({"name": protocol.ENV_REPORT_ANNOTATION, "value": report_key})
     if (spec.get("output") or {}).get("format"):
         env.append({"name": protocol.ENV_OUTPUT_FORMAT, "value": spec["output"]["format"]})
     if (spec.get("input") or {}).get("multiLine"):
