@@ -203,7 +203,7 @@ def test_a_deleted_worker_is_replaced_while_it_terminates_and_its_shard_resumes_
         workers=1,
         processor={"builtin": "wordcount", "options": {"delayPerRecord": "0.002"}},
         # No periodic checkpoint within the run: a resumed shard can only have the one taken on SIGTERM.
-        checkpoint={"intervalSeconds": 3600},
+        checkpoint={"intervalSeconds": 60},
         retryPolicy={"maxShardAttempts": 1},
     )
     jobs.create(manifest)
