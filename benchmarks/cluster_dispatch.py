@@ -52,7 +52,7 @@ from datajob_core.protocol import (
     ShardOutcome,
 )
 from datajob_testenv.cluster import TestCluster
-from datajob_testenv.datajobs import GROUP, PLURAL, VERSION
+from datajob_testenv.datajobs import GROUP, PLURAL, VERSION, job_manifest
 from datajob_testenv.kube import Kubectl, request_counts
 from datajob_testenv.nodes import KWOK_ANNOTATION
 from datajob_testenv.operator_process import OperatorProcess, storage_access
@@ -317,6 +317,7 @@ class Bench:
     def __init__(self, work: Path, rest_seconds: float) -> None:
         self.work = work
         self.rest_seconds = rest_seconds
+        self.graceful = False  # failover: delete pods with their grace period
         self.cluster = TestCluster(work / "cluster")
         self.cluster.start()
         try:
@@ -506,10 +507,10 @@ class Bench:
         total = sum(max(0, after[k] - before[k]) for k in after)
         print(f"   all requests: {total / minutes / workers:.2f} per worker per minute", flush=True)
 
-    def failover(self, workers: int, failures: int, job_failures: int) -> None:
-        print(
-            f"\n3. failover: a worker pod deleted -> replacement pod created ({workers} workers)", flush=True
-        )
+    def failover(self, workers: int, failures: int, job_failures: int, graceful: bool = False) -> None:
+        how = "deleted with its grace period" if graceful else "force-deleted"
+        print(f"\n3. failover: a worker pod {how} -> replacement pod created ({workers} workers)", flush=True)
+        self.graceful = graceful
         self.create_job("failover", workers, workers * 2)
         self.wait_running(self.clock, JOB_LABEL, "failover", workers, 600)
         wait_for(
@@ -542,7 +543,10 @@ class Bench:
             victim = rng.choice(self.pods_of(clock, key, value))
             slot = clock.labels[victim].get(slot_label)
             t0 = time.time()
-            self.core.delete_namespaced_pod(victim, NAMESPACE, grace_period_seconds=0)
+            if self.graceful:  # it terminates first (kwok plays the kubelet), as an eviction or a drain does
+                self.core.delete_namespaced_pod(victim, NAMESPACE)
+            else:
+                self.core.delete_namespaced_pod(victim, NAMESPACE, grace_period_seconds=0)
             pod = self._replacement(clock, (key, value), (slot_label, slot), victim, t0)
             if pod is None:
                 print(f"   (no replacement for {victim} within 180 s)")
@@ -567,6 +571,58 @@ class Bench:
                     return pod
             time.sleep(0.002)
         return None
+
+    def failover_real(self, workers: int, failures: int) -> None:
+        """Real worker processes (the node agent's node): a pod deleted with its grace period gets SIGTERM,
+        checkpoints and exits, and only then is it gone. Deletion -> replacement created, and -> old gone."""
+        print(
+            f"\n3b. failover with real workers: a pod deleted with its grace period ({workers} workers)",
+            flush=True,
+        )
+        inputs = self.work / "real-input"
+        inputs.mkdir(exist_ok=True)
+        for n in range(workers * 3):
+            (inputs / f"f{n:03d}.txt").write_text("".join(f"word{i % 50} line {i}\n" for i in range(3000)))
+        manifest = job_manifest(
+            "real",
+            inputs,
+            self.work / "real-output",
+            workers=workers,
+            processor={"builtin": "wordcount", "options": {"delayPerRecord": "0.005"}},
+        )
+        manifest["metadata"]["namespace"] = NAMESPACE
+        self.custom.create_namespaced_custom_object(GROUP, VERSION, NAMESPACE, PLURAL, manifest)
+        self.wait_running(self.clock, JOB_LABEL, "real", workers, 300)
+        rng = random.Random(1)
+        created, gone = [], []
+        for _ in range(failures):
+            time.sleep(1.0)  # into its shards
+            victim = rng.choice(self.pods_of(self.clock, JOB_LABEL, "real"))
+            slot = self.clock.labels[victim].get(SLOT_LABEL)
+            t0 = time.time()
+            self.core.delete_namespaced_pod(victim, NAMESPACE)
+            pod = self._replacement(self.clock, (JOB_LABEL, "real"), (SLOT_LABEL, slot), victim, t0)
+            if pod is None:
+                print(f"   (no replacement for {victim} within 180 s)")
+                continue
+            created.append(self.clock.added[pod] - t0)
+            wait_for(
+                functools.partial(operator.contains, self.clock.gone, victim),
+                120,
+                "old pod gone",
+                interval=0.005,
+            )
+            gone.append(time.time() - t0)
+            wait_for(functools.partial(operator.contains, self.clock.running, pod), 60, "replacement Running")
+        self.delete_all()
+        print(f"   {'':34} {'n':>4} {'p50':>9} {'p99':>9} {'max':>9}")
+        for label, values in (
+            ("deletion -> replacement created", created),
+            ("deletion -> old pod gone", gone),
+        ):
+            if values:
+                p50, p99 = percentile(values, 0.5) * 1000, percentile(values, 0.99) * 1000
+                print(f"   {label:34} {len(values):4} {p50:7.0f}ms {p99:7.0f}ms {max(values) * 1000:7.0f}ms")
 
     def many_jobs(self, jobs: int, workers: int) -> None:
         print(f"\n4. {jobs} DataJobs of {workers} workers", flush=True)
@@ -636,11 +692,16 @@ def main() -> int:
         default=4,
         help="for the Indexed Job: its controller's replacement delay doubles per failure (10 s, 20 s, ...)",
     )
+    parser.add_argument(
+        "--graceful", action="store_true", help="failover: delete pods with their grace period, not force"
+    )
     parser.add_argument("--jobs", type=int, default=50)
     parser.add_argument("--shards", type=int, default=100_000)
     parser.add_argument("--rest-seconds", type=float, default=60)
     parser.add_argument("--quick", action="store_true", help="small sizes, to try the harness")
-    parser.add_argument("--only", default="", help="comma-separated phases: scale,failover,many,size")
+    parser.add_argument(
+        "--only", default="", help="comma-separated phases: scale,failover,failover-real,many,size"
+    )
     args = parser.parse_args()
     if args.quick:
         args.workers, args.failover_workers, args.failures, args.job_failures = 50, 20, 5, 3
@@ -653,7 +714,9 @@ def main() -> int:
         if "scale" in phases:
             bench.bring_up(args.workers)
         if "failover" in phases:
-            bench.failover(args.failover_workers, args.failures, args.job_failures)
+            bench.failover(args.failover_workers, args.failures, args.job_failures, args.graceful)
+        if "failover-real" in phases:
+            bench.failover_real(8, 10)
         if "many" in phases:
             bench.many_jobs(args.jobs, 20)
         if "size" in phases:
