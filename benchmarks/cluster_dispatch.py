@@ -706,7 +706,9 @@ def main() -> int:
     if args.quick:
         args.workers, args.failover_workers, args.failures, args.job_failures = 50, 20, 5, 3
         args.jobs, args.shards, args.rest_seconds = 5, 5000, 15
-    phases = set(args.only.split(",")) if args.only else {"scale", "failover", "many", "size"}
+    phases = (
+        set(args.only.split(",")) if args.only else {"scale", "failover", "failover-real", "many", "size"}
+    )
     work = Path(tempfile.mkdtemp(prefix="datajob-bench-cluster-"))
     bench = Bench(work, args.rest_seconds)
     try:
