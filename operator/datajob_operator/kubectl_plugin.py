@@ -297,8 +297,8 @@ def pick_pods(job: dict[str, Any], pods: Sequence[Any], slot: int | None, shard:
         if not ledger:
             raise PluginError("the job has no shard ledger yet")
         state = state_codec.decode(ledger).ledger
-        if not 0 <= shard < state.total:
-            raise PluginError(f"--shard {shard}: the job has shards 0 to {state.total - 1}")
+        if not 0 <= shard < state.total + state.children:  # the children of splits come after the plan
+            raise PluginError(f"--shard {shard}: the job has shards 0 to {state.total + state.children - 1}")
         entry = state.in_flight.get(shard)
         if entry is None:
             raise PluginError(

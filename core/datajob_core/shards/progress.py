@@ -48,8 +48,8 @@ def position(
     """Committed counts plus what unfinished map shards have checkpointed."""
     records, size = committed_records, committed_bytes
     checkpoints: Iterable[Mapping[str, Any] | None] = [
-        *(e.checkpoint for s, e in ledger.in_flight.items() if s < map_shards),
-        *(e.checkpoint for s, e in ledger.retry.items() if s < map_shards),
+        *(e.checkpoint for s, e in ledger.in_flight.items() if ledger.placed(s) < map_shards),
+        *(e.checkpoint for s, e in ledger.retry.items() if ledger.placed(s) < map_shards),
     ]
     for checkpoint in checkpoints:
         if checkpoint:
