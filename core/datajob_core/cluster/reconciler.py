@@ -848,7 +848,7 @@ def _split_off(
     stops early, asked or not, so that its rest is never lost."""
     ledger = state.ledger
     state.split_requests = [item for item in state.split_requests if item[0] != shard]
-    root = ledger.cuts[shard].root if shard in ledger.cuts else shard
+    root = ledger.placed(shard)
     if root >= len(plan):
         return
     pieces = splitting.pieces_of(plan[root])

@@ -297,10 +297,6 @@ class Ledger:
         cut = self.cuts.get(shard) if shard >= self.total else None
         return cut.root if cut is not None else shard
 
-    def map_shards_of(self, map_shards: int) -> list[int]:
-        """The shards of the map stage: ``0 .. map_shards-1`` and every child of a split."""
-        return [*range(map_shards), *range(self.total, self.total + self.children)]
-
     def next_retry_time(self) -> float | None:
         """Earliest ``not_before`` of any retry shard, so the caller can schedule a wake-up; None if none."""
         return min((entry.not_before for entry in self.retry.values()), default=None)

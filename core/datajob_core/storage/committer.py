@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from datajob_core.data import shuffle
+from datajob_core.shards.splitting import Cut
 from datajob_core.storage.checkpoint_store import DIRECTORY as CHECKPOINTS
 from datajob_core.storage.output_format import OutputCodec
 from datajob_core.storage.stores import Store
@@ -121,18 +122,25 @@ def _check_tiling(segments: dict[int, list[int]], records: dict[int, dict[str, A
                 )
 
 
+def _cut(record: dict[str, Any]) -> Cut | None:
+    """The range of its root shard a record's shard covered (a shard split off another); None: a whole one."""
+    try:
+        return Cut.from_list(record.get("cut"))
+    except ValueError:
+        return None
+
+
 def _starts(record: dict[str, Any]) -> list[int] | None:
-    cut = record.get("cut")
-    return [int(cut[1]), int(cut[2])] if isinstance(cut, list) and len(cut) >= 5 else None
+    cut = _cut(record)
+    return list(cut.start) if cut else None
 
 
 def _ends(record: dict[str, Any]) -> list[int] | None:
     """Where a record's output ends in its root shard; None: at the root's end."""
-    cut, end = record.get("cut"), record.get("end")
-    first = int(cut[1]) if isinstance(cut, list) and len(cut) >= 5 else 0
+    cut, end = _cut(record), record.get("end")
     if isinstance(end, list) and len(end) == 2:
-        return [first + int(end[0]), int(end[1])]
-    return [int(cut[3]), int(cut[4])] if isinstance(cut, list) and len(cut) >= 5 else None
+        return [(cut.start[0] if cut else 0) + int(end[0]), int(end[1])]
+    return list(cut.end) if cut else None
 
 
 @dataclass(frozen=True)
@@ -311,8 +319,9 @@ class Committer:
                     entry["ranOn"] = ran_on.setdefault(
                         json.dumps(record["hardware"], sort_keys=True), len(ran_on)
                     )
-                if isinstance(record.get("cut"), list) and record["cut"]:
-                    entry["of"] = record["cut"][0]  # a shard split off the map shard it names
+                cut = _cut(record)
+                if cut is not None:
+                    entry["of"] = cut.root  # a shard split off the map shard it names
                 if not partitions:
                     data = self._publish(shard, record, name)
                     texts.append(self.codec.decode(data))
