@@ -113,9 +113,15 @@ def test_progress_bar_and_a_rerun_into_the_same_output(tmp_path: Path) -> None:
     screen = Terminal()
     state = LocalRun(job, tmp_path, out=screen).run()
     assert state.phase is Phase.SUCCEEDED
-    frames = [f for f in screen.getvalue().split("\r") if "shards" in f and "rec/s" in f]
-    assert frames, screen.getvalue()
-    assert re.search(r"\[#+\] (\d+)/\1 shards .* ETA \d+:\d\d  workers \d/3", frames[-1]), frames[-1]
+    shown = _without_escapes(screen.getvalue())
+    frames = re.findall(
+        r"(\d+)/(\d+) shards +[\d,]+ rec/s +ETA (?:\d+:\d\d|--:--) +workers (\d)/3 +restarts \d+", shown
+    )
+    assert frames, shown
+    assert frames[-1][0] == frames[-1][1], "the last frame drawn shows every shard done"
+    assert "━" in shown, "a bar is drawn on a terminal"
+    assert "progress:" not in shown
+    assert re.search(r"wc: Succeeded in \d+:\d\d: (\d+)/\1 shards committed", shown), shown
     first = (tmp_path / "again" / "result").read_bytes()
     # Committed shards are recognised by their markers and counted from them, not processed again.
     again = LocalRun(job, tmp_path, out=io.StringIO()).run()
@@ -123,6 +129,26 @@ def test_progress_bar_and_a_rerun_into_the_same_output(tmp_path: Path) -> None:
     assert again.records == state.records == 3 * 2000
     assert (tmp_path / "again" / "result").read_bytes() == first
     assert {m["attempt"] for m in markers(tmp_path / "again")} == {1}
+
+
+def _without_escapes(text: str) -> str:
+    return re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", text)
+
+
+def test_progress_is_written_as_plain_lines_when_the_output_is_not_a_terminal(tmp_path: Path) -> None:
+    corpus(tmp_path / "data", files=3, lines=2000)
+    job = yaml.safe_load(manifest(tmp_path, "plain").read_text())
+    log = io.StringIO()
+    assert LocalRun(job, tmp_path, out=log).run().phase is Phase.SUCCEEDED
+    text = log.getvalue()
+    assert "\x1b[" not in text and "\r" not in text, "no terminal control codes in a log file"
+    lines = [line for line in text.splitlines() if line.startswith("progress: ")]
+    assert lines, text
+    assert all(
+        re.fullmatch(r"progress: \d+/\d+ shards  [\d,]+ rec/s  ETA \S+  workers \d/3  restarts \d+", line)
+        for line in lines
+    ), lines
+    assert len(lines) <= 11, "at most one line per tenth of the shards, or every few seconds"
 
 
 def test_sigterm_checkpoints_and_the_shard_resumes_without_counting_a_failure(tmp_path: Path) -> None:

@@ -49,6 +49,7 @@ from datajob_core.storage.stores import Store
 
 from . import read_counter, worker_process
 from .channel import WorkerLink
+from .progress_display import Figures, ProgressDisplay, clock
 
 log = structlog.get_logger("datajob.local")
 
@@ -238,7 +239,7 @@ class LocalRun:
         self.reports: dict[int, tuple[protocol.ReportMessage, float]] = {}
         self.assignments: dict[int, protocol.AssignmentMessage] = {}
         self.next_kill: float | None = None
-        self.drawn, self.frame = 0.0, ""  # when the progress bar was last drawn, and what
+        self.display = ProgressDisplay(self.out)
 
     # -- processes ---------------------------------------------------------------------------------
     def _slot_dir(self, slot: int) -> Path:
@@ -447,6 +448,7 @@ class LocalRun:
                     worker.process.wait()
                 self._forget(slot)
             self.selector.close()
+            self.display.close()  # a bar left drawn would swallow the traceback's first line
         if state.phase is Phase.SUCCEEDED:
             self.result = self.store.url_of(committer.RESULT)
         self._summary(state)
@@ -473,34 +475,28 @@ class LocalRun:
         self.stats.records_running = running
         elapsed = max(time.monotonic() - self.stats.started, 1e-6)
         done = counts.succeeded + counts.failed
-        rate = self.stats.records() / elapsed
-        eta = "--:--" if done == 0 else _clock(elapsed * (counts.total - done) / done)
-        width = 30
-        filled = int(width * done / max(counts.total, 1))
-        live = sum(1 for w in self.workers.values() if w.process.poll() is None)
-        line = (
-            f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{counts.total} shards  "
-            f"{rate:,.0f} rec/s  ETA {eta}  workers {live}/{self.policy.workers}  restarts {state.restarts} "
+        self.display.update(
+            Figures(
+                done=done,
+                total=counts.total,
+                records_per_second=self.stats.records() / elapsed,
+                eta_seconds=None if done == 0 else elapsed * (counts.total - done) / done,
+                workers=sum(1 for w in self.workers.values() if w.process.poll() is None),
+                wanted=self.policy.workers,
+                restarts=state.restarts,
+            )
         )
-        # Passes can run hundreds of times a second: draw ten frames a second, and the last one.
-        due = time.monotonic() - self.drawn >= 0.1 or done == counts.total
-        if self.out.isatty() and due and line != self.frame:
-            self.drawn, self.frame = time.monotonic(), line
-            self.out.write(line)
-            self.out.flush()
 
     def _line(self, text: str) -> None:
-        if self.out.isatty():
-            self.out.write("\r\033[K")
-        self.out.write(text + "\n")
-        self.out.flush()
+        self.display.line(text)
 
     def _summary(self, state: JobState) -> None:
+        self.display.close()
         counts = state.ledger.counts(0, Layout.of(state.ledger).map_shards)
         elapsed = time.monotonic() - self.stats.started
         injected = f", {self.stats.kills} injected" if self.stats.kills else ""
         self._line(
-            f"{self.name}: {state.phase.value} in {_clock(elapsed)}: {counts.succeeded}/{counts.total} "
+            f"{self.name}: {state.phase.value} in {clock(elapsed)}: {counts.succeeded}/{counts.total} "
             f"shards committed, {counts.failed} failed, {state.records:,} records, "
             f"{state.restarts} worker restart(s){injected}"
         )
@@ -523,8 +519,3 @@ class LocalRun:
             self._line(f"reason: {state.message}")
         if self.result is not None:
             self._line(f"result: {self.result}  (parts: {self.output_url}/part-*, manifest: _SUCCESS)")
-
-
-def _clock(seconds: float) -> str:
-    minutes, secs = divmod(int(seconds), 60)
-    return f"{minutes}:{secs:02d}"
