@@ -6,11 +6,10 @@ from typing import Any
 
 from datajob_core.cluster import node_drain, sizing
 from datajob_core.cluster.reconciler import START_ERRORS, ObservedWorker
+from datajob_core.cluster.worker_exit import describe_exit
 from datajob_core.shards.failure_policy import DISRUPTION_POD_REASONS
 
 from .timestamps import epoch
-
-MAX_LAST_WORDS = 300  # of a worker's termination message, in reasons and events
 
 
 def observe_pod(
@@ -34,10 +33,7 @@ def observe_pod(
         terminated = state.get("terminated")
         if terminated:
             exit_code = terminated.get("exitCode")
-            reason = f"{terminated.get('reason') or 'Error'} (exit code {exit_code})"
-            last_words = (terminated.get("message") or "").strip()
-            if last_words:
-                reason = f"{reason}: {last_words[-MAX_LAST_WORDS:]}"
+            reason = describe_exit(exit_code, terminated.get("reason") or "", terminated.get("message") or "")
         waiting_state = state.get("waiting") or {}
         if waiting_state.get("reason") in START_ERRORS:
             waiting_reason = waiting_state["reason"]

@@ -93,7 +93,10 @@ def test_killed_worker_is_replaced_and_resumes_from_checkpoint(jobs: Jobs, tmp_p
     assert all((r["resumedFrom"] or {}).get("records", 0) > 0 for r in resumed), resumed
     events = jobs.events("resume", wait_for_reason="Completed")
     failures = [e.message for e in events if e.reason == "WorkerFailed"]
-    assert any(victim.metadata.name in m and "exit code 137" in m for m in failures), failures
+    assert any(victim.metadata.name in m and "killed by SIGKILL (exit code 137)" in m for m in failures), (
+        failures
+    )
+    assert not any('{"' in m for m in failures), f"raw log lines in a failure reason: {failures}"
     print(f"replacement pod running {replacement_seconds:.1f}s after the kill")
 
 

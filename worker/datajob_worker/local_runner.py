@@ -37,6 +37,7 @@ from datajob_core.cluster.reconciler import (
     policy_from_spec,
     reconcile,
 )
+from datajob_core.cluster.worker_exit import describe_exit
 from datajob_core.data import plan_store
 from datajob_core.data.locations import StorageConfig
 from datajob_core.data.planning import PlanError, plan_shards
@@ -141,14 +142,7 @@ class LocalWorker:
         phase = "Succeeded" if code == 0 else "Failed"
         # As a container runtime reports it: a process killed by signal N exits with 128+N.
         exit_code = code if code >= 0 else 128 - code
-        reason = (
-            f"exit code {code}"
-            if code >= 0
-            else f"killed by {signal.Signals(-code).name} (exit code {exit_code})"
-        )
-        last_words = self._last_words()
-        if last_words:
-            reason = f"{reason}: {last_words}"
+        reason = describe_exit(exit_code, message=self._last_words())
         return ObservedWorker(
             self.name,
             self.slot,
