@@ -43,6 +43,7 @@ ENV_PROFILE = "DATAJOB_PROFILE"  # the hardware profile the pod was made for (sp
 ENV_NODE = "DATAJOB_NODE"  # the node it runs on (downward API spec.nodeName)
 # the devices DRA allocated to it, driver/pool/device comma-separated (once the operator has read its claim)
 ENV_DEVICES = "DATAJOB_DEVICES"
+ENV_GPUS = "DATAJOB_GPUS"  # GPUs the pod requests (its profile's), for the run report's GPU-seconds
 # The Lease annotation the worker reports under (absent: REPORT_ANNOTATION).
 ENV_REPORT_ANNOTATION = "DATAJOB_REPORT_ANNOTATION"
 # Where the worker writes its last error, for the pod's termination message (kubelet reads it).
@@ -55,6 +56,12 @@ ENV_DRIVER_PID = "DATAJOB_DRIVER_PID"
 
 def lease_name(job: str, slot: int) -> str:
     return f"{job}{LEASE_SUFFIX}{slot}"
+
+
+def slot_of_lease(lease: str) -> int | None:
+    """The slot a lease name (lease_name) is for; None for anything else."""
+    _, _, slot = lease.rpartition(LEASE_SUFFIX)
+    return int(slot) if slot.isdigit() else None
 
 
 def other_report_annotation(key: str) -> str:

@@ -53,9 +53,11 @@ from datajob_core.protocol import (
     ShardProgress,
     ShardTask,
     WorkerNotice,
+    slot_of_lease,
 )
 from datajob_core.shards import splitting, stages
 from datajob_core.shards.rangeset import RangeSet
+from datajob_core.storage.attempt_log import AttemptLog
 from datajob_core.storage.committer import MissingOutputError
 from datajob_core.storage.output_format import OutputCodec
 
@@ -176,6 +178,7 @@ class Worker:
         output_format: str = "jsonl",
         limits: watchdog.Limits | None = None,
         multi_line: bool = False,
+        slot: int | None = None,
     ) -> None:
         self.multi_line = multi_line
         self.client = client
@@ -198,6 +201,8 @@ class Worker:
         )
         codec = OutputCodec(output_format, self.processor.to_row, self.processor.from_row)
         self.output = runtime.OutputDir(output, owner, storage, codec)
+        self.attempts = AttemptLog(self.output.store, owner)  # for the run report
+        self.slot = slot
         self.checkpoint_seconds = checkpoint_seconds
         self.checkpoint_records = checkpoint_records
         options = {str(k): str(v) for k, v in (spec.get("options") or {}).items()}
@@ -361,10 +366,12 @@ class Worker:
         log.info("processing shard", shard=task.shard, attempt=task.attempt, resume=task.checkpoint)
         last_checkpoint = time.monotonic()
         records_since = 0
+        history = AttemptHistory(self, task)
 
         def on_record(progress: runtime.Progress, state: State, count: int) -> None:
             nonlocal last_checkpoint, records_since
             records_since += count
+            history.read += count
             if self.watch.armed:
                 self.watch.batch_done(progress.records, _position(task, progress))
             self.reads.add(count)
@@ -418,10 +425,13 @@ class Worker:
                     f"shard {task.shard}: the worker of attempt {task.attempt - 1} died without committing"
                 )
             elif stages.is_reduce(task.input):
-                self.run_reduce(task)
+                history.begin()
+                history.won = self.run_reduce(task)
             elif self.exec_argv:
+                history.begin()
                 self.run_exec(task)
             else:
+                history.begin()
                 self.watch.start_shard(task.shard, int((task.checkpoint or {}).get("records", 0)))
                 context = runtime.ShardContext(
                     self.fmt,
@@ -439,7 +449,9 @@ class Worker:
                 progress = runtime.run_shard(task, context)
                 records, bytes_read, skipped = progress.records, progress.bytes, progress.skipped
                 end = progress.end
+                history.won, history.in_commit_record = progress.won, progress.won
         except runtime.ShardInterruptedError:
+            history.end("stopped" if self.moved_on else "interrupted", "SIGTERM" if self.stopping else "")
             self.watch.end_shard()
             log.info("shard interrupted; its last checkpoint stands", shard=task.shard)
             with self.lock:
@@ -447,6 +459,7 @@ class Worker:
             return
         except (Exception, SystemExit) as error:  # noqa: BLE001 - a bad shard is reported, the worker goes on
             # sys.exit() in user code is this shard's failure too, not a request to stop the worker.
+            history.end("failed", _describe(error)[:400])
             self.watch.end_shard()
             log.warning("shard failed", shard=task.shard, error=_describe(error))
             self.finished.add((task.shard, task.attempt))
@@ -464,6 +477,8 @@ class Worker:
                     lost=lost,
                 )
             return
+        if not history.in_commit_record:
+            history.end("committed" if history.won else "lost")
         self.watch.end_shard()
         self.finished.add((task.shard, task.attempt))
         with self.lock:
@@ -471,7 +486,7 @@ class Worker:
         # The outcome goes out with the next shard's "current" (one write), or alone when idle.
         log.info("shard committed", shard=task.shard, attempt=task.attempt, records=records)
 
-    def run_reduce(self, task: ShardTask) -> None:
+    def run_reduce(self, task: ShardTask) -> bool:
         """Reduce task: merge partition p of every map shard's output into this task's part."""
         partition, shards = int(task.input["partition"]), int(task.input["shards"])
         committer = self.output.committer
@@ -484,8 +499,9 @@ class Worker:
                 raise runtime.ShardInterruptedError
         merged = self.processor.merge(texts)
         meta = {"partition": partition, "records": 0, "keys": merged.count("\n")}
-        committer.commit_shard(task.shard, task.attempt, committer.codec.encode(merged), meta)
+        won = committer.commit_shard(task.shard, task.attempt, committer.codec.encode(merged), meta)
         log.info("reduce partition committed", partition=partition, keys=meta["keys"])
+        return won
 
     def commit_job(self, task: ShardTask) -> None:
         """The job commit: publish every shard's winning attempt, the merged result and _SUCCESS."""
@@ -508,6 +524,19 @@ class Worker:
             segments={int(root): list(parts) for root, parts in (task.input.get("segments") or {}).items()},
         )
         log.info("job committed", result=done.result, manifest=done.manifest, missing=done.missing)
+        try:
+            from . import run_report  # noqa: PLC0415 - plotly (70 ms): only the job commit draws
+
+            known = {
+                "processor": json.loads(os.environ.get(ENV_PROCESSOR) or "null"),
+                "input": {"format": self.fmt},
+            }
+            report = run_report.publish(
+                self.output.store, self.output.owner, self.job, spec=known, summary={"phase": "Succeeded"}
+            )
+            log.info("run report written", report=report)
+        except Exception as error:  # noqa: BLE001 - the job is committed; a missing report is not its failure
+            log.warning("run report not written", error=str(error))
 
     def run_exec(self, task: ShardTask) -> None:
         progress, resume_state = runtime.resume_point(task, self.output, self.notice)
@@ -550,6 +579,47 @@ class Worker:
             self.moved_on = True
             return None
         return next((t for t in message.shards if (t.shard, t.attempt) == (task.shard, task.attempt)), None)
+
+
+class AttemptHistory:
+    """One attempt's entry in the attempt log (datajob_core.storage.attempt_log), for the run report."""
+
+    def __init__(self, worker: Worker, task: ShardTask) -> None:
+        self.worker, self.task = worker, task
+        self.name: str | None = None  # the log object, once begun
+        self.start: dict[str, Any] = {}
+        self.cpu = 0.0
+        self.read = 0  # records read by this attempt
+        self.won = True
+        self.in_commit_record = False  # a won map shard: its commit record tells the end
+
+    def begin(self) -> None:
+        self.cpu = time.process_time()
+        self.start = {
+            "startedAt": time.time(),
+            "pod": self.worker.reporter.pod,
+            "slot": self.worker.slot,
+            "resumedRecords": int((self.task.checkpoint or {}).get("records", 0) or 0),
+            "stage": "reduce" if stages.is_reduce(self.task.input) else "map",
+            **runtime.where_it_ran(),
+        }
+        self.name = self.worker.attempts.started(self.task.shard, self.task.attempt, self.start)
+
+    def end(self, outcome: str, reason: str = "") -> None:
+        if self.name is None:
+            return
+        record = {
+            **self.start,
+            "shard": self.task.shard,
+            "attempt": self.task.attempt,
+            "endedAt": time.time(),
+            "outcome": outcome,
+            "cpuSeconds": round(time.process_time() - self.cpu, 3),
+            "recordsRead": self.read,
+        }
+        if reason:
+            record["reason"] = reason
+        self.worker.attempts.ended(self.name, record)
 
 
 def _resumed_bytes(task: ShardTask) -> int:
@@ -606,6 +676,7 @@ def main() -> int:
             output_format=env.get(ENV_OUTPUT_FORMAT) or "jsonl",
             limits=watchdog.Limits.from_env(env.get(ENV_TIME_LIMITS)),
             multi_line=env.get(ENV_MULTI_LINE) == "true",
+            slot=slot_of_lease(env.get(ENV_LEASE, "")),
         )
 
         def on_term(signum: int, _frame: object) -> None:

@@ -60,6 +60,12 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="replace output of another job or of an earlier version of this one (spec.output.overwrite)",
     )
+    run.add_argument(
+        "--report",
+        type=Path,
+        metavar="PATH",
+        help="also write the run report (HTML; always written to OUTPUT/_datajob/report.html) to PATH",
+    )
     validate = commands.add_parser("validate", help="check a manifest with the API's rules")
     validate.add_argument("manifest", type=Path)
     args = parser.parse_args(argv)
@@ -97,6 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             overwrite=args.overwrite,
             kill_every=args.kill_every,
             seed=args.seed,
+            report=args.report,
         )
     except (ValueError, OverflowError, OSError, yaml.YAMLError) as error:
         print(f"datajob: invalid job: {error}", file=sys.stderr)

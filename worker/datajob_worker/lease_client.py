@@ -5,23 +5,27 @@ A worker learns of a new assignment from a watch on its own Lease (a list with t
 ``timeout`` seconds and starts from the resourceVersion the worker last read, so nothing written in between
 is missed; without watch rights (a Role made by an older operator) the worker reads its Lease once a second.
 
-Plain HTTPS keeps the worker image free of kopf and of the Kubernetes client library.
+pykube-ng (requests underneath) is the client: light enough for the worker image, which carries neither kopf
+nor the official Kubernetes client. Two things are done around it, on purpose:
+- the bearer token is re-read from the projected file before every request, because kubelet rotates it and
+  pykube-ng's in-cluster config reads it once;
+- a watch gets its own HTTP read timeout (the watch's length plus a margin), because pykube-ng applies one
+  client-wide timeout to every request, and a short one would cut an idle watch.
 """
 
 from __future__ import annotations
 
 import base64
 import datetime
-import json
 import os
-import ssl
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+import pykube
+import requests
+from pykube.exceptions import HTTPError, ObjectDoesNotExist
 
 from datajob_core.data import plan_store
 from datajob_core.protocol import ASSIGNMENT_ANNOTATION, REPORT_ANNOTATION, AssignmentMessage, ReportMessage
@@ -37,7 +41,54 @@ def _service_account_dir() -> Path:
 
 
 class LeaseError(RuntimeError):
-    pass
+    def __init__(self, message: str, code: int | None = None) -> None:
+        super().__init__(message)
+        self.code = code  # the HTTP status, when the API server answered
+
+
+class Lease(pykube.objects.NamespacedAPIObject):  # type: ignore[misc]  # pykube-ng ships no type hints
+    version = "coordination.k8s.io/v1"
+    endpoint = "leases"
+    kind = "Lease"
+
+
+def in_cluster_api(service_account_dir: Path, timeout: float) -> pykube.HTTPClient:
+    """A pykube-ng client for the API server named by the pod's environment, trusting the pod's CA bundle."""
+    host = os.environ["KUBERNETES_SERVICE_HOST"]
+    port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
+    server = f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
+    config = pykube.KubeConfig(
+        {
+            "clusters": [
+                {
+                    "name": "in-cluster",
+                    "cluster": {
+                        "server": server,
+                        "certificate-authority": str(service_account_dir / "ca.crt"),
+                    },
+                }
+            ],
+            # No token here: _authorize sets it per request from the (rotating) file.
+            "users": [{"name": "service-account", "user": {}}],
+            "contexts": [{"name": "pod", "context": {"cluster": "in-cluster", "user": "service-account"}}],
+            "current-context": "pod",
+        }
+    )
+    return pykube.HTTPClient(config, timeout=timeout)
+
+
+def _failure(action: str, error: Exception) -> LeaseError:
+    if isinstance(error, HTTPError):
+        return LeaseError(f"{action}: {error.code} {error}", error.code)
+    if isinstance(error, ObjectDoesNotExist):
+        return LeaseError(f"{action}: 404 {error}", 404)
+    if isinstance(error, requests.HTTPError) and error.response is not None:
+        return LeaseError(f"{action}: {error.response.status_code} {error}", error.response.status_code)
+    return LeaseError(f"{action}: {error}")
+
+
+# What a request to an API server can raise: its answer (pykube's or requests' HTTPError), or the network.
+_API_ERRORS = (HTTPError, ObjectDoesNotExist, requests.RequestException, ValueError)
 
 
 class LeaseClient:
@@ -45,63 +96,48 @@ class LeaseClient:
         self, namespace: str, name: str, *, job: str = "", timeout: float = 10.0, report_key: str = ""
     ) -> None:
         self.report_key = report_key or REPORT_ANNOTATION  # the operator's choice (ENV_REPORT_ANNOTATION)
-        host = os.environ["KUBERNETES_SERVICE_HOST"]
-        port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
-        if ":" in host:
-            host = f"[{host}]"
-        self.server = f"https://{host}:{port}"
         self.namespace = namespace
         self.job = job
         self.name = name
-        self.url = f"{self.server}/apis/coordination.k8s.io/v1/namespaces/{namespace}/leases/{name}"
         self.resource_version: str | None = None  # of the Lease as last seen
         self.seen: str | None = None  # the assignment annotation as last returned
         self.fresh: dict[str, Any] | None = None  # a newer Lease a watch delivered, not yet returned
         self.can_watch = True
         sa_dir = _service_account_dir()
         self._token_path = sa_dir / "token"
-        self._ssl = ssl.create_default_context(cafile=str(sa_dir / "ca.crt"))
         self.timeout = timeout
+        self.api = in_cluster_api(sa_dir, timeout)
+        self._watch_api = in_cluster_api(sa_dir, timeout)  # its timeout is set per watch
 
-    def _headers(self) -> dict[str, str]:
-        # Re-read the token each time: kubelet rotates projected tokens.
-        return {
-            "Authorization": f"Bearer {self._token_path.read_text().strip()}",
-            "Accept": "application/json",
-        }
+    def _authorize(self, api: pykube.HTTPClient) -> pykube.HTTPClient:
+        # Re-read the token each time: kubelet rotates projected tokens. A session header wins over
+        # pykube-ng's own auth, which only fills in a missing Authorization.
+        api.session.headers["Authorization"] = f"Bearer {self._token_path.read_text().strip()}"
+        return api
 
-    def _request(
-        self, method: str, body: dict[str, Any] | None = None, *, url: str | None = None
-    ) -> dict[str, Any]:
-        headers = self._headers()
-        data = None
-        if body is not None:
-            data = json.dumps(body).encode()
-            headers["Content-Type"] = "application/merge-patch+json"
-        url = url or self.url
-        request = urllib.request.Request(url, data=data, method=method, headers=headers)
-        try:
-            with urllib.request.urlopen(request, context=self._ssl, timeout=self.timeout) as response:
-                result: dict[str, Any] = json.load(response)
-                return result
-        except urllib.error.HTTPError as error:
-            raise LeaseError(
-                f"{method} {url}: {error.code} {error.read().decode(errors='replace')}"
-            ) from error
-        except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
-            raise LeaseError(f"{method} {url}: {error}") from error
+    def _lease(self) -> Lease:
+        return Lease(
+            self._authorize(self.api), {"metadata": {"name": self.name, "namespace": self.namespace}}
+        )
 
     def assignment(self) -> AssignmentMessage | None:
-        lease, self.fresh = self.fresh or self._request("GET"), None
-        self.resource_version = lease.get("metadata", {}).get("resourceVersion")
-        raw = (lease.get("metadata", {}).get("annotations") or {}).get(ASSIGNMENT_ANNOTATION)
+        if self.fresh is None:
+            try:
+                lease = self._lease()
+                lease.reload()
+            except _API_ERRORS as error:
+                raise _failure(f"GET lease {self.namespace}/{self.name}", error) from error
+            self.fresh = lease.obj
+        lease_obj, self.fresh = self.fresh or {}, None
+        self.resource_version = lease_obj.get("metadata", {}).get("resourceVersion")
+        raw = (lease_obj.get("metadata", {}).get("annotations") or {}).get(ASSIGNMENT_ANNOTATION)
         self.seen = raw
         return AssignmentMessage.model_validate_json(raw) if raw else None
 
     def wait(self, timeout: float) -> None:
         """Returns as soon as the operator changes the assignment, or after ``timeout`` seconds."""
         if not self.can_watch or self.resource_version is None:
-            time.sleep(min(timeout, POLL_SECONDS))
+            _sleep(min(timeout, POLL_SECONDS))
             return
         try:
             for lease in self._watch(timeout):
@@ -111,54 +147,61 @@ class LeaseClient:
                     self.fresh = lease  # our own report patches change the Lease too: those we skip
                     return
         except LeaseError as error:
-            if " 403 " in str(error):
+            if error.code == 403:
                 self.can_watch = False  # an older Role: get only
-            time.sleep(min(timeout, POLL_SECONDS))  # the API is away; the caller reads again
+            _sleep(min(timeout, POLL_SECONDS))  # the API is away; the caller reads again
         except (OSError, ValueError, KeyError):
-            time.sleep(min(timeout, POLL_SECONDS))
+            _sleep(min(timeout, POLL_SECONDS))
 
     def _watch(self, timeout: float) -> Iterator[dict[str, Any]]:
-        query = urllib.parse.urlencode(
-            {
-                "fieldSelector": f"metadata.name={self.name}",
-                "watch": "1",
-                "resourceVersion": self.resource_version or "",
-                "allowWatchBookmarks": "false",
-                "timeoutSeconds": str(max(1, int(timeout))),
-            }
+        seconds = max(1, int(timeout))
+        api = self._authorize(self._watch_api)
+        api.timeout = seconds + self.timeout  # the server ends the watch first
+        query = (
+            Lease.objects(api, namespace=self.namespace)
+            .filter(field_selector={"metadata.name": self.name})
+            .watch(
+                since=self.resource_version,
+                params={"allowWatchBookmarks": "false", "timeoutSeconds": str(seconds)},
+            )
         )
-        url = f"{self.url.rsplit('/', 1)[0]}?{query}"
-        request = urllib.request.Request(url, headers=self._headers())
         try:
-            with urllib.request.urlopen(request, context=self._ssl, timeout=timeout + self.timeout) as stream:
-                for line in stream:
-                    event = json.loads(line)
-                    if event.get("type") == "ERROR":  # e.g. 410 Gone: too old; read afresh
-                        self.resource_version = None
-                        return
-                    if event.get("type") in ("ADDED", "MODIFIED"):
-                        yield event["object"]
-        except urllib.error.HTTPError as error:
-            raise LeaseError(f"WATCH {url}: {error.code} {error.read().decode(errors='replace')}") from error
-        except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
-            raise LeaseError(f"WATCH {url}: {error}") from error
+            for event in query:
+                if event.type == "ERROR":  # e.g. 410 Gone: too old; read afresh
+                    self.resource_version = None
+                    return
+                if event.type in ("ADDED", "MODIFIED"):
+                    yield event.object.obj
+        except _API_ERRORS as error:
+            raise _failure(f"WATCH lease {self.namespace}/{self.name}", error) from error
+        finally:
+            if query.response is not None:
+                query.response.close()
 
     def report(self, message: ReportMessage) -> None:
         now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        self._request(
-            "PATCH",
-            {
-                "metadata": {"annotations": {self.report_key: message.model_dump_json()}},
-                "spec": {"renewTime": now},
-            },
-        )
+        patch = {
+            "metadata": {"annotations": {self.report_key: message.model_dump_json()}},
+            "spec": {"renewTime": now},
+        }
+        try:
+            self._lease().patch(patch)  # a JSON merge patch: only our report key and the renew time
+        except _API_ERRORS as error:
+            raise _failure(f"PATCH lease {self.namespace}/{self.name}", error) from error
 
     def plan(self) -> bytes:
         """The job's stored shard plan (datajob_core.data.plan_store), from its ConfigMaps."""
-        base = f"{self.server}/api/v1/namespaces/{self.namespace}/configmaps/"
-        index = self._request("GET", url=base + plan_store.chunk_names(self.job, 1)[0])
-        count = int((index.get("data") or {}).get(plan_store.CHUNKS_KEY, "1"))
-        parts = [index]
-        for name in plan_store.chunk_names(self.job, count)[1:]:
-            parts.append(self._request("GET", url=base + name))
+        api = self._authorize(self.api)
+        try:
+            configmaps = pykube.ConfigMap.objects(api, namespace=self.namespace)
+            index = configmaps.get_by_name(plan_store.chunk_names(self.job, 1)[0]).obj
+            count = int((index.get("data") or {}).get(plan_store.CHUNKS_KEY, "1"))
+            rest = plan_store.chunk_names(self.job, count)[1:]
+            parts = [index] + [configmaps.get_by_name(name).obj for name in rest]
+        except _API_ERRORS as error:
+            raise _failure(f"GET plan of {self.namespace}/{self.job}", error) from error
         return b"".join(base64.b64decode(part["binaryData"][plan_store.PLAN_KEY]) for part in parts)
+
+
+def _sleep(seconds: float) -> None:
+    time.sleep(seconds)

@@ -46,9 +46,9 @@ from datajob_core.shards.stages import Layout
 from datajob_core.storage import committer, output_identity
 from datajob_core.storage.checkpoint_store import CheckpointCollector, CheckpointStore
 from datajob_core.storage.inputs import list_inputs
-from datajob_core.storage.stores import Store
+from datajob_core.storage.stores import StorageError, Store
 
-from . import read_counter, worker_process
+from . import read_counter, run_report, worker_process
 from .channel import WorkerLink
 from .progress_display import Figures, ProgressDisplay, clock
 
@@ -204,6 +204,7 @@ class LocalRun:
         seed: int | None = None,
         out: TextIO | None = None,
         grace_seconds: float = GRACE_SECONDS,
+        report: Path | None = None,
     ) -> None:
         job = DataJob.load(manifest)  # raises ValueError naming every bad field
         check_local(job)
@@ -220,6 +221,8 @@ class LocalRun:
         self.store = Store(self.output_url, self.storage)
         self.run_dir = run_directory(self.store)
         self.kill_every = kill_every
+        self.report_copy = report  # datajob run --report PATH
+        self.report: str | None = None  # the report's URL, once written
         self.grace_seconds = grace_seconds
         self.random = random.Random(seed)
         self.out = out or sys.stderr  # looked up now: a default bound at import would keep an old stream
@@ -259,6 +262,9 @@ class LocalRun:
             protocol.ENV_REDUCE_SQL: (spec.get("reduce") or {}).get("sql") or "",
             protocol.ENV_OUTPUT_FORMAT: (spec.get("output") or {}).get("format") or "jsonl",
             protocol.ENV_OUTPUT_OWNER: self.owner,
+            protocol.ENV_LEASE: protocol.lease_name(
+                self.name, slot
+            ),  # names the slot (the run report's rows)
             protocol.ENV_CHECKPOINT_SECONDS: str(checkpoint.get("intervalSeconds", 30)),
             protocol.ENV_PROCESSOR: json.dumps(spec.get("processor"), sort_keys=True),
             protocol.ENV_FORMAT: spec["input"].get("format", "text"),
@@ -446,7 +452,38 @@ class LocalRun:
         if state.phase is Phase.SUCCEEDED:
             self.result = self.store.url_of(committer.RESULT)
         self._summary(state)
+        self._report(state)
         return state
+
+    def _report(self, state: JobState) -> None:
+        """The run report (datajob_worker.run_report), with what only the driver knows: the whole spec and
+        the records read by every attempt, killed ones included."""
+        counts = state.ledger.counts(0, Layout.of(state.ledger).map_shards)
+        summary = {
+            "phase": state.phase.value,
+            "shards": f"{counts.succeeded}/{counts.total} committed, {counts.failed} failed",
+            "records committed": f"{state.records:,}",
+            "records read by all attempts": f"{read_counter.total(self.run_dir / 'slots'):,}",
+            "worker restarts": state.restarts,
+            "kills injected (--kill-every)": self.stats.kills,
+            "output": self.output_url,
+        }
+        if state.message and state.phase is Phase.FAILED:
+            summary["reason"] = state.message
+        try:
+            self.report = run_report.publish(
+                self.store,
+                self.owner,
+                self.name,
+                spec={"metadata": {"name": self.name}, "spec": self.spec},
+                summary=summary,
+            )
+            if self.report_copy is not None:
+                self.report_copy.write_bytes(self.store.read_bytes(run_report.REPORT_NAME))
+        except (OSError, StorageError) as error:
+            self._line(f"run report not written: {error}")
+            return
+        self._line(f"report: {self.report_copy or self.report}")
 
     # -- display ------------------------------------------------------------------------------------
     def _count(self, report: protocol.ReportMessage | None) -> None:

@@ -71,6 +71,7 @@ class Progress:
     record_path: bool = False
     # Set when the committed output stops early (a split): [piece, offset] of the first record not in it.
     end: list[int] | None = None
+    won: bool = True  # False: another attempt's commit record stood (this one's output is garbage)
 
     def position(self) -> dict[str, Any]:
         position = {
@@ -155,6 +156,8 @@ def where_it_ran() -> dict[str, Any]:
     out: dict[str, Any] = {key: os.environ[env] for key, env in names.items() if os.environ.get(env)}
     if os.environ.get(protocol.ENV_DEVICES):
         out["devices"] = os.environ[protocol.ENV_DEVICES].split(",")
+    if os.environ.get(protocol.ENV_GPUS, "").isdigit():
+        out["gpus"] = int(os.environ[protocol.ENV_GPUS])
     return out
 
 
@@ -283,6 +286,7 @@ def _line_number(path: str, offset: int) -> int:
 def run_shard(task: ShardTask, context: ShardContext) -> Progress:
     """Processes ``task`` from its checkpoint to the end and commits the result."""
     processor = context.processor
+    cpu = time.process_time()
     progress, saved = resume_point(task, context.output, context.on_notice)
     resumed = progress.checkpoint() if progress.state_file else None  # after any fallback: the real one
     state = processor.restore(saved) if saved is not None else processor.init()
@@ -308,6 +312,7 @@ def run_shard(task: ShardTask, context: ShardContext) -> Progress:
         "attempt": task.attempt,
         "resumedFrom": resumed,
         "committedAt": time.time(),
+        "cpuSeconds": round(time.process_time() - cpu, 3),  # this attempt's (the run report's cost)
     }
     if progress.end is not None:
         meta["end"] = progress.end
@@ -325,6 +330,7 @@ def run_shard(task: ShardTask, context: ShardContext) -> Progress:
         won = context.output.commit(task.shard, task.attempt, None, meta, dead_letters=dead, partitions=split)
     else:
         won = context.output.commit(task.shard, task.attempt, rendered, meta, dead_letters=dead)
+    progress.won = won
     if not won:
         # Another attempt's record stands: where it ends is what the ledger must hear (it splits the rest),
         # and what it counted (the records it covers), as for a shard found already committed.

@@ -169,6 +169,8 @@ def worker_pod(
         {"name": protocol.ENV_PROFILE, "value": profile.name},
         {"name": protocol.ENV_NODE, "valueFrom": {"fieldRef": {"fieldPath": "spec.nodeName"}}},
     ]
+    if profile.gpu:
+        env.append({"name": protocol.ENV_GPUS, "value": str(profile.gpu["count"])})
     if report_key:  # beside a pod still terminating: report under the key it does not use
         env.append({"name": protocol.ENV_REPORT_ANNOTATION, "value": report_key})
     if (spec.get("output") or {}).get("format"):

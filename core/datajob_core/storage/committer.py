@@ -315,6 +315,9 @@ class Committer:
                     "skipped": record.get("skipped", 0),
                     "resumedFrom": record.get("resumedFrom"),  # the checkpoint the winning attempt began at
                 }
+                for key in ("committedAt", "cpuSeconds"):  # for the run report
+                    if key in record:
+                        entry[key] = record[key]
                 if record.get("hardware"):  # the pod, profile, node and devices the winning attempt ran on
                     entry["ranOn"] = ran_on.setdefault(
                         json.dumps(record["hardware"], sort_keys=True), len(ran_on)
