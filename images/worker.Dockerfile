@@ -1,5 +1,5 @@
 # The worker image: datajob_core + datajob_worker with the base dependencies (pydantic, pyarrow, fsspec,
-# s3fs); no kopf, no Kubernetes client library. Add other fsspec backends (gs://, az://) with
+# s3fs, pykube-ng for its Lease); no kopf, no official Kubernetes client. Add other fsspec backends (gs://, az://) with
 #   --build-arg EXTRA_PACKAGES="gcsfs adlfs"
 # Build from the repository root: docker build -f images/worker.Dockerfile -t datajob-worker:dev .
 # BASE_IMAGE and PIP_INSTALL_OPTIONS: as in operator.Dockerfile.
