@@ -25,9 +25,11 @@ LAYERS: dict[str, set[str]] = {
     "api": {"data"},
     "cluster": {"api", "data", "shards", "protocol"},
     "storage": {"data", "shards", "protocol"},
+    "report": {"data", "shards", "storage"},
 }
-# The one part that reads and writes data; every other part of datajob_core decides only.
-IO_PARTS = {"storage"}
+# The parts that read and write data (the run report reads the output and draws with plotly); every other
+# part of datajob_core decides only.
+IO_PARTS = {"storage", "report"}
 # Modules that reach files, networks, processes or a cluster, or load code by name: a pure part imports
 # none of them.
 IO_MODULES = {

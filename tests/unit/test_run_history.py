@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from datajob_core.data.run_history import build
+from datajob_core.report.history import build
 
 
 def start(shard: int, attempt: int, at: float, pod: str = "p", slot: int = 0, **more: Any) -> dict[str, Any]:

@@ -525,7 +525,7 @@ class Worker:
         )
         log.info("job committed", result=done.result, manifest=done.manifest, missing=done.missing)
         try:
-            from . import run_report  # noqa: PLC0415 - plotly (70 ms): only the job commit draws
+            from datajob_core.report import files as run_report  # noqa: PLC0415 - plotly (70 ms): only the commit draws
 
             known = {
                 "processor": json.loads(os.environ.get(ENV_PROCESSOR) or "null"),

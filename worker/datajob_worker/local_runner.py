@@ -41,6 +41,7 @@ from datajob_core.cluster.worker_exit import describe_exit
 from datajob_core.data import plan_store
 from datajob_core.data.locations import StorageConfig
 from datajob_core.data.planning import PlanError, plan_shards
+from datajob_core.report import files as run_report
 from datajob_core.shards.ledger import MAX_REASON_CHARS
 from datajob_core.shards.stages import Layout
 from datajob_core.storage import committer, output_identity
@@ -48,7 +49,7 @@ from datajob_core.storage.checkpoint_store import CheckpointCollector, Checkpoin
 from datajob_core.storage.inputs import list_inputs
 from datajob_core.storage.stores import StorageError, Store
 
-from . import read_counter, run_report, worker_process
+from . import read_counter, worker_process
 from .channel import WorkerLink
 from .progress_display import Figures, ProgressDisplay, clock
 

@@ -1,4 +1,4 @@
-"""The run report: one self-contained HTML page that tells what a job did (datajob_core.data.run_history).
+"""The run report's page: one self-contained HTML file that tells what a job did (report.history).
 
 Drawn with plotly, whose JavaScript is inlined once, so the page opens from a file with no network:
 - a shard timeline, one row per worker slot, one bar per attempt coloured by outcome, speculative attempts
@@ -16,18 +16,13 @@ from __future__ import annotations
 
 import html
 import json
-import time
 from typing import Any
 
 import plotly.graph_objects as go
 import yaml
 from plotly.offline import get_plotlyjs
 
-from datajob_core.data import run_history
-from datajob_core.data.run_history import Attempt, RunHistory
-from datajob_core.storage.attempt_log import AttemptLog
-from datajob_core.storage.committer import Committer
-from datajob_core.storage.stores import Store
+from datajob_core.report.history import Attempt, RunHistory
 
 COLOURS = {
     "committed": "#2e7d32",
@@ -39,28 +34,6 @@ COLOURS = {
     "stopped": "#9e9e9e",
     "lost": "#bdbdbd",
 }
-REPORT_NAME = "_datajob/report.html"  # beside the output: outlives the DataJob and its TTL
-
-
-def history_of(
-    store: Store, owner: str | None, job: str, *, summary: dict[str, Any] | None = None
-) -> RunHistory:
-    """The job's history as its output holds it (a running job's too: its attempts so far)."""
-    manifest = Committer(store, owner).published()
-    return run_history.build(job, AttemptLog(store, owner).read(), manifest, now=time.time(), summary=summary)
-
-
-def publish(
-    store: Store,
-    owner: str | None,
-    job: str,
-    *,
-    spec: dict[str, Any] | None = None,
-    summary: dict[str, Any] | None = None,
-) -> str:
-    """Writes the report beside the output (REPORT_NAME); its URL."""
-    store.write(REPORT_NAME, render(history_of(store, owner, job, summary=summary), spec))
-    return store.url_of(REPORT_NAME)
 
 
 def render(history: RunHistory, spec: dict[str, Any] | None = None) -> str:

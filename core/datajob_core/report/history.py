@@ -1,7 +1,8 @@
 """What a job did, attempt by attempt: the run report's data, from the attempt log and ``_SUCCESS``.
 
-Pure: the inputs are the records (datajob_core.storage.attempt_log) and the manifest as read; the outputs
-are the attempts with their outcomes, the kills, and the cost split into useful and wasted work.
+Pure (its part, report, may do I/O; this module does none): the inputs are the records
+(datajob_core.storage.attempt_log) and the manifest as read; the outputs are the attempts with their
+outcomes, the kills, and the cost split into useful and wasted work.
 
 Outcomes:
 - ``committed``: the attempt whose commit record stands (the manifest names it); ``split`` when its shard's
