@@ -7,6 +7,7 @@ executable; kubectl runs any ``kubectl-<name>`` on PATH as ``kubectl <name>``).
     kubectl datajob retry NAME --failed  re-run the permanently failed shards (succeeded ones are kept)
     kubectl datajob suspend NAME / resume NAME
     kubectl datajob scale NAME --workers N
+    kubectl datajob report NAME > report.html   the run report, drawn from the job's output now
 
 Global flags follow kubectl: -n/--namespace, --context, --kubeconfig; -o json|yaml for status and why.
 """
@@ -14,6 +15,7 @@ Global flags follow kubectl: -n/--namespace, --context, --kubeconfig; -o json|ya
 from __future__ import annotations
 
 import argparse
+import base64
 import datetime
 import json
 import sys
@@ -27,6 +29,10 @@ from kubernetes.client.rest import ApiException
 
 from datajob_core.cluster import sizing, state_codec
 from datajob_core.cluster.reconciler import RETRY_ANNOTATION
+from datajob_core.data.locations import CREDENTIAL_KEYS, StorageConfig
+from datajob_core.report import files as report_files
+from datajob_core.report import page as report_page
+from datajob_core.storage.stores import StorageError, Store
 
 from .kube import GROUP, JOB_LABEL, PLURAL, VERSION
 
@@ -66,6 +72,17 @@ class Cluster:
     def patch(self, name: str, body: dict[str, Any]) -> None:
         self.job(name)
         self.custom.patch_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name, body)
+
+    def secret(self, name: str, keys: tuple[str, ...]) -> dict[str, str] | None:
+        """Only ``keys`` of the Secret, decoded; None if it does not exist or this user may not read it."""
+        try:
+            found = self.core.read_namespaced_secret(name, self.namespace)
+        except ApiException as error:
+            if error.status in (403, 404):
+                return None
+            raise
+        data = found.data or {}
+        return {k: base64.b64decode(data[k]).decode() for k in keys if k in data}
 
     def pods(self, name: str) -> list[Any]:
         pods: list[Any] = self.core.list_namespaced_pod(
@@ -335,7 +352,7 @@ def parser() -> argparse.ArgumentParser:
     )
     _common(top, defaults=True)
     commands = top.add_subparsers(dest="command", required=True)
-    for name in ("status", "why", "suspend", "resume"):
+    for name in ("status", "why", "suspend", "resume", "report"):
         commands.add_parser(name, parents=[common]).add_argument("name")
     logs = commands.add_parser("logs", parents=[common])
     logs.add_argument("name")
@@ -397,6 +414,8 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"datajob.datajob.dev/{name} retry requested ({failed} failed shard(s)); see its Retrying event"
         )
+    elif args.command == "report":
+        sys.stdout.write(job_report(cluster, cluster.job(name)))
     elif args.command in ("suspend", "resume"):
         cluster.patch(name, {"spec": {"suspend": args.command == "suspend"}})
         print(f"datajob.datajob.dev/{name} {args.command}d")
@@ -406,6 +425,36 @@ def run(args: argparse.Namespace) -> int:
         cluster.patch(name, {"spec": {"workers": args.workers}})
         print(f"datajob.datajob.dev/{name} scaled to {args.workers} worker(s)")
     return 0
+
+
+def job_report(cluster: Cluster, job: dict[str, Any]) -> str:
+    """The run report (datajob_core.report), drawn now from the job's output: a running job's attempts so
+    far, a finished one's whole story. The output is read with the job's credentials Secret when this user
+    may read it, else with the user's own (AWS_* variables, ~/.aws): never with the operator's."""
+    spec, status = job.get("spec") or {}, job.get("status") or {}
+    storage = spec.get("storage") or {}
+    credentials = None
+    if storage.get("credentialsSecret"):
+        credentials = cluster.secret(storage["credentialsSecret"], CREDENTIAL_KEYS) or None
+    uri = (spec.get("output") or {}).get("uri", "")
+    store = Store(uri, StorageConfig.from_spec(storage), credentials)
+    shards = status.get("shards") or {}
+    summary = {
+        "phase": status.get("phase") or "Pending",
+        "shards": f"{shards.get('succeeded', 0)}/{shards.get('total', 0)} committed, "
+        f"{shards.get('failed', 0)} failed",
+        "records committed": f"{int((status.get('processed') or {}).get('records') or 0):,}",
+        "worker restarts": status.get("restarts", 0),
+        "output": uri,
+    }
+    if status.get("message"):
+        summary["message"] = status["message"]
+    name = job["metadata"]["name"]
+    try:
+        history = report_files.history_of(store, job["metadata"].get("uid"), name, summary=summary)
+    except (OSError, StorageError) as error:
+        raise PluginError(f"cannot read the output {uri}: {error}") from error
+    return report_page.render(history, {"metadata": {"name": name}, "spec": spec})
 
 
 def _logs(cluster: Cluster, pod: str, tail: int, follow: bool) -> None:

@@ -80,3 +80,14 @@ def test_gpu_seconds_count_the_gpus_of_each_attempt() -> None:
 
 def test_records_that_are_not_attempts_are_ignored() -> None:
     assert build("j", [{"shard": "x"}, {"attempt": 1}, {}], None, now=1.0).attempts == []
+
+
+def test_throughput_spreads_each_committed_attempts_records_over_its_run() -> None:
+    records = [start(0, 1, 0.0), start(1, 1, 5.0, slot=1)]
+    done = manifest(
+        {"shard": 0, "attempt": 1, "committedAt": 10.0, "records": 100},
+        {"shard": 1, "attempt": 1, "committedAt": 10.0, "records": 50},
+    )
+    points = build("j", records, done, now=99).throughput(buckets=10)
+    assert [round(rate, 6) for _, rate in points] == [10.0] * 5 + [20.0] * 5
+    assert sum(rate * 1.0 for _, rate in points) == 150  # every committed record, once

@@ -84,15 +84,25 @@ class RunHistory:
             records=sum(a.records for a in chosen),
         )
 
-    def throughput(self, buckets: int = 60) -> list[tuple[float, float]]:
-        """(seconds since the start, committed records per second) over ``buckets`` equal steps."""
+    def throughput(self, buckets: int = 100) -> list[tuple[float, float]]:
+        """(seconds since the start, records per second) over ``buckets`` equal steps. Each committed
+        attempt's records (those it read itself, not those it resumed past) are spread over its own run,
+        as they were read: a shard's records count while it runs, not all at its commit."""
         span = max(self.ended - self.started, 1e-3)
         width = span / buckets
         counts = [0.0] * buckets
         for a in self.attempts:
-            if a.outcome in ("committed", "split"):
-                index = min(buckets - 1, max(0, int((a.ended - self.started) / width)))
-                counts[index] += a.records
+            if a.outcome not in ("committed", "split"):
+                continue
+            begin, end = (
+                a.started - self.started,
+                max(a.ended - self.started, a.started - self.started + 1e-6),
+            )
+            per_second = max(0, a.records - a.resumed_records) / (end - begin)
+            first, last = int(begin / width), min(buckets - 1, int(end / width))
+            for index in range(max(0, first), last + 1):
+                overlap = min(end, (index + 1) * width) - max(begin, index * width)
+                counts[index] += per_second * max(0.0, overlap)
         return [(round((i + 0.5) * width, 3), count / width) for i, count in enumerate(counts)]
 
     def rates(self, key: str) -> list[tuple[str, int, float, float]]:

@@ -39,7 +39,7 @@ COLOURS = {
 def render(history: RunHistory, spec: dict[str, Any] | None = None) -> str:
     figures = [
         ("timeline", "Shards over time", _timeline(history)),
-        ("throughput", "Committed records per second", _throughput(history)),
+        ("throughput", "Throughput: records per second of the attempts that committed", _throughput(history)),
         ("cost", "Useful and wasted work", _cost(history)),
     ]
     data = {
