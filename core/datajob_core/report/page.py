@@ -90,7 +90,8 @@ def _plot(fig: go.Figure, name: str) -> str:
 
 
 def _row(a: Attempt) -> str:
-    return f"slot {a.slot}" if a.slot is not None else a.pod
+    # plotly reads tick labels as a little HTML: a pod's name is text.
+    return f"slot {a.slot}" if a.slot is not None else _e(a.pod)
 
 
 def _timeline(history: RunHistory) -> go.Figure:
@@ -125,7 +126,7 @@ def _timeline(history: RunHistory) -> go.Figure:
                 y=[_row(a) for a in kills],
                 x=[a.ended - history.started for a in kills],
                 marker={"symbol": "x", "size": 11, "color": "black"},
-                hovertext=[f"killed: shard {a.shard} attempt {a.attempt} on {a.pod}" for a in kills],
+                hovertext=[f"killed: shard {a.shard} attempt {a.attempt} on {_e(a.pod)}" for a in kills],
                 hoverinfo="text",
             )
         )
@@ -252,7 +253,9 @@ def _unknown(a: Attempt) -> str:
 
 
 def _script_safe(text: str) -> str:
-    return text.replace("</", "<\\/")  # a script element ends at the first "</"
+    # JSON inside a script element: no "<" at all, so neither "</script" nor "<!--" can change how the
+    # HTML parser reads it; "\u003c" is the same character to JSON.
+    return text.replace("<", "\\u003c")
 
 
 def _e(text: str) -> str:
