@@ -174,7 +174,7 @@ kind-down: ## Delete the kind cluster
 	$(KIND_ENV) $(KIND) delete cluster --name $(KIND_CLUSTER)
 
 .PHONY: cluster-up
-cluster-up: install tools ## Start a local control plane (etcd, apiserver, scheduler, controller-manager, kwok, node agent) and MinIO (S3); KUEUE=1 adds Kueue
+cluster-up: install tools ## Start a local cluster with the DataJob CRD, the operator and MinIO (S3) with the example's data; then kubectl apply -f examples/wordcount/datajob-s3.yaml; KUEUE=1 adds Kueue
 	$(BIN)/python -m datajob_testenv up --dir $(CLUSTER_DIR) $(if $(filter 1,$(KUEUE)),--kueue)
 
 .PHONY: cluster-down

@@ -1,19 +1,53 @@
-"""``python -m datajob_testenv up|down|status``: the test cluster for people (``make cluster-up``)."""
+"""``python -m datajob_testenv up|down|status``: the test cluster for people (``make cluster-up``).
+
+``up`` starts the control plane with kwok nodes and a node agent (a node that runs real processes), MinIO,
+installs the DataJob CRD and starts the operator, so that
+``kubectl apply -f examples/wordcount/datajob-s3.yaml`` runs right away: the example's buckets, input and
+credentials Secret are made too, and the fake (kwok) nodes are cordoned, so workers land on the node that
+runs them.
+"""
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
 from .cluster import TestCluster
 from .controlplane import ClusterState, stop_from_state
+from .kube import Kubectl
 from .kueue import Kueue
+from .nodes import FAKE_NODES
 from .objectstore import EXAMPLE_PORT, REGION, ObjectStore
-from .processes import pid_alive, port_free
+from .operator_process import storage_access
+from .processes import pid_alive, port_free, spawn
+from .tools import REPO_ROOT
 
 DEFAULT_DIR = Path(".cluster")
+
+
+def _example_data(store: ObjectStore, kubectl: Kubectl) -> int:
+    """The buckets, input and Secret examples/wordcount/datajob-s3.yaml expects; how many files were put."""
+    corpus = REPO_ROOT / "examples" / "wordcount" / "data"
+    if not list(corpus.glob("*.txt")):
+        subprocess.run([sys.executable, str(corpus.parent / "generate.py")], check=True, capture_output=True)
+    fs = store.filesystem()
+    for bucket in ("corpus", "results"):
+        fs.mkdir(bucket)
+    files = sorted(corpus.glob("*.txt"))
+    for path in files:
+        fs.put_file(str(path), f"corpus/wordcount/{path.name}")
+    kubectl(
+        "create",
+        "secret",
+        "generic",
+        "s3-credentials",
+        *(f"--from-literal={key}={value}" for key, value in store.credentials.items()),
+    )
+    return len(files)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -30,6 +64,11 @@ def main(argv: list[str] | None = None) -> int:
             shutil.rmtree(directory)
         cluster = TestCluster(directory, die_with_parent=False)
         state = cluster.start()
+        kubectl = Kubectl(state.kubeconfig)
+        kubectl("apply", "--server-side", "-f", str(REPO_ROOT / "crds" / "datajob.dev_datajobs.yaml"))
+        kubectl.wait_established("datajobs.datajob.dev")
+        for node in FAKE_NODES:
+            kubectl("cordon", node.name)
         if args.kueue:
             Kueue(cluster.control_plane, directory / "kueue").start()
             print("Kueue is up (its CRDs, its webhooks and the controller manager)")
@@ -37,12 +76,29 @@ def main(argv: list[str] | None = None) -> int:
         store.start(EXAMPLE_PORT if port_free(EXAMPLE_PORT) else None)
         assert store.pid is not None
         state.pids["minio"] = store.pid
+        uploaded = _example_data(store, kubectl)
+        operator = spawn(
+            [sys.executable, "-m", "datajob_operator", *storage_access(REPO_ROOT / "examples")],
+            directory / "logs" / "operator.log",
+            env={**os.environ, "KUBECONFIG": state.kubeconfig},
+            die_with_parent=False,
+        )
+        state.pids["operator"] = operator.pid
         state.save()
         print(f"cluster is up; logs in {directory / 'logs'}")
         print(f"  export KUBECONFIG={state.kubeconfig}")
-        print("  kubectl get nodes -L nvidia.com/gpu.product")
+        print(
+            "  kubectl get nodes -L nvidia.com/gpu.product   (the kwok nodes are cordoned: they run nothing)"
+        )
+        print(f"the DataJob CRD is installed; the operator runs (log: {directory / 'logs' / 'operator.log'})")
+        print(f"s3://corpus/wordcount/ holds the example's {uploaded} input files; try:")
+        print("  kubectl apply -f examples/wordcount/datajob-s3.yaml && kubectl get dj -w")
+        print("  kubectl datajob report wordcount-s3 > report.html")
         print(f"S3 (MinIO) is up at {store.endpoint}, region {REGION}; for spec.storage:")
         print(f"  storage: {{endpoint: {store.endpoint}, credentialsSecret: s3-credentials}}")
+        print(
+            "  (the Secret s3-credentials in namespace default holds its credentials; for another namespace:)"
+        )
         print(
             "  kubectl create secret generic s3-credentials "
             f"--from-literal=AWS_ACCESS_KEY_ID={store.access_key} "

@@ -353,7 +353,9 @@ class NodeAgent:
     def _pod_env(self, pod: dict[str, Any], container: dict[str, Any], root: Path) -> dict[str, str]:
         meta, spec, status = pod["metadata"], pod["spec"], pod.get("status", {})
         env: dict[str, str] = {
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            # The worker image puts its Python (with the project installed) first on PATH; the agent's own
+            # Python is that here, so `python -m datajob_worker` (the operator's default command) runs.
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",
             "HOME": str(root),
             "LANG": os.environ.get("LANG", "C.UTF-8"),
             "HOSTNAME": meta["name"],
