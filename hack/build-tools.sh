@@ -31,13 +31,22 @@ bin_dir="$cache_root/r$RECIPE-k8s-$K8S_VERSION-etcd-$ETCD_VERSION-kwok-$KWOK_VER
 mkdir -p "$bin_dir"
 
 log() { echo "build-tools: $*" >&2; }
+# Which tools: "all" (default: every test tier), "control-plane" (etcd, the Kubernetes control plane, kubectl
+# and kwok: enough for most cluster tests; those needing helm, Kueue, promtool or MinIO are then skipped, saying
+# so), or "none" (make test-fast: build nothing; a test needing a tool not built yet is skipped, saying so).
+TOOLS_SET="${DATAJOB_TOOLS_SET:-all}"
+# Seconds each build took cold on the 2-core CI machine (docs/testing.md), to say how long to wait.
+declare -A usual=([etcd]=53 [kube-apiserver]=175 [kube-scheduler]=17 [kube-controller-manager]=34 [kubectl]=18
+  [kwok]=68 [helm]=52 [kubeconform]=4 [kueue]=140 [promtool]=253 [minio]=203 [kubelet]=27 [kube-proxy]=7
+  [kubeadm]=11 [kind]=4 [crictl]=33 [coredns]=105)
+usually() { local s="${usual[$1]:-0}"; [ "$s" -ge 60 ] && echo "usually ~$(( (s + 30) / 60 )) min cold" || echo "usually ~${s}s cold"; }
 
 start=$(date +%s)
 built=0
 build_in_module() { # name package [ldflags] [module directory, default tools] [target directory]
   local name="$1" pkg="$2" ldflags="${3:-}" module="${4:-tools}" dest="${5:-$bin_dir}"
   [ -x "$dest/$name" ] && return 0
-  log "building $name from $pkg ..."
+  log "building $name from $pkg ($(usually "$name")) ..."
   local t0=$(date +%s)
   mkdir -p "$dest"
   (cd "$here/$module" && CGO_ENABLED=0 go build -trimpath -ldflags="-s -w $ldflags" -o "$dest/$name.tmp" "$pkg")
@@ -48,7 +57,7 @@ build_in_module() { # name package [ldflags] [module directory, default tools] [
 install_module() { # name module@version [ldflags] [directory, default: the tools directory]
   local name="$1" mod="$2" ldflags="${3:-}" dest="${4:-$bin_dir}"
   [ -x "$dest/$name" ] && return 0
-  log "installing $name from $mod ..."
+  log "installing $name from $mod ($(usually "$name")) ..."
   local t0=$(date +%s) tmp
   mkdir -p "$dest"
   tmp="$(mktemp -d)"
@@ -68,38 +77,44 @@ for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
   k8s_ldflags+=" -X $pkg.gitTreeState=clean -X $pkg.buildDate=1970-01-01T00:00:00Z"
 done
 
+if [ "$TOOLS_SET" = none ]; then
+  echo "$bin_dir"
+  exit 0
+fi
 build_in_module etcd go.etcd.io/etcd/server/v3
 build_in_module kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver "$k8s_ldflags"
 build_in_module kube-scheduler k8s.io/kubernetes/cmd/kube-scheduler "$k8s_ldflags"
 build_in_module kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager "$k8s_ldflags"
 build_in_module kubectl k8s.io/kubernetes/cmd/kubectl "$k8s_ldflags"
 install_module kwok "sigs.k8s.io/kwok/cmd/kwok@$KWOK_VERSION"
-install_module helm "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
-install_module kubeconform "github.com/yannh/kubeconform/cmd/kubeconform@$KUBECONFORM_VERSION" \
-  "-X main.version=$KUBECONFORM_VERSION"
+if [ "$TOOLS_SET" = all ]; then
+  install_module helm "helm.sh/helm/v3/cmd/helm@$HELM_VERSION" "-X helm.sh/helm/v3/internal/version.version=$HELM_VERSION"
+  install_module kubeconform "github.com/yannh/kubeconform/cmd/kubeconform@$KUBECONFORM_VERSION" \
+    "-X main.version=$KUBECONFORM_VERSION"
 
-kueue_dir="$cache_root/kueue-$KUEUE_VERSION"
-install_module kueue "sigs.k8s.io/kueue/cmd/kueue@$KUEUE_VERSION" \
-  "-X sigs.k8s.io/kueue/pkg/version.GitVersion=$KUEUE_VERSION" "$kueue_dir"
-if [ ! -d "$kueue_dir/config" ]; then
-  module="$(cd "$here/tools" && go env GOMODCACHE)/sigs.k8s.io/kueue@$KUEUE_VERSION"
-  [ -d "$module" ] || (cd "$(mktemp -d)" && go mod download -x "sigs.k8s.io/kueue@$KUEUE_VERSION" >/dev/null 2>&1) || true
-  [ -d "$module" ] || { log "kueue module source not found in $module"; exit 1; }
-  mkdir -p "$kueue_dir/config.tmp"
-  cp -r "$module/config/components/crd/bases" "$kueue_dir/config.tmp/crd"
-  cp "$module/config/components/webhook/manifests.yaml" "$kueue_dir/config.tmp/webhooks.yaml"
-  chmod -R u+w "$kueue_dir/config.tmp"
-  mv "$kueue_dir/config.tmp" "$kueue_dir/config"
+  kueue_dir="$cache_root/kueue-$KUEUE_VERSION"
+  install_module kueue "sigs.k8s.io/kueue/cmd/kueue@$KUEUE_VERSION" \
+    "-X sigs.k8s.io/kueue/pkg/version.GitVersion=$KUEUE_VERSION" "$kueue_dir"
+  if [ ! -d "$kueue_dir/config" ]; then
+    module="$(cd "$here/tools" && go env GOMODCACHE)/sigs.k8s.io/kueue@$KUEUE_VERSION"
+    [ -d "$module" ] || (cd "$(mktemp -d)" && go mod download -x "sigs.k8s.io/kueue@$KUEUE_VERSION" >/dev/null 2>&1) || true
+    [ -d "$module" ] || { log "kueue module source not found in $module"; exit 1; }
+    mkdir -p "$kueue_dir/config.tmp"
+    cp -r "$module/config/components/crd/bases" "$kueue_dir/config.tmp/crd"
+    cp "$module/config/components/webhook/manifests.yaml" "$kueue_dir/config.tmp/webhooks.yaml"
+    chmod -R u+w "$kueue_dir/config.tmp"
+    mv "$kueue_dir/config.tmp" "$kueue_dir/config"
+  fi
+  ln -sfn "$kueue_dir/kueue" "$bin_dir/kueue"
+  ln -sfn "$kueue_dir/config" "$bin_dir/kueue-config"
+  install_module promtool "github.com/prometheus/prometheus/cmd/promtool@$PROMETHEUS_VERSION" "" \
+    "$cache_root/promtool-$PROMETHEUS_VERSION"
+  ln -sfn "$cache_root/promtool-$PROMETHEUS_VERSION/promtool" "$bin_dir/promtool"
+
+  minio_dir="$cache_root/minio-$MINIO_VERSION"
+  install_module minio "github.com/minio/minio@$MINIO_VERSION" "" "$minio_dir"
+  ln -sfn "$minio_dir/minio" "$bin_dir/minio"
 fi
-ln -sfn "$kueue_dir/kueue" "$bin_dir/kueue"
-ln -sfn "$kueue_dir/config" "$bin_dir/kueue-config"
-install_module promtool "github.com/prometheus/prometheus/cmd/promtool@$PROMETHEUS_VERSION" "" \
-  "$cache_root/promtool-$PROMETHEUS_VERSION"
-ln -sfn "$cache_root/promtool-$PROMETHEUS_VERSION/promtool" "$bin_dir/promtool"
-
-minio_dir="$cache_root/minio-$MINIO_VERSION"
-install_module minio "github.com/minio/minio@$MINIO_VERSION" "" "$minio_dir"
-ln -sfn "$minio_dir/minio" "$bin_dir/minio"
 
 # The kubelet and kube-proxy of the real-container node (tests/datajob_testenv/realnode.py), only when asked:
 # the fast suite does not need them. Their own module (hack/node-tools), so they have their own cache key.

@@ -5,8 +5,10 @@ from __future__ import annotations
 import os
 import re
 import uuid
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kubernetes import client
@@ -48,6 +50,48 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.unit)
         elif "local" in parts:
             item.add_marker(pytest.mark.local)
+
+
+TIERS = {
+    "unit": "pure logic, no cluster",
+    "local": "local mode: real worker processes, no cluster",
+    "cluster": "a real control plane (built from Go: make tools)",
+    "containers": "real containers on a kubelet node (make test CONTAINERS=1, root)",
+}
+
+
+def _tier(nodeid: str) -> str:
+    parts = Path(nodeid.split("::", maxsplit=1)[0]).parts
+    return next((tier for tier in TIERS if tier in parts), "other")
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """Which tiers ran and which did not, and every test skipped for lack of a tool: never silently."""
+    del exitstatus
+    counts: dict[str, Counter[str]] = defaultdict(Counter)
+    missing: Counter[str] = Counter()
+    for outcome in ("passed", "failed", "error", "skipped", "xfailed"):
+        for report in terminalreporter.stats.get(outcome, []):
+            if not getattr(report, "nodeid", ""):
+                continue
+            tier = _tier(report.nodeid)
+            counts[tier][outcome] += 1
+            if outcome == "skipped" and isinstance(report.longrepr, tuple):
+                reason = str(report.longrepr[2])
+                if "needs " in reason and ("does not build" in reason or "chromium" in reason):
+                    missing[reason.removeprefix("Skipped: ")] += 1
+    terminalreporter.section("tiers")
+    for tier, what in TIERS.items():
+        ran = counts.get(tier)
+        if ran and (ran["passed"] or ran["failed"] or ran["error"]):
+            shown = ", ".join(f"{n} {o}" for o, n in ran.items() if n)
+            terminalreporter.write_line(f"{tier:<11} ran: {shown}  ({what})")
+        elif tier == "containers" and not config.getoption("--containers"):
+            terminalreporter.write_line(f"{tier:<11} not run: needs --containers  ({what})")
+        else:
+            terminalreporter.write_line(f"{tier:<11} not run: not selected  ({what})")
+    for reason, n in sorted(missing.items()):
+        terminalreporter.write_line(f"skipped for lack of a tool: {n} test(s): {reason}")
 
 
 @pytest.fixture(scope="session")

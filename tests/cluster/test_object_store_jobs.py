@@ -13,11 +13,13 @@ import pytest
 import yaml
 
 from datajob_testenv.datajobs import (
+    JOB_FILES_KEPT,
     Jobs,
     a_shard_checkpointed,
     condition,
     data_digest,
     job_manifest,
+    published,
     shards_ledger,
     write_inputs,
 )
@@ -123,7 +125,7 @@ def test_a_job_on_s3_survives_worker_kills_and_publishes_result_and_manifest_ide
     names = download(object_store, f"{bucket}/out", tmp_path / "out")
     parts = [n for n in names if n.startswith("part-")]
     # Only what the job publishes: no attempt objects, commit records, checkpoints or scratch left behind.
-    assert parts and names == sorted([*parts, "result", "_SUCCESS", "_datajob/owner.json"])
+    assert parts and published(names) == sorted([*parts, "result", "_SUCCESS", *JOB_FILES_KEPT])
     records = markers(tmp_path / "out")
     assert [r["shard"] for r in records] == list(range(len(parts)))
     assert any(r["attempt"] > 1 for r in records), "no kill landed mid-shard"
@@ -199,7 +201,7 @@ def test_a_job_commit_interrupted_by_a_worker_kill_and_an_operator_restart_resum
 
     names = download(object_store, f"{bucket}/out", tmp_path / "out")
     parts = [n for n in names if n.startswith("part-")]
-    assert parts and names == sorted([*parts, "result", "_SUCCESS", "_datajob/owner.json"])
+    assert parts and published(names) == sorted([*parts, "result", "_SUCCESS", *JOB_FILES_KEPT])
     # The same job, never interrupted, in local mode (POSIX output): identical parts and result.
     run_locally(s3_job("slow-commit", bucket, object_store), object_store, tmp_path)
     assert data_digest(tmp_path / "out") == data_digest(tmp_path / "local-out")
@@ -232,7 +234,7 @@ def test_a_reduce_job_on_s3_with_worker_kills_equals_the_same_job_in_local_mode(
 
     names = download(object_store, f"{bucket}/out", tmp_path / "out")
     reduced = [f"part-r-{p:05d}" for p in range(4)]
-    assert names == sorted([*reduced, "result", "_SUCCESS", "_datajob/owner.json"])
+    assert published(names) == sorted([*reduced, "result", "_SUCCESS", *JOB_FILES_KEPT])
 
     run_locally(manifest, object_store, tmp_path)
     for name in [*reduced, "result"]:

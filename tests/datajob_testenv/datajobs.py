@@ -158,6 +158,16 @@ def committed(output: Path) -> dict[int, dict[str, Any]]:
     return {int(r["shard"]): r for r in shard_records(output)}
 
 
+# What a succeeded job leaves beside its parts besides result and _SUCCESS: its claim and its run report.
+JOB_FILES_KEPT = ("_datajob/owner.json", "_datajob/report.html")
+
+
+def published(names: list[str]) -> list[str]:
+    """The names of an output's objects, but the attempt log (one record per shard attempt, kept as the
+    report's data: docs/storage.md): what the job published and kept."""
+    return sorted(n for n in names if not n.startswith("_datajob/attempts/"))
+
+
 def data_digest(output: Path) -> str:
     """One hash over every committed data part, in shard order (markers excluded)."""
     parts = sorted(p for p in output.glob("part-*") if p.suffix != ".json")

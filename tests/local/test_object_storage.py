@@ -11,7 +11,7 @@ import pytest
 
 from datajob_core.storage.committer import Committer
 from datajob_core.storage.stores import Store
-from datajob_testenv.datajobs import data_digest
+from datajob_testenv.datajobs import JOB_FILES_KEPT, data_digest, published
 from datajob_testenv.localjobs import corpus, manifest, markers
 from datajob_testenv.objectstore import ObjectStore
 from datajob_worker.cli import main as datajob
@@ -83,7 +83,7 @@ def test_a_local_run_reads_and_writes_s3_with_kills_and_matches_the_posix_run(
     # Exactly what a failure-free POSIX run publishes: parts, result, manifest; no scratch, no losers.
     names = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file())
     parts = [n for n in names if n.startswith("part-")]
-    assert parts and names == sorted([*parts, "result", "_SUCCESS", "_datajob/owner.json"])
+    assert parts and published(names) == sorted([*parts, "result", "_SUCCESS", *JOB_FILES_KEPT])
     assert data_digest(out) == data_digest(tmp_path / "ref")
     assert (out / "result").read_bytes() == (tmp_path / "ref" / "result").read_bytes()
     records = markers(out)
