@@ -70,7 +70,7 @@ test-unit: install ## Run the fast unit tests only
 lint: install ## ruff, ruff format --check, mypy
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy core operator worker tests benchmarks hack/generate_api.py
+	$(BIN)/mypy core operator worker client tests benchmarks hack/generate_api.py
 
 .PHONY: bench
 bench: install ## Run the benchmarks (they print figures; see docs/benchmarks.md)
