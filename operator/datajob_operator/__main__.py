@@ -16,6 +16,7 @@ from kopf._core.engines.peering import Identity  # kopf.run takes it but does no
 from datajob_core.data.storage_access import StorageAccessPolicy
 
 from . import handlers, metrics
+from .lineage import LineageConfig, LineageEmitter
 
 
 def configure_logging(level: str, fmt: str) -> None:
@@ -112,6 +113,16 @@ def main(argv: list[str] | None = None) -> int:
         "matched exactly but for a leading '*.' in the host (one label) and a port '*', e.g. "
         "http://minio.storage.svc:9000. Repeatable; default none",
     )
+    parser.add_argument(
+        "--openlineage-url",
+        default="",
+        metavar="URL",
+        help="send OpenLineage run events (START, COMPLETE, FAIL) to this HTTP endpoint, e.g. "
+        "http://marquez:5000 (the path api/v1/lineage is added); default: none",
+    )
+    parser.add_argument(
+        "--openlineage-namespace", default="datajob", help="the OpenLineage job namespace of DataJobs"
+    )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     parser.add_argument("--log-format", default="text", choices=["text", "json"])
     parser.add_argument("--verbose", action="store_true", help="same as --log-level debug")
@@ -125,6 +136,10 @@ def main(argv: list[str] | None = None) -> int:
     handlers.OPTIONS.storage_access = StorageAccessPolicy(
         roots=tuple(args.storage_root), endpoints=tuple(args.storage_endpoint)
     )
+    if args.openlineage_url:
+        handlers.OPTIONS.lineage = LineageEmitter(
+            LineageConfig(url=args.openlineage_url, namespace=args.openlineage_namespace)
+        )
     if args.metrics_port:
         metrics.serve(args.metrics_port)
     kopf.run(

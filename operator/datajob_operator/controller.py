@@ -46,6 +46,7 @@ from datajob_core.protocol import ASSIGNMENT_ANNOTATION, ReportMessage, lease_na
 from datajob_core.shards.stages import Layout
 from datajob_core.storage.output_identity import OutputInUseError
 
+from . import lineage
 from .informer import Informers
 from .job_runtime import JobRuntime
 from .job_storage import JobStorage
@@ -59,6 +60,7 @@ from .kube import (
     api_message,
 )
 from .kueue_followup import KueueFollowUp
+from .lineage import LineageEmitter
 from .plan_loader import load_plan
 from .pod_observation import observe_pod
 from .status_render import render_status
@@ -90,8 +92,10 @@ class JobController:
         worker_account: dict[str, Any] | None = None,
         observed: Informers | None = None,
         access: StorageAccessPolicy | None = None,
+        lineage: LineageEmitter | None = None,
     ) -> None:
         self.jobs = jobs
+        self.lineage = lineage
         self.observed = observed
         self.worker_account = worker_account or {}
         self.nodes = nodes
@@ -137,6 +141,7 @@ class JobController:
         status = job.get("status") or {}
         spec = job["spec"]
         if status.get("phase") in (Phase.SUCCEEDED, Phase.FAILED) and "ledger" not in status:
+            self._lineage(job)
             return self._after_finish(job)
 
         refused = self._refuse(job)
@@ -223,6 +228,7 @@ class JobController:
                 return 0.0  # someone else changed the job; observe again
             self.status_writes += 1
         self.last_status = new_status
+        self._lineage({**job, "status": new_status})
         self.runtime.create_failures = {}
         self.storage.collect(job, state)
         self._act(job, state, decision, queued=queue is not None)
@@ -516,7 +522,13 @@ class JobController:
         except ConflictError:
             return 0.2
         self.jobs.post_event(job, "Warning", reason, message)
+        self._lineage({**job, "status": {"phase": Phase.FAILED.value, "message": message}})
         return 30.0
+
+    def _lineage(self, job: dict[str, Any]) -> None:
+        """OpenLineage events the job owes, sent in the background (lineage.py); never fails the pass."""
+        if self.lineage is not None:
+            self.lineage.follow(job, lambda value: self.jobs.annotate(lineage.ANNOTATION, value))
 
     def _after_finish(self, job: dict[str, Any]) -> float:
         ttl = job["spec"].get("ttlSecondsAfterFinished")

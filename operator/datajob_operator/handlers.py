@@ -27,6 +27,7 @@ from .controller import JobController, PassTimings
 from .informer import Informers
 from .job_runtime import JobRuntime
 from .kube import GROUP, PLURAL, VERSION, JobClient, NodeDirectory
+from .lineage import LineageEmitter
 from .pacing import Pacer
 
 log = structlog.get_logger("datajob.operator")
@@ -43,6 +44,7 @@ class OperatorOptions:
     namespaces: list[str] = field(default_factory=list)  # empty: cluster-wide
     reconcile_threads: int = 4
     storage_access: StorageAccessPolicy = field(default_factory=StorageAccessPolicy)
+    lineage: LineageEmitter | None = None  # --openlineage-url
 
 
 OPTIONS = OperatorOptions()
@@ -269,6 +271,7 @@ async def run_job(*, name: str, namespace: str | None, stopped: kopf.DaemonStopp
         worker_account=OPTIONS.worker_account,
         observed=_informers,
         access=OPTIONS.storage_access,
+        lineage=OPTIONS.lineage,
     )
     try:
         while not stopped:

@@ -186,6 +186,12 @@ class JobClient:
                 raise ConflictError(str(error.reason)) from error
             raise
 
+    def annotate(self, key: str, value: str) -> None:
+        """Sets one annotation of the DataJob (a merge patch: nothing else is touched)."""
+        self.custom.patch_namespaced_custom_object(
+            GROUP, VERSION, self.namespace, PLURAL, self.name, {"metadata": {"annotations": {key: value}}}
+        )
+
     def delete_job(self) -> None:
         self._ignore_missing(
             lambda: self.custom.delete_namespaced_custom_object(
