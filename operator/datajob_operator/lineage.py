@@ -179,5 +179,6 @@ class LineageEmitter:
                     record(",".join(kind for kind in ("START", "COMPLETE", "FAIL") if kind in sent))
             except Exception as error:  # noqa: BLE001 - recorded next time (the event may go twice)
                 log.warning("lineage events sent but not recorded", job=key, error=str(error))
+                self.failed_at[key] = time.monotonic()  # not sent again at once
             with self.lock:
                 self.busy.discard(key)
