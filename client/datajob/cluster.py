@@ -20,6 +20,7 @@ from kubernetes.client.rest import ApiException
 from datajob_core.api.crd import PLURAL
 from datajob_core.api.models import GROUP, VERSION, DataJob
 from datajob_core.data.locations import CREDENTIAL_KEYS, StorageConfig
+from datajob_core.data.storage_access import own_credentials_refused
 from datajob_core.report import files as report_files
 from datajob_core.report import page as report_page
 from datajob_core.storage.committer import RESULT
@@ -197,15 +198,16 @@ class JobHandle:
                 raise JobTimeoutError(f"datajob {self.name} is still {now.phase} after {timeout}s")
             time.sleep(poll_seconds)
 
-    def result(self) -> bytes:
-        """The merged ``result`` the job commit published (DataJobError before the job succeeded)."""
-        store = self._store(self.get())
+    def result(self, *, use_my_credentials: bool = False) -> bytes:
+        """The merged ``result`` the job commit published (DataJobError before the job succeeded). Read with
+        the job's Secret; with your own credentials only if you say so (see ``_store``)."""
+        store = self._store(self.get(), use_my_credentials)
         try:
             return store.read_bytes(RESULT)
         except FileNotFoundError:
             raise DataJobError(f"datajob {self.name} has published no result yet") from None
 
-    def report(self) -> str:
+    def report(self, *, use_my_credentials: bool = False) -> str:
         """The run report (HTML), drawn now from the job's output, as `kubectl datajob report` draws it."""
         job = self.get()
         status = JobStatus.of(job)
@@ -215,19 +217,29 @@ class JobHandle:
             "restarts": status.restarts,
         }
         history = report_files.history_of(
-            self._store(job), job["metadata"].get("uid"), self.name, summary=summary
+            self._store(job, use_my_credentials),
+            job["metadata"].get("uid"),
+            self.name,
+            finished=status.phase == "Failed",
+            summary=summary,
         )
         return report_page.render(history, {"metadata": {"name": self.name}, "spec": job.get("spec") or {}})
 
     def delete(self) -> None:
         self.client.custom.delete_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, self.name)
 
-    def _store(self, job: dict[str, Any]) -> Store:
+    def _store(self, job: dict[str, Any], use_my_credentials: bool) -> Store:
+        """The output, read with the job's Secret when you may read it; with your own credentials only
+        where the job relies on the ambient identity too, or when you say so (the location and endpoint
+        are the job author's choice: datajob_core.data.storage_access.own_credentials_refused)."""
         spec = job.get("spec") or {}
         storage = spec.get("storage") or {}
         credentials = None
         if storage.get("credentialsSecret"):
             credentials = self._secret(storage["credentialsSecret"])
+        refused = own_credentials_refused(storage, credentials is not None, use_my_credentials)
+        if refused:
+            raise DataJobError(refused.replace("--use-my-credentials", "use_my_credentials=True"))
         return Store((spec.get("output") or {}).get("uri", ""), StorageConfig.from_spec(storage), credentials)
 
     def _secret(self, name: str) -> dict[str, str] | None:

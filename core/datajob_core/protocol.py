@@ -88,6 +88,8 @@ class ShardTask(_Message):
     # Stop at the next record boundary and commit what is read: the rest of the shard is split off into
     # new shards for idle workers (datajob_core.shards.splitting). Only ever set on a running map shard.
     split: bool = False
+    # A speculative backup of a straggling attempt (datajob_core.shards.speculation), for the run report.
+    backup: bool = False
 
 
 class AssignmentMessage(_Message):

@@ -18,6 +18,7 @@ import argparse
 import base64
 import datetime
 import json
+import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,7 +30,8 @@ from kubernetes.client.rest import ApiException
 
 from datajob_core.cluster import sizing, state_codec
 from datajob_core.cluster.reconciler import RETRY_ANNOTATION
-from datajob_core.data.locations import CREDENTIAL_KEYS, StorageConfig
+from datajob_core.data.locations import CREDENTIAL_KEYS, StorageConfig, is_remote
+from datajob_core.data.storage_access import own_credentials_refused
 from datajob_core.report import files as report_files
 from datajob_core.report import page as report_page
 from datajob_core.storage.stores import StorageError, Store
@@ -352,8 +354,15 @@ def parser() -> argparse.ArgumentParser:
     )
     _common(top, defaults=True)
     commands = top.add_subparsers(dest="command", required=True)
-    for name in ("status", "why", "suspend", "resume", "report"):
+    for name in ("status", "why", "suspend", "resume"):
         commands.add_parser(name, parents=[common]).add_argument("name")
+    report = commands.add_parser("report", parents=[common])
+    report.add_argument("name")
+    report.add_argument(
+        "--use-my-credentials",
+        action="store_true",
+        help="read the output with your own credentials when the job's Secret cannot be read",
+    )
     logs = commands.add_parser("logs", parents=[common])
     logs.add_argument("name")
     which = logs.add_mutually_exclusive_group()
@@ -415,7 +424,7 @@ def run(args: argparse.Namespace) -> int:
             f"datajob.datajob.dev/{name} retry requested ({failed} failed shard(s)); see its Retrying event"
         )
     elif args.command == "report":
-        sys.stdout.write(job_report(cluster, cluster.job(name)))
+        sys.stdout.write(job_report(cluster, cluster.job(name), use_my_credentials=args.use_my_credentials))
     elif args.command in ("suspend", "resume"):
         cluster.patch(name, {"spec": {"suspend": args.command == "suspend"}})
         print(f"datajob.datajob.dev/{name} {args.command}d")
@@ -427,7 +436,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def job_report(cluster: Cluster, job: dict[str, Any]) -> str:
+def job_report(cluster: Cluster, job: dict[str, Any], *, use_my_credentials: bool = False) -> str:
     """The run report (datajob_core.report), drawn now from the job's output: a running job's attempts so
     far, a finished one's whole story. The output is read with the job's credentials Secret when this user
     may read it, else with the user's own (AWS_* variables, ~/.aws): never with the operator's."""
@@ -437,7 +446,20 @@ def job_report(cluster: Cluster, job: dict[str, Any]) -> str:
     if storage.get("credentialsSecret"):
         credentials = cluster.secret(storage["credentialsSecret"], CREDENTIAL_KEYS) or None
     uri = (spec.get("output") or {}).get("uri", "")
-    store = Store(uri, StorageConfig.from_spec(storage), credentials)
+    refused = own_credentials_refused(storage, credentials is not None, use_my_credentials)
+    if refused:
+        raise PluginError(refused)
+    if not is_remote(uri) and not os.path.isdir(uri):
+        raise PluginError(
+            f"the output {uri} is a path on the cluster's volumes, not on this machine; its report is "
+            f"{uri}/_datajob/report.html there (written when the job succeeds)"
+        )
+    who = "the job's Secret" if credentials is not None else "your own credentials"
+    print(f"reading {uri} with {who}", file=sys.stderr)
+    try:
+        store = Store(uri, StorageConfig.from_spec(storage), credentials)
+    except (OSError, StorageError, ValueError) as error:
+        raise PluginError(f"cannot read the output {uri}: {error}") from error
     shards = status.get("shards") or {}
     summary = {
         "phase": status.get("phase") or "Pending",
@@ -451,8 +473,10 @@ def job_report(cluster: Cluster, job: dict[str, Any]) -> str:
         summary["message"] = status["message"]
     name = job["metadata"]["name"]
     try:
-        history = report_files.history_of(store, job["metadata"].get("uid"), name, summary=summary)
-    except (OSError, StorageError) as error:
+        history = report_files.history_of(
+            store, job["metadata"].get("uid"), name, finished=summary["phase"] == "Failed", summary=summary
+        )
+    except (OSError, StorageError, ValueError) as error:
         raise PluginError(f"cannot read the output {uri}: {error}") from error
     return report_page.render(history, {"metadata": {"name": name}, "spec": spec})
 

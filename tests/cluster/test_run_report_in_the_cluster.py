@@ -61,7 +61,8 @@ def test_a_cluster_jobs_report_shows_the_killed_worker_and_kubectl_draws_the_sam
     # While it runs, kubectl draws what the output holds so far.
     running = _data(_kubectl_datajob_report(kubectl, "story", jobs.namespace))
     assert isinstance(running["attempts"], int) and running["attempts"] >= 1
-    assert (running["outcomes"] or {}).get("running", 0) >= 1, running  # type: ignore[attr-defined]
+    running_outcomes = running["outcomes"]
+    assert isinstance(running_outcomes, dict) and running_outcomes.get("running", 0) >= 1, running
     # SIGKILL a worker in the middle of a shard: its attempt never writes its end.
     ledger = shards_ledger(jobs.get("story")["status"]).get("running") or {}
     victim = next(iter(ledger.values()))["w"]
@@ -76,7 +77,11 @@ def test_a_cluster_jobs_report_shows_the_killed_worker_and_kubectl_draws_the_sam
     data = _data(written.read_text())
     assert data["attempts"] == len(records)
     assert isinstance(data["kills"], int) and data["kills"] >= 1, data
-    assert victim in written.read_text(), "the killed pod is named in the report"
+    outcomes = data["outcomes"]
+    assert isinstance(outcomes, dict) and outcomes.get("committed") == 3, outcomes  # each shard once
+    # The killed attempt is the victim's: its row in the failures table names it.
+    failures = written.read_text().split('id="failures"', 1)[1].split("</table>", 1)[0]
+    assert re.search(rf"<td>killed</td><td>{re.escape(victim)}</td>", failures), failures
 
     drawn = _kubectl_datajob_report(kubectl, "story", jobs.namespace)
     again = _data(drawn)

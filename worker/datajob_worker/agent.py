@@ -9,6 +9,7 @@ from __future__ import annotations
 import faulthandler
 import json
 import os
+import resource
 import signal
 import sys
 import threading
@@ -429,7 +430,7 @@ class Worker:
                 history.won = self.run_reduce(task)
             elif self.exec_argv:
                 history.begin()
-                self.run_exec(task)
+                history.won = self.run_exec(task)
             else:
                 history.begin()
                 self.watch.start_shard(task.shard, int((task.checkpoint or {}).get("records", 0)))
@@ -451,7 +452,7 @@ class Worker:
                 end = progress.end
                 history.won, history.in_commit_record = progress.won, progress.won
         except runtime.ShardInterruptedError:
-            history.end("stopped" if self.moved_on else "interrupted", "SIGTERM" if self.stopping else "")
+            history.end(*self.why_interrupted(task))
             self.watch.end_shard()
             log.info("shard interrupted; its last checkpoint stands", shard=task.shard)
             with self.lock:
@@ -538,7 +539,22 @@ class Worker:
         except Exception as error:  # noqa: BLE001 - the job is committed; a missing report is not its failure
             log.warning("run report not written", error=str(error))
 
-    def run_exec(self, task: ShardTask) -> None:
+    def why_interrupted(self, task: ShardTask) -> tuple[str, str]:
+        """The outcome an interrupted attempt records: SIGTERM, its slot moved on, or the operator took the
+        shard away (its race lost to another attempt's commit, or a stop)."""
+        if self.stopping:
+            return "interrupted", "SIGTERM"
+        if self.moved_on:
+            return "stopped", "its slot was given to another pod"
+        try:
+            winner = self.output.committed(task.shard)
+        except Exception:  # noqa: BLE001 - only the report's wording depends on it
+            winner = None
+        if winner is not None and winner.get("attempt") != task.attempt:
+            return "lost", f"attempt {winner.get('attempt')} committed first"
+        return "stopped", "the operator took the shard away"
+
+    def run_exec(self, task: ShardTask) -> bool:
         progress, resume_state = runtime.resume_point(task, self.output, self.notice)
 
         def checkpoint(value: Any) -> None:
@@ -547,7 +563,7 @@ class Worker:
 
         # The heartbeat thread renews the report; the tick checks the shard is still ours.
         hooks = runtime.ExecHooks(tick=self.interruption_check(task), checkpoint=checkpoint)
-        runtime.run_exec(
+        return runtime.run_exec(
             task, self.exec_argv, self.output, dict(os.environ), hooks=hooks, resume_state=resume_state
         )
 
@@ -594,12 +610,13 @@ class AttemptHistory:
         self.in_commit_record = False  # a won map shard: its commit record tells the end
 
     def begin(self) -> None:
-        self.cpu = time.process_time()
+        self.cpu = _cpu_seconds()
         self.start = {
             "startedAt": time.time(),
             "pod": self.worker.reporter.pod,
             "slot": self.worker.slot,
             "resumedRecords": int((self.task.checkpoint or {}).get("records", 0) or 0),
+            "speculative": self.task.backup,
             "stage": "reduce" if stages.is_reduce(self.task.input) else "map",
             **runtime.where_it_ran(),
         }
@@ -614,12 +631,18 @@ class AttemptHistory:
             "attempt": self.task.attempt,
             "endedAt": time.time(),
             "outcome": outcome,
-            "cpuSeconds": round(time.process_time() - self.cpu, 3),
+            "cpuSeconds": round(_cpu_seconds() - self.cpu, 3),
             "recordsRead": self.read,
         }
         if reason:
             record["reason"] = reason
         self.worker.attempts.ended(self.name, record)
+
+
+def _cpu_seconds() -> float:
+    """This process's CPU time and that of its finished children (an exec processor's command)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
 
 
 def _resumed_bytes(task: ShardTask) -> int:

@@ -45,6 +45,7 @@ from datajob_core.report import files as run_report
 from datajob_core.shards.ledger import MAX_REASON_CHARS
 from datajob_core.shards.stages import Layout
 from datajob_core.storage import committer, output_identity
+from datajob_core.storage.attempt_log import AttemptLog
 from datajob_core.storage.checkpoint_store import CheckpointCollector, CheckpointStore
 from datajob_core.storage.inputs import list_inputs
 from datajob_core.storage.stores import StorageError, Store
@@ -393,9 +394,13 @@ class LocalRun:
             state.message = "already succeeded with this input (--overwrite processes it again)"
             self._line(f"{self.name}: {state.message}")
             self._line(f"result: {self.result}  (manifest: {self.store.url_of(committer.SUCCESS)})")
+            if self.report_copy is not None:  # the report of the run that committed it
+                self._copy_report()
             return state
         if published is not None:
             output_identity.clear(self.store, {"job": self.name, "id": self.owner})
+        # This run numbers its attempts from 1 again: an earlier run's attempt log would be taken for its.
+        AttemptLog(self.store, self.owner).clear()
         # Channels of an earlier run into the same output would look like reports of this run's workers
         # (pod names repeat); committed parts are kept and skipped by the workers.
         shutil.rmtree(self.run_dir / "slots", ignore_errors=True)
@@ -478,13 +483,21 @@ class LocalRun:
                 self.name,
                 spec={"metadata": {"name": self.name}, "spec": self.spec},
                 summary=summary,
+                finished=True,
             )
             if self.report_copy is not None:
-                self.report_copy.write_bytes(self.store.read_bytes(run_report.REPORT_NAME))
+                self._copy_report()
         except (OSError, StorageError) as error:
             self._line(f"run report not written: {error}")
             return
         self._line(f"report: {self.report_copy or self.report}")
+
+    def _copy_report(self) -> None:
+        assert self.report_copy is not None
+        try:
+            self.report_copy.write_bytes(self.store.read_bytes(run_report.REPORT_NAME))
+        except FileNotFoundError:
+            self._line(f"no run report in {self.store.url_of(run_report.REPORT_NAME)} to copy")
 
     # -- display ------------------------------------------------------------------------------------
     def _count(self, report: protocol.ReportMessage | None) -> None:

@@ -633,8 +633,9 @@ def run_exec(
     *,
     hooks: ExecHooks,
     resume_state: Any = None,
-) -> None:
-    """Command mode: runs ``argv`` once for the shard; it writes its result to $DATAJOB_OUTPUT_FILE.
+) -> bool:
+    """Command mode: runs ``argv`` once for the shard; it writes its result to $DATAJOB_OUTPUT_FILE. True if
+    this attempt's commit won.
 
     The child may checkpoint by writing JSON to $DATAJOB_CHECKPOINT_FILE (write a temporary file and
     rename it over, so it is never read half-written); a later attempt gets the last one it wrote in
@@ -643,7 +644,9 @@ def run_exec(
     """
     # Local scratch, unique to this writer (the output may be an object store): removed whatever happens.
     with tempfile.TemporaryDirectory(prefix=f"datajob-exec-{task.shard:06d}-{task.attempt}-") as directory:
-        _exec_in(task, argv, output, env, hooks=hooks, resume_state=resume_state, directory=Path(directory))
+        return _exec_in(
+            task, argv, output, env, hooks=hooks, resume_state=resume_state, directory=Path(directory)
+        )
 
 
 def _exec_in(
@@ -655,7 +658,7 @@ def _exec_in(
     hooks: ExecHooks,
     resume_state: Any,
     directory: Path,
-) -> None:
+) -> bool:
     scratch = directory / "output"
     checkpoint_file = directory / "checkpoint.json"
     resume_file = directory / "resume.json"
@@ -695,7 +698,7 @@ def _exec_in(
     if code != 0:
         raise subprocess.CalledProcessError(code, argv)
     data = scratch.read_text() if scratch.exists() else ""
-    output.commit(
+    return output.commit(
         task.shard, task.attempt, data, {"shard": task.shard, "attempt": task.attempt, "exec": argv}
     )
 

@@ -691,6 +691,7 @@ def reconcile(
                     planned=not small,
                     verify=bool(held.verify),
                     split=(shard, held.attempt) in requested and ledger.in_flight.get(shard) is held,
+                    backup=ledger.backups.get(shard) is held,
                 )
             )
         decision.assignments[slot_number] = AssignmentMessage(

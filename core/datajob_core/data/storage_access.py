@@ -206,3 +206,24 @@ def check_location(
 def _listing(items: Iterable[str]) -> str:
     listed = ", ".join(items)
     return listed or "none"
+
+
+def own_credentials_refused(storage: dict[str, object], has_job_credentials: bool, allowed: bool) -> str:
+    """Why a person reading a job's output (``kubectl datajob report``, the Python client) must not use their
+    own credentials there unless they say so: the location and endpoint are the job author's choice, and a
+    reader's credentials (an administrator's, say) would be a confused deputy's. "" when they may: the job's
+    own Secret was read, the reader allowed it, or the job names neither a Secret nor an endpoint (then the
+    job itself relies on the ambient identity, as the reader does)."""
+    if has_job_credentials or allowed:
+        return ""
+    if storage.get("credentialsSecret"):
+        return (
+            f"spec.storage.credentialsSecret {storage['credentialsSecret']!r} cannot be read with your "
+            "access; to read the output with your own credentials instead, say so (--use-my-credentials)"
+        )
+    if storage.get("endpoint"):
+        return (
+            f"the output is on {storage['endpoint']}, an endpoint the job's author chose; to send your own "
+            "credentials there, say so (--use-my-credentials)"
+        )
+    return ""

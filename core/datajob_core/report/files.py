@@ -21,11 +21,26 @@ REPORT_NAME = "_datajob/report.html"
 
 
 def history_of(
-    store: Store, owner: str | None, job: str, *, summary: dict[str, Any] | None = None
+    store: Store,
+    owner: str | None,
+    job: str,
+    *,
+    finished: bool = False,
+    summary: dict[str, Any] | None = None,
 ) -> RunHistory:
-    """The job's history as its output holds it (a running job's too: its attempts so far)."""
-    manifest = Committer(store, owner).published()
-    return run_history.build(job, AttemptLog(store, owner).read(), manifest, now=time.time(), summary=summary)
+    """The job's history as its output holds it: once committed, from ``_SUCCESS``; before (running, or
+    failed: ``finished``), from the commit records so far."""
+    committer = Committer(store, owner)
+    manifest = committer.published()
+    winners = run_history.winners_of(manifest) if manifest is not None else committer.records()
+    return run_history.build(
+        job,
+        AttemptLog(store, owner).read(),
+        winners,
+        finished=finished or manifest is not None,
+        now=time.time(),
+        summary=summary,
+    )
 
 
 def publish(
@@ -35,7 +50,9 @@ def publish(
     *,
     spec: dict[str, Any] | None = None,
     summary: dict[str, Any] | None = None,
+    finished: bool = False,
 ) -> str:
     """Writes the report beside the output (REPORT_NAME); its URL."""
-    store.write(REPORT_NAME, render(history_of(store, owner, job, summary=summary), spec))
+    history = history_of(store, owner, job, finished=finished, summary=summary)
+    store.write(REPORT_NAME, render(history, spec))
     return store.url_of(REPORT_NAME)

@@ -10,17 +10,18 @@ Outcomes:
 - ``failed`` (an error charged to the shard), ``interrupted`` (SIGTERM: a deletion, a drain, a preemption),
   ``stopped`` (its slot moved on, or the job no longer needed it), ``lost`` (another attempt committed
   first: a speculative race): each wrote its end;
-- ``killed``: it wrote its start and never its end (SIGKILL, OOM, a lost node). It is drawn up to the next
-  attempt of its shard, the best moment known for its death;
+- ``killed``: it wrote its start and never its end (SIGKILL, OOM, a lost node). It is drawn up to the first
+  later start of a retry of its shard or of another pod in its slot, the earliest moment known by which it
+  had died;
 - ``running``: the job has not finished, and neither has the attempt.
 
-An attempt is ``speculative`` when another attempt of the same shard was already running when it began.
+An attempt is ``speculative`` when it was a backup (the worker is told so by the operator, ShardTask.backup).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 WASTED = frozenset({"failed", "interrupted", "stopped", "lost", "killed"})
@@ -106,109 +107,138 @@ class RunHistory:
         return [(round((i + 0.5) * width, 3), count / width) for i, count in enumerate(counts)]
 
     def rates(self, key: str) -> list[tuple[str, int, float, float]]:
-        """Per ``pod`` or ``profile``: (name, records committed, busy seconds, records per busy second)."""
+        """Per ``pod`` or ``profile``: (name, records it read in attempts that committed, busy seconds, those
+        records per busy second). Records an attempt resumed past (read by an earlier one) are not its."""
         records: dict[str, int] = defaultdict(int)
         busy: dict[str, float] = defaultdict(float)
         for a in self.attempts:
             name = a.pod if key == "pod" else (a.profile or "(local)")
             busy[name] += a.seconds
             if a.outcome in ("committed", "split"):
-                records[name] += a.records
+                records[name] += max(0, a.records - a.resumed_records)  # what it read itself
         return [
             (name, records[name], busy[name], records[name] / busy[name] if busy[name] else 0.0)
             for name in sorted(busy)
         ]
 
 
+def winners_of(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    """The winning attempt of every task the ``_SUCCESS`` manifest lists: map shards (and split-off ones,
+    with ``of``), then reduce partitions under their task numbers (after every map shard)."""
+    shards = list(manifest.get("shards") or [])
+    map_tasks = len(shards) + len(manifest.get("missingShards") or [])
+    out = [dict(entry) for entry in shards]
+    for entry in manifest.get("partitions") or []:
+        task = entry.get("task", map_tasks + int(entry.get("partition", 0)))
+        out.append({**entry, "shard": task, "records": entry.get("records", 0)})
+    return out
+
+
 def build(
     job: str,
     records: list[dict[str, Any]],
-    manifest: dict[str, Any] | None,
+    winners: list[dict[str, Any]],
     *,
+    finished: bool,
     now: float,
     summary: dict[str, Any] | None = None,
 ) -> RunHistory:
-    winners: dict[int, dict[str, Any]] = {}
+    """``records``: the attempt log; ``winners``: the commit record (or manifest entry) of every committed
+    task (``winners_of``), so a failed or running job's committed shards show as committed too;
+    ``finished``: the job is over (no attempt is still running)."""
+    by_shard: dict[int, dict[str, Any]] = {}
     split_roots: set[int] = set()
-    for entry in (manifest or {}).get("shards") or []:
-        winners[int(entry["shard"])] = entry
-        if entry.get("of") is not None:
+    for entry in winners:
+        if _int(entry.get("shard")) is None or _int(entry.get("attempt")) is None:
+            continue
+        by_shard[int(entry["shard"])] = entry
+        if _int(entry.get("of")) is not None:
             split_roots.add(int(entry["of"]))
-    for entry in (manifest or {}).get("partitions") or []:
-        winners[len((manifest or {}).get("shards") or []) + int(entry["partition"])] = entry
-    finished = manifest is not None
-    starts: dict[int, list[float]] = defaultdict(list)
-    for record in records:
-        if _number(record.get("startedAt")) is not None:
-            starts[int(record["shard"])].append(float(record["startedAt"]))
-    read = [_attempt(r, winners, split_roots, starts, finished=finished, now=now) for r in records]
-    attempts = _mark_speculative([a for a in read if a is not None])
+    valid = [r for r in records if _valid(r)]
+    starts: dict[int, list[tuple[float, bool]]] = defaultdict(list)  # shard -> (start, a backup's)
+    slots: dict[int, list[tuple[float, str]]] = defaultdict(list)  # slot -> (start, pod)
+    for record in valid:
+        starts[int(record["shard"])].append((float(record["startedAt"]), record.get("speculative") is True))
+        if _int(record.get("slot")) is not None:
+            slots[int(record["slot"])].append((float(record["startedAt"]), str(record.get("pod") or "")))
+    attempts = [_attempt(r, by_shard, split_roots, starts, slots, finished=finished, now=now) for r in valid]
     attempts.sort(key=lambda a: (a.started, a.shard, a.attempt))
     begun = min((a.started for a in attempts), default=now)
     ended = max((a.ended for a in attempts), default=now)
     return RunHistory(job, begun, ended, attempts, finished, dict(summary or {}))
 
 
+def _valid(record: Any) -> bool:
+    """A record a worker of this project wrote: anything else in the log (torn, foreign) is left out."""
+    return (
+        isinstance(record, dict)
+        and _int(record.get("shard")) is not None
+        and _int(record.get("attempt")) is not None
+        and _number(record.get("startedAt")) is not None
+    )
+
+
 def _attempt(
     record: dict[str, Any],
     winners: dict[int, dict[str, Any]],
     split_roots: set[int],
-    starts: dict[int, list[float]],
+    starts: dict[int, list[tuple[float, bool]]],
+    slots: dict[int, list[tuple[float, str]]],
     *,
     finished: bool,
     now: float,
-) -> Attempt | None:
-    started = _number(record.get("startedAt"))
-    if started is None or not all(isinstance(record.get(key), int) for key in ("shard", "attempt")):
-        return None
-    shard, number = record["shard"], record["attempt"]
+) -> Attempt:
+    started = float(record["startedAt"])
+    shard, number = int(record["shard"]), int(record["attempt"])
+    slot = _int(record.get("slot"))
+    pod = str(record.get("pod") or "")
     winner = winners.get(shard)
     outcome = str(record.get("outcome") or "")
     ended = _number(record.get("endedAt"))
-    records = int(record.get("recordsRead") or 0)
+    records = _int(record.get("recordsRead")) or 0
     cpu = _number(record.get("cpuSeconds"))
-    if winner is not None and int(winner.get("attempt", 0)) == number and outcome in ("", "committed"):
+    if winner is not None and _int(winner.get("attempt")) == number and outcome in ("", "committed"):
         outcome = "split" if shard in split_roots else "committed"
         ended = _number(winner.get("committedAt")) or ended or started
-        records = int(winner.get("records") or 0)
+        records = _int(winner.get("records")) or 0
         cpu = _number(winner.get("cpuSeconds")) if cpu is None else cpu
     elif not outcome:
-        later = [t for t in starts.get(shard, []) if t > started]
-        if later:
-            outcome, ended = "killed", min(later)
+        # No end written. A retry of its shard, or a new pod in its slot, began after it: its worker died
+        # (SIGKILL, OOM, a lost node) by then. A backup starting beside it proves nothing: it races it.
+        after = [t for t, backup in starts.get(shard, []) if t > started and not backup]
+        after += (
+            [t for t, other in slots.get(slot, []) if t > started and other != pod]
+            if slot is not None
+            else []
+        )
+        if after:
+            outcome, ended = "killed", min(after)
         elif finished:
-            outcome, ended = "killed", started
+            outcome, ended = "killed", started  # when, is not known
         else:
             outcome, ended = "running", now
     return Attempt(
         shard=shard,
         attempt=number,
-        slot=record.get("slot") if isinstance(record.get("slot"), int) else None,
-        pod=str(record.get("pod") or ""),
+        slot=slot,
+        pod=pod,
         profile=str(record.get("profile") or ""),
         node=str(record.get("node") or ""),
         started=started,
         ended=max(started, ended if ended is not None else started),
         outcome=outcome,
         stage=str(record.get("stage") or "map"),
+        speculative=record.get("speculative") is True,
         records=records,
         cpu_seconds=cpu,
-        gpus=int(record.get("gpus") or 0) or len(record.get("devices") or []),
-        resumed_records=int(record.get("resumedRecords") or 0),
+        gpus=(_int(record.get("gpus")) or 0) or len(record.get("devices") or []),
+        resumed_records=_int(record.get("resumedRecords")) or 0,
         reason=str(record.get("reason") or ""),
     )
 
 
-def _mark_speculative(attempts: list[Attempt]) -> list[Attempt]:
-    by_shard: dict[int, list[Attempt]] = defaultdict(list)
-    for a in attempts:
-        by_shard[a.shard].append(a)
-    out = []
-    for group in by_shard.values():
-        for a in group:
-            racing = any(o is not a and o.started < a.started < o.ended for o in group)
-            out.append(replace(a, speculative=True) if racing else a)
-    return out
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def _number(value: Any) -> float | None:

@@ -4,7 +4,7 @@ Drawn with plotly, whose JavaScript is inlined once, so the page opens from a fi
 - a shard timeline, one row per worker slot, one bar per attempt coloured by outcome, speculative attempts
   hatched, kills marked with a cross;
 - committed records per second over the run;
-- useful and wasted work (worker-, CPU- and GPU-seconds, records re-read);
+- the attempts that committed and those that did not (attempt-, CPU- and GPU-seconds, records read);
 - rates per worker and per hardware profile, the failures with their reasons, the spec and summary.
 
 Why plotly: interactive (hover names the shard, attempt, pod, node and reason; zoom into a long run) and
@@ -37,14 +37,22 @@ COLOURS = {
 
 
 def render(history: RunHistory, spec: dict[str, Any] | None = None) -> str:
+    shown = drawn(history.attempts)
+    title = "Shards over time" + (
+        f" ({len(shown):,} of {len(history.attempts):,} attempts: every one that did not commit, and an even"
+        " sample of those that did)"
+        if len(shown) < len(history.attempts)
+        else ""
+    )
     figures = [
-        ("timeline", "Shards over time", _timeline(history)),
+        ("timeline", title, _timeline(history, shown)),
         ("throughput", "Throughput: records per second of the attempts that committed", _throughput(history)),
-        ("cost", "Useful and wasted work", _cost(history)),
+        ("cost", "Attempts that committed, and those that did not", _cost(history)),
     ]
     data = {
         "job": history.job,
         "attempts": len(history.attempts),
+        "drawn": len(shown),
         "kills": len(history.kills),
         "outcomes": _outcome_counts(history),
     }
@@ -62,16 +70,49 @@ def render(history: RunHistory, spec: dict[str, Any] | None = None) -> str:
         "<h2>Failures</h2>",
         _failures(history),
         "<h2>Spec</h2>",
-        f"<pre>{_e(yaml.safe_dump(spec or {}, sort_keys=False))}</pre>",
+        f"<pre>{_e(yaml.safe_dump(redacted(spec or {}), sort_keys=False))}</pre>",
     ]
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
         f"<title>DataJob {_e(history.job)}: run report</title>"
         f"<style>{STYLE}</style>"
         f'<script type="text/javascript">{get_plotlyjs()}</script>'
         f'<script type="application/json" id="datajob-run">{_script_safe(json.dumps(data))}</script>'
         "</head><body>" + "\n".join(body) + "</body></html>\n"
     )
+
+
+MAX_BARS = 20_000  # attempts drawn one by one; beyond, a browser takes tens of seconds to draw the page
+MAX_ROWS = 500  # of the failures table
+# Nothing is fetched, whatever a future change puts in the page: no network, no frames, no forms.
+CSP = (
+    "default-src 'none'; script-src 'unsafe-inline' 'unsafe-eval'; style-src 'unsafe-inline'; "
+    "img-src data: blob:; font-src data:"
+)
+
+
+def drawn(attempts: list[Attempt]) -> list[Attempt]:
+    """What the timeline draws: every attempt up to MAX_BARS; beyond, every attempt that did not commit
+    (the story) and an even sample of those that did."""
+    if len(attempts) <= MAX_BARS:
+        return attempts
+    others = [a for a in attempts if a.outcome not in ("committed", "split")]
+    won = [a for a in attempts if a.outcome in ("committed", "split")]
+    room = max(0, MAX_BARS - len(others))
+    step = max(1, -(-len(won) // room)) if room else len(won) + 1
+    return sorted([*others[:MAX_BARS], *won[::step][:room]], key=lambda a: a.started)
+
+
+def redacted(spec: dict[str, Any]) -> dict[str, Any]:
+    """The spec as a report shows it: env values are left out (they may hold secrets), their names kept."""
+    out: dict[str, Any] = json.loads(json.dumps(spec, default=str))
+    body = out.get("spec", out)
+    if isinstance(body, dict):
+        for entry in body.get("env") or []:
+            if isinstance(entry, dict) and "value" in entry:
+                entry["value"] = "(not shown)"
+    return out
 
 
 STYLE = """
@@ -94,11 +135,11 @@ def _row(a: Attempt) -> str:
     return f"slot {a.slot}" if a.slot is not None else _e(a.pod)
 
 
-def _timeline(history: RunHistory) -> go.Figure:
+def _timeline(history: RunHistory, shown: list[Attempt]) -> go.Figure:
     fig = go.Figure()
-    rows = sorted({_row(a) for a in history.attempts}, key=_row_order)
+    rows = sorted({_row(a) for a in shown}, key=_row_order)
     for outcome, colour in COLOURS.items():
-        chosen = [a for a in history.attempts if a.outcome == outcome]
+        chosen = [a for a in shown if a.outcome == outcome]
         if not chosen:
             continue
         fig.add_trace(
@@ -117,7 +158,7 @@ def _timeline(history: RunHistory) -> go.Figure:
                 hoverinfo="text",
             )
         )
-    kills = history.kills
+    kills = [a for a in shown if a.outcome == "killed"]
     if kills:
         fig.add_trace(
             go.Scatter(
@@ -132,7 +173,7 @@ def _timeline(history: RunHistory) -> go.Figure:
         )
     fig.update_layout(
         barmode="overlay",
-        height=max(300, 28 * len(rows) + 120),
+        height=min(max(300, 28 * len(rows) + 120), 4000),  # thousands of slots: thinner rows
         xaxis_title="seconds since the first attempt",
         yaxis={"categoryorder": "array", "categoryarray": rows[::-1]},
         legend={"orientation": "h", "y": -0.2},
@@ -170,11 +211,11 @@ def _throughput(history: RunHistory) -> go.Figure:
 
 def _cost(history: RunHistory) -> go.Figure:
     useful, wasted = history.cost(wasted=False), history.cost(wasted=True)
-    labels = ["worker-seconds", "CPU-seconds", "GPU-seconds"]
+    labels = ["attempt-seconds", "CPU-seconds", "GPU-seconds (held by attempts)"]
     fig = go.Figure()
     for name, cost, colour in (
-        ("useful", useful, COLOURS["committed"]),
-        ("wasted", wasted, COLOURS["failed"]),
+        ("committed", useful, COLOURS["committed"]),
+        ("did not commit", wasted, COLOURS["failed"]),
     ):
         fig.add_trace(
             go.Bar(
@@ -207,12 +248,13 @@ def _summary(history: RunHistory) -> str:
         ),
         ("speculative attempts", str(speculative)),
         ("kills", str(len(history.kills))),
-        ("useful work", _cost_text(useful)),
-        ("wasted work", _cost_text(wasted)),
+        ("attempts that committed", _cost_text(useful)),
         (
-            "records re-read by attempts that did not commit",
-            f"{wasted.records:,} (killed attempts: not known)",
+            "attempts that did not commit",
+            _cost_text(wasted) + " (their work up to their last checkpoint was kept by the attempt that"
+            " resumed from it; a killed attempt's CPU is not known)",
         ),
+        ("records read by attempts that did not commit", f"{wasted.records:,} (killed attempts: not known)"),
     ]
     cells = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows)
     return f'<table id="summary">{cells}</table>'
@@ -220,7 +262,7 @@ def _summary(history: RunHistory) -> str:
 
 def _cost_text(cost: Any) -> str:
     gpu = f", {cost.gpu_seconds:,.1f} GPU-s" if cost.gpu_seconds else ""
-    return f"{cost.worker_seconds:,.1f} worker-s, {cost.cpu_seconds:,.1f} CPU-s{gpu}"
+    return f"{cost.worker_seconds:,.1f} attempt-s, {cost.cpu_seconds:,.1f} CPU-s{gpu}"
 
 
 def _rates_table(history: RunHistory, key: str, title: str) -> str:
@@ -237,13 +279,16 @@ def _failures(history: RunHistory) -> str:
     failed = [a for a in history.attempts if a.outcome in ("failed", "killed", "interrupted")]
     if not failed:
         return "<p>None.</p>"
+    more = len(failed) - MAX_ROWS
+    failed = failed[:MAX_ROWS]
     rows = "".join(
         f"<tr><td class=n>{a.shard}</td><td class=n>{a.attempt}</td><td>{_e(a.outcome)}</td>"
         f"<td>{_e(a.pod)}</td><td>{_e(a.reason or _unknown(a))}</td></tr>"
         for a in failed
     )
     head = "<tr><th>shard</th><th>attempt</th><th>outcome</th><th>pod</th><th>reason</th></tr>"
-    return f'<table id="failures">{head}{rows}</table>'
+    tail = f"<p>... and {more:,} more.</p>" if more > 0 else ""
+    return f'<table id="failures">{head}{rows}</table>{tail}'
 
 
 def _unknown(a: Attempt) -> str:

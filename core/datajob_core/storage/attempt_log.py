@@ -16,11 +16,16 @@ from __future__ import annotations
 import contextlib
 import json
 import uuid
+from collections.abc import Iterable, Iterator
 from typing import Any
+
+import structlog
 
 from datajob_core.storage.stores import StorageError, Store
 
 DIRECTORY = "_datajob/attempts"
+
+log = structlog.get_logger("datajob.attempt_log")
 
 
 class AttemptLog:
@@ -40,18 +45,33 @@ class AttemptLog:
     def _write(self, name: str, record: dict[str, Any]) -> None:
         if self.owner:
             record = {**record, "owner": self.owner}
-        # Best effort (see the module's doc): the shard's work must not depend on its history.
-        with contextlib.suppress(OSError, StorageError):
+        # Best effort (see the module's doc): the shard's work must not depend on its history, whatever a
+        # store's client raises (botocore's connection errors are not OSErrors).
+        try:
             self.store.write(name, json.dumps(record, sort_keys=True))
+        except Exception as error:  # noqa: BLE001
+            log.debug("attempt log not written", object=name, error=str(error))
 
     def read(self) -> list[dict[str, Any]]:
         """Every readable attempt record of this job, in no particular order."""
-        out = []
-        for entry in self.store.list(DIRECTORY):
-            try:
-                record = json.loads(self.store.read_bytes(f"{DIRECTORY}/{entry}"))
-            except (OSError, StorageError, ValueError):
-                continue
-            if isinstance(record, dict) and (not self.owner or record.get("owner") == self.owner):
-                out.append(record)
-        return out
+        names = [f"{DIRECTORY}/{entry}" for entry in self.store.list(DIRECTORY)]
+        return [r for r in _records(self.store.read_many(names).values()) if _ours(r, self.owner)]
+
+    def clear(self) -> None:
+        """Starts the log afresh (local mode: each run numbers its attempts from 1 again)."""
+        with contextlib.suppress(OSError, StorageError):
+            self.store.delete_tree(DIRECTORY)
+
+
+def _records(payloads: Iterable[bytes | None]) -> Iterator[dict[str, Any]]:
+    for payload in payloads:
+        try:
+            record = json.loads(payload) if payload is not None else None
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            yield record
+
+
+def _ours(record: dict[str, Any], owner: str | None) -> bool:
+    return not owner or record.get("owner") == owner

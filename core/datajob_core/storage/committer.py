@@ -345,6 +345,7 @@ class Committer:
                 texts.append(self.codec.decode(data))
                 reduced.append(
                     {
+                        "task": task,
                         "partition": partition,
                         "attempt": record["attempt"],
                         "object": reduce_part_name(partition),
@@ -397,6 +398,22 @@ class Committer:
             shards=len(done.get("shards") or []),
             missing=list(done.get("missingShards") or []),
         )
+
+    def records(self) -> list[dict[str, Any]]:
+        """Every readable commit record of this job (a running or failed job's committed shards, for the
+        run report), each with ``of`` when its shard was split off another."""
+        names = [f"{COMMITS}/{entry}" for entry in self.store.list(COMMITS) if entry.endswith(".json")]
+        out = []
+        for payload in self.store.read_many(names).values():
+            try:
+                record = json.loads(payload) if payload is not None else None
+            except ValueError:
+                continue
+            if not isinstance(record, dict) or (self.owner and record.get("owner") != self.owner):
+                continue
+            cut = _cut(record)
+            out.append({**record, "of": cut.root} if cut else record)
+        return out
 
     def published(self) -> dict[str, Any] | None:
         """This job's ``_SUCCESS`` manifest, if it committed already."""

@@ -13,6 +13,7 @@ Cloudflare R2, Ceph Squid); on POSIX it is ``link``, which fails when the name e
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import os
 import shutil
@@ -114,6 +115,21 @@ class Store:
         with _storage_errors(f"reading {self.url_of(name)}"):
             data: bytes = self.fs.cat_file(self.path(name))
         return data
+
+    def read_many(self, names: list[str], threads: int = 16) -> dict[str, bytes | None]:
+        """Each object's bytes (None if it cannot be read), read side by side from an object store: a
+        report over 100,000 small objects must not be 100,000 round trips end to end."""
+
+        def one(name: str) -> bytes | None:
+            try:
+                return self.read_bytes(name)
+            except (OSError, StorageError):
+                return None
+
+        if not self.remote or len(names) < 2:
+            return {name: one(name) for name in names}
+        with concurrent.futures.ThreadPoolExecutor(threads, thread_name_prefix="read-many") as pool:
+            return dict(zip(names, pool.map(one, names), strict=True))
 
     def read_text(self, name: str) -> str:
         return self.read_bytes(name).decode()
