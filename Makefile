@@ -40,17 +40,17 @@ demo-s3: install tools ## An example (EXAMPLE=wordcount|sales) with its input an
 	$(BIN)/python examples/s3_demo.py $(EXAMPLE)
 
 .PHONY: tools
-# TOOLS=control-plane builds only etcd, the control plane, kubectl and kwok (about 6 minutes cold instead
+# DATAJOB_TOOLS=control-plane builds only etcd, the control plane, kubectl and kwok (about 6 minutes cold instead
 # of 20); the tests that need helm, Kueue, promtool or MinIO are then skipped, and the summary says so.
-TOOLS ?= all
-tools: ## Build (or reuse) the pinned Kubernetes binaries: etcd, apiserver, scheduler, ... (TOOLS=control-plane: fewer)
-	DATAJOB_TOOLS_SET=$(TOOLS) bash hack/build-tools.sh
+DATAJOB_TOOLS ?= all
+tools: ## Build (or reuse) the pinned Kubernetes binaries: etcd, apiserver, scheduler, ... (DATAJOB_TOOLS=control-plane: fewer)
+	DATAJOB_TOOLS_SET=$(DATAJOB_TOOLS) bash hack/build-tools.sh
 
 .PHONY: test
 test: install tools ## Run the whole test suite (unit + local + real control plane; CONTAINERS=1 adds real containers)
 	$(if $(filter 1,$(CONTAINERS)),bash hack/container-host.sh up)
 	$(if $(filter 1,$(CONTAINERS)),DATAJOB_NODE_TOOLS=1 DATAJOB_KIND_TOOLS=1 bash hack/build-tools.sh >/dev/null)
-	DATAJOB_TOOLS_SET=$(TOOLS) $(BIN)/pytest $(if $(filter 1,$(CONTAINERS)),--containers) $(PYTEST_ARGS)
+	DATAJOB_TOOLS_SET=$(DATAJOB_TOOLS) $(BIN)/pytest $(if $(filter 1,$(CONTAINERS)),--containers) $(PYTEST_ARGS)
 
 .PHONY: test-fast
 test-fast: install ## The tiers that need no Go build: unit tests and local mode (a few minutes on a fresh machine)

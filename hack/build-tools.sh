@@ -35,6 +35,7 @@ log() { echo "build-tools: $*" >&2; }
 # and kwok: enough for most cluster tests; those needing helm, Kueue, promtool or MinIO are then skipped, saying
 # so), or "none" (make test-fast: build nothing; a test needing a tool not built yet is skipped, saying so).
 TOOLS_SET="${DATAJOB_TOOLS_SET:-all}"
+case "$TOOLS_SET" in all|control-plane|none) ;; *) log "DATAJOB_TOOLS_SET=$TOOLS_SET: one of all, control-plane, none"; exit 2;; esac
 # Seconds each build took cold on the 2-core CI machine (docs/testing.md), to say how long to wait.
 declare -A usual=([etcd]=53 [kube-apiserver]=175 [kube-scheduler]=17 [kube-controller-manager]=34 [kubectl]=18
   [kwok]=68 [helm]=52 [kubeconform]=4 [kueue]=140 [promtool]=253 [minio]=203 [kubelet]=27 [kube-proxy]=7

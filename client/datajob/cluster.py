@@ -9,22 +9,24 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import urllib3
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
 from datajob_core.api.crd import PLURAL
 from datajob_core.api.models import GROUP, VERSION, DataJob
-from datajob_core.data.locations import CREDENTIAL_KEYS, StorageConfig
+from datajob_core.data.locations import CREDENTIAL_KEYS, StorageConfig, is_remote
 from datajob_core.data.storage_access import own_credentials_refused
 from datajob_core.report import files as report_files
 from datajob_core.report import page as report_page
-from datajob_core.storage.committer import RESULT
-from datajob_core.storage.stores import Store
+from datajob_core.storage.committer import RESULT, Committer
+from datajob_core.storage.stores import StorageError, Store
 
 from .errors import DataJobError, JobFailedError, JobRejectedError, JobTimeoutError
 from .validation import validated
@@ -186,7 +188,22 @@ class JobHandle:
         deadline = None if timeout is None else time.monotonic() + timeout
         last: JobStatus | None = None
         while True:
-            now = self.status()
+            try:
+                now = self.status()
+            except (ApiException, urllib3.exceptions.HTTPError) as error:
+                if (
+                    isinstance(error, ApiException)
+                    and error.status
+                    and error.status < 500
+                    and error.status != 429
+                ):
+                    raise DataJobError(f"datajob {self.name}: {error.status} {error.reason}") from None
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise JobTimeoutError(
+                        f"datajob {self.name}: the API server did not answer ({error})"
+                    ) from None
+                time.sleep(poll_seconds)  # the API server is away for a moment: keep waiting
+                continue
             if on_progress is not None and now != last:
                 on_progress(now)
             last = now
@@ -201,11 +218,18 @@ class JobHandle:
     def result(self, *, use_my_credentials: bool = False) -> bytes:
         """The merged ``result`` the job commit published (DataJobError before the job succeeded). Read with
         the job's Secret; with your own credentials only if you say so (see ``_store``)."""
-        store = self._store(self.get(), use_my_credentials)
+        job = self.get()
+        phase = JobStatus.of(job).phase
+        if phase != "Succeeded":
+            raise DataJobError(f"datajob {self.name} is {phase}: it has published no result")
+        store = self._store(job, use_my_credentials)
         try:
+            published = Committer(store, job["metadata"].get("uid")).published()
+            if published is None:  # the output holds another job's publication, or none
+                raise DataJobError(f"{store.url} holds no result published by datajob {self.name}")
             return store.read_bytes(RESULT)
-        except FileNotFoundError:
-            raise DataJobError(f"datajob {self.name} has published no result yet") from None
+        except (OSError, StorageError) as error:
+            raise DataJobError(f"cannot read the result of datajob {self.name}: {error}") from error
 
     def report(self, *, use_my_credentials: bool = False) -> str:
         """The run report (HTML), drawn now from the job's output, as `kubectl datajob report` draws it."""
@@ -216,13 +240,16 @@ class JobHandle:
             "records committed": f"{status.records:,}",
             "restarts": status.restarts,
         }
-        history = report_files.history_of(
-            self._store(job, use_my_credentials),
-            job["metadata"].get("uid"),
-            self.name,
-            finished=status.phase == "Failed",
-            summary=summary,
-        )
+        try:
+            history = report_files.history_of(
+                self._store(job, use_my_credentials),
+                job["metadata"].get("uid"),
+                self.name,
+                finished=status.phase == "Failed",
+                summary=summary,
+            )
+        except (OSError, StorageError) as error:
+            raise DataJobError(f"cannot read the output of datajob {self.name}: {error}") from error
         return report_page.render(history, {"metadata": {"name": self.name}, "spec": job.get("spec") or {}})
 
     def delete(self) -> None:
@@ -240,7 +267,13 @@ class JobHandle:
         refused = own_credentials_refused(storage, credentials is not None, use_my_credentials)
         if refused:
             raise DataJobError(refused.replace("--use-my-credentials", "use_my_credentials=True"))
-        return Store((spec.get("output") or {}).get("uri", ""), StorageConfig.from_spec(storage), credentials)
+        uri = (spec.get("output") or {}).get("uri", "")
+        if not is_remote(uri) and not os.path.isdir(uri):
+            raise DataJobError(f"the output {uri} is a path on the cluster's volumes, not on this machine")
+        try:
+            return Store(uri, StorageConfig.from_spec(storage), credentials)
+        except (OSError, StorageError, ValueError) as error:
+            raise DataJobError(f"cannot reach the output {uri}: {error}") from error
 
     def _secret(self, name: str) -> dict[str, str] | None:
         try:

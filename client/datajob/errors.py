@@ -23,5 +23,5 @@ class JobFailedError(DataJobError):
         self.status = status
 
 
-class JobTimeoutError(DataJobError, TimeoutError):
+class JobTimeoutError(DataJobError):
     """``wait`` gave up before the job finished; the job itself goes on."""

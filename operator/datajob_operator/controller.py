@@ -70,6 +70,7 @@ log = structlog.get_logger("datajob.operator")
 
 CLAIM_TEMPLATE_SECONDS = 60.0  # how often a profile's ResourceClaimTemplate is made sure of
 UNAVAILABLE_SECONDS = 5.0  # how often profiles are checked against the nodes (HardwareUnavailable)
+LINEAGE_GRACE = 600.0  # how long past its TTL a finished job waits for its OpenLineage events
 EXPECTATION_SECONDS = 30.0  # after this long, a created pod the cache never showed is not waited for
 
 
@@ -536,6 +537,13 @@ class JobController:
         if ttl is None or finished is None:
             return 30.0
         remaining = finished + int(ttl) - time.time()
+        if (
+            remaining <= 0
+            and self.lineage is not None
+            and self.lineage.owes(job)
+            and remaining > -LINEAGE_GRACE
+        ):
+            return 5.0  # its COMPLETE or FAIL is not sent yet (the endpoint may be down): a while longer
         if remaining <= 0:
             self.log.info("deleting finished job after ttlSecondsAfterFinished", ttl=ttl)
             self.jobs.delete_job()

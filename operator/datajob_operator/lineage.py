@@ -24,7 +24,6 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import structlog
-from openlineage.client import OpenLineageClient
 from openlineage.client.event_v2 import InputDataset, Job, OutputDataset, Run, RunEvent, RunState
 from openlineage.client.facet_v2 import error_message_run, job_type_job, processing_engine_run
 from openlineage.client.transport.http import HttpConfig, HttpTransport
@@ -66,7 +65,10 @@ def dataset(uri: str) -> tuple[str, str]:
 
 
 def run_event(job: dict[str, Any], kind: str, namespace: str, now: datetime.datetime) -> RunEvent:
+    """The event, timed when it happened (the status's startTime or completionTime), not when it is sent:
+    a retried send, or one after an operator restart, tells the same time."""
     meta, spec, status = job["metadata"], job.get("spec") or {}, job.get("status") or {}
+    happened = status.get("startTime") if kind == "START" else status.get("completionTime")
     inputs = sorted({dataset(uri) for uri in (spec.get("input") or {}).get("uris") or []})
     output = (spec.get("output") or {}).get("uri")
     run_facets: dict[str, Any] = {
@@ -82,7 +84,7 @@ def run_event(job: dict[str, Any], kind: str, namespace: str, now: datetime.date
         )
     return RunEvent(
         eventType=RunState[kind],
-        eventTime=now.isoformat(),
+        eventTime=str(happened or now.isoformat()),
         run=Run(runId=meta["uid"], facets=run_facets),
         job=Job(
             namespace=namespace,
@@ -125,19 +127,25 @@ class LineageEmitter:
 
     def __init__(self, config: LineageConfig) -> None:
         self.config = config
-        transport = HttpTransport(
+        # The transport alone, not OpenLineageClient: the client also reads openlineage.yml, ~/.openlineage
+        # and OPENLINEAGE_* variables, which could filter events (then recorded as sent), disable them or
+        # add facets with the operator's environment. The transport raises on anything but 2xx.
+        self.transport = HttpTransport(
             HttpConfig(
-                url=config.url,
+                url=config.url.rstrip("/") + "/",  # a base with a path keeps it: urljoin drops a last segment
                 endpoint=config.endpoint,
                 timeout=config.timeout_seconds,
                 retry={"total": 2, "backoff_factor": 0.5, "allowed_methods": ["POST"]},
             )
         )
-        self.client = OpenLineageClient(transport=transport)
         self.pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="lineage")
         self.lock = threading.Lock()
         self.busy: set[tuple[str, str]] = set()  # jobs with a send in flight
         self.failed_at: dict[tuple[str, str], float] = {}  # jobs whose last send failed, when
+
+    def owes(self, job: dict[str, Any]) -> bool:
+        """Whether ``job`` still has events to send (its TTL deletion waits for them, a while)."""
+        return bool(due(str((job.get("status") or {}).get("phase") or ""), sent_of(job)))
 
     def follow(self, job: dict[str, Any], record: Callable[[str], None]) -> None:
         """Sends what ``job`` owes (if anything, and not already on its way); ``record`` writes the
@@ -167,7 +175,7 @@ class LineageEmitter:
         try:
             for kind in kinds:
                 now = datetime.datetime.now(datetime.UTC)
-                self.client.emit(run_event(job, kind, self.config.namespace, now))
+                self.transport.emit(run_event(job, kind, self.config.namespace, now))
                 sent = sent | {kind}
             self.failed_at.pop(key, None)
         except Exception as error:  # noqa: BLE001 - a lineage endpoint down must not touch the job

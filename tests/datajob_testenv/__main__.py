@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         store.start(EXAMPLE_PORT if port_free(EXAMPLE_PORT) else None)
         assert store.pid is not None
         state.pids["minio"] = store.pid
-        uploaded = _example_data(store, kubectl)
+        state.save()  # each process is in the state as soon as it runs: `down` stops it whatever fails next
         operator = spawn(
             [sys.executable, "-m", "datajob_operator", *storage_access(REPO_ROOT / "examples")],
             directory / "logs" / "operator.log",
@@ -85,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         )
         state.pids["operator"] = operator.pid
         state.save()
+        uploaded = _example_data(store, kubectl)
         print(f"cluster is up; logs in {directory / 'logs'}")
         print(f"  export KUBECONFIG={state.kubeconfig}")
         print(
@@ -92,7 +93,13 @@ def main(argv: list[str] | None = None) -> int:
         )
         print(f"the DataJob CRD is installed; the operator runs (log: {directory / 'logs' / 'operator.log'})")
         print(f"s3://corpus/wordcount/ holds the example's {uploaded} input files; try:")
-        print("  kubectl apply -f examples/wordcount/datajob-s3.yaml && kubectl get dj -w")
+        if store.endpoint == f"http://127.0.0.1:{EXAMPLE_PORT}":
+            print("  kubectl apply -f examples/wordcount/datajob-s3.yaml && kubectl get dj -w")
+        else:  # port 9000 was taken: the example must name this MinIO
+            print(
+                f"  sed 's|http://127.0.0.1:{EXAMPLE_PORT}|{store.endpoint}|' "
+                "examples/wordcount/datajob-s3.yaml | kubectl apply -f - && kubectl get dj -w"
+            )
         print("  kubectl datajob report wordcount-s3 > report.html")
         print(f"S3 (MinIO) is up at {store.endpoint}, region {REGION}; for spec.storage:")
         print(f"  storage: {{endpoint: {store.endpoint}, credentialsSecret: s3-credentials}}")

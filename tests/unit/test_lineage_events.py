@@ -54,3 +54,21 @@ def test_a_fail_event_names_the_run_job_datasets_and_the_reason() -> None:
         ("file", "/data/in/a.txt"),
     }
     assert [(d["namespace"], d["name"]) for d in event["outputs"]] == [("s3://out", "wc")]
+
+
+def test_an_event_is_timed_when_it_happened_not_when_it_was_sent() -> None:
+    job = {
+        **JOB,
+        "status": {
+            **JOB["status"],
+            "startTime": "2026-12-01T10:00:00Z",
+            "completionTime": "2026-12-01T11:00:00Z",
+        },
+    }
+    later = datetime.datetime(2026, 12, 4, tzinfo=datetime.UTC)
+    assert (
+        json.loads(Serde.to_json(run_event(job, "START", "d", later)))["eventTime"] == "2026-12-01T10:00:00Z"
+    )
+    assert (
+        json.loads(Serde.to_json(run_event(job, "FAIL", "d", later)))["eventTime"] == "2026-12-01T11:00:00Z"
+    )

@@ -31,7 +31,10 @@ def test_an_oom_kill_says_the_memory_limit_was_reached() -> None:
 def test_the_workers_own_last_words_are_kept() -> None:
     words = "ValueError: could not parse record 12 of s3://in/a.csv"
     assert describe_exit(1, "Error", words) == f"Error (exit code 1): {words}"
-    assert describe_exit(1, "Error", "x" * 1000) == f"Error (exit code 1): {'x' * MAX_LAST_WORDS}"
+    long = "ValueError: bad record\n" + "  File ...\n" * 200 + "the end"
+    said = describe_exit(1, "Error", long).removeprefix("Error (exit code 1): ")
+    assert len(said) <= MAX_LAST_WORDS
+    assert said.startswith("ValueError: bad record") and said.endswith("the end"), said  # type and last words
 
 
 def test_an_error_named_in_the_log_tail_is_kept_without_the_json() -> None:
@@ -79,3 +82,9 @@ def test_a_pod_killed_by_sigkill_reads_well_in_the_operators_observation() -> No
     assert observed is not None
     assert observed.reason == "killed by SIGKILL (exit code 137)"
     assert observed.exit_code == 137
+
+
+def test_an_error_handled_long_before_the_end_is_not_taken_for_why_the_worker_died() -> None:
+    old = json.dumps({"event": "shard failed", "exception": "KeyError: 'price'"})
+    tail = old + "\n" + LOG_TAIL + "\n" + LOG_TAIL  # six ordinary lines after it
+    assert describe_exit(137, "Error", tail) == "killed by SIGKILL (exit code 137)"

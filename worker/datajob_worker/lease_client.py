@@ -25,7 +25,7 @@ from typing import Any
 
 import pykube
 import requests
-from pykube.exceptions import HTTPError, ObjectDoesNotExist
+from pykube.exceptions import HTTPError, ObjectDoesNotExist, PyKubeError
 
 from datajob_core.data import plan_store
 from datajob_core.protocol import ASSIGNMENT_ANNOTATION, REPORT_ANNOTATION, AssignmentMessage, ReportMessage
@@ -52,8 +52,24 @@ class Lease(pykube.objects.NamespacedAPIObject):  # type: ignore[misc]  # pykube
     kind = "Lease"
 
 
+class TokenAuth(requests.auth.AuthBase):
+    """The pod's service-account token, read afresh for every request: kubelet rotates projected tokens,
+    and pykube-ng's in-cluster config reads it once. Set as the session's auth, it also keeps requests
+    from looking for credentials in ~/.netrc."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = f"Bearer {self.path.read_text().strip()}"
+        return request
+
+
 def in_cluster_api(service_account_dir: Path, timeout: float) -> pykube.HTTPClient:
-    """A pykube-ng client for the API server named by the pod's environment, trusting the pod's CA bundle."""
+    """A pykube-ng client for the API server named by the pod's environment, trusting the pod's CA bundle.
+
+    Only the pod's own settings count: requests' reading of the environment (proxies, netrc, CA bundles)
+    is off, and a plain HTTPAdapter replaces pykube-ng's, which reads PYKUBE_* variables per request."""
     host = os.environ["KUBERNETES_SERVICE_HOST"]
     port = os.environ.get("KUBERNETES_SERVICE_PORT", "443")
     server = f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
@@ -68,13 +84,17 @@ def in_cluster_api(service_account_dir: Path, timeout: float) -> pykube.HTTPClie
                     },
                 }
             ],
-            # No token here: _authorize sets it per request from the (rotating) file.
+            # No token here: TokenAuth sets it per request from the (rotating) file.
             "users": [{"name": "service-account", "user": {}}],
             "contexts": [{"name": "pod", "context": {"cluster": "in-cluster", "user": "service-account"}}],
             "current-context": "pod",
         }
     )
-    return pykube.HTTPClient(config, timeout=timeout)
+    api = pykube.HTTPClient(config, timeout=timeout, http_adapter=requests.adapters.HTTPAdapter())
+    api.session.trust_env = False
+    api.session.verify = str(service_account_dir / "ca.crt")
+    api.session.auth = TokenAuth(service_account_dir / "token")
+    return api
 
 
 def _failure(action: str, error: Exception) -> LeaseError:
@@ -87,8 +107,10 @@ def _failure(action: str, error: Exception) -> LeaseError:
     return LeaseError(f"{action}: {error}")
 
 
-# What a request to an API server can raise: its answer (pykube's or requests' HTTPError), or the network.
-_API_ERRORS = (HTTPError, ObjectDoesNotExist, requests.RequestException, ValueError)
+# What a request to an API server can raise: its answer (pykube's or requests' HTTPError), the network, or
+# an answer pykube-ng cannot read (it looks up headers and keys of an error reply: KeyError, TypeError), or
+# the token file (OSError). Every one becomes a LeaseError, which the worker retries and never charges.
+_API_ERRORS = (PyKubeError, requests.RequestException, ValueError, KeyError, TypeError, OSError)
 
 
 class LeaseClient:
@@ -104,21 +126,12 @@ class LeaseClient:
         self.fresh: dict[str, Any] | None = None  # a newer Lease a watch delivered, not yet returned
         self.can_watch = True
         sa_dir = _service_account_dir()
-        self._token_path = sa_dir / "token"
         self.timeout = timeout
         self.api = in_cluster_api(sa_dir, timeout)
         self._watch_api = in_cluster_api(sa_dir, timeout)  # its timeout is set per watch
 
-    def _authorize(self, api: pykube.HTTPClient) -> pykube.HTTPClient:
-        # Re-read the token each time: kubelet rotates projected tokens. A session header wins over
-        # pykube-ng's own auth, which only fills in a missing Authorization.
-        api.session.headers["Authorization"] = f"Bearer {self._token_path.read_text().strip()}"
-        return api
-
     def _lease(self) -> Lease:
-        return Lease(
-            self._authorize(self.api), {"metadata": {"name": self.name, "namespace": self.namespace}}
-        )
+        return Lease(self.api, {"metadata": {"name": self.name, "namespace": self.namespace}})
 
     def assignment(self) -> AssignmentMessage | None:
         if self.fresh is None:
@@ -155,7 +168,7 @@ class LeaseClient:
 
     def _watch(self, timeout: float) -> Iterator[dict[str, Any]]:
         seconds = max(1, int(timeout))
-        api = self._authorize(self._watch_api)
+        api = self._watch_api
         api.timeout = seconds + self.timeout  # the server ends the watch first
         query = (
             Lease.objects(api, namespace=self.namespace)
@@ -191,7 +204,7 @@ class LeaseClient:
 
     def plan(self) -> bytes:
         """The job's stored shard plan (datajob_core.data.plan_store), from its ConfigMaps."""
-        api = self._authorize(self.api)
+        api = self.api
         try:
             configmaps = pykube.ConfigMap.objects(api, namespace=self.namespace)
             index = configmaps.get_by_name(plan_store.chunk_names(self.job, 1)[0]).obj

@@ -71,8 +71,10 @@ class ProgressDisplay:
 
     def _worth_a_line(self, figures: Figures, now: float) -> bool:
         if self.printed is None:
-            self.plain_at = now
-            return figures.done > 0  # not the 0/N of start-up
+            if not self.plain_at:
+                self.plain_at = now
+            # The first line once a shard is done, or after PLAIN_SECONDS however long the first shard is.
+            return figures.done > 0 or now - self.plain_at >= PLAIN_SECONDS
         step = max(1, figures.total // 10)
         if figures.done // step != self.printed.done // step or now - self.plain_at >= PLAIN_SECONDS:
             self.plain_at = now
@@ -88,6 +90,8 @@ class ProgressDisplay:
                 TextColumn("workers {task.fields[workers]}  restarts {task.fields[restarts]}"),
                 console=self.console,
                 auto_refresh=False,  # the driver's passes redraw it; no thread of ours
+                redirect_stdout=False,  # a program calling run_local keeps its own stdout and stderr
+                redirect_stderr=False,
                 transient=True,  # the summary replaces it
             )
             self.progress.start()

@@ -14,6 +14,7 @@ import json
 import signal
 
 MAX_LAST_WORDS = 300  # of a worker's termination message, in reasons and events
+LAST_RECORDS = 3  # of a log tail, the lines that may name why it ended
 GENERIC_REASONS = frozenset({"", "Error", "Completed"})
 
 
@@ -46,14 +47,25 @@ def last_words(message: str) -> str:
     lines = text.splitlines()
     records = [_json_object(line) for line in lines]
     if sum(record is not None for record in records) * 2 < len(lines):
-        return text[-MAX_LAST_WORDS:]  # words, not a structured log
-    for record in reversed(records):
+        return _shortened(text)  # words, not a structured log
+    # Only the log's last lines: an error handled long before the end (a shard that failed and was
+    # reported) is not why the worker died.
+    for record in reversed(records[-LAST_RECORDS:]):
         if record is not None and (record.get("exception") or record.get("level") in ("error", "critical")):
             exception = str(record.get("exception") or "").strip().splitlines()
             event = str(record.get("event") or "")
             found = f"{event}: {exception[-1]}" if exception else event
             return f"last logged error: {found}"[:MAX_LAST_WORDS]
     return ""
+
+
+def _shortened(text: str) -> str:
+    """At most MAX_LAST_WORDS: the first line (the exception's type and message, as the worker writes it)
+    and as much of the end as fits."""
+    if len(text) <= MAX_LAST_WORDS:
+        return text
+    head = text.splitlines()[0][: MAX_LAST_WORDS // 2]
+    return f"{head} ... {text[-(MAX_LAST_WORDS - len(head) - 5) :]}"
 
 
 def _json_object(line: str) -> dict[str, object] | None:
