@@ -159,6 +159,8 @@ class JobHandle:
             _preload_content=False,  # the client's models refuse old-style events without an eventTime
         )
         items = json.loads(response.data).get("items") or []
+        uid = self.get()["metadata"].get("uid")  # not an earlier DataJob of the same name's
+        items = [i for i in items if (i.get("regarding") or {}).get("uid") in (None, uid)]
         events = [
             JobEvent(
                 reason=str(item.get("reason") or ""),

@@ -525,6 +525,8 @@ class Worker:
             segments={int(root): list(parts) for root, parts in (task.input.get("segments") or {}).items()},
         )
         log.info("job committed", result=done.result, manifest=done.manifest, missing=done.missing)
+        if self.driver is not None:
+            return  # local mode: the driver draws the report, with what only it knows
         try:
             from datajob_core.report import files as run_report  # noqa: PLC0415 - plotly (70 ms): only the commit draws
 
