@@ -89,7 +89,8 @@ class NodeNetwork:
         run([*inside, "ip", "route", "add", "default", "via", HOST_ADDRESS])
         # The node routes between its pods' bridge and the veth; the host routes replies to pods back to it.
         run([*self.enter(), "sysctl", "-qw", "net.ipv4.ip_forward=1"])
-        run(["ip", "route", "add", POD_SUBNET, "via", NODE_ADDRESS, "dev", self.host_interface])
+        # replace, not add: a session killed before its teardown leaves its route behind.
+        run(["ip", "route", "replace", POD_SUBNET, "via", NODE_ADDRESS, "dev", self.host_interface])
 
     def delete(self) -> None:
         # Deleting the namespace deletes the veth pair (both ends) and with it the host route.
