@@ -12,6 +12,7 @@ from datajob_core.data.storage_access import (
     check_job,
     endpoint_allowed,
     inside,
+    own_credentials_refused,
     under_root,
 )
 
@@ -128,3 +129,13 @@ def test_with_no_roots_and_no_endpoints_the_operator_acts_only_with_the_jobs_cre
     check_job(nothing, "ns", spec(["s3://b/in"], "s3://b/out"), has_credentials=True, why_no_credentials="")
     with pytest.raises(StorageAccessError, match=r"^spec.input.uris\[0\]: /in"):
         check_job(nothing, "ns", spec(["/in"], "s3://b/out"), has_credentials=True, why_no_credentials="")
+
+
+def test_a_reader_uses_own_credentials_on_a_jobs_output_only_where_the_job_does_or_when_told() -> None:
+    secret = {"credentialsSecret": "s3-keys", "endpoint": "http://minio.example:9000"}
+    endpoint_only = {"endpoint": "http://attacker.example:9000"}
+    assert own_credentials_refused(secret, has_job_credentials=True, allowed=False) == ""
+    assert "cannot be read with your access" in own_credentials_refused(secret, False, False)
+    assert "endpoint the job's author chose" in own_credentials_refused(endpoint_only, False, False)
+    assert own_credentials_refused(endpoint_only, False, allowed=True) == ""
+    assert own_credentials_refused({}, False, False) == ""  # the job relies on the ambient identity too
