@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -208,7 +208,7 @@ def _listing(items: Iterable[str]) -> str:
     return listed or "none"
 
 
-def own_credentials_refused(storage: dict[str, object], has_job_credentials: bool, allowed: bool) -> str:
+def own_credentials_refused(storage: Mapping[str, object], has_job_credentials: bool, allowed: bool) -> str:
     """Why a person reading a job's output (``kubectl datajob report``, the Python client) must not use their
     own credentials there unless they say so: the location and endpoint are the job author's choice, and a
     reader's credentials (an administrator's, say) would be a confused deputy's. "" when they may: the job's
