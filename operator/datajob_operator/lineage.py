@@ -142,10 +142,14 @@ class LineageEmitter:
         self.lock = threading.Lock()
         self.busy: set[tuple[str, str]] = set()  # jobs with a send in flight
         self.failed_at: dict[tuple[str, str], float] = {}  # jobs whose last send failed, when
+        # What this process sent, by job UID: a pass may read the job before the annotation recording it
+        # lands, and must not send it again for that.
+        self.sent: dict[str, frozenset[str]] = {}
 
     def owes(self, job: dict[str, Any]) -> bool:
         """Whether ``job`` still has events to send (its TTL deletion waits for them, a while)."""
-        return bool(due(str((job.get("status") or {}).get("phase") or ""), sent_of(job)))
+        sent = sent_of(job) | self.sent.get(str(job["metadata"].get("uid")), frozenset())
+        return bool(due(str((job.get("status") or {}).get("phase") or ""), sent))
 
     def follow(self, job: dict[str, Any], record: Callable[[str], None]) -> None:
         """Sends what ``job`` owes (if anything, and not already on its way); ``record`` writes the
@@ -153,7 +157,7 @@ class LineageEmitter:
         meta = job["metadata"]
         if meta.get("deletionTimestamp"):
             return
-        sent = sent_of(job)
+        sent = sent_of(job) | self.sent.get(str(meta.get("uid")), frozenset())
         kinds = due(str((job.get("status") or {}).get("phase") or ""), sent)
         if not kinds:
             return
@@ -177,6 +181,9 @@ class LineageEmitter:
                 now = datetime.datetime.now(datetime.UTC)
                 self.transport.emit(run_event(job, kind, self.config.namespace, now))
                 sent = sent | {kind}
+                with self.lock:
+                    uid = str(job["metadata"].get("uid"))
+                    self.sent[uid] = self.sent.get(uid, frozenset()) | {kind}
             self.failed_at.pop(key, None)
         except Exception as error:  # noqa: BLE001 - a lineage endpoint down must not touch the job
             log.warning("lineage event not sent; will retry", job=key, error=str(error))
