@@ -61,6 +61,7 @@ def test_identity_columns_and_subresources() -> None:
         "Workers",
         "Progress",
         "ETA",
+        "Lag",
         "Restarts",
         "Hardware",
         "Age",

@@ -66,6 +66,18 @@ def main(argv: list[str] | None = None) -> int:
         metavar="PATH",
         help="also write the run report (HTML; always written to OUTPUT/_datajob/report.html) to PATH",
     )
+    run.add_argument(
+        "--max-batches",
+        type=_positive,
+        metavar="N",
+        help="incremental and continuous jobs: stop after committing N batches",
+    )
+    run.add_argument(
+        "--stop-when-idle",
+        type=float,
+        metavar="SECONDS",
+        help="continuous jobs: stop once no new input has arrived for this long (default: run until ^C)",
+    )
     validate = commands.add_parser("validate", help="check a manifest with the API's rules")
     validate.add_argument("manifest", type=Path)
     args = parser.parse_args(argv)
@@ -96,6 +108,21 @@ def main(argv: list[str] | None = None) -> int:
                 output=args.shard_output,
                 from_checkpoint=args.from_checkpoint,
             )
+        if DataJob.load(manifest).spec.incremental:
+            from .incremental_runner import IncrementalRun  # noqa: PLC0415
+
+            batches = IncrementalRun(
+                manifest,
+                args.manifest.resolve().parent,
+                workers=args.workers,
+                overwrite=args.overwrite,
+                kill_every=args.kill_every,
+                seed=args.seed,
+                report=args.report,
+                max_batches=args.max_batches,
+                stop_when_idle=args.stop_when_idle,
+            )
+            return _run_batches(batches)
         job = LocalRun(
             manifest,
             args.manifest.resolve().parent,
@@ -117,6 +144,26 @@ def main(argv: list[str] | None = None) -> int:
         print("\ndatajob: interrupted; committed output is kept", file=sys.stderr)
         return 130
     return 0 if state.phase is Phase.SUCCEEDED else 1
+
+
+def _run_batches(batches: Any) -> int:
+    from datajob_core.cluster.reconciler import Phase  # noqa: PLC0415
+    from datajob_core.data.planning import PlanError  # noqa: PLC0415
+    from datajob_core.storage.batch_log import BatchLogError  # noqa: PLC0415
+    from datajob_core.storage.output_identity import OutputInUseError  # noqa: PLC0415
+
+    try:
+        phase = batches.run()
+    except (PlanError, OutputInUseError, BatchLogError) as error:
+        print(f"datajob: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(
+            "\ndatajob: interrupted; committed batches are kept, and the next run finishes the open one",
+            file=sys.stderr,
+        )
+        return 130
+    return 0 if phase is Phase.SUCCEEDED else 1
 
 
 if __name__ == "__main__":

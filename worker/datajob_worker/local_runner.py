@@ -40,7 +40,7 @@ from datajob_core.cluster.reconciler import (
 from datajob_core.cluster.worker_exit import describe_exit
 from datajob_core.data import plan_store
 from datajob_core.data.locations import StorageConfig
-from datajob_core.data.planning import PlanError, plan_shards
+from datajob_core.data.planning import InputFile, PlanError, plan_shards
 from datajob_core.report import files as run_report
 from datajob_core.shards.ledger import MAX_REASON_CHARS
 from datajob_core.shards.stages import Layout
@@ -194,6 +194,15 @@ def _inside_of(root: Path, paths: list[str]) -> list[str]:
     return inside
 
 
+@dataclass(frozen=True)
+class Batch:
+    """One batch of an incremental or continuous job (datajob_worker.incremental_runner)."""
+
+    output: str  # the batch's own prefix, batches/<N>/ under the job's output
+    files: list[InputFile]  # the objects its plan entry names
+    owner: str  # the job's incremental identity (datajob_core.data.increments.identity)
+
+
 class LocalRun:
     def __init__(
         self,
@@ -207,6 +216,7 @@ class LocalRun:
         out: TextIO | None = None,
         grace_seconds: float = GRACE_SECONDS,
         report: Path | None = None,
+        batch: Batch | None = None,
     ) -> None:
         job = DataJob.load(manifest)  # raises ValueError naming every bad field
         check_local(job)
@@ -214,6 +224,9 @@ class LocalRun:
         spec = resolve_paths(job.spec.model_dump(by_alias=True, exclude_none=True), base)
         if workers is not None:
             spec["workers"] = workers
+        self.batch = batch
+        if batch is not None:  # one batch of an incremental job: its objects, into its own prefix
+            spec["output"] = {**spec["output"], "uri": batch.output, "overwrite": False}
         self.spec = spec
         self.overwrite = overwrite or bool(spec["output"].get("overwrite"))
         self.owner = ""  # the output's owner id: a fingerprint of plan, parsing and processor
@@ -375,13 +388,13 @@ class LocalRun:
     # -- the loop ------------------------------------------------------------------------------------
     def run(self) -> JobState:
         worker_process.warm_up()  # imports the worker while the input is listed and planned
-        files = list_inputs(self.spec["input"]["uris"], self.storage)
+        files = self.batch.files if self.batch else list_inputs(self.spec["input"]["uris"], self.storage)
         here = None if self.store.remote else Path(self.store.root).resolve()
         inside = _inside_of(here, [f.path for f in files]) if here else []
         if inside:
             raise PlanError(f"spec.input.uris match the job's own output ({inside[0]}); narrow them")
         plan = plan_shards(files, self.spec["input"].get("partitioning") or {})
-        self.owner = output_identity.fingerprint(plan, self.spec)
+        self.owner = self.batch.owner if self.batch else output_identity.fingerprint(plan, self.spec)
         # Raises OutputInUseError if the output is another job's (or this job's before its input changed).
         output_identity.claim(self.store, {"job": self.name, "id": self.owner}, overwrite=self.overwrite)
         layout = Layout.for_spec(len(plan), self.spec)
@@ -562,5 +575,5 @@ class LocalRun:
             self._line(f"{state.skipped:,} malformed record(s) skipped (spec.input.badRecordPolicy)")
         if state.message and state.phase is Phase.FAILED:
             self._line(f"reason: {state.message}")
-        if self.result is not None:
+        if self.result is not None and self.batch is None:  # a batch's: its runner says what the result is
             self._line(f"result: {self.result}  (parts: {self.output_url}/part-*, manifest: _SUCCESS)")

@@ -157,6 +157,12 @@ def crd() -> dict[str, Any]:
                             "jsonPath": ".status.progress.eta",
                             "description": "time left at the recent rate",
                         },
+                        {
+                            "name": "Lag",
+                            "type": "string",
+                            "jsonPath": ".status.batches.lag",
+                            "description": "continuous jobs: age of the oldest unprocessed input",
+                        },
                         {"name": "Restarts", "type": "integer", "jsonPath": ".status.restarts"},
                         {
                             "name": "Hardware",

@@ -261,6 +261,17 @@ class Input(_Model):
             "RecordsSkipped."
         ),
     )
+    incremental: bool = Field(
+        default=False,
+        description=(
+            "Process only objects no earlier run of this job took: the output keeps a batch log "
+            "(_datajob/batches/) naming every object each run committed, and a new run (a re-applied "
+            "DataJob, or datajob run again) plans only objects not in it. wordcount, aggregate and SQL merge "
+            "the new result with the previous one (result); other processors append (batches/<N>/result). "
+            "An object rewritten after a run took it is not processed again: it is reported (InputChanged). "
+            "Implied by mode Continuous. See docs/design.md, 'Incremental and continuous runs'."
+        ),
+    )
     bad_record_policy: Literal["Fail", "Skip", "DeadLetter"] = Field(
         default="Fail",
         description=(
@@ -834,6 +845,54 @@ class Speculation(_Model):
     )
 
 
+class Continuous(_Model):
+    """How a continuous job (spec.mode Continuous) discovers and batches new input."""
+
+    poll_seconds: int = Field(
+        default=10,
+        ge=1,
+        le=86400,
+        description="How often the input is listed for new objects while no batch runs.",
+    )
+    max_batch_objects: int = Field(
+        default=10000,
+        ge=1,
+        le=100000,
+        description="The most objects one batch takes (oldest first); the rest wait for the next batch.",
+    )
+
+
+class Autoscaling(_Model):
+    """Workers that follow the backlog (spec.mode Continuous)."""
+
+    model_config = ConfigDict(
+        json_schema_extra=_rules(
+            _rule(
+                "self.minWorkers <= self.maxWorkers",
+                "spec.autoscaling.minWorkers must not exceed spec.autoscaling.maxWorkers",
+                ".minWorkers",
+            )
+        )
+    )
+
+    min_workers: int = Field(
+        default=0, ge=0, le=10000, description="Workers kept while no input waits (0: none, scale to zero)."
+    )
+    max_workers: int = Field(default=1, ge=1, le=10000, description="The most workers a backlog gets.")
+    objects_per_worker: int = Field(
+        default=16,
+        ge=1,
+        le=1000000,
+        description="Pending objects per worker: the backlog over this, within min and max, is the size.",
+    )
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Autoscaling:
+        if self.min_workers > self.max_workers:
+            raise ValueError("spec.autoscaling.minWorkers must not exceed spec.autoscaling.maxWorkers")
+        return self
+
+
 class Splitting(_Model):
     """Splitting a straggling shard's remainder among idle workers (Dataflow's dynamic work rebalancing)."""
 
@@ -992,6 +1051,13 @@ PROGRESS_DEADLINE_MESSAGE = (
 )
 
 
+CONTINUOUS_MESSAGE = "spec.continuous and spec.autoscaling need spec.mode Continuous"
+COUNT_MESSAGE = (
+    "spec.input.partitioning: mode count cannot be used with spec.mode Continuous (a batch of a few new "
+    "objects cannot be cut into a fixed number of shards); use perFile or size"
+)
+
+
 class DataJobSpec(_Model):
     """What to process, how to split it, and the hardware and policies of the workers."""
 
@@ -1023,6 +1089,18 @@ class DataJobSpec(_Model):
                 "|| self.hardware.map(p, p.workers).sum() >= self.workers",
                 CAPS_MESSAGE,
                 ".hardware",
+            ),
+            _rule(
+                "(!has(self.continuous) && !has(self.autoscaling)) || "
+                "(has(self.mode) && self.mode == 'Continuous')",
+                CONTINUOUS_MESSAGE,
+                ".mode",
+            ),
+            _rule(
+                "!has(self.mode) || self.mode != 'Continuous' || !has(self.input.partitioning) || "
+                "!has(self.input.partitioning.mode) || self.input.partitioning.mode != 'count'",
+                COUNT_MESSAGE,
+                ".input.partitioning",
             ),
             _rule(
                 "!has(self.minWorkers) || self.minWorkers <= self.workers",
@@ -1068,6 +1146,25 @@ class DataJobSpec(_Model):
         default=None,
         description="What to do with each record; if unset the worker command does everything. Immutable.",
         json_schema_extra=_rules(_rule("self == oldSelf", "spec.processor is immutable")),
+    )
+    mode: Literal["Batch", "Continuous"] = Field(
+        default="Batch",
+        description=(
+            "Batch: plan the input once, process it, finish. Continuous: keep running; list the input every "
+            "continuous.pollSeconds, and process new objects in batches, each committed atomically (a batch "
+            "log entry and an updated result), exactly once per object. Immutable."
+        ),
+        json_schema_extra=_rules(_rule("self == oldSelf", "spec.mode is immutable")),
+    )
+    continuous: Continuous | None = Field(
+        default=None, description="Polling and batch size of a continuous job (spec.mode Continuous)."
+    )
+    autoscaling: Autoscaling | None = Field(
+        default=None,
+        description=(
+            "Continuous jobs: size the workers by the backlog between minWorkers (0 allowed) and maxWorkers, "
+            "instead of spec.workers. Scale-down stops workers gracefully (their checkpoints are kept)."
+        ),
     )
     workers: int = Field(
         default=1, ge=1, le=10000, description="Parallelism: worker pods. Can be changed while the job runs."
@@ -1215,6 +1312,19 @@ class DataJobSpec(_Model):
         return self
 
     @model_validator(mode="after")
+    def _continuous_fields(self) -> DataJobSpec:
+        if self.mode != "Continuous" and (self.continuous is not None or self.autoscaling is not None):
+            raise ValueError(CONTINUOUS_MESSAGE)
+        if self.mode == "Continuous" and self.input.partitioning.mode == "count":
+            raise ValueError(COUNT_MESSAGE)
+        return self
+
+    @property
+    def incremental(self) -> bool:
+        """Whether runs take only input no earlier run took (spec.input.incremental, or Continuous)."""
+        return self.input.incremental or self.mode == "Continuous"
+
+    @model_validator(mode="after")
     def _min_workers_fit(self) -> DataJobSpec:
         if self.min_workers is not None and self.min_workers > self.workers:
             raise ValueError("spec.minWorkers must not exceed spec.workers")
@@ -1330,6 +1440,33 @@ class OutputStatus(_Model):
     )
     commit: Literal["Pending", "Running", "Succeeded", "Failed"] | None = Field(
         default=None, description="State of the job commit, which runs after the last shard."
+    )
+
+
+class BatchesStatus(_Model):
+    """An incremental or continuous job's batches and backlog."""
+
+    current: int | None = Field(default=None, description="The batch running now (or last run).")
+    committed: int | None = Field(default=None, description="Batches committed so far.")
+    last_committed_time: str | None = Field(
+        default=None,
+        description="When the newest batch committed.",
+        json_schema_extra={"format": "date-time"},
+    )
+    pending_objects: int | None = Field(
+        default=None, description="Input objects not in a committed batch yet (the running batch's included)."
+    )
+    pending_bytes: int | None = Field(default=None, description="Their bytes.")
+    lag_seconds: float | None = Field(
+        default=None, description="Age of the oldest such object: how far the published result is behind."
+    )
+    lag: str | None = Field(
+        default=None, description="lagSeconds for people (kubectl get dj): 0s, 42s, 3m10s."
+    )
+    batches_per_minute: float | None = Field(default=None, description="Over the last ten minutes.")
+    changed_objects: int | None = Field(
+        default=None,
+        description="Objects rewritten after a batch took them: not processed again (InputChanged).",
     )
 
 
@@ -1483,6 +1620,9 @@ class DataJobStatus(_Model):
         default=None, description="Backup attempts of straggling shards (with spec.speculation)."
     )
     output: OutputStatus | None = Field(default=None, description="The job commit and what it published.")
+    batches: BatchesStatus | None = Field(
+        default=None, description="Incremental and continuous jobs: batches, backlog and lag."
+    )
     start_time: str | None = Field(
         default=None, description="When the job started.", json_schema_extra={"format": "date-time"}
     )

@@ -14,6 +14,7 @@ from datajob_core import protocol
 from datajob_core.api import pod_policy
 from datajob_core.cluster import hardware
 from datajob_core.cluster.hardware import Profile
+from datajob_core.data import increments
 from datajob_core.data.locations import CREDENTIAL_KEYS, SESSION_TOKEN
 
 JOB_LABEL = "datajob.dev/job"
@@ -135,6 +136,21 @@ def time_limits(spec: dict[str, Any]) -> str:
     )
 
 
+def _output_env(spec: dict[str, Any], uid: str, batch: int | None) -> list[dict[str, str]]:
+    root = (spec.get("output") or {}).get("uri", "")
+    if batch is None:
+        return [
+            {"name": protocol.ENV_OUTPUT, "value": root},
+            {"name": protocol.ENV_OUTPUT_OWNER, "value": uid},
+        ]
+    return [
+        {"name": protocol.ENV_OUTPUT, "value": f"{root.rstrip('/')}/{increments.batch_root(batch)}"},
+        {"name": protocol.ENV_OUTPUT_OWNER, "value": increments.identity(spec)},
+        {"name": protocol.ENV_BATCH, "value": str(batch)},
+        {"name": protocol.ENV_BATCH_LOG, "value": root},
+    ]
+
+
 def worker_pod(
     job: dict[str, Any],
     slot: int,
@@ -144,9 +160,11 @@ def worker_pod(
     grace_seconds: int = 30,
     profile: Profile | None = None,
     report_key: str = "",
+    batch: int | None = None,
 ) -> dict[str, Any]:
     """The manifest of the worker pod for ``slot`` on ``profile`` (default: the job's first); ``job`` is the
-    DataJob as stored by the API server."""
+    DataJob as stored by the API server. ``batch``: an incremental job's current batch, whose own prefix
+    the worker writes (datajob_core.data.increments)."""
     meta, spec = job["metadata"], job["spec"]
     profile = profile or hardware.profiles(spec)[0]
     name = meta["name"]
@@ -157,8 +175,7 @@ def worker_pod(
         {"name": protocol.ENV_LEASE, "value": lease},
         {"name": protocol.ENV_POD, "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": protocol.ENV_NAMESPACE, "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
-        {"name": protocol.ENV_OUTPUT, "value": (spec.get("output") or {}).get("uri", "")},
-        {"name": protocol.ENV_OUTPUT_OWNER, "value": meta["uid"]},
+        *_output_env(spec, meta["uid"], batch),
         {"name": protocol.ENV_CHECKPOINT_SECONDS, "value": str(checkpoint.get("intervalSeconds", 30))},
         {"name": protocol.ENV_PROCESSOR, "value": json.dumps(processor, sort_keys=True)},
         {"name": protocol.ENV_FORMAT, "value": (spec.get("input") or {}).get("format", "text")},

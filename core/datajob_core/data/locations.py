@@ -20,7 +20,7 @@ CREDENTIAL_KEYS = (ACCESS_KEY, SECRET_KEY, SESSION_TOKEN)
 
 # What a job writes into its output; only these are removed by an overwrite.
 JOB_FILES = re.compile(
-    r"^(part-\d+(\.json)?|result|_SUCCESS|_temporary|_checkpoints|_attempts|_bad_records|_datajob)$"
+    r"^(part-\d+(\.json)?|result|_SUCCESS|_temporary|_checkpoints|_attempts|_bad_records|_datajob|batches)$"
 )
 # Names a job writes, for telling whether an input glob could pick its own output up.
 _SAMPLES = (

@@ -46,6 +46,10 @@ class PlanError(ValueError):
 class InputFile:
     path: str
     size: int
+    # When the object was last written (seconds since the epoch) and a token that changes when it is
+    # rewritten (an ETag, or a POSIX mtime in ns): incremental runs tell new and changed objects by them.
+    modified: float | None = None
+    version: str = ""
 
 
 def byte_quantity(value: str) -> int:

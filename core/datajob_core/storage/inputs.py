@@ -5,9 +5,11 @@ Shared by the operator and local mode, so both number the same input's shards th
 
 from __future__ import annotations
 
+import datetime
 import glob
 import os
 import stat
+from typing import Any
 
 from datajob_core.data.locations import StorageConfig, is_remote
 from datajob_core.data.planning import InputFile, PlanError
@@ -36,7 +38,7 @@ def list_inputs(
             except OSError as error:
                 raise PlanError(f"input {uri!r}: {error.strerror}: {path}") from error
             if not stat.S_ISDIR(found.st_mode):
-                files[path] = InputFile(path, found.st_size)
+                files[path] = InputFile(path, found.st_size, found.st_mtime, str(found.st_mtime_ns))
     if not files:
         raise PlanError(f"no input files matched spec.input.uris {uris}")
     return [files[p] for p in sorted(files)]
@@ -59,7 +61,7 @@ def _remote(uri: str, storage: StorageConfig, credentials: dict[str, str] | None
             if info.get("type") == "directory":
                 continue
             url = filesystem.unstrip_protocol(path)
-            found[url] = InputFile(url, int(info["size"]))
+            found[url] = InputFile(url, int(info["size"]), *_written(info))
     except FileNotFoundError:
         return {}
     except OSError as error:
@@ -67,3 +69,18 @@ def _remote(uri: str, storage: StorageConfig, credentials: dict[str, str] | None
         # this is an error the caller retries, not a verdict on the input.
         raise StorageError(f"listing input {uri!r}: {error}") from error
     return found
+
+
+def _written(info: dict[str, Any]) -> tuple[float | None, str]:
+    """When an object store says the object was written, and its ETag (the version an incremental run
+    compares); either may be missing on stores that do not give them."""
+    modified = info.get("LastModified") or info.get("mtime") or info.get("last_modified")
+    when: float | None
+    if isinstance(modified, datetime.datetime):
+        when = modified.timestamp()
+    elif isinstance(modified, int | float):
+        when = float(modified)
+    else:
+        when = None
+    tag = str(info.get("ETag") or info.get("etag") or info.get("md5Hash") or "").strip('"')
+    return when, tag or ("" if when is None else repr(when))

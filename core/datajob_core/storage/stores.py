@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import copy
 import os
 import shutil
 import time
@@ -100,6 +101,12 @@ class Store:
 
     def __repr__(self) -> str:
         return f"Store({self.url!r})"
+
+    def below(self, name: str) -> Store:
+        """The store rooted at ``name`` under this one, on the same connection and credentials."""
+        sub = copy.copy(self)
+        sub.url, sub.root = self.url_of(name), self.path(name)
+        return sub
 
     def path(self, name: str) -> str:
         return f"{self.root}/{name}" if name else self.root
