@@ -15,6 +15,7 @@ class JobRuntime:
 
     plan: list[dict[str, Any]] | None = None
     plan_chunks: int = 1
+    batch: int | None = None  # an incremental job's batch (its number is kept beside the plan)
     rbac_leases: frozenset[str] = frozenset()
     leases_created: set[str] = field(default_factory=set)
     last_assignment: dict[str, str] = field(default_factory=dict)

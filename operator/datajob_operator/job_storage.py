@@ -10,7 +10,7 @@ from typing import Any
 from kubernetes.client.rest import ApiException
 
 from datajob_core.cluster.reconciler import JobState, Phase
-from datajob_core.data import storage_access
+from datajob_core.data import increments, storage_access
 from datajob_core.data.locations import ACCESS_KEY, CREDENTIAL_KEYS, SECRET_KEY, StorageConfig, is_remote
 from datajob_core.data.storage_access import StorageAccessError, StorageAccessPolicy
 from datajob_core.storage import output_identity
@@ -113,7 +113,9 @@ class JobStorage:
         if store is None:
             return
         meta = job["metadata"]
-        owner = {"job": meta["name"], "namespace": meta.get("namespace"), "id": meta["uid"]}
+        # An incremental job's runs share one output (its batch log): the spec is the identity, not the UID.
+        identity = increments.identity(job["spec"]) if increments.is_incremental(job["spec"]) else meta["uid"]
+        owner = {"job": meta["name"], "namespace": meta.get("namespace"), "id": identity}
         output_identity.claim(store, owner, overwrite=bool(job["spec"]["output"].get("overwrite")))
 
     def collect(self, job: dict[str, Any], state: JobState) -> None:

@@ -258,15 +258,23 @@ class JobClient:
         self._ignore_missing(lambda: self.coordination.delete_namespaced_lease(name, self.namespace))
 
     # -- plan ------------------------------------------------------------------------------------------
-    def read_config_map(self, name: str) -> dict[str, dict[str, str]] | None:
-        """``{"data": ..., "binaryData": ...}`` of the ConfigMap, or None if it does not exist."""
+    def read_config_map(self, name: str) -> dict[str, Any] | None:
+        """``{"data", "binaryData", "owners"}`` (owner UIDs) of the ConfigMap; None if there is none."""
         try:
             found = self.core.read_namespaced_config_map(name, self.namespace)
         except ApiException as error:
             if error.status == 404:
                 return None
             raise
-        return {"data": dict(found.data or {}), "binaryData": dict(found.binary_data or {})}
+        owners = [reference.uid for reference in found.metadata.owner_references or []]
+        return {"data": dict(found.data or {}), "binaryData": dict(found.binary_data or {}), "owners": owners}
+
+    def delete_config_map(self, name: str) -> None:
+        try:
+            self.core.delete_namespaced_config_map(name, self.namespace)
+        except ApiException as error:
+            if error.status != 404:
+                raise
 
     def create_config_map(self, manifest: dict[str, Any]) -> None:
         self._ignore_exists(lambda: self.core.create_namespaced_config_map(self.namespace, manifest))

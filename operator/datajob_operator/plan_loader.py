@@ -9,13 +9,16 @@ import base64
 from typing import Any
 
 from datajob_core.cluster import sizing
-from datajob_core.data import plan_store, storage_access
+from datajob_core.data import increments, plan_store, storage_access
 from datajob_core.data.planning import plan_shards
 from datajob_core.storage.inputs import list_inputs
 
+from . import batch_planner
 from .job_runtime import JobRuntime
 from .job_storage import JobStorage
 from .kube import JobClient
+
+BATCH_KEY = "batch"  # in the plan's index ConfigMap: the incremental batch the plan is
 
 
 def load_plan(
@@ -26,6 +29,13 @@ def load_plan(
         return runtime.plan
     names = plan_store.chunk_names(jobs.name, 1)
     index = jobs.read_config_map(names[0])
+    if index is not None and index["owners"] and job["metadata"]["uid"] not in index["owners"]:
+        # A deleted DataJob's plan, not yet garbage-collected, under the name a new one of the same name uses:
+        # never this job's (its input, or its incremental batch, may differ).
+        count = int(index["data"].get(plan_store.CHUNKS_KEY, "1"))
+        for name in plan_store.chunk_names(jobs.name, count):
+            jobs.delete_config_map(name)
+        index = None
     if index is None:
         spec_input = job["spec"]["input"]
         config, credentials = storage.credentials_for(job)
@@ -36,6 +46,18 @@ def load_plan(
         files = list_inputs(spec_input["uris"], config, credentials)
         for found in files:  # a link met below the prefix; its name and target are not told
             storage.confine(found.path, "spec.input.uris", shown=None)
+        batch = None
+        if increments.is_incremental(job["spec"]):
+            planned = batch_planner.plan_batch(job, storage, files)  # NothingNewError: nothing to run
+            files, batch = planned.files, planned.number
+            for changed in planned.changed:
+                jobs.post_event(
+                    job,
+                    "Warning",
+                    "InputChanged",
+                    f"{changed.path} was rewritten after an earlier batch took it; its new content is not "
+                    "processed (write new data under a new name)",
+                )
         plan = plan_shards(files, spec_input.get("partitioning") or {})
         chunks = plan_store.split(plan_store.encode(plan))
         names = plan_store.chunk_names(jobs.name, len(chunks))
@@ -51,9 +73,11 @@ def load_plan(
             }
             if name == names[0]:
                 manifest["data"] = {plan_store.CHUNKS_KEY: str(len(chunks))}
+                if batch is not None:
+                    manifest["data"][BATCH_KEY] = str(batch)
             jobs.create_config_map(manifest)
         runtime.plan_chunks = len(chunks)
-        runtime.plan = plan
+        runtime.plan, runtime.batch = plan, batch
         return plan
     count = int(index["data"].get(plan_store.CHUNKS_KEY, "1"))
     parts = [base64.b64decode(index["binaryData"][plan_store.PLAN_KEY])]
@@ -63,5 +87,6 @@ def load_plan(
             raise RuntimeError(f"plan chunk {name} is missing")
         parts.append(base64.b64decode(stored["binaryData"][plan_store.PLAN_KEY]))
     runtime.plan_chunks = count
+    runtime.batch = int(index["data"][BATCH_KEY]) if BATCH_KEY in index["data"] else None
     runtime.plan = plan_store.decode(b"".join(parts))
     return runtime.plan

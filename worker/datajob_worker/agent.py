@@ -20,10 +20,12 @@ from typing import Any, Protocol
 
 import structlog
 
-from datajob_core.data import plan_store
+from datajob_core.data import increments, plan_store
 from datajob_core.data.locations import StorageConfig
 from datajob_core.protocol import (
     ENV_BAD_RECORDS,
+    ENV_BATCH,
+    ENV_BATCH_LOG,
     ENV_CHECKPOINT_RECORDS,
     ENV_CHECKPOINT_SECONDS,
     ENV_DEVICES,
@@ -59,8 +61,10 @@ from datajob_core.protocol import (
 from datajob_core.shards import splitting, stages
 from datajob_core.shards.rangeset import RangeSet
 from datajob_core.storage.attempt_log import AttemptLog
+from datajob_core.storage.batch_log import BatchLog
 from datajob_core.storage.committer import MissingOutputError
 from datajob_core.storage.output_format import OutputCodec
+from datajob_core.storage.stores import Store
 
 from . import lifeline, processors, read_counter, readers, runtime, watchdog
 from .channel import ENV_ASSIGNMENT_FD, PipeChannel
@@ -202,6 +206,13 @@ class Worker:
         )
         codec = OutputCodec(output_format, self.processor.to_row, self.processor.from_row)
         self.output = runtime.OutputDir(output, owner, storage, codec)
+        self.storage = storage
+        # What the job computes, for an incremental job's batch commit (merge or append).
+        self.spec, self.reducer, self.reduce_sql = (
+            spec if not self.exec_argv else {"exec": True},
+            reducer,
+            reduce_sql,
+        )
         self.attempts = AttemptLog(self.output.store, owner)  # for the run report
         self.slot = slot
         self.checkpoint_seconds = checkpoint_seconds
@@ -525,6 +536,8 @@ class Worker:
             segments={int(root): list(parts) for root, parts in (task.input.get("segments") or {}).items()},
         )
         log.info("job committed", result=done.result, manifest=done.manifest, missing=done.missing)
+        if os.environ.get(ENV_BATCH) and self.driver is None:
+            self._commit_batch(int(os.environ[ENV_BATCH]), os.environ[ENV_BATCH_LOG])
         if self.driver is not None:
             return  # local mode: the driver draws the report, with what only it knows
         try:
@@ -540,6 +553,15 @@ class Worker:
             log.info("run report written", report=report)
         except Exception as error:  # noqa: BLE001 - the job is committed; a missing report is not its failure
             log.warning("run report not written", error=str(error))
+
+    def _commit_batch(self, number: int, root: str) -> None:
+        """An incremental job's batch, published: its log entry and the merged result (a cluster's commit
+        task; local mode's driver does it itself). Part of the commit task: a failure here is retried."""
+        kind = {"processor": self.spec or None, "reduce": {"function": self.reducer, "sql": self.reduce_sql}}
+        merge = self.processor.merge if increments.combines(kind) else None
+        batch_log = BatchLog(Store(root, self.storage), self.output.owner or "", self.output.committer.codec)
+        entry = batch_log.commit(number, merge, time.time())
+        log.info("batch committed", batch=number, result=entry["result"]["object"], records=entry["records"])
 
     def why_interrupted(self, task: ShardTask) -> tuple[str, str]:
         """The outcome an interrupted attempt records: SIGTERM, its slot moved on, or the operator took the

@@ -64,6 +64,11 @@ def as_input(entry: dict[str, Any]) -> InputFile:
     )
 
 
+def is_incremental(spec: dict[str, Any]) -> bool:
+    """Whether a spec (as the API server stores it) runs in batches of new input."""
+    return bool((spec.get("input") or {}).get("incremental")) or spec.get("mode") == "Continuous"
+
+
 def identity(spec: dict[str, Any]) -> str:
     """The owner id of an incremental or continuous job's output, in a cluster and in local mode alike:
     what it reads (its input locations, not the objects they hold now), how it parses it and what it
