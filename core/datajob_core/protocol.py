@@ -30,9 +30,8 @@ ENV_REDUCE_SQL = "DATAJOB_REDUCE_SQL"  # spec.reduce.sql
 ENV_OUTPUT_FORMAT = "DATAJOB_OUTPUT_FORMAT"  # spec.output.format: jsonl (unset) or parquet
 ENV_STORAGE = "DATAJOB_STORAGE"  # spec.storage without credentials (endpoint, region), as JSON
 ENV_OUTPUT_OWNER = "DATAJOB_OUTPUT_OWNER"  # the output's owner id (job UID, or local fingerprint)
-# Incremental jobs: the batch this pod's shards belong to (DATAJOB_OUTPUT is then its batches/<N>/ prefix)
-# and the job's output root, where the job commit adds the batch's log entry (datajob_core.storage.batch_log).
-ENV_BATCH = "DATAJOB_BATCH"
+# Incremental and continuous jobs in a cluster: the job's output root, which holds the batch log
+# (datajob_core.storage.batch_log); each task names its batch (ShardTask.batch).
 ENV_BATCH_LOG = "DATAJOB_BATCH_LOG"
 ENV_CHECKPOINT_SECONDS = "DATAJOB_CHECKPOINT_SECONDS"
 ENV_CHECKPOINT_RECORDS = "DATAJOB_CHECKPOINT_RECORDS"
@@ -94,6 +93,9 @@ class ShardTask(_Message):
     split: bool = False
     # A speculative backup of a straggling attempt (datajob_core.shards.speculation), for the run report.
     backup: bool = False
+    # An incremental or continuous job's batch (datajob_core.data.increments): the worker writes it into
+    # batches/<batch>/ under DATAJOB_BATCH_LOG, and its job commit adds the batch's log entry.
+    batch: int | None = None
 
 
 class AssignmentMessage(_Message):

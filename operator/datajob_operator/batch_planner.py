@@ -52,7 +52,9 @@ def plan_batch(job: dict[str, Any], storage: JobStorage, listing: list[InputFile
     number = state.open_batch
     if number is not None:
         return PlannedBatch(number, [increments.as_input(o) for o in state.plans[number]], [])
-    selection = increments.select(listing, state.ingested)
+    continuous = job["spec"].get("mode") == "Continuous"
+    limit = int((job["spec"].get("continuous") or {}).get("maxBatchObjects", 10000)) if continuous else None
+    selection = increments.select(listing, state.ingested, limit)
     if not selection.new:
         last = state.last_commit
         told = f" since batch {last['batch']}" if last else ""

@@ -49,6 +49,7 @@ from datajob_core.storage.output_identity import OutputInUseError
 
 from . import batch_planner, lineage
 from .batch_planner import NothingNewError
+from .continuous_batches import ContinuousBatches
 from .informer import Informers
 from .job_runtime import JobRuntime
 from .job_storage import JobStorage
@@ -108,6 +109,7 @@ class JobController:
         self.status_writes = 0
         self.kueue = KueueFollowUp(jobs, runtime, observed, self.log)
         self.storage = JobStorage(jobs, runtime, access or StorageAccessPolicy(), self.log)
+        self.continuous = ContinuousBatches(jobs, runtime, self.storage, self.log)
         # Durations measured by the last pass, for metrics: shard attempts, worker replacements, queue waits.
         self.timings = PassTimings()
 
@@ -157,6 +159,8 @@ class JobController:
         except PlanError as error:
             return self._fail_before_start(job, error.reason, str(error))
         except NothingNewError as error:
+            if spec.get("mode") == "Continuous":
+                return self._waiting_for_input(job)
             return self._nothing_new(job, error)
         except (OutputInUseError, BatchLogError) as error:
             return self._fail_before_start(job, "OutputInUse", str(error))
@@ -174,9 +178,10 @@ class JobController:
         state = (
             state_codec.decode(status["ledger"])
             if status.get("ledger")
-            else JobState(Layout.for_spec(len(plan), spec).ledger())
+            else JobState(Layout.for_spec(len(plan), spec).ledger(), batch=self.runtime.batch)
         )
         policy = policy_from_spec(spec, job["metadata"].get("annotations"))
+        continuous_job = policy.continuous
         now = time.time()
         nodes = self.nodes.names() if self.nodes else None
         draining = self.nodes.draining() if self.nodes else None
@@ -201,6 +206,12 @@ class JobController:
             leaving = next((r for r in found if held.leaving and r.pod == held.leaving), None)
             reports[slot] = ObservedReport(slot, report, epoch(view.renew_time), leaving=leaving)
 
+        if continuous_job:
+            for event in self.continuous.advance(job, state, policy, reports, now):
+                self.jobs.post_event(job, event.type, event.reason, event.message)
+            self.continuous.observe(job, now)  # the backlog, at most every pollSeconds
+            plan = self.runtime.plan or plan  # the new batch's, if one began
+            policy = self.continuous.size(spec, state, policy)
         queue = self.kueue.follow(job, state)
         decision = reconcile(
             self.jobs.name,
@@ -226,8 +237,11 @@ class JobController:
             queue=queue,
             unavailable=unavailable,
         )
-        if self.runtime.batch is not None:
-            batch_planner.show_batch(new_status, spec, self.runtime.batch)
+        if continuous_job:
+            new_status["batches"] = self.continuous.status(state, now)
+            new_status["output"] = self.continuous.output(job) or new_status.get("output")
+        elif state.batch is not None:
+            batch_planner.show_batch(new_status, spec, state.batch)
         self._tell_unavailable(job, status, unavailable)
         if new_status != status:  # a pass that changed nothing writes nothing
             try:
@@ -247,7 +261,11 @@ class JobController:
             )
         if decision.finished and not pods:
             return self._after_finish(job)
-        return next_timer(state, policy, reports, now)
+        due = next_timer(state, policy, reports, now)
+        if continuous_job:  # the next listing of the input
+            poll = self.continuous.poll_seconds(spec)
+            due = poll if due is None else min(due, poll)
+        return due
 
     def _time(
         self, old: dict[str, Any], state: JobState, pods: list[ObservedWorker], decision: Decision, now: float
@@ -440,7 +458,6 @@ class JobController:
             grace_seconds=grace,
             profile=profile,
             report_key=report_key,
-            batch=self.runtime.batch,
         )
         selector, tolerations = self.runtime.placement
         if selector or tolerations:  # the flavor Kueue admitted the job with
@@ -481,13 +498,6 @@ class JobController:
             DataJobSpec.model_validate(spec)
         except ValidationError as error:
             return "InvalidSpec", format_validation_error(error)
-        if spec.get("mode") == "Continuous":
-            # Not in the operator yet: failing at once says so; one batch and a stop would not.
-            return "ContinuousModeUnsupported", (
-                "spec.mode: Continuous runs in local mode (datajob run) in this version; in a cluster, set "
-                "spec.input.incremental and re-apply the DataJob on a schedule (docs/design.md, 'Incremental "
-                "and continuous runs')"
-            )
         mismatch = hardware.queue_mismatch(hardware.profiles(spec)) if queueing.queue_name(job) else ""
         if mismatch:  # Kueue would account one shape while workers asked for another
             return "HardwareNotQueueable", mismatch
@@ -541,6 +551,41 @@ class JobController:
         self.jobs.post_event(job, "Warning", reason, message)
         self._lineage({**job, "status": {"phase": Phase.FAILED.value, "message": message}})
         return 30.0
+
+    def _waiting_for_input(self, job: dict[str, Any]) -> float:
+        """A continuous job before its first batch: no input yet (or none no batch took); no pod runs."""
+        now = time.time()
+        self.continuous.observe(job, now, force=True)
+        status = job.get("status") or {}
+        message = "waiting for new input"
+        new_status = {
+            **status,
+            "observedGeneration": job["metadata"].get("generation"),
+            "phase": Phase.PENDING.value,
+            "message": message,
+            "batches": self.continuous.status(None, now),
+            "startTime": status.get("startTime") or now_iso(),
+        }
+        output = self.continuous.output(job)
+        if output is not None:
+            new_status["output"] = output
+        if not any(c.get("reason") == "WaitingForInput" for c in status.get("conditions") or []):
+            new_status["conditions"] = set_condition(
+                status.get("conditions") or [],
+                "Progressing",
+                "True",
+                "WaitingForInput",
+                message,
+                now=now_iso(),
+            )
+        if {k: v for k, v in new_status.items() if k != "startTime"} != {
+            k: v for k, v in status.items() if k != "startTime"
+        }:
+            try:
+                self.jobs.replace_status(job, new_status)
+            except ConflictError:
+                return 0.2
+        return self.continuous.poll_seconds(job["spec"])
 
     def _nothing_new(self, job: dict[str, Any], error: NothingNewError) -> float:
         """An incremental run with no new input: Succeeded at once, its output the log's newest result."""

@@ -66,6 +66,15 @@ REPLACEMENT_SECONDS = Histogram(
     "From creating a replacement worker pod (for a dead or moved one) to it running",
     buckets=(0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300),
 )
+# Incremental and continuous jobs (status.batches): what KEDA or an HPA on external metrics can scale by.
+BACKLOG_OBJECTS = Gauge(
+    "datajob_backlog_objects", "Input objects not in a committed batch yet (continuous jobs)", JOB
+)
+BACKLOG_BYTES = Gauge("datajob_backlog_bytes", "Bytes of those objects", JOB)
+LAG = Gauge("datajob_lag_seconds", "Age of the oldest input object not in a committed batch", JOB)
+BATCHES = Counter(
+    "datajob_batches_committed_total", "Batches committed (incremental and continuous jobs)", JOB
+)
 PASSES = Counter("datajob_reconcile_passes_total", "Reconcile passes", ["outcome"])
 PASS_SECONDS = Histogram("datajob_reconcile_seconds", "Duration of one reconcile pass")
 
@@ -103,6 +112,12 @@ def observe(namespace: str, job: str, status: dict[str, Any]) -> None:
         "failure": max(0, restarts - disruptions),
         "disruption": disruptions,
     }
+    batches = status.get("batches") or {}
+    sources["batches"] = int(batches.get("committed", 0))
+    if "pendingObjects" in batches:
+        BACKLOG_OBJECTS.labels(namespace, job).set(int(batches["pendingObjects"]))
+        BACKLOG_BYTES.labels(namespace, job).set(int(batches.get("pendingBytes", 0)))
+        LAG.labels(namespace, job).set(float(batches.get("lagSeconds") or 0.0))
     splitting = status.get("splitting") or {}
     sources["splits"] = int(splitting.get("shards", 0))
     sources["split-shards"] = int(splitting.get("made", 0))
@@ -115,6 +130,8 @@ def observe(namespace: str, job: str, status: dict[str, Any]) -> None:
     # A counter only goes up: a lower value (the job was recreated under the same name) counts from 0.
     for key, counter in (("records", RECORDS), ("bytes", BYTES), ("skipped", SKIPPED)):
         counter.labels(namespace, job).inc(_increase(sources[key], last.get(key)))
+    if batches:
+        BATCHES.labels(namespace, job).inc(_increase(sources["batches"], last.get("batches")))
     if splitting:
         SPLITS.labels(namespace, job).inc(_increase(sources["splits"], last.get("splits")))
         SPLIT_SHARDS.labels(namespace, job).inc(_increase(sources["split-shards"], last.get("split-shards")))
@@ -154,7 +171,8 @@ def forget(namespace: str, job: str) -> None:
         for value in values:
             with contextlib.suppress(KeyError):
                 metric.remove(namespace, job, value)
-    for per_job in (WORKERS_READY, WORKERS_DESIRED, PROGRESS, STALLED, QUEUED, RECORDS, BYTES, SKIPPED):
+    per_jobs = (WORKERS_READY, WORKERS_DESIRED, PROGRESS, STALLED, QUEUED, RECORDS, BYTES, SKIPPED)
+    for per_job in (*per_jobs, BACKLOG_OBJECTS, BACKLOG_BYTES, LAG, BATCHES):
         with contextlib.suppress(KeyError):
             per_job.remove(namespace, job)
     with _lock:

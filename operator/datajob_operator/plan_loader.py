@@ -10,7 +10,7 @@ from typing import Any
 
 from datajob_core.cluster import sizing
 from datajob_core.data import increments, plan_store, storage_access
-from datajob_core.data.planning import plan_shards
+from datajob_core.data.planning import InputFile, PlanError, plan_shards
 from datajob_core.storage.inputs import list_inputs
 
 from . import batch_planner
@@ -24,60 +24,37 @@ BATCH_KEY = "batch"  # in the plan's index ConfigMap: the incremental batch the 
 def load_plan(
     job: dict[str, Any], jobs: JobClient, runtime: JobRuntime, storage: JobStorage
 ) -> list[dict[str, Any]]:
-    """The job's shard plan: made once, stored in ConfigMaps (plan_store), read back after a restart."""
+    """The job's shard plan: made once, stored in ConfigMaps (plan_store), read back after a restart.
+    An incremental job's is its current batch's (batch_planner; a continuous job's next batches are
+    planned by continuous_batches)."""
     if runtime.plan is not None:
         return runtime.plan
     names = plan_store.chunk_names(jobs.name, 1)
     index = jobs.read_config_map(names[0])
-    if index is not None and index["owners"] and job["metadata"]["uid"] not in index["owners"]:
+    owners = {uid for _, _, uid in (index or {}).get("owners") or []}
+    if index is not None and job["metadata"]["uid"] not in owners:
+        if not any(kind == "DataJob" and name == jobs.name for kind, name, _ in index["owners"]):
+            raise PlanError(
+                f"ConfigMap {names[0]} exists and is not this job's plan; delete or rename it", "PlanConflict"
+            )
         # A deleted DataJob's plan, not yet garbage-collected, under the name a new one of the same name uses:
         # never this job's (its input, or its incremental batch, may differ).
-        count = int(index["data"].get(plan_store.CHUNKS_KEY, "1"))
-        for name in plan_store.chunk_names(jobs.name, count):
-            jobs.delete_config_map(name)
+        delete_plan(jobs, int(index["data"].get(plan_store.CHUNKS_KEY, "1")))
         index = None
     if index is None:
-        spec_input = job["spec"]["input"]
-        config, credentials = storage.credentials_for(job)
-        for number, uri in enumerate(spec_input["uris"]):
-            # Where a pattern can reach, symlinks resolved, before anything is listed.
-            prefix = storage_access.static_prefix(uri.removeprefix("file://")) or "/"
-            storage.confine(prefix, f"spec.input.uris[{number}]", shown=uri)
-        files = list_inputs(spec_input["uris"], config, credentials)
-        for found in files:  # a link met below the prefix; its name and target are not told
-            storage.confine(found.path, "spec.input.uris", shown=None)
+        try:
+            files = list_job_inputs(job, storage)
+        except PlanError:
+            if job["spec"].get("mode") != "Continuous":
+                raise
+            files = []  # a continuous job waits for its input (batch_planner says NothingNew)
         batch = None
         if increments.is_incremental(job["spec"]):
             planned = batch_planner.plan_batch(job, storage, files)  # NothingNewError: nothing to run
             files, batch = planned.files, planned.number
-            for changed in planned.changed:
-                jobs.post_event(
-                    job,
-                    "Warning",
-                    "InputChanged",
-                    f"{changed.path} was rewritten after an earlier batch took it; its new content is not "
-                    "processed (write new data under a new name)",
-                )
-        plan = plan_shards(files, spec_input.get("partitioning") or {})
-        chunks = plan_store.split(plan_store.encode(plan))
-        names = plan_store.chunk_names(jobs.name, len(chunks))
-        # The index (chunk 0, with the count) goes last: once it exists, every chunk does.
-        for name, chunk in reversed(list(zip(names, chunks, strict=True))):
-            manifest: dict[str, Any] = {
-                "metadata": {
-                    "name": name,
-                    "labels": sizing.worker_labels(jobs.name),
-                    "ownerReferences": [sizing.owner_reference(job)],
-                },
-                "binaryData": {plan_store.PLAN_KEY: base64.b64encode(chunk).decode()},
-            }
-            if name == names[0]:
-                manifest["data"] = {plan_store.CHUNKS_KEY: str(len(chunks))}
-                if batch is not None:
-                    manifest["data"][BATCH_KEY] = str(batch)
-            jobs.create_config_map(manifest)
-        runtime.plan_chunks = len(chunks)
-        runtime.plan, runtime.batch = plan, batch
+            tell_changed(job, jobs, planned.changed)
+        plan = plan_shards(files, job["spec"]["input"].get("partitioning") or {})
+        store_plan(job, jobs, runtime, plan, batch)
         return plan
     count = int(index["data"].get(plan_store.CHUNKS_KEY, "1"))
     parts = [base64.b64decode(index["binaryData"][plan_store.PLAN_KEY])]
@@ -90,3 +67,60 @@ def load_plan(
     runtime.batch = int(index["data"][BATCH_KEY]) if BATCH_KEY in index["data"] else None
     runtime.plan = plan_store.decode(b"".join(parts))
     return runtime.plan
+
+
+def list_job_inputs(job: dict[str, Any], storage: JobStorage) -> list[InputFile]:
+    """The job's input as listed now, with the job's own identity and only where it may reach."""
+    spec_input = job["spec"]["input"]
+    config, credentials = storage.credentials_for(job)
+    for number, uri in enumerate(spec_input["uris"]):
+        # Where a pattern can reach, symlinks resolved, before anything is listed.
+        prefix = storage_access.static_prefix(uri.removeprefix("file://")) or "/"
+        storage.confine(prefix, f"spec.input.uris[{number}]", shown=uri)
+    files = list_inputs(spec_input["uris"], config, credentials)
+    for found in files:  # a link met below the prefix; its name and target are not told
+        storage.confine(found.path, "spec.input.uris", shown=None)
+    return files
+
+
+def tell_changed(job: dict[str, Any], jobs: JobClient, changed: list[InputFile]) -> None:
+    for found in changed:
+        jobs.post_event(
+            job,
+            "Warning",
+            "InputChanged",
+            f"{found.path} was rewritten after an earlier batch took it; its new content is not processed "
+            "(write new data under a new name)",
+        )
+
+
+def store_plan(
+    job: dict[str, Any], jobs: JobClient, runtime: JobRuntime, plan: list[dict[str, Any]], batch: int | None
+) -> None:
+    """Writes the plan's ConfigMaps, replacing an earlier batch's (a continuous job's next batch)."""
+    chunks = plan_store.split(plan_store.encode(plan))
+    names = plan_store.chunk_names(jobs.name, len(chunks))
+    if runtime.plan is not None:  # the last batch's: its chunks go (no worker reads them any more)
+        delete_plan(jobs, runtime.plan_chunks)
+    # The index (chunk 0, with the count) goes last: once it exists, every chunk does.
+    for name, chunk in reversed(list(zip(names, chunks, strict=True))):
+        manifest: dict[str, Any] = {
+            "metadata": {
+                "name": name,
+                "labels": sizing.worker_labels(jobs.name),
+                "ownerReferences": [sizing.owner_reference(job)],
+            },
+            "binaryData": {plan_store.PLAN_KEY: base64.b64encode(chunk).decode()},
+        }
+        if name == names[0]:
+            manifest["data"] = {plan_store.CHUNKS_KEY: str(len(chunks))}
+            if batch is not None:
+                manifest["data"][BATCH_KEY] = str(batch)
+        jobs.create_config_map(manifest)
+    runtime.plan_chunks = len(chunks)
+    runtime.plan, runtime.batch = plan, batch
+
+
+def delete_plan(jobs: JobClient, count: int) -> None:
+    for name in plan_store.chunk_names(jobs.name, count):
+        jobs.delete_config_map(name)

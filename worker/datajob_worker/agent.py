@@ -24,7 +24,6 @@ from datajob_core.data import increments, plan_store
 from datajob_core.data.locations import StorageConfig
 from datajob_core.protocol import (
     ENV_BAD_RECORDS,
-    ENV_BATCH,
     ENV_BATCH_LOG,
     ENV_CHECKPOINT_RECORDS,
     ENV_CHECKPOINT_SECONDS,
@@ -206,6 +205,8 @@ class Worker:
         )
         codec = OutputCodec(output_format, self.processor.to_row, self.processor.from_row)
         self.output = runtime.OutputDir(output, owner, storage, codec)
+        self.root, self.owner, self.codec = output, owner, codec
+        self.batch: int | None = None  # an incremental job's batch whose prefix self.output is
         self.storage = storage
         # What the job computes, for an incremental job's batch commit (merge or append).
         self.spec, self.reducer, self.reduce_sql = (
@@ -224,7 +225,8 @@ class Worker:
         self.commit_delay = float(options.get("delayPerCommittedShard", "0"))
         self.stopping = False
         self.driver: int | None = None  # local mode: the driver's pidfd (lifeline.watch)
-        self.finished: set[tuple[int, int]] = set()
+        # (batch, shard, attempt) of every task this worker ended: shard numbers start again each batch
+        self.finished: set[tuple[int | None, int, int]] = set()
         self.moved_on = False  # its slot was given to another pod, or it was told to stop
         self.last_report = 0.0
         self.saves = 0  # checkpoint files written by this process; names are <attempt>.<saves>
@@ -311,7 +313,7 @@ class Worker:
                 self.send()
                 log.info("told to stop")
                 return 0
-            todo = [t for t in message.shards if (t.shard, t.attempt) not in self.finished]
+            todo = [t for t in message.shards if (t.batch, t.shard, t.attempt) not in self.finished]
             if not todo:
                 unsent = self.reporter.done or self.reporter.failed or self.reporter.notices
                 if time.monotonic() - self.last_report > HEARTBEAT_SECONDS or unsent:
@@ -319,6 +321,7 @@ class Worker:
                 self.client.wait(IDLE_SECONDS)
                 continue
             task = todo[0]
+            self._enter_batch(task.batch)
             with self.lock:
                 self.reporter.current = CurrentShard(shard=task.shard, attempt=task.attempt)
             # Said before the first record is read (together with the last shard's outcome): if this
@@ -327,6 +330,19 @@ class Worker:
             self.process(task)
         self.send()
         return 0
+
+    def _enter_batch(self, batch: int | None) -> None:
+        """An incremental job's task writes its batch's own prefix (batches/<N>/ under the output root);
+        the stored plan is the batch's too, so a plan read for another batch is read again."""
+        if batch is None or batch == self.batch:
+            return
+        root = os.environ.get(ENV_BATCH_LOG) or self.root
+        self.output = runtime.OutputDir(
+            f"{root.rstrip('/')}/{increments.batch_root(batch)}", self.owner, self.storage, self.codec
+        )
+        self.attempts = AttemptLog(self.output.store, self.owner)
+        self.batch, self.plan = batch, None
+        log.info("batch", batch=batch, output=self.output.store.url)
 
     def notice(self, reason: str, message: str) -> None:
         log.warning(message, reason=reason)
@@ -474,7 +490,7 @@ class Worker:
             history.end("failed", _describe(error)[:400])
             self.watch.end_shard()
             log.warning("shard failed", shard=task.shard, error=_describe(error))
-            self.finished.add((task.shard, task.attempt))
+            self.finished.add((task.batch, task.shard, task.attempt))
             permanent = isinstance(error, runtime.PermanentShardError)
             lost = None
             later_stage = stages.is_reduce(task.input) or stages.is_commit(task.input)
@@ -492,7 +508,7 @@ class Worker:
         if not history.in_commit_record:
             history.end("committed" if history.won else "lost")
         self.watch.end_shard()
-        self.finished.add((task.shard, task.attempt))
+        self.finished.add((task.batch, task.shard, task.attempt))
         with self.lock:
             self.reporter.outcome(task, records=records, bytes_read=bytes_read, skipped=skipped, end=end)
         # The outcome goes out with the next shard's "current" (one write), or alone when idle.
@@ -536,8 +552,8 @@ class Worker:
             segments={int(root): list(parts) for root, parts in (task.input.get("segments") or {}).items()},
         )
         log.info("job committed", result=done.result, manifest=done.manifest, missing=done.missing)
-        if os.environ.get(ENV_BATCH) and self.driver is None:
-            self._commit_batch(int(os.environ[ENV_BATCH]), os.environ[ENV_BATCH_LOG])
+        if task.batch is not None and os.environ.get(ENV_BATCH_LOG):
+            self._commit_batch(task.batch, os.environ[ENV_BATCH_LOG])
         if self.driver is not None:
             return  # local mode: the driver draws the report, with what only it knows
         try:

@@ -81,6 +81,9 @@ class Policy:
     speculation: SpeculationPolicy = field(default_factory=SpeculationPolicy)  # spec.speculation
     active_deadline: float = 0.0  # spec.activeDeadlineSeconds; 0: none
     splitting: SplittingPolicy = field(default_factory=SplittingPolicy)  # spec.splitting, where it applies
+    # spec.mode Continuous: a finished ledger is an idle job waiting for its next batch, not a finished one
+    continuous: bool = False
+    autoscaled: bool = False  # workers follow the backlog (spec.autoscaling), not spec.workers
 
 
 def policy_from_spec(spec: dict[str, Any], annotations: dict[str, str] | None = None) -> Policy:
@@ -110,6 +113,7 @@ def policy_from_spec(spec: dict[str, Any], annotations: dict[str, str] | None = 
         speculation=speculation_from_spec(spec.get("speculation"), retry.get("shardTimeoutSeconds")),
         active_deadline=float(spec.get("activeDeadlineSeconds") or 0),
         splitting=splitting_from_spec(spec),
+        continuous=spec.get("mode") == "Continuous",
     )
 
 
@@ -359,6 +363,8 @@ class JobState:
     # and how many shards were split, into how many new ones
     split_requests: list[list[int]] = field(default_factory=list)
     splits: dict[str, int] = field(default_factory=dict)
+    # an incremental or continuous job's batch (datajob_core.data.increments); None for other jobs
+    batch: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         extra: dict[str, Any] = {"givenUp": dict(self.given_up)} if self.given_up else {}
@@ -380,6 +386,8 @@ class JobState:
             extra["refusedProfiles"] = sorted(self.refused)
         if self.by_profile:
             extra["byProfile"] = {k: v.to_dict() for k, v in sorted(self.by_profile.items())}
+        if self.batch is not None:
+            extra["batch"] = self.batch
         return {
             **extra,
             "v": STATE_VERSION,
@@ -431,6 +439,7 @@ class JobState:
             splits={str(k): int(v) for k, v in (data.get("splits") or {}).items()},
             active=float(data.get("active", 0.0)),
             active_since=None if data.get("activeSince") is None else float(data["activeSince"]),
+            batch=None if data.get("batch") is None else int(data["batch"]),
         )
 
 
@@ -626,7 +635,11 @@ def reconcile(
     wanted = 0 if finished or policy.suspend or not admitted else allowed
     if not finished and state.workers and state.workers != policy.workers:
         decision.events.append(
-            Event("Normal", "Scaled", f"spec.workers changed from {state.workers} to {policy.workers}")
+            Event(
+                "Normal", "Autoscaled", f"workers {state.workers} -> {policy.workers}, following the backlog"
+            )
+            if policy.autoscaled
+            else Event("Normal", "Scaled", f"spec.workers changed from {state.workers} to {policy.workers}")
         )
     state.workers = policy.workers
     taken = _taken(state, policy) if _placing(policy) else {}
@@ -692,6 +705,7 @@ def reconcile(
                     verify=bool(held.verify),
                     split=(shard, held.attempt) in requested and ledger.in_flight.get(shard) is held,
                     backup=ledger.backups.get(shard) is held,
+                    batch=state.batch,
                 )
             )
         decision.assignments[slot_number] = AssignmentMessage(
@@ -1379,8 +1393,8 @@ def _check_progress(ctx: _Pass, workers: list[ObservedWorker], admitted: bool = 
     if policy.suspend or not admitted:  # waiting for the user or for Kueue is not a stall
         state.stalled = ""
         return False
-    if not state.progressed_at or state.phase is Phase.SUSPENDED:
-        state.progressed_at = now
+    if not state.progressed_at or state.phase is Phase.SUSPENDED or idle(state, policy):
+        state.progressed_at = now  # a continuous job waiting for input is not stalled
     map_shards = Layout.of(state.ledger).map_shards
     if any(state.ledger.placed(shard) >= map_shards for shard in state.ledger.in_flight):
         # Reduce tasks and the job commit do not checkpoint; their workers' heartbeats show they are alive
@@ -1441,6 +1455,11 @@ def _check_deadline(ctx: _Pass, admitted: bool, finished: bool) -> bool:
         f"({policy.active_deadline:.0f}; time suspended or queued is not counted); committed output is kept",
     )
     return True
+
+
+def idle(state: JobState, policy: Policy) -> bool:
+    """A continuous job between batches: its last batch committed, no new input planned yet."""
+    return policy.continuous and state.ledger.is_finished()
 
 
 def deadline_at(state: JobState, policy: Policy) -> float | None:
@@ -1709,6 +1728,8 @@ def _finish(
             f"({policy.startup_timeout:.0f}): {worker.waiting}",
         )
         return True
+    if ledger.is_finished() and policy.continuous:
+        return False  # idle: the batch is committed, the next one is planned when input arrives
     if ledger.is_finished():
         state.phase = Phase.SUCCEEDED
         counts = ledger.counts(0, layout.map_shards)

@@ -136,17 +136,17 @@ def time_limits(spec: dict[str, Any]) -> str:
     )
 
 
-def _output_env(spec: dict[str, Any], uid: str, batch: int | None) -> list[dict[str, str]]:
+def _output_env(spec: dict[str, Any], uid: str) -> list[dict[str, str]]:
     root = (spec.get("output") or {}).get("uri", "")
-    if batch is None:
+    if not increments.is_incremental(spec):
         return [
             {"name": protocol.ENV_OUTPUT, "value": root},
             {"name": protocol.ENV_OUTPUT_OWNER, "value": uid},
         ]
+    # Batches share the output (its batch log); each task says which batch's prefix it writes.
     return [
-        {"name": protocol.ENV_OUTPUT, "value": f"{root.rstrip('/')}/{increments.batch_root(batch)}"},
+        {"name": protocol.ENV_OUTPUT, "value": root},
         {"name": protocol.ENV_OUTPUT_OWNER, "value": increments.identity(spec)},
-        {"name": protocol.ENV_BATCH, "value": str(batch)},
         {"name": protocol.ENV_BATCH_LOG, "value": root},
     ]
 
@@ -160,11 +160,9 @@ def worker_pod(
     grace_seconds: int = 30,
     profile: Profile | None = None,
     report_key: str = "",
-    batch: int | None = None,
 ) -> dict[str, Any]:
     """The manifest of the worker pod for ``slot`` on ``profile`` (default: the job's first); ``job`` is the
-    DataJob as stored by the API server. ``batch``: an incremental job's current batch, whose own prefix
-    the worker writes (datajob_core.data.increments)."""
+    DataJob as stored by the API server."""
     meta, spec = job["metadata"], job["spec"]
     profile = profile or hardware.profiles(spec)[0]
     name = meta["name"]
@@ -175,7 +173,7 @@ def worker_pod(
         {"name": protocol.ENV_LEASE, "value": lease},
         {"name": protocol.ENV_POD, "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": protocol.ENV_NAMESPACE, "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
-        *_output_env(spec, meta["uid"], batch),
+        *_output_env(spec, meta["uid"]),
         {"name": protocol.ENV_CHECKPOINT_SECONDS, "value": str(checkpoint.get("intervalSeconds", 30))},
         {"name": protocol.ENV_PROCESSOR, "value": json.dumps(processor, sort_keys=True)},
         {"name": protocol.ENV_FORMAT, "value": (spec.get("input") or {}).get("format", "text")},
