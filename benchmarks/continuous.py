@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import concurrent.futures
 import io
 import os
 import random
@@ -107,21 +108,20 @@ def result(store: Store) -> dict[str, int]:
 
 def lag(place: Place, rate: float, seconds: float, size: int, kill_every: float | None) -> None:
     rng = random.Random(5)
+    blobs = [text(rng, size) for _ in range(int(rate * seconds))]  # made before: the rate is the uploads'
     arrived: dict[str, float] = {}
-    blobs: list[bytes] = []
-    done = threading.Event()
+
+    def upload(number: int) -> None:
+        name = f"f{number:06d}.txt"
+        place.put(name, blobs[number])
+        arrived[name] = time.time()  # its upload finished: from here it can be listed
 
     def arrive() -> None:
-        start, number = time.monotonic(), 0
-        while time.monotonic() - start < seconds:
-            data = text(rng, size)
-            name = f"f{number:06d}.txt"
-            place.put(name, data)
-            arrived[name] = time.time()
-            blobs.append(data)
-            number += 1
-            time.sleep(max(start + number / rate - time.monotonic(), 0.0))
-        done.set()
+        start = time.monotonic()
+        with concurrent.futures.ThreadPoolExecutor(4) as uploads:
+            for number in range(len(blobs)):
+                time.sleep(max(start + number / rate - time.monotonic(), 0.0))
+                uploads.submit(upload, number)
 
     feeder = threading.Thread(target=arrive)
     feeder.start()
@@ -139,7 +139,8 @@ def lag(place: Place, rate: float, seconds: float, size: int, kill_every: float 
     print(
         f"{place.kind:5} lag: {len(blobs)} files of {size // 1000} KB at {rate:g}/s, kills every "
         f"{kill_every or '-'} s: {len(state.commits)} batches, lag p50 {p50:.2f} s, p99 {p99:.2f} s, "
-        f"max {max(lags):.2f} s; every file counted exactly once: {exact}"
+        f"max {max(lags):.2f} s; every file counted exactly once: {exact}",
+        flush=True,
     )
 
 

@@ -227,6 +227,7 @@ class LocalRun:
         self.batch = batch
         if batch is not None:  # one batch of an incremental job: its objects, into its own prefix
             spec["output"] = {**spec["output"], "uri": batch.output, "overwrite": False}
+            spec["mode"] = "Batch"  # the batch ends when it is committed (its runner goes on to the next)
         self.spec = spec
         self.overwrite = overwrite or bool(spec["output"].get("overwrite"))
         self.owner = ""  # the output's owner id: a fingerprint of plan, parsing and processor
