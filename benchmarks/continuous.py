@@ -75,7 +75,11 @@ class Place:
     def run(self, mode: str, **options: Any) -> tuple[IncrementalRun, float]:
         spec: dict[str, Any] = {
             "image": "local",
-            "input": {"uris": [self.input], "incremental": True},
+            "input": {
+                "uris": [self.input],
+                "incremental": True,
+                "partitioning": {"mode": "size", "targetShardSize": "8Mi"},
+            },
             "output": {"uri": self.output},
             "workers": 2,
             "checkpoint": {"intervalSeconds": 1},

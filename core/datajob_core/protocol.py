@@ -112,6 +112,7 @@ class AssignmentMessage(_Message):
 
 class ShardProgress(_Message):
     attempt: int = Field(ge=1)
+    batch: int | None = None  # the task's (ShardTask.batch): shard numbers start again each batch
     checkpoint: dict[str, Any] | None = None
     records: int = Field(default=0, ge=0)
     bytes: int = Field(default=0, ge=0)  # read so far, counted from the shard's start
@@ -124,6 +125,7 @@ class ShardOutcome(_Message):
     shard: int = Field(ge=0)
     attempt: int = Field(ge=1)
     seq: int = Field(ge=1)
+    batch: int | None = None  # the task's (ShardTask.batch): shard numbers start again each batch
     records: int = Field(default=0, ge=0)
     bytes: int = Field(default=0, ge=0)
     skipped: int = Field(default=0, ge=0, description="malformed records dropped (badRecordPolicy)")
@@ -151,6 +153,7 @@ class CurrentShard(_Message):
 
     shard: int = Field(ge=0)
     attempt: int = Field(ge=1)
+    batch: int | None = None  # the task's (ShardTask.batch)
 
 
 class WorkerNotice(_Message):

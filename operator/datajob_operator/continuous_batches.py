@@ -119,7 +119,8 @@ class ContinuousBatches:
         else:
             objects = logged.plans[number]
         files = [increments.as_input(o) for o in objects]
-        plan = plan_shards(files, job["spec"]["input"].get("partitioning") or {})
+        partitioning = job["spec"]["input"].get("partitioning") or {}
+        plan = plan_shards(files, partitioning, increments.BATCH_MIN_SHARDS)
         plan_loader.store_plan(job, self.jobs, self.runtime, plan, number)
         continuous.begin_batch(state, number, Layout.for_spec(len(plan), job["spec"]).ledger(), now)
         events.append(Event("Normal", "BatchStarted", f"batch {number}: {len(files)} new object(s)"))

@@ -53,7 +53,12 @@ def load_plan(
             planned = batch_planner.plan_batch(job, storage, files)  # NothingNewError: nothing to run
             files, batch = planned.files, planned.number
             tell_changed(job, jobs, planned.changed)
-        plan = plan_shards(files, job["spec"]["input"].get("partitioning") or {})
+        partitioning = job["spec"]["input"].get("partitioning") or {}
+        plan = (
+            plan_shards(files, partitioning)
+            if batch is None
+            else plan_shards(files, partitioning, increments.BATCH_MIN_SHARDS)
+        )
         store_plan(job, jobs, runtime, plan, batch)
         return plan
     count = int(index["data"].get(plan_store.CHUNKS_KEY, "1"))

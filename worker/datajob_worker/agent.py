@@ -130,6 +130,7 @@ class Reporter:
             shard=task.shard,
             attempt=task.attempt,
             seq=self.seq,
+            batch=task.batch,
             records=records,
             bytes=bytes_read,
             skipped=skipped,
@@ -323,7 +324,7 @@ class Worker:
             task = todo[0]
             self._enter_batch(task.batch)
             with self.lock:
-                self.reporter.current = CurrentShard(shard=task.shard, attempt=task.attempt)
+                self.reporter.current = CurrentShard(shard=task.shard, attempt=task.attempt, batch=task.batch)
             # Said before the first record is read (together with the last shard's outcome): if this
             # worker dies now, this shard, and only this one, is the one it was processing.
             self.send()
@@ -371,6 +372,7 @@ class Worker:
         with self.lock:
             self.reporter.progress[str(task.shard)] = ShardProgress(
                 attempt=task.attempt,
+                batch=task.batch,
                 checkpoint=checkpoint,
                 records=progress.records,
                 bytes=progress.bytes,
@@ -634,7 +636,8 @@ class Worker:
         if message.pod != self.reporter.pod or message.stop:
             self.moved_on = True
             return None
-        return next((t for t in message.shards if (t.shard, t.attempt) == (task.shard, task.attempt)), None)
+        mine = (task.batch, task.shard, task.attempt)
+        return next((t for t in message.shards if (t.batch, t.shard, t.attempt) == mine), None)
 
 
 class AttemptHistory:

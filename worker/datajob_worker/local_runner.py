@@ -38,7 +38,7 @@ from datajob_core.cluster.reconciler import (
     reconcile,
 )
 from datajob_core.cluster.worker_exit import describe_exit
-from datajob_core.data import plan_store
+from datajob_core.data import increments, plan_store
 from datajob_core.data.locations import StorageConfig
 from datajob_core.data.planning import InputFile, PlanError, plan_shards
 from datajob_core.report import files as run_report
@@ -394,7 +394,12 @@ class LocalRun:
         inside = _inside_of(here, [f.path for f in files]) if here else []
         if inside:
             raise PlanError(f"spec.input.uris match the job's own output ({inside[0]}); narrow them")
-        plan = plan_shards(files, self.spec["input"].get("partitioning") or {})
+        partitioning = self.spec["input"].get("partitioning") or {}
+        plan = (
+            plan_shards(files, partitioning, increments.BATCH_MIN_SHARDS)
+            if self.batch
+            else plan_shards(files, partitioning)
+        )
         self.owner = self.batch.owner if self.batch else output_identity.fingerprint(plan, self.spec)
         # Raises OutputInUseError if the output is another job's (or this job's before its input changed).
         output_identity.claim(self.store, {"job": self.name, "id": self.owner}, overwrite=self.overwrite)

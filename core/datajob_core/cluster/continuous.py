@@ -8,10 +8,10 @@ the ledger and keeps the worker slots (pods, incarnations, acknowledged report n
 workers go straight on to the new batch's shards.
 
 Shard numbers start again at 0 in every batch, so nothing a worker said about the last batch may be taken
-for the new one. Outcomes are safe by their sequence numbers (the slots keep ``acked``, and an outcome at
-or below it is never folded again), and every task names its batch. What is not numbered is a report's
-progress and current shard: the next batch begins only once every live worker's report holds neither
-(``quiescent``), which it does as soon as the worker has reported its last task done.
+for the new one: every task names its batch, and so does everything a worker reports about it (progress,
+outcome, current shard); the reconciler drops what names another batch (reconciler._this_batch), and the
+slots keep ``acked``, so no outcome is ever folded twice. An entry without a batch (a worker image from
+before batches were tagged) holds the next batch back until it is gone (``quiescent``).
 """
 
 from __future__ import annotations
@@ -32,7 +32,10 @@ def quiescent(state: JobState, reports: dict[int, ObservedReport]) -> bool:
         for report in (observed.report if observed else None, observed.leaving if observed else None):
             if report is None or report.pod not in (slot.pod, slot.leaving):
                 continue
-            if report.progress or report.current is not None:
+            # Tagged with their batch, entries are fenced (reconciler._this_batch); only untagged ones (a
+            # worker image from before batches were tagged) could be taken for the next batch's shards.
+            untagged = [p for p in report.progress.values() if p.batch is None]
+            if untagged or (report.current is not None and report.current.batch is None):
                 return False
     return True
 

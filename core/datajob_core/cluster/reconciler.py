@@ -8,7 +8,7 @@ returned state, and only then carry out the returned actions. Everything that mu
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
@@ -530,6 +530,7 @@ def reconcile(
     if policy.retry_request and policy.retry_request != state.retried:
         _retry_failed(ctx)
 
+    reports = _this_batch(reports, state.batch)
     # 1. Fold what workers reported into the ledger, before judging anything else: first what pods still
     # terminating after their replacement was made said last (their final checkpoints), then the others.
     for slot_number, slot in state.slots.items():
@@ -1459,7 +1460,35 @@ def _check_deadline(ctx: _Pass, admitted: bool, finished: bool) -> bool:
 
 def idle(state: JobState, policy: Policy) -> bool:
     """A continuous job between batches: its last batch committed, no new input planned yet."""
-    return policy.continuous and state.ledger.is_finished()
+    finished = state.phase in (Phase.SUCCEEDED, Phase.FAILED)
+    return policy.continuous and not finished and state.ledger.is_finished()
+
+
+def _this_batch(reports: dict[int, ObservedReport], batch: int | None) -> dict[int, ObservedReport]:
+    """Reports without what they say about another batch's shards: an incremental job's shard numbers
+    start again each batch, so a late word about batch N's shard 3 is not about batch N+1's."""
+    if batch is None:
+        return reports
+    return {
+        slot: replace(
+            observed, report=_fenced(observed.report, batch), leaving=_fenced(observed.leaving, batch)
+        )
+        for slot, observed in reports.items()
+    }
+
+
+def _fenced(report: ReportMessage | None, batch: int) -> ReportMessage | None:
+    if report is None:
+        return None
+    current = report.current if report.current is not None and report.current.batch == batch else None
+    return report.model_copy(
+        update={
+            "progress": {k: p for k, p in report.progress.items() if p.batch == batch},
+            "done": [o for o in report.done if o.batch == batch],
+            "failed": [o for o in report.failed if o.batch == batch],
+            "current": current,
+        }
+    )
 
 
 def deadline_at(state: JobState, policy: Policy) -> float | None:

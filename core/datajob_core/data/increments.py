@@ -24,6 +24,9 @@ from typing import Any
 
 from datajob_core.data.planning import InputFile
 
+# Packing a batch's small files keeps at least this many shards (planning.plan_shards' min_shards): a
+# batch holds little input, and every shard costs requests (commit record, copies) on an object store.
+BATCH_MIN_SHARDS = 8
 BATCHES = "batches"  # batch N's own output: batches/<N>/ (part-*, result, _SUCCESS)
 LOG = "_datajob/batches"  # plan entry <N>.plan.json and commit entry <N>.json of every batch
 CUMULATIVE = "cumulative"  # inside batches/<N>/: the merged result of batches 0..N (merging processors)

@@ -87,7 +87,12 @@ DEFAULT_FILE_OPEN_COST = "64Ki"
 PACK_MIN_SHARDS = 128
 
 
-def plan_shards(files: list[InputFile], partitioning: dict[str, Any]) -> list[dict[str, Any]]:
+def plan_shards(
+    files: list[InputFile], partitioning: dict[str, Any], min_shards: int = PACK_MIN_SHARDS
+) -> list[dict[str, Any]]:
+    """``min_shards``: packing keeps at least this many shards where one file per shard would make more
+    (a batch of an incremental job uses increments.BATCH_MIN_SHARDS: a batch is small, and each shard
+    costs requests on an object store)."""
     if not files:
         raise PlanError("no input files matched spec.input.uris")
     mode = partitioning.get("mode", "perFile")
@@ -109,7 +114,7 @@ def plan_shards(files: list[InputFile], partitioning: dict[str, Any]) -> list[di
         count = sum(max(math.ceil(f.size / target), 1) for f in files if not combine or f.size >= target)
         if count <= MAX_SHARDS:
             shards = (
-                _packed(files, target, _open_cost(partitioning))
+                _packed(files, target, _open_cost(partitioning), min_shards)
                 if combine
                 else [
                     {"pieces": [_piece(f, start, min(start + target, f.size))]}
@@ -183,14 +188,16 @@ def _open_cost(partitioning: dict[str, Any]) -> int:
         raise PlanError(str(error), "InvalidSpec") from None
 
 
-def _packed(files: list[InputFile], target: int, open_cost: int) -> list[dict[str, Any]]:
+def _packed(
+    files: list[InputFile], target: int, open_cost: int, min_shards: int = PACK_MIN_SHARDS
+) -> list[dict[str, Any]]:
     """Files at least ``target`` bytes are cut into ``target``-byte shards, as without packing; runs of
     smaller files share shards of at most ``limit`` (bytes + open cost per file). The limit is the target,
     lowered to a 1/PACK_MIN_SHARDS share of the input when the whole input is small (as Spark's
     ``maxSplitBytes`` lowers it to a share per core), so packing does not idle workers that one file per
     shard would have kept busy. File order is kept, so outputs concatenate in input order."""
     total = sum(f.size + open_cost for f in files)
-    limit = max(min(target, max(open_cost, math.ceil(total / PACK_MIN_SHARDS))), 1)
+    limit = max(min(target, max(open_cost, math.ceil(total / max(min_shards, 1)))), 1)
     shards: list[dict[str, Any]] = []
     pack: list[dict[str, Any]] = []
     packed = 0
