@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from datajob_core.api.identity import incremental_owner
 from datajob_core.data import increments
 from datajob_core.data.planning import InputFile
 from datajob_core.data.storage_access import StorageAccessError
@@ -47,15 +48,18 @@ def plan_batch(job: dict[str, Any], storage: JobStorage, listing: list[InputFile
             "runs took), and this path is not mounted in the operator (see --storage-root)",
         )
     storage.claim_output(job)  # the batch log is written only into an output that is this job's
-    log = BatchLog(store, increments.identity(job["spec"]))
+    log = BatchLog(store, incremental_owner(job))
     state = log.read()
     number = state.open_batch
     if number is not None:
         return PlannedBatch(number, [increments.as_input(o) for o in state.plans[number]], [])
     continuous = job["spec"].get("mode") == "Continuous"
     limit = int((job["spec"].get("continuous") or {}).get("maxBatchObjects", 10000)) if continuous else None
-    selection = increments.select(listing, state.ingested, limit)
+    selection = increments.select(
+        increments.outside(listing, job["spec"]["output"]["uri"]), state.ingested, limit
+    )
     if not selection.new:
+        log.refresh()  # the result copy a commit killed after its log entry may not have made
         last = state.last_commit
         told = f" since batch {last['batch']}" if last else ""
         raise NothingNewError(f"no new input{told}: every object is in a committed batch", last)

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from datajob_core.api.identity import incremental_owner
 from datajob_core.cluster import continuous
 from datajob_core.cluster.reconciler import Event, JobState, ObservedReport, Policy, idle
 from datajob_core.data import increments
@@ -60,7 +61,7 @@ class ContinuousBatches:
                     "a continuous job's output must be one the operator reads (see --storage-root)",
                 )
             self.storage.claim_output(job)
-            self.stream.log = BatchLog(store, increments.identity(job["spec"]))
+            self.stream.log = BatchLog(store, incremental_owner(job))
         return self.stream.log
 
     # -- observing -----------------------------------------------------------------------------------
@@ -71,7 +72,8 @@ class ContinuousBatches:
             return None
         self.stream.listed_at = now
         try:
-            self.stream.listing = plan_loader.list_job_inputs(job, self.storage)
+            listed = plan_loader.list_job_inputs(job, self.storage)
+            self.stream.listing = increments.outside(listed, job["spec"]["output"]["uri"])
         except PlanError:
             self.stream.listing = []  # nothing has arrived yet
         except StorageError as error:

@@ -498,6 +498,11 @@ class JobController:
             DataJobSpec.model_validate(spec)
         except ValidationError as error:
             return "InvalidSpec", format_validation_error(error)
+        if spec.get("autoscaling") and queueing.queue_name(job):
+            return "InvalidSpec", (
+                "spec.autoscaling cannot be used with a Kueue queue (kueue.x-k8s.io/queue-name): Kueue "
+                "admits spec.workers and holds that quota; scale with spec.workers instead"
+            )
         mismatch = hardware.queue_mismatch(hardware.profiles(spec)) if queueing.queue_name(job) else ""
         if mismatch:  # Kueue would account one shape while workers asked for another
             return "HardwareNotQueueable", mismatch

@@ -9,6 +9,7 @@ from typing import Any
 
 from kubernetes.client.rest import ApiException
 
+from datajob_core.api.identity import incremental_owner
 from datajob_core.cluster.reconciler import JobState, Phase
 from datajob_core.data import increments, storage_access
 from datajob_core.data.locations import ACCESS_KEY, CREDENTIAL_KEYS, SECRET_KEY, StorageConfig, is_remote
@@ -114,7 +115,7 @@ class JobStorage:
             return
         meta = job["metadata"]
         # An incremental job's runs share one output (its batch log): the spec is the identity, not the UID.
-        identity = increments.identity(job["spec"]) if increments.is_incremental(job["spec"]) else meta["uid"]
+        identity = incremental_owner(job) if increments.is_incremental(job["spec"]) else meta["uid"]
         owner = {"job": meta["name"], "namespace": meta.get("namespace"), "id": identity}
         output_identity.claim(store, owner, overwrite=bool(job["spec"]["output"].get("overwrite")))
 

@@ -259,14 +259,14 @@ class JobClient:
 
     # -- plan ------------------------------------------------------------------------------------------
     def read_config_map(self, name: str) -> dict[str, Any] | None:
-        """``{"data", "binaryData", "owners"}`` (owners: (kind, name, uid)); None if there is none."""
+        """``{"data", "binaryData", "owners"}`` (owners: (apiVersion/kind, name, uid)); None if none."""
         try:
             found = self.core.read_namespaced_config_map(name, self.namespace)
         except ApiException as error:
             if error.status == 404:
                 return None
             raise
-        owners = [(r.kind, r.name, r.uid) for r in found.metadata.owner_references or []]
+        owners = [(f"{r.api_version}/{r.kind}", r.name, r.uid) for r in found.metadata.owner_references or []]
         return {"data": dict(found.data or {}), "binaryData": dict(found.binary_data or {}), "owners": owners}
 
     def delete_config_map(self, name: str) -> None:

@@ -31,23 +31,28 @@ def load_plan(
         return runtime.plan
     names = plan_store.chunk_names(jobs.name, 1)
     index = jobs.read_config_map(names[0])
-    owners = {uid for _, _, uid in (index or {}).get("owners") or []}
-    if index is not None and job["metadata"]["uid"] not in owners:
-        if not any(kind == "DataJob" and name == jobs.name for kind, name, _ in index["owners"]):
+    if index is not None and not _ours(index, job):
+        if not _an_earlier_datajob_of_this_name(index, jobs.name):
             raise PlanError(
                 f"ConfigMap {names[0]} exists and is not this job's plan; delete or rename it", "PlanConflict"
             )
         # A deleted DataJob's plan, not yet garbage-collected, under the name a new one of the same name uses:
-        # never this job's (its input, or its incremental batch, may differ).
-        delete_plan(jobs, int(index["data"].get(plan_store.CHUNKS_KEY, "1")))
+        # never this job's (its input, or its incremental batch, may differ). Only chunks owned by that
+        # DataJob go, and at most as many as a plan can have.
+        for name in plan_store.chunk_names(jobs.name, MAX_CHUNKS):
+            chunk = jobs.read_config_map(name)
+            if chunk is None:
+                break
+            if _an_earlier_datajob_of_this_name(chunk, jobs.name) and not _ours(chunk, job):
+                jobs.delete_config_map(name)
         index = None
     if index is None:
         try:
             files = list_job_inputs(job, storage)
         except PlanError:
-            if job["spec"].get("mode") != "Continuous":
+            if not increments.is_incremental(job["spec"]):
                 raise
-            files = []  # a continuous job waits for its input (batch_planner says NothingNew)
+            files = []  # an open batch still runs; else NothingNew (continuous: waiting for input)
         batch = None
         if increments.is_incremental(job["spec"]):
             planned = batch_planner.plan_batch(job, storage, files)  # NothingNewError: nothing to run
@@ -106,7 +111,7 @@ def store_plan(
     chunks = plan_store.split(plan_store.encode(plan))
     names = plan_store.chunk_names(jobs.name, len(chunks))
     if runtime.plan is not None:  # the last batch's: its chunks go (no worker reads them any more)
-        delete_plan(jobs, runtime.plan_chunks)
+        delete_plan(jobs, min(runtime.plan_chunks, MAX_CHUNKS))
     # The index (chunk 0, with the count) goes last: once it exists, every chunk does.
     for name, chunk in reversed(list(zip(names, chunks, strict=True))):
         manifest: dict[str, Any] = {
@@ -124,6 +129,21 @@ def store_plan(
         jobs.create_config_map(manifest)
     runtime.plan_chunks = len(chunks)
     runtime.plan, runtime.batch = plan, batch
+
+
+# A plan of MAX_SHARDS shards is a few dozen chunks; this bounds what a forged "chunks" count can cost.
+MAX_CHUNKS = 1000
+
+
+def _ours(configmap: dict[str, Any], job: dict[str, Any]) -> bool:
+    return any(uid == job["metadata"]["uid"] for _, _, uid in configmap.get("owners") or [])
+
+
+def _an_earlier_datajob_of_this_name(configmap: dict[str, Any], name: str) -> bool:
+    return any(
+        kind.startswith("datajob.dev/") and kind.endswith("/DataJob") and owner == name
+        for kind, owner, _ in configmap.get("owners") or []
+    )
 
 
 def delete_plan(jobs: JobClient, count: int) -> None:

@@ -81,7 +81,7 @@ def test_kubectl_explains_fields_and_lists_columns(
         ),
     )
     header = kubectl("get", "dj", "-n", namespace).stdout.splitlines()[0].split()
-    assert header == ["NAME", "PHASE", "SHARDS", "WORKERS", "PROGRESS", "ETA", "RESTARTS", "AGE"]
+    assert header == ["NAME", "PHASE", "SHARDS", "WORKERS", "PROGRESS", "ETA", "LAG", "RESTARTS", "AGE"]
     assert "datajob.datajob.dev/cols" in kubectl("get", "all", "-n", namespace, "-o", "name").stdout
 
 

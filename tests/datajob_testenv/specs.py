@@ -312,6 +312,35 @@ BAD_SPECS: list[tuple[str, dict[str, Any], str]] = [
         ),
         "spec.podTemplate.metadata.annotations",
     ),
+    ("unknown mode", spec_with(mode="Streaming"), "spec.mode"),
+    (
+        "continuous options without continuous mode",
+        spec_with(continuous={"pollSeconds": 5}),
+        "spec.continuous and spec.autoscaling need spec.mode Continuous",
+    ),
+    (
+        "autoscaling minimum above maximum",
+        spec_with(mode="Continuous", autoscaling={"minWorkers": 3, "maxWorkers": 2}),
+        "spec.autoscaling.minWorkers must not exceed spec.autoscaling.maxWorkers",
+    ),
+    (
+        "overwrite with incremental input",
+        spec_with(
+            input={"uris": ["/data/in/*.txt"], "incremental": True},
+            output={"uri": "/data/out", "overwrite": True},
+        ),
+        "spec.output.overwrite cannot be set with spec.input.incremental",
+    ),
+    (
+        "a deadline on a continuous job",
+        spec_with(mode="Continuous", activeDeadlineSeconds=60),
+        "spec.activeDeadlineSeconds cannot be set with spec.mode Continuous",
+    ),
+    (
+        "partial admission with autoscaling",
+        spec_with(mode="Continuous", autoscaling={"maxWorkers": 2}, minWorkers=1),
+        "spec.minWorkers (Kueue's partial admission) cannot be set with spec.autoscaling",
+    ),
 ]
 
 # What users legitimately put in a pod template: all of it must stay possible.

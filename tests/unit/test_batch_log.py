@@ -105,3 +105,35 @@ def test_entries_are_json_naming_the_owner(tmp_path: Path) -> None:
     store = Store(str(tmp_path))
     BatchLog(store, "me").plan(3, [], now=1.0)
     assert json.loads(store.read_text(increments.plan_entry(3)))["owner"] == "me"
+
+
+def test_a_commit_killed_before_its_result_copy_is_repaired_by_the_next_commit_or_run(tmp_path: Path) -> None:
+    store = Store(str(tmp_path))
+    log = BatchLog(store, "me")
+    log.plan(0, [{"path": "/a", "size": 1}], now=1.0)
+    _commit_batch(log, 0, "a\t1\n")
+    log.commit(0, _merge, now=2.0)
+    log.plan(1, [{"path": "/b", "size": 1}], now=3.0)
+    _commit_batch(log, 1, "a\t2\n")
+    entry = log.commit(1, _merge, now=4.0)
+    store.write("result", "a\t1\n")  # as if killed after the entry, before the copy
+    assert BatchLog(store, "me").commit(1, _merge, now=5.0) == entry  # the retried commit task adopts...
+    assert store.read_text("result") == "a\t3\n"  # ...and makes the copy
+    store.write("result", "a\t1\n")
+    BatchLog(store, "me").refresh()  # a run with nothing new does the same
+    assert store.read_text("result") == "a\t3\n"
+
+
+def test_a_listed_entry_that_cannot_be_read_is_an_error_never_taken_for_an_absent_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = Store(str(tmp_path))
+    BatchLog(store, "me").plan(0, [{"path": "/a", "size": 1}], now=1.0)
+    monkeypatch.setattr(Store, "read_many", lambda self, names, threads=16: dict.fromkeys(names))
+
+    def refused(self: Store, name: str) -> bytes:
+        raise OSError("SlowDown")
+
+    monkeypatch.setattr(Store, "read_bytes", refused)
+    with pytest.raises(OSError, match="SlowDown"):
+        BatchLog(store, "me").read()  # not a log without batch 0, whose objects would be planned again

@@ -62,7 +62,7 @@ def test_the_next_batch_keeps_the_workers_and_numbers_its_tasks_by_batch() -> No
     workers = [ObservedWorker(name=p, slot=n, phase="Running", started_at=0.0) for n, p in enumerate(pods)]
     assert continuous.quiescent(state, reports)
     continuous.begin_batch(state, 1, Ledger.new(3), now=10.0)
-    plan = [{"pieces": []} for _ in range(3)]
+    plan: list[dict[str, Any]] = [{"pieces": []} for _ in range(3)]
     # The old reports (shards 0 and 1 done, seq 1) are still in the Leases: they are not the new batch's.
     decision = reconcile("j", policy, state=state, workers=workers, reports=reports, plan=plan, now=11.0)
     assert not decision.create and not decision.delete  # the same pods go on

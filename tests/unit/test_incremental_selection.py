@@ -91,7 +91,7 @@ def test_merging_processors_merge_batches_and_the_others_append() -> None:
     assert increments.combines({"processor": {"builtin": "wordcount"}})
     assert increments.combines({})  # wordcount is the default
     assert increments.combines({"processor": {"builtin": "aggregate"}, "reduce": {"partitions": 4}})
-    assert increments.combines({"processor": {"sql": "select 1"}})
+    assert not increments.combines({"processor": {"sql": "select 1"}})  # row by row: appended
     assert not increments.combines({"processor": {"sql": "select 1"}, "reduce": {"sql": "select 1"}})
     assert not increments.combines({"processor": {"builtin": "grep"}})
     assert not increments.combines({"processor": {"function": "m:f"}, "reduce": {"function": "m:r"}})
@@ -114,3 +114,31 @@ def test_percentiles_are_nearest_rank() -> None:
     assert increments.percentile(values, 0.5) == 50.0
     assert increments.percentile(values, 0.99) == 99.0
     assert increments.percentile([], 0.5) is None
+
+
+def test_the_jobs_own_output_is_never_taken_as_its_input() -> None:
+    listing = [_file("s3://b/data/a.txt"), _file("s3://b/data/out/result"), _file("s3://b/data/outer.txt")]
+    assert [f.path for f in increments.outside(listing, "s3://b/data/out")] == [
+        "s3://b/data/a.txt",
+        "s3://b/data/outer.txt",
+    ]
+
+
+def test_the_identity_names_the_job_and_its_computation_not_how_the_spec_was_written() -> None:
+    from datajob_core.api.identity import incremental_owner  # noqa: PLC0415
+
+    spec = {
+        "image": "x",
+        "input": {"uris": ["s3://b/in/*"], "incremental": True},
+        "output": {"uri": "s3://b/o"},
+    }
+    written = {**spec, "processor": {"builtin": "wordcount", "options": {}}}
+    job = {"metadata": {"name": "j", "namespace": "a"}}
+    assert incremental_owner({**job, "spec": spec}) == incremental_owner({**job, "spec": written})
+    assert incremental_owner({**job, "spec": spec}) == incremental_owner(
+        {**job, "spec": {**spec, "image": "y"}}
+    )
+    other_namespace = {"metadata": {"name": "j", "namespace": "b"}, "spec": spec}
+    assert incremental_owner({**job, "spec": spec}) != incremental_owner(other_namespace)
+    grep = {**spec, "processor": {"builtin": "grep", "options": {"pattern": "x"}}}
+    assert incremental_owner({**job, "spec": spec}) != incremental_owner({**job, "spec": grep})

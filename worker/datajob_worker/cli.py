@@ -159,7 +159,8 @@ def _run_batches(batches: Any) -> int:
         return 1
     except KeyboardInterrupt:
         print(
-            "\ndatajob: interrupted; committed batches are kept, and the next run finishes the open one",
+            "\ndatajob: interrupted; committed batches are kept (a batch that was running is finished first "
+            "by the next run)",
             file=sys.stderr,
         )
         return 130

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
+from datajob_core.api.identity import incremental_owner
 from datajob_core.api.models import DataJob
 from datajob_core.cluster.reconciler import Phase
 from datajob_core.data import increments
@@ -56,21 +57,23 @@ class IncrementalRun:
         self.poll_seconds = float(options.poll_seconds) if options else 10.0
         self.limit = options.max_batch_objects if options and self.continuous else None
         self.workers, self.kill_every, self.seed, self.report = workers, kill_every, seed, report
-        self.overwrite = overwrite or bool(self.spec["output"].get("overwrite"))
+        self.overwrite = overwrite  # datajob run --overwrite: start the batch log afresh
         self.max_batches, self.stop_when_idle = max_batches, stop_when_idle
         self.now = clock_now
         self.out = out or sys.stderr
         self.storage = StorageConfig.from_spec(self.spec.get("storage"))
         self.store = Store(self.spec["output"]["uri"], self.storage)
-        self.owner = increments.identity(self.spec)
-        codec = OutputCodec((self.spec.get("output") or {}).get("format") or "jsonl")
+        # As written (relative paths unresolved): a project directory moved elsewhere is the same job.
+        self.owner = incremental_owner({"metadata": {"name": self.name}, "spec": manifest["spec"]})
+        reduce = self.spec.get("reduce") or {}
+        processor = processors.build(
+            self.spec.get("processor"), partitions=int(reduce.get("partitions") or 0)
+        )
+        # As the workers encode it (Parquet rows from the processor's lines), so merges read what they wrote.
+        output_format = (self.spec.get("output") or {}).get("format") or "jsonl"
+        codec = OutputCodec(output_format, processor.to_row, processor.from_row)
         self.log = BatchLog(self.store, self.owner, codec)
-        self.merge = None
-        if increments.combines(self.spec):
-            reduce = self.spec.get("reduce") or {}
-            self.merge = processors.build(
-                self.spec.get("processor"), partitions=int(reduce.get("partitions") or 0)
-            ).merge
+        self.merge = processor.merge if increments.combines(self.spec) else None
         self.changed: set[str] = set()  # reported once each
         self.batches_run = 0
         self.result: str | None = None
@@ -80,7 +83,10 @@ class IncrementalRun:
         print(text, file=self.out, flush=True)
 
     def run(self) -> Phase:
-        output_identity.claim(self.store, {"job": self.name, "id": self.owner}, overwrite=self.overwrite)
+        owner = {"job": self.name, "id": self.owner}
+        if self.overwrite:
+            output_identity.clear(self.store, owner)  # every batch, its log and results go: all is new again
+        output_identity.claim(self.store, owner, overwrite=self.overwrite)
         idle_since = self.now()
         while True:
             state = self.log.read()
@@ -90,7 +96,7 @@ class IncrementalRun:
                 objects = state.plans[number]
                 self._line(f"{self.name}: batch {number} was planned but not committed; running it again")
             else:
-                listing = self._list()
+                listing = increments.outside(self._list(), self.spec["output"]["uri"])
                 selection = increments.select(listing, state.ingested, self.limit)
                 self._changed(selection.changed, state.plans)
                 if not selection.new:
@@ -168,6 +174,7 @@ class IncrementalRun:
     def _nothing_new(self, last: dict[str, Any] | None) -> None:
         if last is None:
             raise PlanError(f"no input files matched spec.input.uris {self.spec['input']['uris']}")
+        self.log.refresh()  # the result copy a run killed after its last commit entry may not have made
         self.result = self.store.url_of(last["result"]["object"])
         self.records = int(last.get("totalRecords", 0))
         self._line(f"{self.name}: nothing new since batch {last['batch']}")

@@ -1052,10 +1052,13 @@ PROGRESS_DEADLINE_MESSAGE = (
 
 
 CONTINUOUS_MESSAGE = "spec.continuous and spec.autoscaling need spec.mode Continuous"
-COUNT_MESSAGE = (
-    "spec.input.partitioning: mode count cannot be used with spec.mode Continuous (a batch of a few new "
-    "objects cannot be cut into a fixed number of shards); use perFile or size"
+INCREMENTAL_OVERWRITE_MESSAGE = (
+    "spec.output.overwrite cannot be set with spec.input.incremental or spec.mode Continuous: every run "
+    "would clear the batch log; to start afresh, delete the output or use another (locally: datajob run "
+    "--overwrite)"
 )
+ACTIVE_DEADLINE_MESSAGE = "spec.activeDeadlineSeconds cannot be set with spec.mode Continuous (it never ends)"
+AUTOSCALING_MIN_MESSAGE = "spec.minWorkers (Kueue's partial admission) cannot be set with spec.autoscaling"
 
 
 class DataJobSpec(_Model):
@@ -1097,10 +1100,21 @@ class DataJobSpec(_Model):
                 ".mode",
             ),
             _rule(
-                "!has(self.mode) || self.mode != 'Continuous' || !has(self.input.partitioning) || "
-                "!has(self.input.partitioning.mode) || self.input.partitioning.mode != 'count'",
-                COUNT_MESSAGE,
-                ".input.partitioning",
+                "!has(self.output.overwrite) || !self.output.overwrite || "
+                "((!has(self.input.incremental) || !self.input.incremental) && "
+                "(!has(self.mode) || self.mode != 'Continuous'))",
+                INCREMENTAL_OVERWRITE_MESSAGE,
+                ".output.overwrite",
+            ),
+            _rule(
+                "!has(self.mode) || self.mode != 'Continuous' || !has(self.activeDeadlineSeconds)",
+                ACTIVE_DEADLINE_MESSAGE,
+                ".activeDeadlineSeconds",
+            ),
+            _rule(
+                "!has(self.autoscaling) || !has(self.minWorkers)",
+                AUTOSCALING_MIN_MESSAGE,
+                ".autoscaling",
             ),
             _rule(
                 "!has(self.minWorkers) || self.minWorkers <= self.workers",
@@ -1315,8 +1329,16 @@ class DataJobSpec(_Model):
     def _continuous_fields(self) -> DataJobSpec:
         if self.mode != "Continuous" and (self.continuous is not None or self.autoscaling is not None):
             raise ValueError(CONTINUOUS_MESSAGE)
-        if self.mode == "Continuous" and self.input.partitioning.mode == "count":
-            raise ValueError(COUNT_MESSAGE)
+        if self.incremental and self.output.overwrite:
+            raise ValueError(INCREMENTAL_OVERWRITE_MESSAGE)
+        if self.mode == "Continuous" and self.active_deadline_seconds is not None:
+            raise ValueError(ACTIVE_DEADLINE_MESSAGE)
+        if self.autoscaling is not None and self.min_workers is not None:
+            raise ValueError(AUTOSCALING_MIN_MESSAGE)
+        caps = [p.workers for p in self.hardware or []]
+        capped = sum(c for c in caps if c is not None) if caps and None not in caps else None
+        if self.autoscaling is not None and capped is not None and capped < self.autoscaling.max_workers:
+            raise ValueError("spec.autoscaling.maxWorkers exceeds the workers the hardware profiles allow")
         return self
 
     @property
@@ -1464,10 +1486,6 @@ class BatchesStatus(_Model):
         default=None, description="lagSeconds for people (kubectl get dj): 0s, 42s, 3m10s."
     )
     batches_per_minute: float | None = Field(default=None, description="Over the last ten minutes.")
-    changed_objects: int | None = Field(
-        default=None,
-        description="Objects rewritten after a batch took them: not processed again (InputChanged).",
-    )
 
 
 class ProgressStatus(_Model):
@@ -1681,3 +1699,9 @@ def format_validation_error(error: ValidationError) -> str:
         named = not path or message.startswith(("spec.", "metadata."))
         lines.append(message if named else f"{path}: {message}")
     return "\n".join(lines)
+
+
+def normalised_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """A spec as the models read it, defaults applied: one form however it was written (an omitted
+    ``options: {}`` or an explicit one), for identities computed from it (increments.identity)."""
+    return DataJobSpec.model_validate(spec).model_dump(by_alias=True, exclude_none=True)

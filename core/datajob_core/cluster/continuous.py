@@ -50,6 +50,8 @@ def begin_batch(state: JobState, number: int, ledger: Ledger, now: float) -> Non
     state.samples, state.speculated, state.split_requests = [], [], []
     for slot in state.slots.values():
         slot.window = 0  # prefetch adapts again to the new batch's shards
+        # maxWorkerRestarts is a crash loop's budget within a batch, not a limit on a stream's lifetime
+        slot.restarts = 0
 
 
 def desired_workers(autoscaling: dict[str, Any], backlog_objects: int, idle: bool) -> int:

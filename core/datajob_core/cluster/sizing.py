@@ -12,6 +12,7 @@ from typing import Any
 
 from datajob_core import protocol
 from datajob_core.api import pod_policy
+from datajob_core.api.identity import incremental_owner
 from datajob_core.cluster import hardware
 from datajob_core.cluster.hardware import Profile
 from datajob_core.data import increments
@@ -136,7 +137,8 @@ def time_limits(spec: dict[str, Any]) -> str:
     )
 
 
-def _output_env(spec: dict[str, Any], uid: str) -> list[dict[str, str]]:
+def _output_env(job: dict[str, Any]) -> list[dict[str, str]]:
+    spec, uid = job["spec"], job["metadata"]["uid"]
     root = (spec.get("output") or {}).get("uri", "")
     if not increments.is_incremental(spec):
         return [
@@ -146,7 +148,7 @@ def _output_env(spec: dict[str, Any], uid: str) -> list[dict[str, str]]:
     # Batches share the output (its batch log); each task says which batch's prefix it writes.
     return [
         {"name": protocol.ENV_OUTPUT, "value": root},
-        {"name": protocol.ENV_OUTPUT_OWNER, "value": increments.identity(spec)},
+        {"name": protocol.ENV_OUTPUT_OWNER, "value": incremental_owner(job)},
         {"name": protocol.ENV_BATCH_LOG, "value": root},
     ]
 
@@ -173,7 +175,7 @@ def worker_pod(
         {"name": protocol.ENV_LEASE, "value": lease},
         {"name": protocol.ENV_POD, "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
         {"name": protocol.ENV_NAMESPACE, "valueFrom": {"fieldRef": {"fieldPath": "metadata.namespace"}}},
-        *_output_env(spec, meta["uid"]),
+        *_output_env(job),
         {"name": protocol.ENV_CHECKPOINT_SECONDS, "value": str(checkpoint.get("intervalSeconds", 30))},
         {"name": protocol.ENV_PROCESSOR, "value": json.dumps(processor, sort_keys=True)},
         {"name": protocol.ENV_FORMAT, "value": (spec.get("input") or {}).get("format", "text")},

@@ -33,15 +33,15 @@ CUMULATIVE = "cumulative"  # inside batches/<N>/: the merged result of batches 0
 
 
 def batch_root(number: int) -> str:
-    return f"{BATCHES}/{number:06d}"
+    return f"{BATCHES}/{number:08d}"
 
 
 def plan_entry(number: int) -> str:
-    return f"{LOG}/{number:06d}.plan.json"
+    return f"{LOG}/{number:08d}.plan.json"
 
 
 def commit_entry(number: int) -> str:
-    return f"{LOG}/{number:06d}.json"
+    return f"{LOG}/{number:08d}.json"
 
 
 def entry_number(name: str) -> tuple[int, str] | None:
@@ -72,35 +72,53 @@ def is_incremental(spec: dict[str, Any]) -> bool:
     return bool((spec.get("input") or {}).get("incremental")) or spec.get("mode") == "Continuous"
 
 
-def identity(spec: dict[str, Any]) -> str:
-    """The owner id of an incremental or continuous job's output, in a cluster and in local mode alike:
-    what it reads (its input locations, not the objects they hold now), how it parses it and what it
-    computes. Every run of that computation over those locations continues one batch log (re-applying a
-    DataJob under a new UID is its next run); anything else is another job, refused (OutputInUse)."""
+def identity(spec: dict[str, Any], job: str, namespace: str | None = None) -> str:
+    """The owner id of an incremental or continuous job's output: the job (namespace and name) and its
+    computation: what it reads (its input locations as written, not the objects they hold now), how it
+    parses it and what it computes. Every run of that job continues one batch log (re-applying a DataJob
+    under a new UID is its next run); another job, or a changed computation, is refused (OutputInUse).
+    ``spec`` is the normalised spec (api.models.normalised_spec), so how it was written does not matter.
+    The image, command and args are the code's version, left out: a fixed bug is the same job."""
     source = spec.get("input") or {}
     basis = {
+        "job": job,
+        "namespace": namespace,
         "incremental": sorted(source.get("uris") or []),
         "format": source.get("format", "text"),
         "encoding": source.get("encoding", "utf-8"),
+        "multiLine": bool(source.get("multiLine")),
         "badRecordPolicy": source.get("badRecordPolicy", "Fail"),
-        "processor": spec.get("processor"),
-        "reduce": spec.get("reduce"),
-        "command": spec.get("command"),
-        "args": spec.get("args"),
+        "processor": _canonical(
+            spec.get("processor") or ({} if spec.get("command") else {"builtin": "wordcount"})
+        ),
+        "reduce": _canonical(spec.get("reduce") or {}),
         "outputFormat": (spec.get("output") or {}).get("format") or "jsonl",
     }
     return "sha256:" + hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()
 
 
+def _canonical(part: dict[str, Any]) -> dict[str, Any]:
+    """Without empty values: an omitted ``options`` and ``options: {}`` mean the same."""
+    return {k: v for k, v in part.items() if v not in (None, {}, [], "")}
+
+
+def outside(listing: list[InputFile], output: str) -> list[InputFile]:
+    """The listing without anything under the job's own output (a glob over a bucket that also holds the
+    output would otherwise take each batch's results as new input, without end)."""
+    root = output.removeprefix("file://").rstrip("/") + "/"
+    return [f for f in listing if not f.path.removeprefix("file://").startswith(root)]
+
+
 def combines(spec: dict[str, Any]) -> bool:
-    """Whether each batch's result merges with the previous one (wordcount, aggregate, SQL: their merge is
-    what already combines shards), or is appended to the batches before it (grep, transform, user functions,
-    exec, and user or SQL reducers, whose output is not the input their reducer takes)."""
+    """Whether each batch's result merges with the previous one (wordcount and aggregate: their merge is
+    what already combines shards), or is appended to the batches before it (grep, transform, SQL, whose
+    map-only query is row by row, user functions, exec, and user or SQL reducers, whose output is not the
+    input their reducer takes)."""
     reduce = spec.get("reduce") or {}
     if reduce.get("function") or reduce.get("sql"):
         return False
     processor = spec.get("processor") or ({} if spec.get("command") else {"builtin": "wordcount"})
-    return processor.get("builtin") in ("wordcount", "aggregate") or bool(processor.get("sql"))
+    return processor.get("builtin") in ("wordcount", "aggregate")
 
 
 @dataclass(frozen=True)

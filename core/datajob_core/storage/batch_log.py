@@ -65,7 +65,9 @@ class BatchLog:
 
     # -- reading -------------------------------------------------------------------------------------
     def read(self) -> LogState:
-        """Every entry of the log (entries read before are not read again: they never change)."""
+        """Every entry of the log (entries read before are not read again: they never change). An entry
+        that is listed but cannot be read is an error, never taken for an absent one: its objects would
+        be planned again."""
         names = [n for n in self.store.list(increments.LOG) if increments.entry_number(n) is not None]
         unread = [
             f"{increments.LOG}/{n}"
@@ -75,29 +77,39 @@ class BatchLog:
         ]
         for name, payload in self.store.read_many(unread).items():
             number, kind = increments.entry_number(name) or (0, "")
-            entry = self._parse(name, payload)
-            if entry is None:
-                continue  # not readable yet (a create still in progress): read next time
+            # Entries are created whole (one PUT, or a link of a finished file): None was a failed read.
+            entry = self._parse(name, payload if payload is not None else self.store.read_bytes(name))
             if kind == "plan":
                 self._plans[number] = list(entry["objects"])
             else:
                 self._commits[number] = entry
         return LogState(dict(self._plans), dict(self._commits))
 
-    def _parse(self, name: str, payload: bytes | None) -> dict[str, Any] | None:
+    def _entry(self, kind: str, number: int) -> dict[str, Any] | None:
+        """One entry (cached), None if there is none."""
+        cache: dict[int, Any] = self._plans if kind == "plan" else self._commits
+        if number in cache:
+            return {"objects": cache[number]} if kind == "plan" else dict(cache[number])
+        name = increments.plan_entry(number) if kind == "plan" else increments.commit_entry(number)
+        payload = _read(self.store, name)
         if payload is None:
             return None
+        entry = self._parse(name, payload)
+        cache[number] = list(entry["objects"]) if kind == "plan" else entry
+        return entry
+
+    def _parse(self, name: str, payload: bytes) -> dict[str, Any]:
         try:
             entry = json.loads(payload)
         except ValueError:
-            return None
-        if not isinstance(entry, dict):
-            return None
+            entry = None
+        if not isinstance(entry, dict) or not isinstance(entry.get("objects"), list):
+            raise BatchLogError(f"{self.store.url_of(name)} is not a readable batch log entry")
         if entry.get("owner") != self.owner:
             raise BatchLogError(
                 f"{self.store.url_of(name)} was written by another job ({entry.get('owner') or 'unknown'}), "
-                f"not by {self.owner}: the input, processor or output format changed since; use another "
-                "output or set spec.output.overwrite"
+                f"not by {self.owner}: the job's name, input, processor or output format changed since; use "
+                "another output or set spec.output.overwrite"
             )
         return entry
 
@@ -107,10 +119,7 @@ class BatchLog:
         entry = {"batch": number, "owner": self.owner, "objects": objects, "plannedAt": now}
         name = increments.plan_entry(number)
         if not self.store.create(name, json.dumps(entry, sort_keys=True) + "\n"):
-            existing = self._parse(name, self.store.read_bytes(name))
-            if existing is None:
-                raise BatchLogError(f"{self.store.url_of(name)} is not a readable plan entry")
-            objects = list(existing["objects"])
+            objects = list(self._parse(name, self.store.read_bytes(name))["objects"])
         self._plans[number] = objects
         return objects
 
@@ -122,25 +131,26 @@ class BatchLog:
         previous one and this batch's), None to append (the batch's own result is its share).
         """
         name = increments.commit_entry(number)
-        known = self._commits.get(number) or self._parse(name, _read(self.store, name))
+        known = self._entry("commit", number)
         if known is not None:
-            self._commits[number] = known
+            self._refresh_result(known)  # the copy a killed commit may not have made
             return known
         batch = self.batch_store(number)
         manifest = Committer(batch, self.owner).published()
         if manifest is None:
             raise BatchLogError(f"batch {number} has no _SUCCESS in {batch.url}: it has not committed")
-        state = self.read()
-        if number not in state.plans:
+        plan = self._entry("plan", number)
+        if plan is None:
             raise BatchLogError(f"batch {number} has no plan entry")
-        previous = state.commits.get(number - 1)
+        # Only its plan and the entry before it are read: a commit costs the same after 10,000 batches.
+        previous = self._entry("commit", number - 1) if number > 0 else None
         if number > 0 and previous is None:
             raise BatchLogError(f"batch {number} cannot commit before batch {number - 1}")
         own = batch.read_bytes(RESULT)
         entry: dict[str, Any] = {
             "batch": number,
             "owner": self.owner,
-            "objects": state.plans[number],
+            "objects": plan["objects"],
             "records": int(manifest.get("records", 0)),
             "batchResult": {"object": f"{increments.batch_root(number)}/{RESULT}", "checksum": checksum(own)},
             "committedAt": now,
@@ -162,16 +172,30 @@ class BatchLog:
         else:
             entry["result"] = {**entry["batchResult"], "size": len(own)}
         if not self.store.create(name, json.dumps(entry, sort_keys=True) + "\n"):
-            adopted = self._parse(name, self.store.read_bytes(name))
-            if adopted is None:
-                raise BatchLogError(f"{self.store.url_of(name)} is not a readable commit entry")
-            entry = adopted
+            entry = self._parse(name, self.store.read_bytes(name))
         self._commits[number] = entry
-        if merge is not None and not self.store.exists(increments.commit_entry(number + 1)):
-            # The convenience copy; a commit of a later batch may already have replaced it, which the check
-            # narrows but cannot close (readers needing the exact batch read the log).
-            self.store.write(RESULT, self.store.read_bytes(entry["result"]["object"]))
+        self._refresh_result(entry)
         return entry
+
+    def _refresh_result(self, entry: dict[str, Any]) -> None:
+        """Makes the top-level ``result`` the newest merged result, if ``entry`` is the newest entry and
+        the copy is not it already (a commit killed between its entry and its copy left an older one)."""
+        if entry.get("mode") != "merge" or self.store.exists(
+            increments.commit_entry(int(entry["batch"]) + 1)
+        ):
+            return
+        current = _read(self.store, RESULT)
+        if current is not None and checksum(current) == entry["result"]["checksum"]:
+            return
+        # A commit of a later batch may replace it meanwhile; the check above narrows that, and readers
+        # needing the exact batch read the log.
+        self.store.write(RESULT, self.store.read_bytes(entry["result"]["object"]))
+
+    def refresh(self) -> None:
+        """Repairs the top-level result copy from the newest commit entry (a run with nothing new)."""
+        state = self.read()
+        if state.last_commit is not None:
+            self._refresh_result(state.last_commit)
 
 
 def _read(store: Store, name: str) -> bytes | None:
