@@ -177,6 +177,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=100_000)
     parser.add_argument("--kill-every", type=float, default=3.0)
     parser.add_argument("--files", type=int, default=400)
+    parser.add_argument("--only", choices=["lag", "rerun"], help="run one of the two parts")
     args = parser.parse_args()
     kinds = ["posix", "s3"] if args.store == "both" else [args.store]
     for kind in kinds:
@@ -189,10 +190,11 @@ def main() -> None:
             os.environ.update(server.credentials)  # local mode: the user's own credentials
             os.environ["XDG_CACHE_HOME"] = str(work / "cache")
         try:
-            lag(
-                Place(kind, work / "lag", server), args.rate, args.seconds, args.size, args.kill_every or None
-            )
-            rerun(Place(kind, work / "rerun", server), args.files, args.size)
+            if args.only != "rerun":
+                place = Place(kind, work / "lag", server)
+                lag(place, args.rate, args.seconds, args.size, args.kill_every or None)
+            if args.only != "lag":
+                rerun(Place(kind, work / "rerun", server), args.files, args.size)
         finally:
             if server is not None:
                 server.stop()

@@ -477,7 +477,10 @@ class LocalRun:
         if state.phase is Phase.SUCCEEDED:
             self.result = self.store.url_of(committer.RESULT)
         self._summary(state)
-        self._report(state)
+        if self.batch is None or self.report_copy is not None:
+            # A batch's report only when asked for (--report): drawing and writing ~5 MB per batch is most of
+            # a small batch's time on an object store.
+            self._report(state)
         return state
 
     def _report(self, state: JobState) -> None:
