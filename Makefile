@@ -86,6 +86,7 @@ bench: install ## Run the benchmarks (they print figures; see docs/benchmarks.md
 	$(BIN)/python benchmarks/small_files.py
 	$(BIN)/python benchmarks/skew.py
 	$(BIN)/python benchmarks/dispatch_local.py --failures
+	$(BIN)/python benchmarks/continuous.py
 
 .PHONY: bench-dispatch
 bench-dispatch: install ## Local dispatch: word count vs multiprocessing.Pool and PySpark (if installed), 1,000 tiny shards, failure overhead

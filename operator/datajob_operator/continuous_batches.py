@@ -110,10 +110,9 @@ class ContinuousBatches:
         if number is None:
             limit = int((job["spec"].get("continuous") or {}).get("maxBatchObjects", 10000))
             selection = increments.select(self.stream.listing, logged.ingested, limit)
-            for changed in selection.changed:
-                if changed.path not in self.stream.told_changed:
-                    self.stream.told_changed.add(changed.path)
-                    plan_loader.tell_changed(job, self.jobs, [changed])
+            untold = [f for f in selection.changed if f.path not in self.stream.told_changed]
+            self.stream.told_changed.update(f.path for f in untold)
+            plan_loader.tell_changed(job, self.jobs, untold)
             if not selection.new:
                 return []
             number = increments.next_batch(logged.plans)

@@ -94,14 +94,17 @@ def list_job_inputs(job: dict[str, Any], storage: JobStorage) -> list[InputFile]
 
 
 def tell_changed(job: dict[str, Any], jobs: JobClient, changed: list[InputFile]) -> None:
-    for found in changed:
-        jobs.post_event(
-            job,
-            "Warning",
-            "InputChanged",
-            f"{found.path} was rewritten after an earlier batch took it; its new content is not processed "
-            "(write new data under a new name)",
-        )
+    """One event for all the objects rewritten after a batch took them (not one per object)."""
+    if not changed:
+        return
+    more = f" and {len(changed) - 1} more" if len(changed) > 1 else ""
+    jobs.post_event(
+        job,
+        "Warning",
+        "InputChanged",
+        f"{changed[0].path}{more} were rewritten after an earlier batch took them; their new content is not "
+        "processed (write new data under new names)",
+    )
 
 
 def store_plan(
