@@ -15,7 +15,7 @@ from typing import Any
 
 from datajob_core.api.identity import incremental_owner
 from datajob_core.data import increments
-from datajob_core.data.planning import InputFile
+from datajob_core.data.planning import InputFile, PlanError
 from datajob_core.data.storage_access import StorageAccessError
 from datajob_core.storage.batch_log import BatchLog
 
@@ -61,6 +61,8 @@ def plan_batch(job: dict[str, Any], storage: JobStorage, listing: list[InputFile
     if not selection.new:
         log.refresh()  # the result copy a commit killed after its log entry may not have made
         last = state.last_commit
+        if last is None and not continuous:
+            raise PlanError(f"no input files matched spec.input.uris {job['spec']['input']['uris']}")
         told = f" since batch {last['batch']}" if last else ""
         raise NothingNewError(f"no new input{told}: every object is in a committed batch", last)
     number = increments.next_batch(state.plans)

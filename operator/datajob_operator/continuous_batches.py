@@ -52,6 +52,10 @@ class ContinuousBatches:
     def poll_seconds(self, spec: dict[str, Any]) -> float:
         return float((spec.get("continuous") or {}).get("pollSeconds", 10))
 
+    def next_poll_in(self, spec: dict[str, Any], now: float) -> float:
+        """Seconds until the input is due to be listed again (the pass's timer)."""
+        return max(self.stream.listed_at + self.poll_seconds(spec) - now, 0.1)
+
     def _batch_log(self, job: dict[str, Any]) -> BatchLog:
         if self.stream.log is None:
             store = self.storage.output_store(job)
@@ -74,7 +78,9 @@ class ContinuousBatches:
         try:
             listed = plan_loader.list_job_inputs(job, self.storage)
             self.stream.listing = increments.outside(listed, job["spec"]["output"]["uri"])
-        except PlanError:
+        except PlanError as error:
+            if not plan_loader.nothing_matched(error):
+                raise
             self.stream.listing = []  # nothing has arrived yet
         except StorageError as error:
             self.log.warning("listing the input failed; trying again", error=str(error))
@@ -102,7 +108,9 @@ class ContinuousBatches:
             return []
         # Input already seen waiting is planned at once (a fresh listing and log read); otherwise the
         # input is listed again when pollSeconds have passed.
-        logged = self.observe(job, now, force=self.stream.backlog.objects > 0)
+        last = self.stream.last_commit
+        unseen = last is None or int(last["batch"]) < (state.batch or 0)  # the batch that just committed
+        logged = self.observe(job, now, force=self.stream.backlog.objects > 0 or unseen)
         if logged is None:
             return []
         number = logged.open_batch
@@ -151,6 +159,7 @@ class ContinuousBatches:
         if state is not None and state.batch is not None:
             out["current"] = state.batch
         if self.stream.last_commit is not None:
+            out["records"] = int(self.stream.last_commit.get("totalRecords", 0))
             stamp = time.strftime(
                 "%Y-%m-%dT%H:%M:%SZ", time.gmtime(float(self.stream.last_commit["committedAt"]))
             )

@@ -46,13 +46,14 @@ from datajob_core.protocol import ASSIGNMENT_ANNOTATION, ReportMessage, lease_na
 from datajob_core.shards.stages import Layout
 from datajob_core.storage.batch_log import BatchLogError
 from datajob_core.storage.output_identity import OutputInUseError
+from datajob_core.storage.stores import StorageError
 
 from . import batch_planner, lineage
 from .batch_planner import NothingNewError
 from .continuous_batches import ContinuousBatches
 from .informer import Informers
 from .job_runtime import JobRuntime
-from .job_storage import JobStorage
+from .job_storage import JobStorage, StorageCredentialsError
 from .kube import (
     AccountConflictError,
     ConflictError,
@@ -207,9 +208,7 @@ class JobController:
             reports[slot] = ObservedReport(slot, report, epoch(view.renew_time), leaving=leaving)
 
         if continuous_job:
-            for event in self.continuous.advance(job, state, policy, reports, now):
-                self.jobs.post_event(job, event.type, event.reason, event.message)
-            self.continuous.observe(job, now)  # the backlog, at most every pollSeconds
+            self._follow_input(job, state, policy, reports, now)
             plan = self.runtime.plan or plan  # the new batch's, if one began
             policy = self.continuous.size(spec, state, policy)
         queue = self.kueue.follow(job, state)
@@ -263,7 +262,7 @@ class JobController:
             return self._after_finish(job)
         due = next_timer(state, policy, reports, now)
         if continuous_job:  # the next listing of the input
-            poll = self.continuous.poll_seconds(spec)
+            poll = self.continuous.next_poll_in(spec, time.time())
             due = poll if due is None else min(due, poll)
         return due
 
@@ -556,6 +555,38 @@ class JobController:
         self.jobs.post_event(job, "Warning", reason, message)
         self._lineage({**job, "status": {"phase": Phase.FAILED.value, "message": message}})
         return 30.0
+
+    def _follow_input(
+        self,
+        job: dict[str, Any],
+        state: JobState,
+        policy: Policy,
+        reports: dict[int, ObservedReport],
+        now: float,
+    ) -> None:
+        """A continuous job's next batch and backlog. A failure here (the store down, an unreadable log
+        entry, a link out of the storage roots) is told once as an event and the pass goes on: the running
+        batch's workers still need it; listing is tried again at the next poll."""
+        try:
+            for event in self.continuous.advance(job, state, policy, reports, now):
+                self.jobs.post_event(job, event.type, event.reason, event.message)
+            self.continuous.observe(job, now)  # the backlog, at most every pollSeconds
+        except (
+            BatchLogError,
+            OutputInUseError,
+            PlanError,
+            StorageAccessError,
+            StorageCredentialsError,
+            StorageError,
+            OSError,
+        ) as error:
+            message = f"the input or the batch log cannot be read: {error}"
+            self.log.warning("continuous job cannot plan its next batch", error=str(error))
+            if self.runtime.input_problem != message:
+                self.runtime.input_problem = message
+                self.jobs.post_event(job, "Warning", "BatchPlanningFailed", message[:1024])
+            return
+        self.runtime.input_problem = ""
 
     def _waiting_for_input(self, job: dict[str, Any]) -> float:
         """A continuous job before its first batch: no input yet (or none no batch took); no pod runs."""

@@ -16,6 +16,7 @@ class JobRuntime:
     plan: list[dict[str, Any]] | None = None
     plan_chunks: int = 1
     batch: int | None = None  # an incremental job's batch (its number is kept beside the plan)
+    input_problem: str = ""  # a continuous job's last failure to list or plan, told once (an event)
     rbac_leases: frozenset[str] = frozenset()
     leases_created: set[str] = field(default_factory=set)
     last_assignment: dict[str, str] = field(default_factory=dict)

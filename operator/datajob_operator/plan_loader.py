@@ -49,8 +49,8 @@ def load_plan(
     if index is None:
         try:
             files = list_job_inputs(job, storage)
-        except PlanError:
-            if not increments.is_incremental(job["spec"]):
+        except PlanError as error:
+            if not (increments.is_incremental(job["spec"]) and nothing_matched(error)):
                 raise
             files = []  # an open batch still runs; else NothingNew (continuous: waiting for input)
         batch = None
@@ -77,6 +77,11 @@ def load_plan(
     runtime.batch = int(index["data"][BATCH_KEY]) if BATCH_KEY in index["data"] else None
     runtime.plan = plan_store.decode(b"".join(parts))
     return runtime.plan
+
+
+def nothing_matched(error: PlanError) -> bool:
+    """The input's patterns matched nothing (an emptied prefix, no input yet), not an unreadable input."""
+    return str(error).startswith("no input files matched")
 
 
 def list_job_inputs(job: dict[str, Any], storage: JobStorage) -> list[InputFile]:
@@ -115,6 +120,12 @@ def store_plan(
     names = plan_store.chunk_names(jobs.name, len(chunks))
     if runtime.plan is not None:  # the last batch's: its chunks go (no worker reads them any more)
         delete_plan(jobs, min(runtime.plan_chunks, MAX_CHUNKS))
+    for name in names:  # a deleted same-named job's chunk, left by the garbage collector, is replaced
+        found = jobs.read_config_map(name)
+        if found is not None and not _ours(found, job):
+            if not _an_earlier_datajob_of_this_name(found, jobs.name):
+                raise PlanError(f"ConfigMap {name} exists and is not this job's plan", "PlanConflict")
+            jobs.delete_config_map(name)
     # The index (chunk 0, with the count) goes last: once it exists, every chunk does.
     for name, chunk in reversed(list(zip(names, chunks, strict=True))):
         manifest: dict[str, Any] = {
@@ -132,6 +143,7 @@ def store_plan(
         jobs.create_config_map(manifest)
     runtime.plan_chunks = len(chunks)
     runtime.plan, runtime.batch = plan, batch
+    runtime.input_bytes = None  # the new plan's, for status.progress
 
 
 # A plan of MAX_SHARDS shards is a few dozen chunks; this bounds what a forged "chunks" count can cost.

@@ -343,6 +343,10 @@ class Worker:
         )
         self.attempts = AttemptLog(self.output.store, self.owner)
         self.batch, self.plan = batch, None
+        with self.lock:  # what it said about the last batch's shards (a lost backup's) is over
+            self.reporter.progress = {
+                k: p for k, p in self.reporter.progress.items() if p.batch in (batch, None)
+            }
         log.info("batch", batch=batch, output=self.output.store.url)
 
     def notice(self, reason: str, message: str) -> None:
@@ -363,7 +367,8 @@ class Worker:
         stragglers by bytes read per second (speculation)."""
         with self.lock:
             last = self.reporter.progress.get(str(task.shard))
-        checkpoint = last.checkpoint if last is not None and last.attempt == task.attempt else None
+        same = last is not None and (last.batch, last.attempt) == (task.batch, task.attempt)
+        checkpoint = last.checkpoint if last is not None and same else None
         self._put_progress(task, progress, checkpoint)
 
     def _put_progress(

@@ -5,11 +5,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from datajob_core.api.models import normalised_spec
+from datajob_core.api.models import Input, Processor, Reduce
 from datajob_core.data import increments
 
 
 def incremental_owner(job: dict[str, Any]) -> str:
-    meta = job.get("metadata") or {}
+    """From the immutable parts only (input, processor, reduce, output format), each normalised on its own:
+    a later edit of a mutable field (hardware, workers) can neither change the id nor make it fail."""
+    meta, spec = job.get("metadata") or {}, job["spec"]
     name = str(meta.get("name") or "datajob")
-    return increments.identity(normalised_spec(job["spec"]), name, meta.get("namespace"))
+    parts: dict[str, Any] = {"input": _dump(Input, spec.get("input")), "output": spec.get("output") or {}}
+    for key, model in (("processor", Processor), ("reduce", Reduce)):
+        if spec.get(key) is not None:
+            parts[key] = _dump(model, spec[key])
+    if spec.get("command"):
+        parts["command"] = spec["command"]
+    return increments.identity(parts, name, meta.get("namespace"))
+
+
+def _dump(model: Any, value: Any) -> dict[str, Any]:
+    dumped: dict[str, Any] = model.model_validate(value).model_dump(by_alias=True, exclude_none=True)
+    return dumped

@@ -1486,6 +1486,10 @@ class BatchesStatus(_Model):
         default=None, description="lagSeconds for people (kubectl get dj): 0s, 42s, 3m10s."
     )
     batches_per_minute: float | None = Field(default=None, description="Over the last ten minutes.")
+    records: int | None = Field(
+        default=None,
+        description="Records in all committed batches (status.processed counts the current one).",
+    )
 
 
 class ProgressStatus(_Model):

@@ -44,6 +44,9 @@ def begin_batch(state: JobState, number: int, ledger: Ledger, now: float) -> Non
     """The job's state for batch ``number``, whose fresh ledger is ``ledger`` (the batch's plan)."""
     state.ledger = ledger
     state.batch = number
+    # status.processed and progress are the batch's (the log keeps the totals; a metric counter read
+    # from them starts again from 0 without going down).
+    state.records, state.bytes, state.skipped = 0, 0, 0
     state.progressed_at = now  # a new batch is progress; its stall clock starts now
     state.stalled = ""
     # What referred to the last batch's shards by number.

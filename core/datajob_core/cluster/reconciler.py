@@ -1480,12 +1480,15 @@ def _this_batch(reports: dict[int, ObservedReport], batch: int | None) -> dict[i
 def _fenced(report: ReportMessage | None, batch: int) -> ReportMessage | None:
     if report is None:
         return None
-    current = report.current if report.current is not None and report.current.batch == batch else None
+    # Untagged words (a worker image from before batches were tagged) are taken as the current batch's;
+    # continuous.quiescent holds the next batch back while any remain.
+    ours = (batch, None)
+    current = report.current if report.current is not None and report.current.batch in ours else None
     return report.model_copy(
         update={
-            "progress": {k: p for k, p in report.progress.items() if p.batch == batch},
-            "done": [o for o in report.done if o.batch == batch],
-            "failed": [o for o in report.failed if o.batch == batch],
+            "progress": {k: p for k, p in report.progress.items() if p.batch in ours},
+            "done": [o for o in report.done if o.batch in ours],
+            "failed": [o for o in report.failed if o.batch in ours],
             "current": current,
         }
     )
