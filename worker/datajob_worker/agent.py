@@ -290,6 +290,8 @@ class Worker:
             return self._loop()
         finally:
             stop.set()
+            if self.reporter.terminated:
+                log.info("signal received; checkpointed and exiting")
             self.processor.close()  # the batch form's teardown(), once per worker process
 
     def _loop(self) -> int:
@@ -751,8 +753,10 @@ def main() -> int:
         )
 
         def on_term(signum: int, _frame: object) -> None:
-            # Preemption, scale-down, drain: checkpoint at the next record and exit cleanly.
-            log.info("signal received; checkpointing and exiting", signal=signum)
+            # Preemption, scale-down, drain: checkpoint at the next record and exit cleanly. Nothing is
+            # logged here: the handler runs between two bytecodes of the main thread, which may hold the
+            # logger's lock mid-write, and a second write would wait for it forever (seen as a worker that
+            # never stopped and was killed 30 s later). The loop says it once it stops.
             worker.stopping = worker.reporter.terminated = True
 
         signal.signal(signal.SIGTERM, on_term)
