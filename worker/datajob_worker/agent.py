@@ -291,7 +291,7 @@ class Worker:
         finally:
             stop.set()
             if self.reporter.terminated:
-                log.info("signal received; checkpointed and exiting")
+                log.info("signal received; checkpointing and exiting")
             self.processor.close()  # the batch form's teardown(), once per worker process
 
     def _loop(self) -> int:
