@@ -24,6 +24,7 @@ from pydantic import ValidationError
 
 from datajob_core.api import pod_policy
 from datajob_core.api.conditions import set_condition
+from datajob_core.api.identity import output_owner
 from datajob_core.api.models import DataJobSpec, format_validation_error
 from datajob_core.cluster import hardware, queueing, sizing, state_codec
 from datajob_core.cluster.reconciler import (
@@ -43,12 +44,13 @@ from datajob_core.data.locations import output_inside_input
 from datajob_core.data.planning import PlanError
 from datajob_core.data.storage_access import StorageAccessError, StorageAccessPolicy
 from datajob_core.protocol import ASSIGNMENT_ANNOTATION, ReportMessage, lease_name
+from datajob_core.shards.recovery import ResumeMismatchError
 from datajob_core.shards.stages import Layout
 from datajob_core.storage.batch_log import BatchLogError
 from datajob_core.storage.output_identity import OutputInUseError
 from datajob_core.storage.stores import StorageError
 
-from . import batch_planner, lineage
+from . import batch_planner, ledger_recovery, lineage
 from .batch_planner import NothingNewError
 from .continuous_batches import ContinuousBatches
 from .informer import Informers
@@ -176,11 +178,13 @@ class JobController:
             except StorageAccessError as error:
                 return self._fail_before_start(job, "StorageAccessDenied", str(error))
 
-        state = (
-            state_codec.decode(status["ledger"])
-            if status.get("ledger")
-            else JobState(Layout.for_spec(len(plan), spec).ledger(), batch=self.runtime.batch)
-        )
+        if status.get("ledger"):
+            state = state_codec.decode(status["ledger"])
+        else:
+            try:
+                state = self._new_state(job, plan)
+            except ResumeMismatchError as error:
+                return self._fail_before_start(job, "ResumeMismatch", str(error))
         policy = policy_from_spec(spec, job["metadata"].get("annotations"))
         continuous_job = policy.continuous
         now = time.time()
@@ -529,6 +533,23 @@ class JobController:
                 self.jobs.replace_status(job, status)
             except ConflictError:
                 return
+
+    def _new_state(self, job: dict[str, Any], plan: list[dict[str, Any]]) -> JobState:
+        """A new ledger for the plan; with spec.output.resume, the one the work in the output continues
+        (ledger_recovery). Storage errors propagate: the pass is retried, never started afresh instead."""
+        spec = job["spec"]
+        layout = Layout.for_spec(len(plan), spec)
+        if not spec["output"].get("resume"):
+            return JobState(layout.ledger(), batch=self.runtime.batch)
+        store = self.storage.output_store(job)
+        if store is None:
+            self.log.warning("resume: the operator cannot see the output; workers skip committed shards")
+            return JobState(layout.ledger(), batch=self.runtime.batch)
+        rebuilt = ledger_recovery.resume(store, output_owner(job), layout, plan)
+        if rebuilt.found_work and not self.runtime.told_resumed:
+            self.runtime.told_resumed = True
+            self.jobs.post_event(job, "Normal", "ResumedFromStorage", rebuilt.summary(layout.ledger().total))
+        return JobState(rebuilt.ledger, batch=self.runtime.batch)
 
     def _fail_before_start(self, job: dict[str, Any], reason: str, message: str) -> float:
         """The job cannot start at all: Failed with a condition and an event naming why; no retrying."""

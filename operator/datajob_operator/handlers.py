@@ -17,6 +17,7 @@ import structlog
 import yaml
 from kubernetes import client, config
 
+from datajob_core.api.models import OPERATOR_MANAGER
 from datajob_core.cluster.node_drain import draining_reason
 from datajob_core.cluster.reconciler import RETRY_ANNOTATION
 from datajob_core.data.storage_access import StorageAccessPolicy
@@ -233,7 +234,14 @@ class _QuietEventHandler(logging.Filter):
 logging.getLogger("kopf.objects").addFilter(_QuietEventHandler())
 
 
-@kopf.on.event(GROUP, VERSION, PLURAL)
+def managed_here(spec: kopf.Spec, **_: Any) -> bool:
+    """spec.managedBy unset or this operator's: a DataJob another controller manages (MultiKueue's copy on
+    a manager cluster) gets no pods and no status writes from this operator. The field is immutable, so a
+    job never moves between controllers while it runs."""
+    return spec.get("managedBy") in (None, "", OPERATOR_MANAGER)
+
+
+@kopf.on.event(GROUP, VERSION, PLURAL, when=managed_here)
 def job_changed(name: str, namespace: str | None, body: kopf.Body, **_: Any) -> None:
     """A new generation of the spec (scale, suspend, ...) or a deletion is urgent; the operator's own
     status writes are not news."""
@@ -250,7 +258,7 @@ def job_changed(name: str, namespace: str | None, body: kopf.Body, **_: Any) -> 
 
 # cancellation_backoff: the loop sees `stopped` within a second and leaves on its own; kopf cancels it
 # only if it has not after that.
-@kopf.daemon(GROUP, VERSION, PLURAL, cancellation_backoff=2.0, cancellation_timeout=10.0)
+@kopf.daemon(GROUP, VERSION, PLURAL, when=managed_here, cancellation_backoff=2.0, cancellation_timeout=10.0)
 async def run_job(*, name: str, namespace: str | None, stopped: kopf.DaemonStopped, **_: Any) -> None:
     """Reconciles the job whenever there is news for it (see pacing), until it is deleted or the
     operator stops. A coroutine, not a thread: 1,000 jobs are 1,000 cheap waits, and passes share a

@@ -9,9 +9,9 @@ from typing import Any
 
 from kubernetes.client.rest import ApiException
 
-from datajob_core.api.identity import incremental_owner
+from datajob_core.api.identity import output_owner
 from datajob_core.cluster.reconciler import JobState, Phase
-from datajob_core.data import increments, storage_access
+from datajob_core.data import storage_access
 from datajob_core.data.locations import ACCESS_KEY, CREDENTIAL_KEYS, SECRET_KEY, StorageConfig, is_remote
 from datajob_core.data.storage_access import StorageAccessError, StorageAccessPolicy
 from datajob_core.storage import output_identity
@@ -106,7 +106,7 @@ class JobStorage:
         return Store(output)
 
     def claim_output(self, job: dict[str, Any]) -> None:
-        """Marks the output as this job's (its UID), or raises OutputInUseError saying whose it is.
+        """Marks the output as this job's (api.identity.output_owner), or raises OutputInUseError.
 
         Only where the operator sees the output; workers check every commit record's owner in any case.
         """
@@ -114,9 +114,8 @@ class JobStorage:
         if store is None:
             return
         meta = job["metadata"]
-        # An incremental job's runs share one output (its batch log): the spec is the identity, not the UID.
-        identity = incremental_owner(job) if increments.is_incremental(job["spec"]) else meta["uid"]
-        owner = {"job": meta["name"], "namespace": meta.get("namespace"), "id": identity}
+        # Runs that share one output (a batch log, spec.output.resume) are one owner: the spec, not the UID.
+        owner = {"job": meta["name"], "namespace": meta.get("namespace"), "id": output_owner(job)}
         output_identity.claim(store, owner, overwrite=bool(job["spec"]["output"].get("overwrite")))
 
     def collect(self, job: dict[str, Any], state: JobState) -> None:

@@ -60,6 +60,23 @@ def test_valid_spec_is_defaulted_and_immutable_fields_stay_put(
     assert patched["spec"]["workers"] == 4
 
 
+def test_managed_by_cannot_be_set_changed_or_removed_after_creation(
+    api_client: client.ApiClient, datajob_crd: None, namespace: str
+) -> None:
+    custom = client.CustomObjectsApi(api_client)
+    _create(api_client, namespace, "mine", VALID_SPEC)
+    _create(api_client, namespace, "theirs", {**VALID_SPEC, "managedBy": "kueue.x-k8s.io/multikueue"})
+    attempts = [
+        ("mine", {"spec": {"managedBy": "kueue.x-k8s.io/multikueue"}}),
+        ("theirs", {"spec": {"managedBy": "datajob.dev/operator"}}),
+        ("theirs", {"spec": {"managedBy": None}}),
+    ]
+    for name, patch in attempts:
+        with pytest.raises(client.ApiException) as rejected:
+            custom.patch_namespaced_custom_object(GROUP, VERSION, namespace, PLURAL, name, patch)
+        assert "spec.managedBy is immutable" in json.loads(rejected.value.body)["message"], (name, patch)
+
+
 def test_kubectl_explains_fields_and_lists_columns(
     kubectl: Kubectl, datajob_crd: None, namespace: str
 ) -> None:

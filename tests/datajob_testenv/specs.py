@@ -341,6 +341,24 @@ BAD_SPECS: list[tuple[str, dict[str, Any], str]] = [
         spec_with(mode="Continuous", autoscaling={"maxWorkers": 2}, minWorkers=1),
         "spec.minWorkers (Kueue's partial admission) cannot be set with spec.autoscaling",
     ),
+    (
+        "resume with overwrite",
+        spec_with(output={"uri": "/data/out", "resume": True, "overwrite": True}),
+        "spec.output.resume is for Batch jobs without spec.output.overwrite",
+    ),
+    (
+        "resume with splitting",
+        spec_with(output={"uri": "/data/out", "resume": True}, splitting={"enabled": True}),
+        "spec.output.resume is for Batch jobs without spec.output.overwrite",
+    ),
+    (
+        "resume of an incremental job",
+        spec_with(
+            input={"uris": ["/data/in/*.txt"], "incremental": True}, output={"uri": "/data/out", "resume": True}
+        ),
+        "spec.output.resume is for Batch jobs without spec.output.overwrite",
+    ),
+    ("managedBy not a domain path", spec_with(managedBy="multikueue"), "spec.managedBy"),
 ]
 
 # What users legitimately put in a pod template: all of it must stay possible.

@@ -1,5 +1,6 @@
-"""The owner id of an incremental or continuous DataJob's output (datajob_core.data.increments.identity),
-from the DataJob as the API server stores it or as a manifest gives it: one id however the spec is written."""
+"""The owner id of a DataJob's output: its UID, or for jobs whose runs share one output (incremental and
+continuous jobs, spec.output.resume) datajob_core.data.increments.identity, from the DataJob as the API
+server stores it or as a manifest gives it: one id however the spec is written."""
 
 from __future__ import annotations
 
@@ -21,6 +22,16 @@ def incremental_owner(job: dict[str, Any]) -> str:
     if spec.get("command"):
         parts["command"] = spec["command"]
     return increments.identity(parts, name, meta.get("namespace"))
+
+
+def output_owner(job: dict[str, Any]) -> str:
+    """Whose output the job's is (datajob_core.storage.output_identity): its UID, unless its runs share the
+    output: an incremental job's batch log, or spec.output.resume, where a re-applied DataJob or its copy
+    in another cluster continues what an earlier run committed (docs/design.md, Rebuilding the ledger)."""
+    spec = job["spec"]
+    if increments.is_incremental(spec) or (spec.get("output") or {}).get("resume"):
+        return incremental_owner(job)
+    return str(job["metadata"]["uid"])
 
 
 def _dump(model: Any, value: Any) -> dict[str, Any]:

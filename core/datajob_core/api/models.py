@@ -354,6 +354,18 @@ class Output(_Model):
             "remove what that job wrote and start afresh, instead of failing with OutputInUse."
         ),
     )
+    resume: bool = Field(
+        default=False,
+        description=(
+            "Continue an earlier run's work found in this output instead of refusing it: the output belongs "
+            "to the job's namespace, name and computation (input, processor, reduce, output) rather than to "
+            "its UID, so a DataJob deleted and re-applied, restored from an older etcd snapshot, or copied "
+            "to another cluster (MultiKueue) rebuilds its ledger from the commit records and checkpoints "
+            "there: committed shards are not run again, interrupted ones resume from their newest readable "
+            "checkpoint. The input must plan to the same shards (else ResumeMismatch). Batch jobs only; not "
+            "with output.overwrite or spec.splitting (docs/design.md, Rebuilding the ledger)."
+        ),
+    )
     format: Literal["jsonl", "parquet"] | None = Field(
         default=None,
         description=(
@@ -1052,6 +1064,13 @@ PROGRESS_DEADLINE_MESSAGE = (
 
 
 CONTINUOUS_MESSAGE = "spec.continuous and spec.autoscaling need spec.mode Continuous"
+RESUME_MESSAGE = (
+    "spec.output.resume is for Batch jobs without spec.output.overwrite or spec.splitting.enabled: "
+    "incremental and continuous jobs already continue from their batch log, overwrite would clear what "
+    "resume continues, and split shards' ranges live only in the ledger"
+)
+MANAGED_BY_MESSAGE = "spec.managedBy is immutable"
+OPERATOR_MANAGER = "datajob.dev/operator"  # spec.managedBy's value for this operator (also when unset)
 INCREMENTAL_OVERWRITE_MESSAGE = (
     "spec.output.overwrite cannot be set with spec.input.incremental or spec.mode Continuous: every run "
     "would clear the batch log; to start afresh, delete the output or use another (locally: datajob run "
@@ -1107,6 +1126,20 @@ class DataJobSpec(_Model):
                 ".output.overwrite",
             ),
             _rule(
+                "!has(self.output.resume) || !self.output.resume || "
+                "((!has(self.input.incremental) || !self.input.incremental) && "
+                "(!has(self.mode) || self.mode != 'Continuous') && "
+                "(!has(self.output.overwrite) || !self.output.overwrite) && "
+                "(!has(self.splitting) || !has(self.splitting.enabled) || !self.splitting.enabled))",
+                RESUME_MESSAGE,
+                ".output.resume",
+            ),
+            _rule(
+                "has(self.managedBy) == has(oldSelf.managedBy)",
+                MANAGED_BY_MESSAGE,
+                ".managedBy",
+            ),
+            _rule(
                 "!has(self.mode) || self.mode != 'Continuous' || !has(self.activeDeadlineSeconds)",
                 ACTIVE_DEADLINE_MESSAGE,
                 ".activeDeadlineSeconds",
@@ -1132,6 +1165,18 @@ class DataJobSpec(_Model):
     )
 
     image: str = Field(min_length=1, max_length=1024, description="Worker container image.")
+    managed_by: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=63,
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[a-zA-Z0-9]([-a-zA-Z0-9._]*[a-zA-Z0-9])?$",
+        description=(
+            "Which controller runs this DataJob, as batch/v1 Job's managedBy: unset or "
+            f"{OPERATOR_MANAGER}, this operator; any other value (kueue.x-k8s.io/multikueue on a MultiKueue "
+            "manager cluster) and this operator leaves the DataJob alone: no pods, no status. Immutable."
+        ),
+        json_schema_extra=_rules(_rule("self == oldSelf", MANAGED_BY_MESSAGE)),
+    )
     command: list[str] | None = Field(
         default=None, max_length=256, description="Worker entrypoint; default: python -m datajob_worker."
     )
@@ -1331,6 +1376,9 @@ class DataJobSpec(_Model):
             raise ValueError(CONTINUOUS_MESSAGE)
         if self.incremental and self.output.overwrite:
             raise ValueError(INCREMENTAL_OVERWRITE_MESSAGE)
+        splitting = self.splitting is not None and self.splitting.enabled
+        if self.output.resume and (self.incremental or self.output.overwrite or splitting):
+            raise ValueError(RESUME_MESSAGE)
         if self.mode == "Continuous" and self.active_deadline_seconds is not None:
             raise ValueError(ACTIVE_DEADLINE_MESSAGE)
         if self.autoscaling is not None and self.min_workers is not None:

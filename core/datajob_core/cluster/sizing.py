@@ -12,7 +12,7 @@ from typing import Any
 
 from datajob_core import protocol
 from datajob_core.api import pod_policy
-from datajob_core.api.identity import incremental_owner
+from datajob_core.api.identity import output_owner
 from datajob_core.cluster import hardware
 from datajob_core.cluster.hardware import Profile
 from datajob_core.data import increments
@@ -138,19 +138,16 @@ def time_limits(spec: dict[str, Any]) -> str:
 
 
 def _output_env(job: dict[str, Any]) -> list[dict[str, str]]:
-    spec, uid = job["spec"], job["metadata"]["uid"]
+    spec = job["spec"]
     root = (spec.get("output") or {}).get("uri", "")
-    if not increments.is_incremental(spec):
-        return [
-            {"name": protocol.ENV_OUTPUT, "value": root},
-            {"name": protocol.ENV_OUTPUT_OWNER, "value": uid},
-        ]
-    # Batches share the output (its batch log); each task says which batch's prefix it writes.
-    return [
+    env = [
         {"name": protocol.ENV_OUTPUT, "value": root},
-        {"name": protocol.ENV_OUTPUT_OWNER, "value": incremental_owner(job)},
-        {"name": protocol.ENV_BATCH_LOG, "value": root},
+        {"name": protocol.ENV_OUTPUT_OWNER, "value": output_owner(job)},
     ]
+    if increments.is_incremental(spec):
+        # Batches share the output (its batch log); each task says which batch's prefix it writes.
+        env.append({"name": protocol.ENV_BATCH_LOG, "value": root})
+    return env
 
 
 def worker_pod(

@@ -1,0 +1,91 @@
+"""spec.output.resume, the I/O side: read what a job's output holds (with the job's own identity, through
+JobStorage) and rebuild the ledger from it (the decisions: datajob_core.shards.recovery).
+
+Listings, not reads, for the common evidence: one listing each of the commit records, the checkpoints and
+the attempt logs; only the shards that were interrupted have their newest checkpoint read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Any
+
+from datajob_core.shards.recovery import Evidence, Rebuilt, ResumeMismatchError, rebuild
+from datajob_core.shards.stages import Layout
+from datajob_core.storage.attempt_log import DIRECTORY as ATTEMPT_LOG
+from datajob_core.storage.checkpoint_store import DIRECTORY as CHECKPOINTS
+from datajob_core.storage.checkpoint_store import CheckpointStore
+from datajob_core.storage.committer import ATTEMPTS, COMMITS, Committer
+from datajob_core.storage.stores import Store
+
+PLAN_RECORD = "_datajob/resume-plan.json"
+_RECORD = re.compile(r"^part-(\d+)\.json$")
+_CHECKPOINT = re.compile(r"^(\d+)/(\d+)\.\d+\.json$")
+_ATTEMPT_OBJECT = re.compile(r"^(\d+)/(\d+)-[0-9a-f]+(/|$)")
+_ATTEMPT_LOG = re.compile(r"^(\d+)-(\d+)-[0-9a-f]+\.json$")
+
+
+def resume(store: Store, owner: str, layout: Layout, plan: list[dict[str, Any]]) -> Rebuilt:
+    """The ledger that continues the work this job's output holds (a fresh one if it holds none). Raises
+    ResumeMismatchError if that work was planned differently."""
+    check_plan(store, plan, layout)
+    return rebuild(layout, read_evidence(store, owner))
+
+
+def check_plan(store: Store, plan: list[dict[str, Any]], layout: Layout) -> None:
+    """The first run records its plan's digest; later runs must plan the same shards (the same input
+    objects, sizes and partitioning), or shard N would mean another range of the input."""
+    digest = "sha256:" + hashlib.sha256(json.dumps(plan, sort_keys=True).encode()).hexdigest()
+    mine = {"digest": digest, "mapShards": layout.map_shards, "partitions": layout.partitions}
+    if store.create(PLAN_RECORD, json.dumps(mine, sort_keys=True) + "\n"):
+        return
+    try:
+        recorded = json.loads(store.read_bytes(PLAN_RECORD))
+    except (FileNotFoundError, ValueError) as error:
+        raise ResumeMismatchError(f"{store.url_of(PLAN_RECORD)} cannot be read: {error}") from None
+    if recorded != mine:
+        raise ResumeMismatchError(
+            f"the input plans differently from the run that wrote this output ({recorded.get('mapShards')} "
+            f"map shards then, {layout.map_shards} now; {store.url_of(PLAN_RECORD)}): objects were added, "
+            "removed or rewritten, or the partitioning changed. Restore the input, or use another output"
+        )
+
+
+def read_evidence(store: Store, owner: str) -> Evidence:
+    committed = frozenset(int(m.group(1)) for m in _matches(_RECORD, store.list(COMMITS)))
+    attempts: dict[int, int] = {}
+    checkpointed: set[int] = set()
+    for match in _matches(_CHECKPOINT, _below(store, CHECKPOINTS)):
+        shard = int(match.group(1))
+        checkpointed.add(shard)
+        _highest(attempts, shard, int(match.group(2)))
+    for match in _matches(_ATTEMPT_OBJECT, _below(store, ATTEMPTS)):
+        _highest(attempts, int(match.group(1)), int(match.group(2)))
+    for match in _matches(_ATTEMPT_LOG, store.list(ATTEMPT_LOG)):
+        _highest(attempts, int(match.group(1)), int(match.group(2)))
+    checkpoints = CheckpointStore(store)
+    newest = {}
+    for shard in sorted(checkpointed - committed):
+        found = checkpoints.newest(shard)
+        if found is not None:
+            name, saved = found
+            newest[shard] = {**saved.position, "state": name}
+    published = Committer(store, owner).published() is not None
+    return Evidence(committed, published, newest, attempts)
+
+
+def _below(store: Store, prefix: str) -> list[str]:
+    return [name.removeprefix(prefix + "/") for name in store.walk(prefix)]
+
+
+def _matches(pattern: re.Pattern[str], names: list[str]) -> list[re.Match[str]]:
+    return [m for m in map(pattern.match, names) if m is not None]
+
+
+def _highest(attempts: dict[int, int], shard: int, attempt: int) -> None:
+    attempts[shard] = max(attempts.get(shard, 0), attempt)
+
+
+__all__ = ["ResumeMismatchError", "check_plan", "read_evidence", "resume"]
