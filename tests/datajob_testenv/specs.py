@@ -354,7 +354,8 @@ BAD_SPECS: list[tuple[str, dict[str, Any], str]] = [
     (
         "resume of an incremental job",
         spec_with(
-            input={"uris": ["/data/in/*.txt"], "incremental": True}, output={"uri": "/data/out", "resume": True}
+            input={"uris": ["/data/in/*.txt"], "incremental": True},
+            output={"uri": "/data/out", "resume": True},
         ),
         "spec.output.resume is for Batch jobs without spec.output.overwrite",
     ),
