@@ -146,6 +146,8 @@ class JobController:
         job = self.jobs.read_job()
         if job is None or job["metadata"].get("deletionTimestamp"):
             return 5.0
+        if queueing.dispatched_by_multikueue(job):
+            return self.kueue.follow_dispatched(job)
         status = job.get("status") or {}
         spec = job["spec"]
         if status.get("phase") in (Phase.SUCCEEDED, Phase.FAILED) and "ledger" not in status:

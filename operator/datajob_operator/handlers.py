@@ -19,6 +19,7 @@ from kubernetes import client, config
 
 from datajob_core.api.models import OPERATOR_MANAGER
 from datajob_core.cluster.node_drain import draining_reason
+from datajob_core.cluster.queueing import MULTIKUEUE
 from datajob_core.cluster.reconciler import RETRY_ANNOTATION
 from datajob_core.data.storage_access import StorageAccessPolicy
 from datajob_core.protocol import REPORT_ANNOTATIONS
@@ -235,10 +236,11 @@ logging.getLogger("kopf.objects").addFilter(_QuietEventHandler())
 
 
 def managed_here(spec: kopf.Spec, **_: Any) -> bool:
-    """spec.managedBy unset or this operator's: a DataJob another controller manages (MultiKueue's copy on
-    a manager cluster) gets no pods and no status writes from this operator. The field is immutable, so a
-    job never moves between controllers while it runs."""
-    return spec.get("managedBy") in (None, "", OPERATOR_MANAGER)
+    """spec.managedBy unset or this operator's, or MultiKueue's (whose manager-cluster copy gets only its
+    Workload from this operator: JobController, KueueFollowUp.follow_dispatched). A DataJob another
+    controller manages gets nothing, not even a status write. The field is immutable, so a job never
+    moves between controllers while it runs."""
+    return spec.get("managedBy") in (None, "", OPERATOR_MANAGER, MULTIKUEUE)
 
 
 @kopf.on.event(GROUP, VERSION, PLURAL, when=managed_here)

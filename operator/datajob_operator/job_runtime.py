@@ -18,6 +18,7 @@ class JobRuntime:
     batch: int | None = None  # an incremental job's batch (its number is kept beside the plan)
     input_problem: str = ""  # a continuous job's last failure to list or plan, told once (an event)
     told_resumed: bool = False  # the ResumedFromStorage event was posted (spec.output.resume)
+    told_unqueued: bool = False  # the NotQueued event was posted (a MultiKueue job without a queue)
     rbac_leases: frozenset[str] = frozenset()
     leases_created: set[str] = field(default_factory=set)
     last_assignment: dict[str, str] = field(default_factory=dict)

@@ -44,6 +44,9 @@ class KueueClient:
             if error.status != 404:
                 raise
 
+    def patch_workload(self, name: str, patch: dict[str, Any]) -> None:
+        self.custom.patch_namespaced_custom_object(GROUP, VERSION, self.namespace, PLURAL, name, patch)
+
     def set_active(self, name: str, active: bool) -> None:
         self.custom.patch_namespaced_custom_object(
             GROUP, VERSION, self.namespace, PLURAL, name, {"spec": {"active": active}}

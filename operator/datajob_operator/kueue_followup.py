@@ -42,8 +42,8 @@ class KueueFollowUp:
         self.jobs, self.runtime, self.observed, self.log = jobs, runtime, observed, log
         self.client = KueueClient(jobs.custom.api_client, jobs.namespace)
 
-    def _workload(self) -> dict[str, Any] | None:
-        name = queueing.workload_name(self.jobs.name)
+    def _workload(self, job: dict[str, Any]) -> dict[str, Any] | None:
+        name = queueing.workload_name_of(job)
         cached = self.observed.workloads_of(self.jobs.namespace, self.jobs.name) if self.observed else None
         if cached is not None:
             found = [w for w in cached if w["metadata"]["name"] == name]
@@ -86,9 +86,11 @@ class KueueFollowUp:
             self._drop_stray_workload()
             return None
         workers = int(job["spec"].get("workers", 1))
-        workload = self._workload()
-        name = queueing.workload_name(self.jobs.name)
+        workload = self._workload(job)
+        name = queueing.workload_name_of(job)
         self.runtime.queue_status = {"name": queue, "workload": name}
+        if workload is not None:
+            self._adopt(job, workload)
         if state.phase in (Phase.SUCCEEDED, Phase.FAILED) and not retry_pending(job, state):
             return self._note_admission(queueing.admission_of(workload, workers))
         if workload is None:
@@ -118,6 +120,41 @@ class KueueFollowUp:
             return replace(admission, message=message)
         return admission
 
+    def follow_dispatched(self, job: dict[str, Any]) -> float:
+        """A DataJob MultiKueue dispatches from this (manager) cluster: Kueue needs the job's controller to
+        make its Workload and, after an eviction (a worker cluster lost), to release it so that it is queued
+        again and dispatched elsewhere. Nothing else: no pods here, and the status is the worker cluster's
+        copy's, mirrored by Kueue. Returns when to look again."""
+        if queueing.queue_name(job) is None:
+            if not self.runtime.told_unqueued:
+                self.runtime.told_unqueued = True
+                self.jobs.post_event(
+                    job,
+                    "Warning",
+                    "NotQueued",
+                    f"spec.managedBy is {queueing.MULTIKUEUE} but the DataJob has no {queueing.QUEUE_LABEL} "
+                    "label: MultiKueue dispatches only queued jobs, so nothing runs it",
+                )
+            return 30.0
+        workload = self._workload(job)
+        if workload is None:
+            self.client.create_workload(self._new_workload(job))
+            self.log.info("created workload for MultiKueue", workload=queueing.workload_name_of(job))
+            return 5.0
+        if _holds_evicted_admission(workload):
+            try:
+                self.client.replace_workload_status(workload, queueing.released_status(workload, now_iso()))
+                self.log.info("released evicted workload", workload=workload["metadata"]["name"])
+            except ConflictError:
+                return 1.0
+        return 10.0
+
+    def _adopt(self, job: dict[str, Any], workload: dict[str, Any]) -> None:
+        patch = queueing.adoption(workload, sizing.owner_reference(job))
+        if patch is not None and queueing.PREBUILT_LABEL in (job["metadata"].get("labels") or {}):
+            self.client.patch_workload(workload["metadata"]["name"], patch)
+            self.log.info("adopted the Workload MultiKueue made", workload=workload["metadata"]["name"])
+
     def _set_active(self, workload: dict[str, Any], active: bool) -> None:
         """spec.suspend deactivates the Workload, as for Kueue's own jobs: Kueue evicts it (the workers stop
         and the quota is released) and does not queue it until it is active again."""
@@ -144,7 +181,7 @@ class KueueFollowUp:
     def settle(self, job: dict[str, Any], state: JobState, queue: Admission, *, gone: bool) -> None:
         """What an integration tells Kueue: the job finished (quota freed), or its evicted workers are gone
         (admission cleared, so Kueue queues it again)."""
-        workload = self._workload()
+        workload = self._workload(job)
         if workload is None:
             return
         now = now_iso()

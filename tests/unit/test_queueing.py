@@ -6,7 +6,9 @@ from typing import Any
 
 from datajob_core.cluster.queueing import (
     PriorityRef,
+    adoption,
     admission_of,
+    dispatched_by_multikueue,
     finished_status,
     flavor_placement,
     needs_new_workload,
@@ -14,6 +16,7 @@ from datajob_core.cluster.queueing import (
     queue_position,
     released_status,
     workload_manifest,
+    workload_name_of,
 )
 
 JOB: dict[str, Any] = {
@@ -125,3 +128,27 @@ def test_queue_position_orders_by_priority_then_age_and_flavors_place_pods() -> 
         [{"spec": {"nodeLabels": {"pool": "spot"}, "tolerations": [{"key": "spot", "operator": "Exists"}]}}]
     )
     assert selector == {"pool": "spot"} and tolerations == [{"key": "spot", "operator": "Exists"}]
+
+
+def test_a_worker_cluster_copy_uses_the_workload_multikueue_made_and_adopts_it() -> None:
+    copy = {"metadata": {"name": "etl", "labels": {"kueue.x-k8s.io/prebuilt-workload-name": "datajob-etl-x"}}}
+    assert workload_name_of(copy) == "datajob-etl-x"
+    assert workload_name_of({"metadata": {"name": "etl"}}) == "datajob-etl"
+    owner = {
+        "apiVersion": "datajob.dev/v1alpha1",
+        "kind": "DataJob",
+        "name": "etl",
+        "uid": "u1",
+        "controller": True,
+    }
+    patch = adoption({"metadata": {"name": "datajob-etl-x"}}, owner)
+    assert patch == {"metadata": {"ownerReferences": [owner], "labels": {"kueue.x-k8s.io/job-uid": "u1"}}}
+    assert adoption({"metadata": {"ownerReferences": [owner]}}, owner) is None
+    theirs = {**owner, "uid": "other"}
+    assert adoption({"metadata": {"ownerReferences": [theirs]}}, owner) is None  # never taken over
+
+
+def test_only_the_multikueue_managed_copy_is_dispatched() -> None:
+    assert dispatched_by_multikueue({"spec": {"managedBy": "kueue.x-k8s.io/multikueue"}})
+    assert not dispatched_by_multikueue({"spec": {"managedBy": "datajob.dev/operator"}})
+    assert not dispatched_by_multikueue({"spec": {}})

@@ -21,6 +21,11 @@ from typing import Any
 from datajob_core.api.conditions import set_condition
 
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+# MultiKueue (docs/operations.md, "Multiple clusters"): the manager cluster's copy of a DataJob is managed by
+# Kueue; the copy Kueue makes in a worker cluster names the Workload it already made and admitted there.
+MULTIKUEUE = "kueue.x-k8s.io/multikueue"
+PREBUILT_LABEL = "kueue.x-k8s.io/prebuilt-workload-name"
+JOB_UID_LABEL = "kueue.x-k8s.io/job-uid"
 PRIORITY_LABEL = "kueue.x-k8s.io/priority-class"  # a Kueue WorkloadPriorityClass
 GROUP, VERSION, PLURAL = "kueue.x-k8s.io", "v1beta2", "workloads"
 POD_SET = "workers"
@@ -30,6 +35,29 @@ MAX_NAME = 253
 def queue_name(job: Mapping[str, Any]) -> str | None:
     """The LocalQueue the job was submitted to, or None if it is not queued."""
     return ((job.get("metadata") or {}).get("labels") or {}).get(QUEUE_LABEL) or None
+
+
+def dispatched_by_multikueue(job: Mapping[str, Any]) -> bool:
+    """The manager cluster's copy of a DataJob that MultiKueue runs in a worker cluster."""
+    return (job.get("spec") or {}).get("managedBy") == MULTIKUEUE
+
+
+def workload_name_of(job: Mapping[str, Any]) -> str:
+    """The job's Workload: the one MultiKueue made for its copy in this worker cluster, else its own."""
+    meta = job.get("metadata") or {}
+    return str((meta.get("labels") or {}).get(PREBUILT_LABEL) or workload_name(meta["name"]))
+
+
+def adoption(workload: Mapping[str, Any], owner: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The metadata patch that makes a Workload MultiKueue made (no owner) this DataJob's, as Kueue's own
+    integrations adopt a prebuilt Workload: a controller reference (deleting the job deletes it) and the
+    job-uid label; None if it is already."""
+    meta = workload.get("metadata") or {}
+    if any(ref.get("uid") == owner["uid"] for ref in meta.get("ownerReferences") or []):
+        return None
+    if any(ref.get("controller") for ref in meta.get("ownerReferences") or []):
+        return None  # someone else's: never taken over
+    return {"metadata": {"ownerReferences": [dict(owner)], "labels": {JOB_UID_LABEL: str(owner["uid"])}}}
 
 
 def workload_name(job_name: str) -> str:
@@ -77,7 +105,7 @@ def workload_manifest(
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "Workload",
         "metadata": {
-            "name": workload_name(job["metadata"]["name"]),
+            "name": workload_name_of(job),
             "labels": dict(labels),
             "ownerReferences": [dict(owner)],
         },
