@@ -6,8 +6,8 @@ from typing import Any
 
 from datajob_core.cluster.queueing import (
     PriorityRef,
-    adoption,
     admission_of,
+    adoption,
     dispatched_by_multikueue,
     finished_status,
     flavor_placement,
