@@ -42,10 +42,19 @@ def config_dir() -> Path:
 class Kueue:
     """Kueue's controller manager as a component of the test cluster."""
 
-    def __init__(self, control_plane: ControlPlane, directory: Path) -> None:
+    def __init__(
+        self,
+        control_plane: ControlPlane,
+        directory: Path,
+        *,
+        extra_config: dict[str, Any] | None = None,
+        feature_gates: tuple[str, ...] = (),
+    ) -> None:
         self.control_plane = control_plane
         self.directory = directory
         self.api = control_plane.api_client()
+        self.extra_config = extra_config or {}  # more of Kueue's Configuration (multiKueue on a manager)
+        self.feature_gates = feature_gates  # turned on (on the command line: Kueue takes them in one place)
 
     def start(self) -> None:
         started = time.monotonic()
@@ -74,6 +83,7 @@ class Kueue:
             "internalCertManagement": {"enable": False},
             "clientConnection": {"qps": 50, "burst": 100},
             "integrations": {"frameworks": ["batch/job"]},
+            **self.extra_config,
         }
         config_file = self.directory / "kueue-config.yaml"
         config_file.write_text(yaml.safe_dump(configuration))
@@ -82,7 +92,7 @@ class Kueue:
             tool("kueue"),
             f"--config={config_file}",
             f"--kubeconfig={kubeconfig}",
-            "--feature-gates=VisibilityOnDemand=false",
+            "--feature-gates=" + ",".join(["VisibilityOnDemand=false", *(f"{g}=true" for g in self.feature_gates)]),
             "--zap-log-level=2",
         ]
         self.control_plane.spawn_component("kueue", self._with_metrics_certs(kueue, certs))
