@@ -551,7 +551,9 @@ class JobController:
         if rebuilt.found_work and not self.runtime.told_resumed:
             self.runtime.told_resumed = True
             self.jobs.post_event(job, "Normal", "ResumedFromStorage", rebuilt.summary(layout.ledger().total))
-        return JobState(rebuilt.ledger, batch=self.runtime.batch)
+        state = JobState(rebuilt.ledger, batch=self.runtime.batch)
+        state.records, state.bytes, state.skipped = rebuilt.records, rebuilt.bytes, rebuilt.skipped
+        return state
 
     def _fail_before_start(self, job: dict[str, Any], reason: str, message: str) -> float:
         """The job cannot start at all: Failed with a condition and an event naming why; no retrying."""

@@ -1,8 +1,9 @@
 """spec.output.resume, the I/O side: read what a job's output holds (with the job's own identity, through
 JobStorage) and rebuild the ledger from it (the decisions: datajob_core.shards.recovery).
 
-Listings, not reads, for the common evidence: one listing each of the commit records, the checkpoints and
-the attempt logs; only the shards that were interrupted have their newest checkpoint read.
+The commit records are read (each must be this job's, and says what its shard counted; after the job
+commit, the _SUCCESS manifest says it for all); checkpoints and attempt logs are only listed, but for the
+interrupted shards, whose newest checkpoint is read.
 """
 
 from __future__ import annotations
@@ -17,11 +18,10 @@ from datajob_core.shards.stages import Layout
 from datajob_core.storage.attempt_log import DIRECTORY as ATTEMPT_LOG
 from datajob_core.storage.checkpoint_store import DIRECTORY as CHECKPOINTS
 from datajob_core.storage.checkpoint_store import CheckpointStore
-from datajob_core.storage.committer import ATTEMPTS, COMMITS, Committer
+from datajob_core.storage.committer import ATTEMPTS, Committer
 from datajob_core.storage.stores import Store
 
 PLAN_RECORD = "_datajob/resume-plan.json"
-_RECORD = re.compile(r"^part-(\d+)\.json$")
 _CHECKPOINT = re.compile(r"^(\d+)/(\d+)\.\d+\.json$")
 _ATTEMPT_OBJECT = re.compile(r"^(\d+)/(\d+)-[0-9a-f]+(/|$)")
 _ATTEMPT_LOG = re.compile(r"^(\d+)-(\d+)-[0-9a-f]+\.json$")
@@ -54,7 +54,11 @@ def check_plan(store: Store, plan: list[dict[str, Any]], layout: Layout) -> None
 
 
 def read_evidence(store: Store, owner: str) -> Evidence:
-    committed = frozenset(int(m.group(1)) for m in _matches(_RECORD, store.list(COMMITS)))
+    committer = Committer(store, owner)
+    manifest = committer.published()
+    # Read, not only listed: a record counts only if it is this job's, and says what its shard counted.
+    records = list(manifest.get("shards") or []) if manifest is not None else committer.records()
+    committed = frozenset(int(r["shard"]) for r in records if manifest is None)
     attempts: dict[int, int] = {}
     checkpointed: set[int] = set()
     for match in _matches(_CHECKPOINT, _below(store, CHECKPOINTS)):
@@ -72,8 +76,15 @@ def read_evidence(store: Store, owner: str) -> Evidence:
         if found is not None:
             name, saved = found
             newest[shard] = {**saved.position, "state": name}
-    published = Committer(store, owner).published() is not None
-    return Evidence(committed, published, newest, attempts)
+    return Evidence(
+        committed,
+        manifest is not None,
+        newest,
+        attempts,
+        records=sum(int(r.get("records") or 0) for r in records),
+        bytes=sum(int(r.get("bytes") or 0) for r in records),
+        skipped=sum(int(r.get("skipped") or 0) for r in records),
+    )
 
 
 def _below(store: Store, prefix: str) -> list[str]:

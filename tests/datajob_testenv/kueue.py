@@ -92,7 +92,8 @@ class Kueue:
             tool("kueue"),
             f"--config={config_file}",
             f"--kubeconfig={kubeconfig}",
-            "--feature-gates=" + ",".join(["VisibilityOnDemand=false", *(f"{g}=true" for g in self.feature_gates)]),
+            "--feature-gates="
+            + ",".join(["VisibilityOnDemand=false", *(f"{g}=true" for g in self.feature_gates)]),
             "--zap-log-level=2",
         ]
         self.control_plane.spawn_component("kueue", self._with_metrics_certs(kueue, certs))

@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -199,7 +200,9 @@ class MultiKueueClusters:
         kubectl.wait_established("datajobs.datajob.dev")
 
     def _start_operator(self, name: str, kubeconfig: str) -> None:
-        operator = OperatorProcess(kubeconfig, self.directory / name / "logs", *storage_access(self.storage_root))
+        operator = OperatorProcess(
+            kubeconfig, self.directory / name / "logs", *storage_access(self.storage_root)
+        )
         operator.start()
         self.operators[name] = operator
 
@@ -229,7 +232,11 @@ class MultiKueueClusters:
         _create(
             custom,
             "multikueueconfigs",
-            {"kind": "MultiKueueConfig", "metadata": {"name": CHECK}, "spec": {"clusters": list(self.workers)}},
+            {
+                "kind": "MultiKueueConfig",
+                "metadata": {"name": CHECK},
+                "spec": {"clusters": list(self.workers)},
+            },
         )
         _create(
             custom,
@@ -244,7 +251,7 @@ class MultiKueueClusters:
             },
         )
         for name in self.workers:
-            wait_for(lambda n=name: self.worker_active(n), 120, f"MultiKueueCluster {name} Active")
+            wait_for(partial(self.worker_active, name), 120, f"MultiKueueCluster {name} Active")
         wait_for(
             lambda: _active(custom.get_cluster_custom_object(GROUP, VERSION, "admissionchecks", CHECK)),
             60,

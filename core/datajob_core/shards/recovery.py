@@ -44,6 +44,10 @@ class Evidence:
     job_committed: bool = False  # this job's _SUCCESS is published
     checkpoints: Mapping[int, Checkpoint] = field(default_factory=dict)  # newest readable, in ledger form
     attempts: Mapping[int, int] = field(default_factory=dict)  # highest attempt number seen per shard
+    # What the committed shards counted (their records' records, bytes, skipped): the status goes on from it.
+    records: int = 0
+    bytes: int = 0
+    skipped: int = 0
 
     def shards(self) -> set[int]:
         return set(self.committed) | set(self.checkpoints) | set(self.attempts)
@@ -55,6 +59,9 @@ class Rebuilt:
     committed: int  # shards taken as done
     resumed: int  # shards resuming from a checkpoint
     restarted: int  # shards begun (or skipped over) by the earlier run with no checkpoint: from their start
+    records: int = 0  # counted by the committed shards
+    bytes: int = 0
+    skipped: int = 0
 
     @property
     def found_work(self) -> bool:
@@ -85,8 +92,9 @@ def rebuild(layout: Layout, evidence: Evidence) -> Rebuilt:
         committed |= {s for s in range(total) if s != commit}
     committed.discard(commit if commit is not None else -1)  # the commit task always runs (it is cheap)
     touched = committed | set(evidence.checkpoints) | set(evidence.attempts)
+    counted = {"records": evidence.records, "bytes": evidence.bytes, "skipped": evidence.skipped}
     if not touched:
-        return Rebuilt(fresh, 0, 0, 0)
+        return Rebuilt(fresh, 0, 0, 0, **counted)
     next_fresh = max(touched) + 1
     retry: dict[int, Retry] = {}
     resumed = restarted = 0
@@ -110,7 +118,7 @@ def rebuild(layout: Layout, evidence: Evidence) -> Rebuilt:
         retry=retry,
         barriers=fresh.barriers,
     )
-    return Rebuilt(ledger, len(committed), resumed, restarted)
+    return Rebuilt(ledger, len(committed), resumed, restarted, **counted)
 
 
 def _ranges(values: set[int]) -> RangeSet:
