@@ -93,9 +93,10 @@ bench-dispatch: install ## Local dispatch: word count vs multiprocessing.Pool an
 	$(BIN)/python benchmarks/dispatch_local.py --failures
 
 .PHONY: bench-cluster
-bench-cluster: install tools ## Cluster dispatch at scale on the test control plane (kwok + a fake worker fleet) vs an Indexed Job
+bench-cluster: install tools ## Cluster dispatch at scale on the test control plane (kwok + a fake worker fleet) vs an Indexed Job; work re-done after losing a cluster (MultiKueue)
 	$(BIN)/python benchmarks/cluster_dispatch.py $(BENCH_ARGS)
 	$(BIN)/python benchmarks/cluster_vs_local.py --mb 100
+	$(BIN)/python benchmarks/cluster_loss.py
 
 .PHONY: bench-reduce
 bench-reduce: install tools ## Word count: map-only vs reduce vs a plain loop vs PySpark local[2] (installs pyspark; needs Java)
@@ -182,8 +183,8 @@ kind-down: ## Delete the kind cluster
 	$(KIND_ENV) $(KIND) delete cluster --name $(KIND_CLUSTER)
 
 .PHONY: cluster-up
-cluster-up: install tools ## Start a local cluster with the DataJob CRD, the operator and MinIO (S3) with the example's data; then kubectl apply -f examples/wordcount/datajob-s3.yaml; KUEUE=1 adds Kueue
-	$(BIN)/python -m datajob_testenv up --dir $(CLUSTER_DIR) $(if $(filter 1,$(KUEUE)),--kueue)
+cluster-up: install tools ## Start a local cluster with the DataJob CRD, the operator and MinIO (S3) with the example's data; then kubectl apply -f examples/wordcount/datajob-s3.yaml; KUEUE=1 adds Kueue; MULTI=1 starts a MultiKueue manager and two worker clusters instead
+	$(BIN)/python -m datajob_testenv up --dir $(CLUSTER_DIR) $(if $(filter 1,$(KUEUE)),--kueue) $(if $(filter 1,$(MULTI)),--multi)
 
 .PHONY: cluster-down
 cluster-down: ## Stop the local control plane started by cluster-up

@@ -10,6 +10,7 @@ committed and which ran again.
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from dataclasses import dataclass, field
@@ -171,6 +172,7 @@ class ClusterLoss:
     survivor: str
     records: int  # input records
     committed_before: set[int]  # shards the lost cluster had committed
+    committed_records: int  # the records of those shards
     shards: int
     records_read: int  # by both clusters (tallied)
     rerun: set[int]  # committed_before shards an attempt began on after the loss
@@ -195,7 +197,13 @@ def lose_mid_job(
     env.lose(lost)
     lost_at = time.monotonic()
     # Its worker processes are dead now: nothing of it commits any more.
-    committed_before = {_shard(n) for n in output_names(store, job, "_datajob/commits")}
+    records_before = output_names(store, job, "_datajob/commits")
+    committed_before = {_shard(n) for n in records_before}
+    root = f"{job.bucket.removeprefix('s3://')}/out/_datajob/commits"
+    committed_records = sum(
+        int(json.loads(store.filesystem().cat(f"{root}/{name}")).get("records") or 0)
+        for name in records_before
+    )
     attempts_before = set(output_names(store, job, "_datajob/attempts"))
     survivor = next(w for w in env.workers if w != lost)
     wait_for(lambda: placed_on(env, job) == survivor, timeout, f"{job.name} re-dispatched to {survivor}")
@@ -210,6 +218,7 @@ def lose_mid_job(
         survivor=survivor,
         records=job.records,
         committed_before=committed_before,
+        committed_records=committed_records,
         shards=int((final.get("shards") or {}).get("total") or 0),
         records_read=tallied(job),
         rerun=rerun,

@@ -110,6 +110,10 @@ class MultiKueueClusters:
             raise
         log.info("multikueue clusters ready", seconds=round(time.monotonic() - started, 1))
 
+    def pids(self) -> dict[str, int]:
+        """The operators' processes (each cluster's own components are in its directory's state)."""
+        return {f"operator-{n}": o.process.pid for n, o in self.operators.items() if o.process is not None}
+
     def stop(self) -> None:
         for operator in self.operators.values():
             operator.stop()
@@ -201,7 +205,10 @@ class MultiKueueClusters:
 
     def _start_operator(self, name: str, kubeconfig: str) -> None:
         operator = OperatorProcess(
-            kubeconfig, self.directory / name / "logs", *storage_access(self.storage_root)
+            kubeconfig,
+            self.directory / name / "logs",
+            *storage_access(self.storage_root),
+            die_with_parent=self.die_with_parent,
         )
         operator.start()
         self.operators[name] = operator

@@ -19,12 +19,18 @@ def storage_access(root: Path) -> tuple[str, ...]:
 
 class OperatorProcess:
     def __init__(
-        self, kubeconfig: str, log_dir: Path, *extra_args: str, env: dict[str, str] | None = None
+        self,
+        kubeconfig: str,
+        log_dir: Path,
+        *extra_args: str,
+        env: dict[str, str] | None = None,
+        die_with_parent: bool = True,
     ) -> None:
         self.kubeconfig = kubeconfig
         self.log_dir = log_dir
         self.extra_args = extra_args
         self.env = env or {}
+        self.die_with_parent = die_with_parent
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
         self.metrics_url = ""  # set by whoever passes --metrics-port
@@ -36,6 +42,7 @@ class OperatorProcess:
             [sys.executable, "-m", "datajob_operator", *self.extra_args],
             self.log_dir / f"operator-{self.starts}.log",
             env=env,
+            die_with_parent=self.die_with_parent,
         )
 
     def kill(self) -> None:

@@ -1172,8 +1172,10 @@ class DataJobSpec(_Model):
         pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[a-zA-Z0-9]([-a-zA-Z0-9._]*[a-zA-Z0-9])?$",
         description=(
             "Which controller runs this DataJob, as batch/v1 Job's managedBy: unset or "
-            f"{OPERATOR_MANAGER}, this operator; any other value (kueue.x-k8s.io/multikueue on a MultiKueue "
-            "manager cluster) and this operator leaves the DataJob alone: no pods, no status. Immutable."
+            f"{OPERATOR_MANAGER}, this operator. kueue.x-k8s.io/multikueue: the copy on a MultiKueue manager "
+            "cluster, for which this operator only makes its Kueue Workload (Kueue runs the job in a worker "
+            "cluster and mirrors its status here). Any other value: this operator leaves the DataJob alone "
+            "(no pods, no status). Immutable; set it at creation."
         ),
         json_schema_extra=_rules(_rule("self == oldSelf", MANAGED_BY_MESSAGE)),
     )
