@@ -123,8 +123,8 @@ class KueueFollowUp:
     def follow_dispatched(self, job: dict[str, Any]) -> float:
         """A DataJob MultiKueue dispatches from this (manager) cluster: Kueue needs the job's controller to
         make its Workload and, after an eviction (a worker cluster lost), to release it so that it is queued
-        again and dispatched elsewhere. Nothing else: no pods here, and the status is the worker cluster's
-        copy's, mirrored by Kueue. Returns when to look again."""
+        again and dispatched elsewhere; spec.suspend deactivates it. Nothing else: no pods here, and the status
+        is the worker cluster's copy's, mirrored by Kueue. Returns when to look again."""
         if queueing.queue_name(job) is None:
             if not self.runtime.told_unqueued:
                 self.runtime.told_unqueued = True
@@ -141,6 +141,9 @@ class KueueFollowUp:
             self.client.create_workload(self._new_workload(job))
             self.log.info("created workload for MultiKueue", workload=queueing.workload_name_of(job))
             return 5.0
+        # spec.suspend deactivates the Workload: Kueue evicts it, removing the worker cluster's copy; resuming
+        # queues it again, and the next copy continues from the output (spec.output.resume).
+        self._set_active(workload, not job["spec"].get("suspend", False))
         if _holds_evicted_admission(workload):
             try:
                 self.client.replace_workload_status(workload, queueing.released_status(workload, now_iso()))
