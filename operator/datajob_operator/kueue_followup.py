@@ -123,8 +123,8 @@ class KueueFollowUp:
     def follow_dispatched(self, job: dict[str, Any]) -> float:
         """A DataJob MultiKueue dispatches from this (manager) cluster: Kueue needs the job's controller to
         make its Workload and, after an eviction (a worker cluster lost), to release it so that it is queued
-        again and dispatched elsewhere; spec.suspend deactivates it. Nothing else: no pods here, and the status
-        is the worker cluster's copy's, mirrored by Kueue. Returns when to look again."""
+        again and dispatched elsewhere; spec.suspend deactivates it. Nothing else: no pods here, and the
+        status is the worker cluster's copy's, mirrored by Kueue. Returns when to look again."""
         if queueing.queue_name(job) is None:
             if not self.runtime.told_unqueued:
                 self.runtime.told_unqueued = True
