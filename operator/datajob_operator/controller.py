@@ -67,7 +67,7 @@ from .kube import (
 )
 from .kueue_followup import KueueFollowUp
 from .lineage import LineageEmitter
-from .plan_loader import load_plan
+from .plan_loader import list_job_inputs, load_plan
 from .pod_observation import observe_pod
 from .status_render import render_status
 from .timestamps import epoch, now_iso
@@ -187,6 +187,8 @@ class JobController:
                 state = self._new_state(job, plan)
             except ResumeMismatchError as error:
                 return self._fail_before_start(job, "ResumeMismatch", str(error))
+            except ledger_recovery.OutputNotVisibleError as error:
+                return self._fail_before_start(job, "ResumeNeedsOutput", str(error))
         policy = policy_from_spec(spec, job["metadata"].get("annotations"))
         continuous_job = policy.continuous
         now = time.time()
@@ -519,8 +521,8 @@ class JobController:
             api_message(error) if isinstance(error, ApiException) else f"{type(error).__name__}: {error}"
         )
         job = self.jobs.read_job()
-        if job is None:
-            return
+        if job is None or queueing.dispatched_by_multikueue(job):
+            return  # (a manager cluster's copy: its status is the worker copy's, never this operator's)
         status = dict(job.get("status") or {})
         status["conditions"] = set_condition(
             status.get("conditions") or [],
@@ -545,9 +547,13 @@ class JobController:
             return JobState(layout.ledger(), batch=self.runtime.batch)
         store = self.storage.output_store(job)
         if store is None:
-            self.log.warning("resume: the operator cannot see the output; workers skip committed shards")
-            return JobState(layout.ledger(), batch=self.runtime.batch)
-        rebuilt = ledger_recovery.resume(store, output_owner(job), layout, plan)
+            # Unchecked, a changed input would meet old commit records shard by shard: refused instead.
+            raise ledger_recovery.OutputNotVisibleError(
+                f"spec.output.resume: the operator cannot see {spec['output']['uri']} to rebuild the ledger "
+                "from it; mount that volume into the operator (under a storage root) or use an s3:// output"
+            )
+        inputs = list_job_inputs(job, self.storage)  # their versions: a rewritten object is another input
+        rebuilt = ledger_recovery.resume(store, output_owner(job), layout, plan, inputs)
         if rebuilt.found_work and not self.runtime.told_resumed:
             self.runtime.told_resumed = True
             self.jobs.post_event(job, "Normal", "ResumedFromStorage", rebuilt.summary(layout.ledger().total))
@@ -579,6 +585,9 @@ class JobController:
             return 0.2
         self.jobs.post_event(job, "Warning", reason, message)
         self._lineage({**job, "status": {"phase": Phase.FAILED.value, "message": message}})
+        # A Workload made for it already (a MultiKueue worker cluster's prebuilt one is admitted before the
+        # first pass) must not hold its quota for the life of a failed job.
+        self.kueue.finish_failed(job, message)
         return 30.0
 
     def _follow_input(

@@ -93,12 +93,21 @@ class KueueFollowUp:
             self._adopt(job, workload)
         if state.phase in (Phase.SUCCEEDED, Phase.FAILED) and not retry_pending(job, state):
             return self._note_admission(queueing.admission_of(workload, workers))
+        prebuilt = queueing.PREBUILT_LABEL in (job["metadata"].get("labels") or {})
         if workload is None:
+            if prebuilt:  # MultiKueue's, made before this copy; gone only as the copy is deleted too
+                return replace(
+                    queueing.admission_of(None, workers), message="waiting for MultiKueue's Workload"
+                )
             self.client.create_workload(self._new_workload(job))
             self.log.info("created workload", workload=name, queue=queue)
             return queueing.admission_of(None, workers)
         admission = self._note_admission(queueing.admission_of(workload, workers))
-        if queueing.needs_new_workload(workload, job, self._shape(job)) or admission.finished:
+        # MultiKueue's Workload is never replaced or deactivated here: the manager's is the one Kueue queues
+        # (and suspends), and a copy runs what it was admitted with.
+        if not prebuilt and (
+            queueing.needs_new_workload(workload, job, self._shape(job)) or admission.finished
+        ):
             # Kueue keeps an admitted Workload's pod sets fixed, and a finished one is over: stop the
             # workers, then queue a new Workload (see settle).
             why = (
@@ -109,7 +118,8 @@ class KueueFollowUp:
             return Admission(
                 False, 0, evicted=True, reason="Requeued", message=f"{why}: the job is queued again"
             )
-        self._set_active(workload, not job["spec"].get("suspend", False))
+        if not prebuilt:
+            self._set_active(workload, not job["spec"].get("suspend", False))
         if admission.admitted:
             self.runtime.placement = queueing.flavor_placement(self.client.flavors(admission.flavors))
             return replace(admission, node_labels=dict(self.runtime.placement[0]))
@@ -151,6 +161,20 @@ class KueueFollowUp:
             except ConflictError:
                 return 1.0
         return 10.0
+
+    def finish_failed(self, job: dict[str, Any], message: str) -> None:
+        """A job that failed before it started: its Workload, if any, is Finished (quota freed)."""
+        if queueing.queue_name(job) is None:
+            return
+        workload = self._workload(job)
+        if workload is None or queueing.admission_of(workload, 0).finished:
+            return
+        try:
+            self.client.replace_workload_status(
+                workload, queueing.finished_status(workload, False, message, now_iso())
+            )
+        except ConflictError:
+            return  # changed meanwhile; the next pass (30 s) finishes it
 
     def _adopt(self, job: dict[str, Any], workload: dict[str, Any]) -> None:
         patch = queueing.adoption(workload, sizing.owner_reference(job))

@@ -13,6 +13,7 @@ import json
 import re
 from typing import Any
 
+from datajob_core.data.planning import InputFile
 from datajob_core.shards.recovery import Evidence, Rebuilt, ResumeMismatchError, rebuild
 from datajob_core.shards.stages import Layout
 from datajob_core.storage.attempt_log import DIRECTORY as ATTEMPT_LOG
@@ -27,18 +28,41 @@ _ATTEMPT_OBJECT = re.compile(r"^(\d+)/(\d+)-[0-9a-f]+(/|$)")
 _ATTEMPT_LOG = re.compile(r"^(\d+)-(\d+)-[0-9a-f]+\.json$")
 
 
-def resume(store: Store, owner: str, layout: Layout, plan: list[dict[str, Any]]) -> Rebuilt:
+class OutputNotVisibleError(Exception):
+    """spec.output.resume, but the operator cannot read the output to rebuild from it."""
+
+
+def resume(
+    store: Store, owner: str, layout: Layout, plan: list[dict[str, Any]], inputs: list[InputFile]
+) -> Rebuilt:
     """The ledger that continues the work this job's output holds (a fresh one if it holds none). Raises
-    ResumeMismatchError if that work was planned differently."""
-    check_plan(store, plan, layout)
-    return rebuild(layout, read_evidence(store, owner))
+    ResumeMismatchError if that work was planned differently or read other versions of the input."""
+    evidence = read_evidence(store, owner)
+    if not rebuild(layout, evidence).found_work and not evidence.job_committed:
+        record_plan(store, plan, layout, inputs)  # nothing was done: this run's plan is the one that counts
+    else:
+        check_plan(store, plan, layout, inputs)
+    return rebuild(layout, evidence)
 
 
-def check_plan(store: Store, plan: list[dict[str, Any]], layout: Layout) -> None:
-    """The first run records its plan's digest; later runs must plan the same shards (the same input
-    objects, sizes and partitioning), or shard N would mean another range of the input."""
-    digest = "sha256:" + hashlib.sha256(json.dumps(plan, sort_keys=True).encode()).hexdigest()
-    mine = {"digest": digest, "mapShards": layout.map_shards, "partitions": layout.partitions}
+def plan_record(plan: list[dict[str, Any]], layout: Layout, inputs: list[InputFile]) -> dict[str, Any]:
+    """What must not change between runs: the shards (input ranges) and the version (ETag, or POSIX
+    mtime) and size of every object they read: an object rewritten at the same size is another input."""
+    planned = {str(entry.get("path")) for entry in plan}
+    objects = sorted([f.path, f.size, f.version] for f in inputs if f.path in planned)
+    basis = json.dumps({"plan": plan, "objects": objects}, sort_keys=True)
+    digest = "sha256:" + hashlib.sha256(basis.encode()).hexdigest()
+    return {"digest": digest, "mapShards": layout.map_shards, "partitions": layout.partitions}
+
+
+def record_plan(store: Store, plan: list[dict[str, Any]], layout: Layout, inputs: list[InputFile]) -> None:
+    store.write(PLAN_RECORD, json.dumps(plan_record(plan, layout, inputs), sort_keys=True) + "\n")
+
+
+def check_plan(store: Store, plan: list[dict[str, Any]], layout: Layout, inputs: list[InputFile]) -> None:
+    """The first run that did work recorded its plan; later runs must plan the same shards over the same
+    object versions, or shard N would mean another range (or other bytes) of the input."""
+    mine = plan_record(plan, layout, inputs)
     if store.create(PLAN_RECORD, json.dumps(mine, sort_keys=True) + "\n"):
         return
     try:
@@ -49,7 +73,8 @@ def check_plan(store: Store, plan: list[dict[str, Any]], layout: Layout) -> None
         raise ResumeMismatchError(
             f"the input plans differently from the run that wrote this output ({recorded.get('mapShards')} "
             f"map shards then, {layout.map_shards} now; {store.url_of(PLAN_RECORD)}): objects were added, "
-            "removed or rewritten, or the partitioning changed. Restore the input, or use another output"
+            "removed or rewritten (even at the same size), or the partitioning changed. Restore the input, "
+            "or use another output"
         )
 
 
@@ -58,6 +83,10 @@ def read_evidence(store: Store, owner: str) -> Evidence:
     manifest = committer.published()
     # Read, not only listed: a record counts only if it is this job's, and says what its shard counted.
     records = list(manifest.get("shards") or []) if manifest is not None else committer.records()
+    if manifest is None and not records:
+        # A commit elsewhere may have published and removed the records between the two reads.
+        manifest = committer.published()
+        records = list(manifest.get("shards") or []) if manifest is not None else []
     committed = frozenset(int(r["shard"]) for r in records if manifest is None)
     attempts: dict[int, int] = {}
     checkpointed: set[int] = set()
@@ -99,4 +128,4 @@ def _highest(attempts: dict[int, int], shard: int, attempt: int) -> None:
     attempts[shard] = max(attempts.get(shard, 0), attempt)
 
 
-__all__ = ["ResumeMismatchError", "check_plan", "read_evidence", "resume"]
+__all__ = ["OutputNotVisibleError", "ResumeMismatchError", "check_plan", "read_evidence", "resume"]

@@ -79,7 +79,7 @@ def test_a_datajob_sent_to_the_manager_runs_on_the_worker_cluster_with_capacity_
 ) -> None:
     clusters.set_capacity("worker-1", "0")  # no room: Kueue there never admits it
     try:
-        job = submit(clusters, object_store, tmp_path, "mk-capacity", "wordfile", record_delay=0.005)
+        job = submit(clusters, object_store, tmp_path, "mk-capacity", "wordfile")
         wait_for(lambda: placed_on(clusters, job) == "worker-2", 120, "dispatched to worker-2")
         running: dict[str, Any] = {}
 
@@ -108,7 +108,7 @@ def test_a_datajob_sent_to_the_manager_runs_on_the_worker_cluster_with_capacity_
 def test_a_datajob_whose_worker_cluster_is_lost_mid_job_finishes_in_the_other_from_storage(
     clusters: MultiKueueClusters, object_store: ObjectStore, tmp_path: Path
 ) -> None:
-    job = submit(clusters, object_store, tmp_path, "mk-loss", "wordfile")
+    job = submit(clusters, object_store, tmp_path, "mk-loss", "wordfile", lines=600)
     loss = lose_mid_job(clusters, object_store, job, committed=3)
     log.info(
         "cluster lost mid-job",

@@ -154,7 +154,7 @@ def succeeded_shards(env: MultiKueueClusters, job: Submitted) -> int:
 
 
 def output_names(store: ObjectStore, job: Submitted, prefix: str) -> list[str]:
-    root = f"{job.bucket.removeprefix('s3://')}/out/{prefix}"
+    root = f"{job.bucket.removeprefix('s3://')}/out/{prefix}".rstrip("/")
     fs = store.filesystem()
     try:
         return sorted(str(p).removeprefix(root + "/") for p in fs.find(root))

@@ -360,6 +360,11 @@ BAD_SPECS: list[tuple[str, dict[str, Any], str]] = [
         "spec.output.resume is for Batch jobs without spec.output.overwrite",
     ),
     ("managedBy not a domain path", spec_with(managedBy="multikueue"), "spec.managedBy"),
+    (
+        "MultiKueue without resume",
+        spec_with(managedBy="kueue.x-k8s.io/multikueue"),
+        "spec.managedBy kueue.x-k8s.io/multikueue needs spec.output.resume",
+    ),
 ]
 
 # What users legitimately put in a pod template: all of it must stay possible.

@@ -10,7 +10,7 @@ from datajob_core.api.models import Input, Processor, Reduce
 from datajob_core.data import increments
 
 
-def incremental_owner(job: dict[str, Any]) -> str:
+def incremental_owner(job: dict[str, Any], kind: str = "") -> str:
     """From the immutable parts only (input, processor, reduce, output format), each normalised on its own:
     a later edit of a mutable field (hardware, workers) can neither change the id nor make it fail."""
     meta, spec = job.get("metadata") or {}, job["spec"]
@@ -21,7 +21,7 @@ def incremental_owner(job: dict[str, Any]) -> str:
             parts[key] = _dump(model, spec[key])
     if spec.get("command"):
         parts["command"] = spec["command"]
-    return increments.identity(parts, name, meta.get("namespace"))
+    return increments.identity(parts, name, meta.get("namespace"), kind)
 
 
 def output_owner(job: dict[str, Any]) -> str:
@@ -29,8 +29,10 @@ def output_owner(job: dict[str, Any]) -> str:
     output: an incremental job's batch log, or spec.output.resume, where a re-applied DataJob or its copy
     in another cluster continues what an earlier run committed (docs/design.md, Rebuilding the ledger)."""
     spec = job["spec"]
-    if increments.is_incremental(spec) or (spec.get("output") or {}).get("resume"):
+    if increments.is_incremental(spec):
         return incremental_owner(job)
+    if (spec.get("output") or {}).get("resume"):
+        return incremental_owner(job, kind="resume")
     return str(job["metadata"]["uid"])
 
 

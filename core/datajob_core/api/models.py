@@ -1070,7 +1070,13 @@ RESUME_MESSAGE = (
     "resume continues, and split shards' ranges live only in the ledger"
 )
 MANAGED_BY_MESSAGE = "spec.managedBy is immutable"
+MULTIKUEUE_RESUME_MESSAGE = (
+    "spec.managedBy kueue.x-k8s.io/multikueue needs spec.output.resume (or an incremental or continuous "
+    "job): each copy Kueue makes in a worker cluster has a new UID, so without it a copy dispatched again "
+    "after a lost cluster or an eviction would be refused its own output (OutputInUse)"
+)
 OPERATOR_MANAGER = "datajob.dev/operator"  # spec.managedBy's value for this operator (also when unset)
+MULTIKUEUE_MANAGER = "kueue.x-k8s.io/multikueue"  # the manager cluster's copy (cluster.queueing.MULTIKUEUE)
 INCREMENTAL_OVERWRITE_MESSAGE = (
     "spec.output.overwrite cannot be set with spec.input.incremental or spec.mode Continuous: every run "
     "would clear the batch log; to start afresh, delete the output or use another (locally: datajob run "
@@ -1133,6 +1139,14 @@ class DataJobSpec(_Model):
                 "(!has(self.splitting) || !has(self.splitting.enabled) || !self.splitting.enabled))",
                 RESUME_MESSAGE,
                 ".output.resume",
+            ),
+            _rule(
+                "!has(self.managedBy) || self.managedBy != 'kueue.x-k8s.io/multikueue' || "
+                "(has(self.output.resume) && self.output.resume) || "
+                "(has(self.input.incremental) && self.input.incremental) || "
+                "(has(self.mode) && self.mode == 'Continuous')",
+                MULTIKUEUE_RESUME_MESSAGE,
+                ".managedBy",
             ),
             _rule(
                 "has(self.managedBy) == has(oldSelf.managedBy)",
@@ -1381,6 +1395,8 @@ class DataJobSpec(_Model):
         splitting = self.splitting is not None and self.splitting.enabled
         if self.output.resume and (self.incremental or self.output.overwrite or splitting):
             raise ValueError(RESUME_MESSAGE)
+        if self.managed_by == MULTIKUEUE_MANAGER and not (self.output.resume or self.incremental):
+            raise ValueError(MULTIKUEUE_RESUME_MESSAGE)
         if self.mode == "Continuous" and self.active_deadline_seconds is not None:
             raise ValueError(ACTIVE_DEADLINE_MESSAGE)
         if self.autoscaling is not None and self.min_workers is not None:

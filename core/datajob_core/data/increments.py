@@ -72,13 +72,14 @@ def is_incremental(spec: dict[str, Any]) -> bool:
     return bool((spec.get("input") or {}).get("incremental")) or spec.get("mode") == "Continuous"
 
 
-def identity(spec: dict[str, Any], job: str, namespace: str | None = None) -> str:
+def identity(spec: dict[str, Any], job: str, namespace: str | None = None, kind: str = "") -> str:
     """The owner id of an incremental or continuous job's output: the job (namespace and name) and its
     computation: what it reads (its input locations as written, not the objects they hold now), how it
     parses it and what it computes. Every run of that job continues one batch log (re-applying a DataJob
     under a new UID is its next run); another job, or a changed computation, is refused (OutputInUse).
     ``spec`` is the normalised spec (api.models.normalised_spec), so how it was written does not matter.
-    The image, command and args are the code's version, left out: a fixed bug is the same job."""
+    The image, command and args are the code's version, left out: a fixed bug is the same job. ``kind``
+    keeps the identities of different kinds of job apart (a spec.output.resume batch job: "resume")."""
     source = spec.get("input") or {}
     basis = {
         "job": job,
@@ -94,6 +95,8 @@ def identity(spec: dict[str, Any], job: str, namespace: str | None = None) -> st
         "reduce": _canonical(spec.get("reduce") or {}),
         "outputFormat": (spec.get("output") or {}).get("format") or "jsonl",
     }
+    if kind:  # only then: incremental jobs' ids stay what earlier versions wrote
+        basis["kind"] = kind
     return "sha256:" + hashlib.sha256(json.dumps(basis, sort_keys=True).encode()).hexdigest()
 
 
