@@ -93,7 +93,7 @@ class KueueFollowUp:
             self._adopt(job, workload)
         if state.phase in (Phase.SUCCEEDED, Phase.FAILED) and not retry_pending(job, state):
             return self._note_admission(queueing.admission_of(workload, workers))
-        prebuilt = queueing.PREBUILT_LABEL in (job["metadata"].get("labels") or {})
+        prebuilt = _prebuilt(job)
         if workload is None:
             if prebuilt:  # MultiKueue's, made before this copy; gone only as the copy is deleted too
                 return replace(
@@ -178,7 +178,7 @@ class KueueFollowUp:
 
     def _adopt(self, job: dict[str, Any], workload: dict[str, Any]) -> None:
         patch = queueing.adoption(workload, sizing.owner_reference(job))
-        if patch is not None and queueing.PREBUILT_LABEL in (job["metadata"].get("labels") or {}):
+        if patch is not None and _prebuilt(job):
             self.client.patch_workload(workload["metadata"]["name"], patch)
             self.log.info("adopted the Workload MultiKueue made", workload=workload["metadata"]["name"])
 
@@ -221,11 +221,20 @@ class KueueFollowUp:
                     )
             elif queue.reason == "Requeued" and gone:
                 self.client.delete_workload(workload["metadata"]["name"])
+            elif queue.evicted and gone and queueing.deactivated_by_manager(workload) and _prebuilt(job):
+                # Released, it would stay inactive; deleted, MultiKueue makes it again if the manager still
+                # dispatches the job here (the job, its status and its ledger stay), or deletes the job.
+                self.client.delete_workload(workload["metadata"]["name"])
+                self.log.info("deleted the Workload the MultiKueue manager deactivated")
             elif queue.evicted and gone and _holds_evicted_admission(workload):
                 self.client.replace_workload_status(workload, queueing.released_status(workload, now))
                 self.log.info("released evicted workload", workload=workload["metadata"]["name"])
         except ConflictError:
             return  # Kueue changed it meanwhile; the change wakes the next pass
+
+
+def _prebuilt(job: dict[str, Any]) -> bool:
+    return queueing.PREBUILT_LABEL in (job["metadata"].get("labels") or {})
 
 
 def _holds_evicted_admission(workload: dict[str, Any]) -> bool:

@@ -60,6 +60,17 @@ def adoption(workload: Mapping[str, Any], owner: Mapping[str, Any]) -> dict[str,
     return {"metadata": {"ownerReferences": [dict(owner)], "labels": {JOB_UID_LABEL: str(owner["uid"])}}}
 
 
+def deactivated_by_manager(workload: Mapping[str, Any]) -> bool:
+    """A worker cluster's MultiKueue Workload that the manager told to stop (its Workload was evicted there).
+    Kueue v0.17.0 also does this to the copy it has just dispatched when the manager's eviction and the new
+    reservation come in quick succession, leaving the copy inactive and the manager's admission check
+    Pending for good (seen in tests/cluster/test_multikueue.py)."""
+    evicted = _condition(workload, "Evicted")
+    return (
+        evicted.get("status") == "True" and evicted.get("reason") == "DeactivatedDueToEvictedOnManagerCluster"
+    )
+
+
 def workload_name(job_name: str) -> str:
     """``datajob-<job>``, cut with a hash if too long for an object name."""
     name = f"datajob-{job_name}"
