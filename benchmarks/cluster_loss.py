@@ -70,7 +70,8 @@ def main() -> None:
         losses.append(loss)
         print(
             f"run {index}: lost {loss.lost} with {len(loss.committed_before)}/{loss.shards} shards "
-            f"({loss.committed_records} records) committed; re-read {loss.re_read} records "
+            f"({loss.committed_records} records) committed, {loss.running_at_loss} in flight, "
+            f"{loss.read_at_loss} records read; re-read {loss.re_read} records "
             f"= {loss.re_read / max(loss.committed_records, 1):.3f} of the committed records "
             f"({loss.re_read / loss.records:.3f} of the job's {loss.records}); re-dispatched in "
             f"{loss.redispatch_seconds:.1f} s, Succeeded {loss.finish_seconds:.1f} s after the loss; "

@@ -178,6 +178,8 @@ class ClusterLoss:
     rerun: set[int]  # committed_before shards an attempt began on after the loss
     redispatch_seconds: float  # from the loss until the job runs in the survivor
     finish_seconds: float  # from the loss until Succeeded
+    running_at_loss: int  # shards in flight on the lost cluster (its last mirrored status)
+    read_at_loss: int  # records read when it was lost (tallied)
     final: dict[str, Any] = field(default_factory=dict)  # the manager's status
 
     @property
@@ -194,8 +196,10 @@ def lose_mid_job(
     lost = placed_on(env, job)
     assert lost is not None
     wait_for(lambda: succeeded_shards(env, job) >= committed, 120, f"{committed} shards committed")
+    running_at_loss = int((status(env, job).get("shards") or {}).get("running") or 0)
     env.lose(lost)
     lost_at = time.monotonic()
+    read_at_loss = tallied(job)
     # Its worker processes are dead now: nothing of it commits any more.
     records_before = output_names(store, job, "_datajob/commits")
     committed_before = {_shard(n) for n in records_before}
@@ -223,6 +227,8 @@ def lose_mid_job(
         records_read=tallied(job),
         rerun=rerun,
         redispatch_seconds=redispatched,
+        running_at_loss=running_at_loss,
+        read_at_loss=read_at_loss,
         finish_seconds=finished,
         final=final,
     )

@@ -125,6 +125,9 @@ class MultiKueueClusters:
         """The worker cluster goes away whole: its API server, Kueue, operator and node (whose worker
         processes are SIGKILLed), as in a lost region."""
         self.lost.add(worker)
+        # The node first: its worker processes die mid-record (SIGKILL), before anything else of the cluster
+        # stops (an operator stopping first would let them drain their shards, which a lost region does not).
+        self.workers[worker].control_plane.stop_component("node-agent")
         self.operators[worker].stop()
         self.workers[worker].stop()
 
