@@ -65,7 +65,8 @@ def test_managed_by_cannot_be_set_changed_or_removed_after_creation(
 ) -> None:
     custom = client.CustomObjectsApi(api_client)
     _create(api_client, namespace, "mine", VALID_SPEC)
-    _create(api_client, namespace, "theirs", {**VALID_SPEC, "managedBy": "kueue.x-k8s.io/multikueue"})
+    dispatched = {**VALID_SPEC, "output": {**VALID_SPEC["output"], "resume": True}}
+    _create(api_client, namespace, "theirs", {**dispatched, "managedBy": "kueue.x-k8s.io/multikueue"})
     attempts = [
         ("mine", {"spec": {"managedBy": "kueue.x-k8s.io/multikueue"}}),
         ("theirs", {"spec": {"managedBy": "datajob.dev/operator"}}),
