@@ -48,7 +48,7 @@ def resume(
 def plan_record(plan: list[dict[str, Any]], layout: Layout, inputs: list[InputFile]) -> dict[str, Any]:
     """What must not change between runs: the shards (input ranges) and the version (ETag, or POSIX
     mtime) and size of every object they read: an object rewritten at the same size is another input."""
-    planned = {str(entry.get("path")) for entry in plan}
+    planned = {str(piece.get("path")) for shard in plan for piece in shard.get("pieces") or []}
     objects = sorted([f.path, f.size, f.version] for f in inputs if f.path in planned)
     basis = json.dumps({"plan": plan, "objects": objects}, sort_keys=True)
     digest = "sha256:" + hashlib.sha256(basis.encode()).hexdigest()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from datajob_core.data.planning import InputFile
+from datajob_core.data.planning import InputFile, plan_shards
 from datajob_core.shards.recovery import ResumeMismatchError
 from datajob_core.shards.stages import Layout
 from datajob_core.storage.attempt_log import AttemptLog
@@ -18,8 +18,8 @@ from datajob_core.storage.stores import Store
 from datajob_operator.ledger_recovery import read_evidence, resume
 
 OWNER = "sha256:job"
-PLAN = [{"path": "/in/a.txt", "start": 0, "end": 100}, {"path": "/in/b.txt", "start": 0, "end": 100}]
 INPUTS = [InputFile("/in/a.txt", 100, version="1"), InputFile("/in/b.txt", 100, version="1")]
+PLAN = plan_shards(INPUTS, {"mode": "perFile"})
 
 
 def commit(store: Store, shard: int, owner: str = OWNER, records: int = 10) -> None:
