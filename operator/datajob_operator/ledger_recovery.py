@@ -23,6 +23,7 @@ from datajob_core.storage.committer import ATTEMPTS, Committer
 from datajob_core.storage.stores import Store
 
 PLAN_RECORD = "_datajob/resume-plan.json"
+PLAN_RECORD_VERSION = 1
 _CHECKPOINT = re.compile(r"^(\d+)/(\d+)\.\d+\.json$")
 _ATTEMPT_OBJECT = re.compile(r"^(\d+)/(\d+)-[0-9a-f]+(/|$)")
 _ATTEMPT_LOG = re.compile(r"^(\d+)-(\d+)-[0-9a-f]+\.json$")
@@ -37,45 +38,57 @@ def resume(
 ) -> Rebuilt:
     """The ledger that continues the work this job's output holds (a fresh one if it holds none). Raises
     ResumeMismatchError if that work was planned differently or read other versions of the input."""
-    evidence = read_evidence(store, owner)
-    if not rebuild(layout, evidence).found_work and not evidence.job_committed:
-        record_plan(store, plan, layout, inputs)  # nothing was done: this run's plan is the one that counts
-    else:
-        check_plan(store, plan, layout, inputs)
-    return rebuild(layout, evidence)
+    check_plan(store, plan, layout, inputs)
+    return rebuild(layout, read_evidence(store, owner))
 
 
 def plan_record(plan: list[dict[str, Any]], layout: Layout, inputs: list[InputFile]) -> dict[str, Any]:
-    """What must not change between runs: the shards (input ranges) and the version (ETag, or POSIX
+    """What must not change between runs: the shards (input ranges), and the version (ETag, or POSIX
     mtime) and size of every object they read: an object rewritten at the same size is another input."""
     planned = {str(piece.get("path")) for shard in plan for piece in shard.get("pieces") or []}
     objects = sorted([f.path, f.size, f.version] for f in inputs if f.path in planned)
-    basis = json.dumps({"plan": plan, "objects": objects}, sort_keys=True)
-    digest = "sha256:" + hashlib.sha256(basis.encode()).hexdigest()
-    return {"digest": digest, "mapShards": layout.map_shards, "partitions": layout.partitions}
-
-
-def record_plan(store: Store, plan: list[dict[str, Any]], layout: Layout, inputs: list[InputFile]) -> None:
-    store.write(PLAN_RECORD, json.dumps(plan_record(plan, layout, inputs), sort_keys=True) + "\n")
+    return {
+        "v": PLAN_RECORD_VERSION,
+        "shards": _digest(plan),
+        "objects": _digest(objects),
+        "mapShards": layout.map_shards,
+        "partitions": layout.partitions,
+    }
 
 
 def check_plan(store: Store, plan: list[dict[str, Any]], layout: Layout, inputs: list[InputFile]) -> None:
-    """The first run that did work recorded its plan; later runs must plan the same shards over the same
-    object versions, or shard N would mean another range (or other bytes) of the input."""
+    """The first run records its plan, exclusively, and it is never replaced: two runs (a lost cluster's
+    pods still starting, and its successor) must never work to two plans, or shard N would mean two ranges
+    of the input. Later runs must plan the same shards over the same object versions."""
     mine = plan_record(plan, layout, inputs)
     if store.create(PLAN_RECORD, json.dumps(mine, sort_keys=True) + "\n"):
         return
+    where = store.url_of(PLAN_RECORD)
     try:
         recorded = json.loads(store.read_bytes(PLAN_RECORD))
     except (FileNotFoundError, ValueError) as error:
-        raise ResumeMismatchError(f"{store.url_of(PLAN_RECORD)} cannot be read: {error}") from None
-    if recorded != mine:
+        raise ResumeMismatchError(f"{where} cannot be read: {error}") from None
+    if recorded == mine:
+        return
+    if not isinstance(recorded, dict) or recorded.get("v") != PLAN_RECORD_VERSION:
         raise ResumeMismatchError(
-            f"the input plans differently from the run that wrote this output ({recorded.get('mapShards')} "
-            f"map shards then, {layout.map_shards} now; {store.url_of(PLAN_RECORD)}): objects were added, "
-            "removed or rewritten (even at the same size), or the partitioning changed. Restore the input, "
-            "or use another output"
+            f"{where} was written by another version of the operator; use another output"
         )
+    if recorded.get("shards") != mine["shards"] or recorded.get("partitions") != mine["partitions"]:
+        raise ResumeMismatchError(
+            f"the input plans differently from the first run of this job ({recorded.get('mapShards')} map "
+            f"shards then, {layout.map_shards} now; {where}): objects were added or removed, or their sizes "
+            "or the partitioning changed. Restore the input or use another output (if that run did no work, "
+            f"deleting {where} lets this plan count)"
+        )
+    raise ResumeMismatchError(
+        f"an input object was rewritten since the first run of this job (same shards, another version: "
+        f"{where}): its committed shards read other bytes. Restore the input or use another output"
+    )
+
+
+def _digest(value: Any) -> str:
+    return "sha256:" + hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
 
 
 def read_evidence(store: Store, owner: str) -> Evidence:

@@ -54,17 +54,15 @@ def test_a_resumed_run_continues_only_over_the_same_plan_and_object_versions(tmp
     rebuilt = resume(store, OWNER, layout, PLAN, INPUTS)
     assert rebuilt.committed == 1
     rewritten = [INPUTS[0], InputFile("/in/b.txt", 100, version="2")]  # same size, new bytes
-    with pytest.raises(ResumeMismatchError, match="rewritten"):
+    with pytest.raises(ResumeMismatchError, match="an input object was rewritten"):
         resume(store, OWNER, layout, PLAN, rewritten)
     with pytest.raises(ResumeMismatchError, match="plans differently"):
         resume(store, OWNER, Layout.new(1), PLAN[:1], INPUTS)
 
 
-def test_a_plan_recorded_by_a_run_that_did_no_work_is_replaced(tmp_path: Path) -> None:
+def test_the_first_runs_plan_is_never_replaced_even_before_any_work(tmp_path: Path) -> None:
+    """A lost cluster's pods may still start and work to its plan: its successor must not use another."""
     store = Store(str(tmp_path))
-    resume(store, OWNER, Layout.new(len(PLAN)), PLAN, INPUTS)  # queued, deleted before any work
-    fixed = PLAN[:1]
-    rebuilt = resume(store, OWNER, Layout.new(1), fixed, INPUTS)
-    assert not rebuilt.found_work
-    commit(store, 0)
-    assert resume(store, OWNER, Layout.new(1), fixed, INPUTS).committed == 1
+    resume(store, OWNER, Layout.new(len(PLAN)), PLAN, INPUTS)
+    with pytest.raises(ResumeMismatchError, match=r"deleting .*resume-plan\.json lets this plan count"):
+        resume(store, OWNER, Layout.new(1), PLAN[:1], INPUTS)
