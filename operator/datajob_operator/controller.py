@@ -151,6 +151,10 @@ class JobController:
         status = job.get("status") or {}
         spec = job["spec"]
         if status.get("phase") in (Phase.SUCCEEDED, Phase.FAILED) and "ledger" not in status:
+            if (
+                status.get("phase") == Phase.FAILED
+            ):  # failed before it started: a Workload must not hold quota
+                self.kueue.finish_failed(job, str(status.get("message") or ""))
             self._lineage(job)
             return self._after_finish(job)
 
@@ -552,6 +556,8 @@ class JobController:
                 f"spec.output.resume: the operator cannot see {spec['output']['uri']} to rebuild the ledger "
                 "from it; mount that volume into the operator (under a storage root) or use an s3:// output"
             )
+        if self.runtime.resumed is not None:  # rebuilt by an earlier pass whose status write did not land
+            return state_codec.decode(self.runtime.resumed)
         inputs = list_job_inputs(job, self.storage)  # their versions: a rewritten object is another input
         rebuilt = ledger_recovery.resume(store, output_owner(job), layout, plan, inputs)
         if rebuilt.found_work and not self.runtime.told_resumed:
@@ -559,6 +565,7 @@ class JobController:
             self.jobs.post_event(job, "Normal", "ResumedFromStorage", rebuilt.summary(layout.ledger().total))
         state = JobState(rebuilt.ledger, batch=self.runtime.batch)
         state.records, state.bytes, state.skipped = rebuilt.records, rebuilt.bytes, rebuilt.skipped
+        self.runtime.resumed = state_codec.encode(state)
         return state
 
     def _fail_before_start(self, job: dict[str, Any], reason: str, message: str) -> float:

@@ -19,6 +19,8 @@ class JobRuntime:
     input_problem: str = ""  # a continuous job's last failure to list or plan, told once (an event)
     told_resumed: bool = False  # the ResumedFromStorage event was posted (spec.output.resume)
     told_unqueued: bool = False  # the NotQueued event was posted (a MultiKueue job without a queue)
+    # spec.output.resume: the ledger rebuilt from the output (state_codec form), until the status holds it.
+    resumed: dict[str, Any] | None = None
     rbac_leases: frozenset[str] = frozenset()
     leases_created: set[str] = field(default_factory=set)
     last_assignment: dict[str, str] = field(default_factory=dict)

@@ -154,7 +154,12 @@ class KueueFollowUp:
         # spec.suspend deactivates the Workload: Kueue evicts it, removing the worker cluster's copy; resuming
         # queues it again, and the next copy continues from the output (spec.output.resume).
         self._set_active(workload, not job["spec"].get("suspend", False))
-        if _holds_evicted_admission(workload):
+        # Released once the copy's workers are gone (its mirrored status says so), as Kueue's integrations
+        # wait for their job to stop; at once when the admission check evicted it (the worker cluster was
+        # lost: its last mirrored status never changes again).
+        active = int(((job.get("status") or {}).get("workers") or {}).get("active") or 0)
+        lost = queueing.eviction_reason(workload) == "AdmissionCheck"
+        if _holds_evicted_admission(workload) and (lost or active == 0):
             try:
                 self.client.replace_workload_status(workload, queueing.released_status(workload, now_iso()))
                 self.log.info("released evicted workload", workload=workload["metadata"]["name"])
@@ -221,7 +226,7 @@ class KueueFollowUp:
                     )
             elif queue.reason == "Requeued" and gone:
                 self.client.delete_workload(workload["metadata"]["name"])
-            elif queue.evicted and gone and queueing.deactivated_by_manager(workload) and _prebuilt(job):
+            elif queue.evicted and gone and _prebuilt(job) and queueing.deactivated_on_dispatch(workload):
                 # Released, it would stay inactive; deleted, MultiKueue makes it again if the manager still
                 # dispatches the job here (the job, its status and its ledger stay), or deletes the job.
                 self.client.delete_workload(workload["metadata"]["name"])

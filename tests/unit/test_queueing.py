@@ -8,6 +8,7 @@ from datajob_core.cluster.queueing import (
     PriorityRef,
     admission_of,
     adoption,
+    deactivated_on_dispatch,
     dispatched_by_multikueue,
     finished_status,
     flavor_placement,
@@ -152,3 +153,24 @@ def test_only_the_multikueue_managed_copy_is_dispatched() -> None:
     assert dispatched_by_multikueue({"spec": {"managedBy": "kueue.x-k8s.io/multikueue"}})
     assert not dispatched_by_multikueue({"spec": {"managedBy": "datajob.dev/operator"}})
     assert not dispatched_by_multikueue({"spec": {}})
+
+
+def _worker_copy(evicted_at: str, reserved_at: str, reason: str) -> dict[str, Any]:
+    return {
+        "status": {
+            "conditions": [
+                {"type": "QuotaReserved", "status": "True", "lastTransitionTime": reserved_at},
+                {"type": "Evicted", "status": "True", "reason": reason, "lastTransitionTime": evicted_at},
+            ]
+        }
+    }
+
+
+def test_only_a_copy_deactivated_as_it_was_dispatched_is_taken_for_kueues_race() -> None:
+    manager = "DeactivatedDueToEvictedOnManagerCluster"
+    assert deactivated_on_dispatch(_worker_copy("2026-12-05T05:26:56Z", "2026-12-05T05:26:55Z", manager))
+    # A real eviction on the manager (preemption, suspend) comes long after the admission here.
+    assert not deactivated_on_dispatch(_worker_copy("2026-12-05T05:40:00Z", "2026-12-05T05:26:55Z", manager))
+    assert not deactivated_on_dispatch(
+        _worker_copy("2026-12-05T05:26:56Z", "2026-12-05T05:26:55Z", "Preempted")
+    )

@@ -16,6 +16,7 @@ import copy
 import hashlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from datajob_core.api.conditions import set_condition
@@ -60,15 +61,30 @@ def adoption(workload: Mapping[str, Any], owner: Mapping[str, Any]) -> dict[str,
     return {"metadata": {"ownerReferences": [dict(owner)], "labels": {JOB_UID_LABEL: str(owner["uid"])}}}
 
 
-def deactivated_by_manager(workload: Mapping[str, Any]) -> bool:
-    """A worker cluster's MultiKueue Workload that the manager told to stop (its Workload was evicted there).
-    Kueue v0.17.0 also does this to the copy it has just dispatched when the manager's eviction and the new
-    reservation come in quick succession, leaving the copy inactive and the manager's admission check
-    Pending for good (seen in tests/cluster/test_multikueue.py)."""
-    evicted = _condition(workload, "Evicted")
-    return (
-        evicted.get("status") == "True" and evicted.get("reason") == "DeactivatedDueToEvictedOnManagerCluster"
-    )
+def deactivated_on_dispatch(workload: Mapping[str, Any], within: float = 5.0) -> bool:
+    """A worker cluster's MultiKueue Workload deactivated "because it was evicted on the manager" within
+    ``within`` seconds of its admission here. Kueue v0.17.0 does this to the copy it has just dispatched when
+    the manager's eviction (a lost cluster) and the new reservation come in quick succession: released,
+    the copy stays inactive and the manager's admission check Pending for good (seen in
+    tests/cluster/test_multikueue.py). A real eviction on the manager (preemption, suspend) comes later."""
+    evicted, reserved = _condition(workload, "Evicted"), _condition(workload, "QuotaReserved")
+    if evicted.get("status") != "True" or evicted.get("reason") != "DeactivatedDueToEvictedOnManagerCluster":
+        return False
+    if reserved.get("status") != "True":
+        return False
+    try:
+        gap = _epoch(evicted["lastTransitionTime"]) - _epoch(reserved["lastTransitionTime"])
+    except (KeyError, ValueError):
+        return False
+    return gap <= within
+
+
+def _epoch(stamp: str) -> float:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def eviction_reason(workload: Mapping[str, Any]) -> str:
+    return str(_condition(workload, "Evicted").get("reason") or "")
 
 
 def workload_name(job_name: str) -> str:
