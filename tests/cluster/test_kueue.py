@@ -22,7 +22,7 @@ from datajob_testenv.datajobs import (
     shards_ledger,
     write_inputs,
 )
-from datajob_testenv.kueue import GROUP, VERSION, Kueue
+from datajob_testenv.kueue import GROUP, VERSION, Kueue, create_object
 from datajob_testenv.nodes import AGENT_NODE_LABEL
 from datajob_testenv.operator_process import OperatorProcess
 from datajob_testenv.processes import wait_for
@@ -32,24 +32,12 @@ QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 FLAVOR = "datajob-default"
 
 
-def _create(custom: client.CustomObjectsApi, plural: str, body: dict[str, Any], namespace: str = "") -> None:
-    body = {"apiVersion": f"{GROUP}/{VERSION}", **body}
-    try:
-        if namespace:
-            custom.create_namespaced_custom_object(GROUP, VERSION, namespace, plural, body)
-        else:
-            custom.create_cluster_custom_object(GROUP, VERSION, plural, body)
-    except client.ApiException as error:
-        if error.status != 409:
-            raise
-
-
 @pytest.fixture
 def queue(kueue: Kueue, jobs: Jobs, request: pytest.FixtureRequest) -> Any:
     """A LocalQueue in the test's namespace, feeding a ClusterQueue of its own; returns a function that
     creates it with a CPU quota and preemption policy."""
     custom = client.CustomObjectsApi(jobs.core.api_client)
-    _create(custom, "resourceflavors", {"kind": "ResourceFlavor", "metadata": {"name": FLAVOR}})
+    create_object(custom, "resourceflavors", {"kind": "ResourceFlavor", "metadata": {"name": FLAVOR}})
     cluster_queue = f"cq-{jobs.namespace}"[:63]
 
     def make(cpu: str, preemption: dict[str, Any] | None = None, flavor: str = FLAVOR) -> str:
@@ -73,12 +61,12 @@ def queue(kueue: Kueue, jobs: Jobs, request: pytest.FixtureRequest) -> Any:
         }
         if preemption:
             spec["preemption"] = preemption
-        _create(
+        create_object(
             custom,
             "clusterqueues",
             {"kind": "ClusterQueue", "metadata": {"name": cluster_queue}, "spec": spec},
         )
-        _create(
+        create_object(
             custom,
             "localqueues",
             {"kind": "LocalQueue", "metadata": {"name": "lq"}, "spec": {"clusterQueue": cluster_queue}},
@@ -168,7 +156,7 @@ def test_a_higher_priority_job_preempts_a_lower_one_which_resumes_from_its_check
 ) -> None:
     custom = client.CustomObjectsApi(jobs.core.api_client)
     for name, value in (("datajob-low", 10), ("datajob-high", 1000)):
-        _create(
+        create_object(
             custom,
             "workloadpriorityclasses",
             {"kind": "WorkloadPriorityClass", "metadata": {"name": name}, "value": value},
@@ -229,7 +217,7 @@ def test_kueue_admits_fewer_workers_when_min_workers_allows_on_the_flavors_nodes
     custom = client.CustomObjectsApi(jobs.core.api_client)
     flavor = {"kind": "ResourceFlavor", "metadata": {"name": "datajob-agents"}}
     flavor["spec"] = {"nodeLabels": {AGENT_NODE_LABEL: "true"}}
-    _create(custom, "resourceflavors", flavor)
+    create_object(custom, "resourceflavors", flavor)
     lq = queue(cpu="100m", flavor="datajob-agents")  # room for one 100m worker of the two asked for
     job = queued_job("partial", tmp_path, lq, workers=2, minWorkers=1)
     jobs.create(job)

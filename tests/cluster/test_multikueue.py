@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 import structlog
-import yaml
 from kubernetes import client
 
 from datajob_testenv.cluster_loss import (
@@ -29,10 +28,10 @@ from datajob_testenv.cluster_loss import (
     wait_phase,
 )
 from datajob_testenv.datajobs import data_digest
+from datajob_testenv.localjobs import run_locally
 from datajob_testenv.multikueue import MultiKueueClusters
 from datajob_testenv.objectstore import ObjectStore
 from datajob_testenv.processes import wait_for
-from datajob_worker.cli import main as datajob_cli
 
 log = structlog.get_logger(__name__)
 
@@ -54,19 +53,12 @@ def local_digest(job: Submitted, store: ObjectStore, work: Path) -> str:
     local = json.loads(json.dumps(job.manifest))
     local["metadata"].pop("labels")
     local["spec"].pop("managedBy")
-    local["spec"]["output"] = {"uri": str(work / "local-out")}
     local["spec"]["env"] = [
         {**e, "value": str(work / "local-tally")} if e["name"] == "TALLY_FILE" else e
         for e in local["spec"]["env"]
         if e["name"] != "RECORD_DELAY"
     ]
-    (work / "local.yaml").write_text(yaml.safe_dump(local))
-    with pytest.MonkeyPatch.context() as env:
-        for key, value in store.credentials.items():
-            env.setenv(key, value)
-        env.setenv("XDG_CACHE_HOME", str(work / "cache"))
-        assert datajob_cli(["run", str(work / "local.yaml")]) == 0
-    return data_digest(work / "local-out")
+    return data_digest(run_locally(local, store, work))
 
 
 def cluster_digest(job: Submitted, store: ObjectStore, work: Path) -> str:

@@ -9,9 +9,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-import yaml
-
 from datajob_testenv.datajobs import (
     JOB_FILES_KEPT,
     Jobs,
@@ -23,11 +20,10 @@ from datajob_testenv.datajobs import (
     shards_ledger,
     write_inputs,
 )
-from datajob_testenv.localjobs import markers
+from datajob_testenv.localjobs import markers, run_locally
 from datajob_testenv.nodeagent import SIGNAL_ANNOTATION
 from datajob_testenv.objectstore import ObjectStore
 from datajob_testenv.operator_process import OperatorProcess
-from datajob_worker.cli import main as datajob
 
 
 def upload(store: ObjectStore, source: Path, url: str) -> None:
@@ -72,20 +68,6 @@ def kill_a_running_worker(jobs: Jobs, name: str) -> None:
         p for p in jobs.pods(name) if p.status.phase == "Running" and not p.metadata.deletion_timestamp
     )
     kill(jobs, victim.metadata.name)
-
-
-def run_locally(manifest: dict[str, Any], store: ObjectStore, tmp_path: Path) -> Path:
-    """The same manifest in local mode, with the user's credentials from the environment and a POSIX
-    output (``tmp_path/local-out``, returned)."""
-    local = json.loads(json.dumps(manifest))
-    local["spec"]["output"] = {"uri": str(tmp_path / "local-out")}
-    (tmp_path / "job.yaml").write_text(yaml.safe_dump(local))
-    with pytest.MonkeyPatch.context() as env:
-        for key, value in store.credentials.items():
-            env.setenv(key, value)
-        env.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
-        assert datajob(["run", str(tmp_path / "job.yaml")]) == 0
-    return tmp_path / "local-out"
 
 
 def restarted(times: int) -> Callable[[dict[str, Any]], bool]:

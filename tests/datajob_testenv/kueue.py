@@ -176,6 +176,21 @@ class Kueue:
         wait_for(defaulting_works, 60, "kueue webhooks answering")
 
 
+def create_object(
+    custom: client.CustomObjectsApi, plural: str, body: dict[str, Any], namespace: str = ""
+) -> None:
+    """A Kueue object (ResourceFlavor, ClusterQueue, LocalQueue, ...), unless it exists already."""
+    body = {"apiVersion": f"{GROUP}/{VERSION}", **body}
+    try:
+        if namespace:
+            custom.create_namespaced_custom_object(GROUP, VERSION, namespace, plural, body)
+        else:
+            custom.create_cluster_custom_object(GROUP, VERSION, plural, body)
+    except ApiException as error:
+        if error.status != 409:
+            raise
+
+
 def _established(extensions: client.ApiextensionsV1Api, name: str) -> bool:
     crd: Any = extensions.read_custom_resource_definition(name)
     return any(c.type == "Established" and c.status == "True" for c in crd.status.conditions or [])

@@ -7,9 +7,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
+from datajob_worker.cli import main as datajob
 from datajob_worker.runtime import OutputDir
+
+from .objectstore import ObjectStore
 
 DATAJOB = [sys.executable, "-m", "datajob_worker.cli"]
 
@@ -64,3 +68,17 @@ def committed_text(output: OutputDir, shard: int) -> str:
     record = output.committer.committed(shard)
     assert record is not None, f"shard {shard} has no commit record"
     return output.store.read_text(record["objects"]["part"]["object"])
+
+
+def run_locally(manifest: dict[str, Any], store: ObjectStore, tmp_path: Path) -> Path:
+    """The same manifest in local mode, with the user's credentials from the environment and a POSIX
+    output (``tmp_path/local-out``, returned)."""
+    local = json.loads(json.dumps(manifest))
+    local["spec"]["output"] = {"uri": str(tmp_path / "local-out")}
+    (tmp_path / "job.yaml").write_text(yaml.safe_dump(local))
+    with pytest.MonkeyPatch.context() as env:
+        for key, value in store.credentials.items():
+            env.setenv(key, value)
+        env.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+        assert datajob(["run", str(tmp_path / "job.yaml")]) == 0
+    return tmp_path / "local-out"

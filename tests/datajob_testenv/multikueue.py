@@ -29,7 +29,7 @@ from kubernetes.client.rest import ApiException
 from .cluster import TestCluster
 from .controlplane import ControlPlane
 from .kube import Kubectl
-from .kueue import GROUP, KUEUE_NAMESPACE, VERSION, Kueue
+from .kueue import GROUP, KUEUE_NAMESPACE, VERSION, Kueue, create_object
 from .nodes import AGENT_NODE
 from .operator_process import OperatorProcess, storage_access
 from .processes import wait_for
@@ -161,7 +161,7 @@ class MultiKueueClusters:
                     core.create_namespaced_secret(
                         namespace, {"metadata": {"name": secret}, "type": "Opaque", "stringData": data}
                     )
-            _create(
+            create_object(
                 client.CustomObjectsApi(self.api(name)),
                 "localqueues",
                 {"kind": "LocalQueue", "metadata": {"name": QUEUE}, "spec": {"clusterQueue": QUEUE}},
@@ -187,8 +187,8 @@ class MultiKueueClusters:
         ).start()
         self._start_operator("manager", self.manager.state.kubeconfig if self.manager.state else "")
         custom = client.CustomObjectsApi(self.manager.api_client())
-        _create(custom, "resourceflavors", {"kind": "ResourceFlavor", "metadata": {"name": FLAVOR}})
-        _create(custom, "clusterqueues", _cluster_queue(cpu="64", check=CHECK))
+        create_object(custom, "resourceflavors", {"kind": "ResourceFlavor", "metadata": {"name": FLAVOR}})
+        create_object(custom, "clusterqueues", _cluster_queue(cpu="64", check=CHECK))
 
     def _start_worker(self, name: str, cluster: TestCluster) -> None:
         # No kwok nodes: the node agent is the worker cluster's one node, and it runs real processes.
@@ -198,8 +198,8 @@ class MultiKueueClusters:
         Kueue(cluster.control_plane, cluster.directory / "kueue").start()
         self._start_operator(name, cluster.kubeconfig)
         custom = client.CustomObjectsApi(cluster.api_client())
-        _create(custom, "resourceflavors", {"kind": "ResourceFlavor", "metadata": {"name": FLAVOR}})
-        _create(custom, "clusterqueues", _cluster_queue(cpu="8"))
+        create_object(custom, "resourceflavors", {"kind": "ResourceFlavor", "metadata": {"name": FLAVOR}})
+        create_object(custom, "clusterqueues", _cluster_queue(cpu="8"))
 
     def _install_crd(self, kubeconfig: str) -> None:
         kubectl = Kubectl(kubeconfig)
@@ -230,7 +230,7 @@ class MultiKueueClusters:
                     KUEUE_NAMESPACE,
                     {"metadata": {"name": secret}, "stringData": {"kubeconfig": inline_kubeconfig(path)}},
                 )
-            _create(
+            create_object(
                 custom,
                 "multikueueclusters",
                 {
@@ -239,7 +239,7 @@ class MultiKueueClusters:
                     "spec": {"clusterSource": {"kubeConfig": {"locationType": "Secret", "location": secret}}},
                 },
             )
-        _create(
+        create_object(
             custom,
             "multikueueconfigs",
             {
@@ -248,7 +248,7 @@ class MultiKueueClusters:
                 "spec": {"clusters": list(self.workers)},
             },
         )
-        _create(
+        create_object(
             custom,
             "admissionchecks",
             {
@@ -299,15 +299,3 @@ def _cluster_queue(cpu: str, check: str | None = None) -> dict[str, Any]:
 def _active(obj: dict[str, Any]) -> bool:
     conditions = (obj.get("status") or {}).get("conditions") or []
     return any(c.get("type") == "Active" and c.get("status") == "True" for c in conditions)
-
-
-def _create(custom: client.CustomObjectsApi, plural: str, body: dict[str, Any], namespace: str = "") -> None:
-    body = {"apiVersion": f"{GROUP}/{VERSION}", **body}
-    try:
-        if namespace:
-            custom.create_namespaced_custom_object(GROUP, VERSION, namespace, plural, body)
-        else:
-            custom.create_cluster_custom_object(GROUP, VERSION, plural, body)
-    except ApiException as error:
-        if error.status != 409:
-            raise
