@@ -151,9 +151,8 @@ class JobController:
         status = job.get("status") or {}
         spec = job["spec"]
         if status.get("phase") in (Phase.SUCCEEDED, Phase.FAILED) and "ledger" not in status:
-            if (
-                status.get("phase") == Phase.FAILED
-            ):  # failed before it started: a Workload must not hold quota
+            if status.get("phase") == Phase.FAILED:
+                # It failed before it started: a Workload made for it must not hold quota.
                 self.kueue.finish_failed(job, str(status.get("message") or ""))
             self._lineage(job)
             return self._after_finish(job)
@@ -549,6 +548,8 @@ class JobController:
         layout = Layout.for_spec(len(plan), spec)
         if not spec["output"].get("resume"):
             return JobState(layout.ledger(), batch=self.runtime.batch)
+        if self.runtime.resumed is not None:  # rebuilt by an earlier pass whose status write did not land
+            return state_codec.decode(self.runtime.resumed)
         store = self.storage.output_store(job)
         if store is None:
             # Unchecked, a changed input would meet old commit records shard by shard: refused instead.
@@ -556,13 +557,11 @@ class JobController:
                 f"spec.output.resume: the operator cannot see {spec['output']['uri']} to rebuild the ledger "
                 "from it; mount that volume into the operator (under a storage root) or use an s3:// output"
             )
-        if self.runtime.resumed is not None:  # rebuilt by an earlier pass whose status write did not land
-            return state_codec.decode(self.runtime.resumed)
         inputs = list_job_inputs(job, self.storage)  # their versions: a rewritten object is another input
         rebuilt = ledger_recovery.resume(store, output_owner(job), layout, plan, inputs)
         if rebuilt.found_work and not self.runtime.told_resumed:
             self.runtime.told_resumed = True
-            self.jobs.post_event(job, "Normal", "ResumedFromStorage", rebuilt.summary(layout.ledger().total))
+            self.jobs.post_event(job, "Normal", "ResumedFromStorage", rebuilt.summary())
         state = JobState(rebuilt.ledger, batch=self.runtime.batch)
         state.records, state.bytes, state.skipped = rebuilt.records, rebuilt.bytes, rebuilt.skipped
         self.runtime.resumed = state_codec.encode(state)

@@ -1076,7 +1076,7 @@ MULTIKUEUE_RESUME_MESSAGE = (
     "after a lost cluster or an eviction would be refused its own output (OutputInUse)"
 )
 OPERATOR_MANAGER = "datajob.dev/operator"  # spec.managedBy's value for this operator (also when unset)
-MULTIKUEUE_MANAGER = "kueue.x-k8s.io/multikueue"  # the manager cluster's copy (cluster.queueing.MULTIKUEUE)
+MULTIKUEUE_MANAGER = "kueue.x-k8s.io/multikueue"  # a MultiKueue manager cluster's copy (cluster.queueing)
 INCREMENTAL_OVERWRITE_MESSAGE = (
     "spec.output.overwrite cannot be set with spec.input.incremental or spec.mode Continuous: every run "
     "would clear the batch log; to start afresh, delete the output or use another (locally: datajob run "

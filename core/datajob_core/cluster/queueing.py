@@ -20,11 +20,12 @@ from datetime import datetime
 from typing import Any
 
 from datajob_core.api.conditions import set_condition
+from datajob_core.api.models import MULTIKUEUE_MANAGER
 
 QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 # MultiKueue (docs/operations.md, "Multiple clusters"): the manager cluster's copy of a DataJob is managed by
 # Kueue; the copy Kueue makes in a worker cluster names the Workload it already made and admitted there.
-MULTIKUEUE = "kueue.x-k8s.io/multikueue"
+MULTIKUEUE = MULTIKUEUE_MANAGER
 PREBUILT_LABEL = "kueue.x-k8s.io/prebuilt-workload-name"
 JOB_UID_LABEL = "kueue.x-k8s.io/job-uid"
 PRIORITY_LABEL = "kueue.x-k8s.io/priority-class"  # a Kueue WorkloadPriorityClass

@@ -11,8 +11,9 @@ names and attempt logs carry the attempt numbers already issued. From those, a n
 - after this job's ``_SUCCESS``, every map and reduce task is (their records were removed with the
   scratch): only the job-commit task runs, and it adopts the published result;
 - any other shard with evidence (a checkpoint or an issued attempt) goes back to PENDING as a retry that
-  resumes from its newest readable checkpoint, numbered after every attempt seen, so no attempt number,
-  checkpoint name or attempt prefix is ever reused;
+  resumes from its newest readable checkpoint, numbered after every attempt seen, so no attempt number or
+  checkpoint name the earlier run issued is issued again (two runs working at once can still issue the same
+  numbers to each other: each checkpoint file stays self-consistent, so that costs progress only);
 - shards above every piece of evidence stay fresh, so the status holds only the exceptional entries, as
   always.
 
@@ -67,10 +68,10 @@ class Rebuilt:
     def found_work(self) -> bool:
         return bool(self.committed or self.resumed or self.restarted)
 
-    def summary(self, total: int) -> str:
+    def summary(self) -> str:
         return (
-            f"continuing an earlier run found in the output: {self.committed} of {total} tasks already "
-            f"committed, {self.resumed} resume from a checkpoint, {self.restarted} start again"
+            f"continuing an earlier run found in the output: {self.committed} of {self.ledger.total} tasks "
+            f"already committed, {self.resumed} resume from a checkpoint, {self.restarted} start again"
         )
 
 
