@@ -378,7 +378,10 @@ class LocalRun:
         if now < self.next_kill:
             return
         self.next_kill = now + self.random.expovariate(1 / self.kill_every)
-        busy = [w for w in self.workers.values() if w.process.poll() is None and not w.terminating]
+        # Not one killed already: it can read as alive (poll() is None) until the kernel has torn it down,
+        # and a second kill of it would be counted as a second disruption the job never saw.
+        alive = [w for w in self.workers.values() if w.process.poll() is None]
+        busy = [w for w in alive if not w.terminating and not w.injected]
         if busy:
             victim = self.random.choice(busy)
             victim.injected = True
