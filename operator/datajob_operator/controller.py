@@ -557,7 +557,10 @@ class JobController:
                 f"spec.output.resume: the operator cannot see {spec['output']['uri']} to rebuild the ledger "
                 "from it; mount that volume into the operator (under a storage root) or use an s3:// output"
             )
-        inputs = list_job_inputs(job, self.storage)  # their versions: a rewritten object is another input
+        # The objects' versions (a rewritten object is another input), from the listing the plan was made of.
+        inputs, self.runtime.listed = self.runtime.listed, None
+        if inputs is None:  # the plan was read back from its ConfigMaps (an operator restart)
+            inputs = list_job_inputs(job, self.storage)
         rebuilt = ledger_recovery.resume(store, output_owner(job), layout, plan, inputs)
         if rebuilt.found_work and not self.runtime.told_resumed:
             self.runtime.told_resumed = True

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from datajob_core.data.planning import InputFile
 from datajob_core.shards import progress
 from datajob_core.storage.checkpoint_store import CheckpointCollector
 
@@ -21,6 +22,9 @@ class JobRuntime:
     told_unqueued: bool = False  # the NotQueued event was posted (a MultiKueue job without a queue)
     # spec.output.resume: the ledger rebuilt from the output (state_codec form), until the status holds it.
     resumed: dict[str, Any] | None = None
+    # The input as planning listed it this pass: the resume check takes the objects' versions from the very
+    # listing the plan was made from (one listing, not two that could differ).
+    listed: list[InputFile] | None = None
     rbac_leases: frozenset[str] = frozenset()
     leases_created: set[str] = field(default_factory=set)
     last_assignment: dict[str, str] = field(default_factory=dict)

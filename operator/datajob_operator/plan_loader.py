@@ -49,6 +49,8 @@ def load_plan(
     if index is None:
         try:
             files = list_job_inputs(job, storage)
+            if job["spec"]["output"].get("resume"):  # JobController._new_state checks the plan against it
+                runtime.listed = files
         except PlanError as error:
             if not (increments.is_incremental(job["spec"]) and nothing_matched(error)):
                 raise
