@@ -559,7 +559,7 @@ class JobController:
             )
         # The objects' versions (a rewritten object is another input), from the listing the plan was made of.
         inputs, self.runtime.listed = self.runtime.listed, None
-        if inputs is None:  # the plan was read back from its ConfigMaps (an operator restart)
+        if inputs is None:  # the plan was read back after a restart, or an earlier pass used that listing
             inputs = list_job_inputs(job, self.storage)
         rebuilt = ledger_recovery.resume(store, output_owner(job), layout, plan, inputs)
         if rebuilt.found_work and not self.runtime.told_resumed:
